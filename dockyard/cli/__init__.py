@@ -1,0 +1,1 @@
+"""The `dockyard` command: parse, call the server (or the local workspace), render."""

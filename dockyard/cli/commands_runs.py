@@ -1,0 +1,376 @@
+"""`launch`, `serve`, `trigger`, `run-pipeline`, `cancel`, `logs`, `job …`, `job-run …`."""
+
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockyard.cli import output
+from dockyard.cli.client import Client
+from dockyard.cli.commands_workspace import client_for, show_deploy
+from dockyard.cli.deploy import DeployOptions, deploy
+from dockyard.errors import InvalidInput, Unavailable
+
+POLL_S = 0.3
+SERVE_WAIT_S = 120.0
+TERMINAL = ("completed", "failed", "cancelled", "skipped")
+
+
+def register(cli: click.Group) -> None:
+    for command in (launch, serve, trigger, run_pipeline, cancel, logs, job, job_run):
+        cli.add_command(command)
+
+
+def _trigger(
+    client: Client, selectors: list[str], refresh: bool = False, dry_run: bool = False
+) -> dict[str, Any]:
+    body = {"selectors": selectors, "refresh": refresh, "dry_run": dry_run}
+    result: dict[str, Any] = client.post(f"{client.ws}/trigger", body)
+    return result
+
+
+def _deploy_script(client: Client, script: str, fmt: str) -> str:
+    """Ad-hoc deploy of one file; returns the job ref it became."""
+    result = deploy(client, DeployOptions(Path.cwd().resolve(), script=script))
+    if fmt != "json":
+        show_deploy(result, client, fmt, False)
+    refs = result.plan.refs("added") + result.plan.refs("updated")
+    module = Path(script).stem
+    own = [
+        r
+        for r in result.manifest.get("jobs", [])
+        if r["entry_point"]["module"].split(".")[-1] == module
+    ]
+    if own:
+        return str(own[0]["job_ref"])
+    if refs:
+        return refs[0]
+    raise InvalidInput(f"{script} did not become a job; is it a dlt script?")
+
+
+def _start(client: Client, target: str, refresh: bool, fmt: str) -> dict[str, Any]:
+    if target.endswith(".py"):
+        target = _deploy_script(client, target, fmt)
+    result = _trigger(client, [target], refresh)
+    return dict(result["triggered"][0])
+
+
+def follow(client: Client, run_id: str, out: Any = None) -> dict[str, Any]:
+    """Print the run's log as it grows until the run ends; return the final run."""
+    offset = 0
+    while True:
+        chunk = client.get(f"/api/v1/runs/{run_id}/logs", offset=offset)
+        for line in chunk["lines"]:
+            click.echo(output.log_line(line), file=out)
+        offset = chunk["next_offset"]
+        if chunk["done"] and not chunk["lines"]:
+            run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}")
+            return run
+        if not chunk["lines"]:
+            time.sleep(POLL_S)
+
+
+def _finish(run: dict[str, Any]) -> None:
+    reason = f" ({run['reason']})" if run.get("reason") else ""
+    click.echo(f"run #{run['number']} of {run['job_ref']}: {run['status']}{reason}", err=True)
+    if run["status"] != "completed":
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("target")
+@click.option("-f", "--follow", "follow_logs", is_flag=True, help="Follow the run's log.")
+@click.option("--refresh", is_flag=True, help="Run with refresh (full reload).")
+@output.workspace_option
+@output.output_option
+def launch(
+    target: str, follow_logs: bool, refresh: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """Start a job now (a job name, or a script.py deployed ad hoc first)."""
+    client = client_for(workspace)
+    started = _start(client, target, refresh, output_fmt)
+    if not follow_logs:
+        if output_fmt == "json":
+            output.emit_json(started)
+        else:
+            click.echo(
+                f"started run #{started['number']} of {started['job_ref']} ({started['run_id']})"
+            )
+        return
+    run = follow(client, started["run_id"], sys.stderr if output_fmt == "json" else None)
+    if output_fmt == "json":
+        output.emit_json(run)
+    _finish(run)
+
+
+@click.command()
+@click.argument("target")
+@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@output.workspace_option
+@output.output_option
+def serve(target: str, follow_logs: bool, workspace: str | None, output_fmt: str) -> None:
+    """Start an interactive job (or script) and print where it listens."""
+    client = client_for(workspace)
+    started = _start(client, target, False, output_fmt)
+    run = _wait_listening(client, started["run_id"])
+    port = (run.get("entry_point") or {}).get("run_args", {}).get("port")
+    url = f"http://127.0.0.1:{port}/"
+    if output_fmt == "json":
+        output.emit_json({**run, "url": url})
+    else:
+        click.echo(f"{run['job_ref']} run #{run['number']} listening on {url}")
+    if follow_logs:
+        _finish(follow(client, run["run_id"]))
+
+
+def _wait_listening(client: Client, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + SERVE_WAIT_S
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}")
+        if run["status"] in TERMINAL:
+            raise Unavailable(
+                f"the job ended before it served anything: {run['status']}"
+                f" ({run.get('reason')}); `dockyard logs {run['job_ref']}`"
+            )
+        port = (run.get("entry_point") or {}).get("run_args", {}).get("port")
+        if run["status"] == "running" and port and _answers(int(port)):
+            return run
+        time.sleep(POLL_S)
+    raise Unavailable(f"the job did not start listening within {SERVE_WAIT_S:.0f}s")
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@click.command()
+@click.argument("selectors", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would start.")
+@click.option("--refresh", is_flag=True)
+@output.workspace_option
+@output.output_option
+def trigger(
+    selectors: tuple[str, ...], dry_run: bool, refresh: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """Start every job matched by the selectors (`tag:x`, `schedule:*`, `batch`, names, globs)."""
+    result = _trigger(client_for(workspace), list(selectors), refresh, dry_run)
+    if output_fmt == "json":
+        output.emit_json(result)
+        return
+    for entry in result["triggered"]:
+        number = f"#{entry['number']}" if entry.get("number") else ""
+        click.echo(f"{entry['status']:<14} {entry['job_ref']} {number} ({entry['trigger']})")
+
+
+@click.command("run-pipeline")
+@click.argument("pipeline_name")
+@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@click.option("--refresh", is_flag=True)
+@output.workspace_option
+@output.output_option
+def run_pipeline(
+    pipeline_name: str, follow_logs: bool, refresh: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """Start the job that delivers PIPELINE_NAME."""
+    client = client_for(workspace)
+    result = _trigger(client, [f"pipeline_name:{pipeline_name}"], refresh)
+    started = result["triggered"][0]
+    if not follow_logs:
+        if output_fmt == "json":
+            output.emit_json(result)
+        else:
+            click.echo(f"started run #{started['number']} of {started['job_ref']}")
+        return
+    _finish(follow(client, started["run_id"]))
+
+
+@click.command()
+@click.argument("selectors", nargs=-1, required=True)
+@output.workspace_option
+@output.output_option
+def cancel(selectors: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
+    """Cancel the active runs of the matched jobs."""
+    client = client_for(workspace)
+    result = client.post(f"{client.ws}/cancel", {"selectors": list(selectors)})
+    if output_fmt == "json":
+        output.emit_json(result)
+        return
+    for entry in result["cancelled"]:
+        click.echo(f"{entry['status']:<11} {entry['job_ref']} #{entry['number']}")
+    for ref in result["not_running"]:
+        click.echo(f"not running {ref}")
+
+
+def _run(client: Client, job_name: str, number: int | None) -> dict[str, Any]:
+    run: dict[str, Any] = client.get(f"{client.ws}/jobs/{job_name}/runs/{number or 0}")
+    return run
+
+
+def _logs(client: Client, job_name: str, number: int | None, follow_logs: bool, fmt: str) -> None:
+    run = _run(client, job_name, number)
+    if follow_logs:
+        _finish(follow(client, run["run_id"]))
+        return
+    chunk = client.get(f"/api/v1/runs/{run['run_id']}/logs")
+    if fmt == "json":
+        output.emit_json(chunk)
+        return
+    for line in chunk["lines"]:
+        click.echo(output.log_line(line))
+
+
+@click.command()
+@click.argument("job_name")
+@click.argument("number", type=int, required=False)
+@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@output.workspace_option
+@output.output_option
+def logs(
+    job_name: str, number: int | None, follow_logs: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """Logs of a job's latest run (or run NUMBER)."""
+    _logs(client_for(workspace), job_name, number, follow_logs, output_fmt)
+
+
+def _show_jobs(data: list[dict[str, Any]]) -> None:
+    output.table(
+        [
+            [
+                j["name"],
+                j["job_type"],
+                j["status"],
+                ", ".join(j["triggers_humanized"]) or "manual",
+                j["tags"],
+                (j["last_run"] or {}).get("status"),
+                output.when((j["last_run"] or {}).get("created_at")),
+            ]
+            for j in data
+        ],
+        ["job", "type", "status", "triggers", "tags", "last run", "at"],
+    )
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, required=True)
+@output.workspace_option
+@output.output_option
+def job(args: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
+    """`job list` or `job NAME info`."""
+    client = client_for(workspace)
+    if list(args) == ["list"]:
+        data = client.get(f"{client.ws}/jobs")
+        output.emit_json(data) if output_fmt == "json" else _show_jobs(data)
+        return
+    if len(args) == 2 and args[1] == "info":
+        data = client.get(f"{client.ws}/jobs/{args[0]}")
+        if output_fmt == "json":
+            output.emit_json(data)
+            return
+        output.kv(
+            [
+                ("job", data["job_ref"]),
+                ("type", data["job_type"]),
+                ("status", data["status"]),
+                ("description", data["description"]),
+                ("triggers", data["triggers_humanized"] or ["manual only"]),
+                ("default trigger", data["default_trigger"]),
+                ("tags", data["tags"]),
+                ("runs", data["run_count"]),
+                ("last run", _run_line(data["last_run"])),
+            ]
+        )
+        return
+    raise InvalidInput("usage: dockyard job list | dockyard job NAME info")
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "never"
+    return f"#{run['number']} {run['status']} at {output.when(run['created_at'])}"
+
+
+def _show_runs(data: list[dict[str, Any]]) -> None:
+    output.table(
+        [
+            [
+                r["job_ref"],
+                r["number"],
+                r["status"],
+                r["trigger"],
+                output.when(r["created_at"]),
+                r["exit_code"],
+                r["reason"],
+            ]
+            for r in data
+        ],
+        ["job", "#", "status", "trigger", "created", "exit", "reason"],
+    )
+
+
+@click.command("job-run")
+@click.argument("args", nargs=-1, required=True)
+@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@output.workspace_option
+@output.output_option
+def job_run(
+    args: tuple[str, ...], follow_logs: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """`job-run list [NAME|SELECTOR]` or `job-run NAME [N] info|logs|cancel`."""
+    client = client_for(workspace)
+    if args[0] == "list" and len(args) <= 2:
+        data = client.get(f"{client.ws}/runs", job=args[1] if len(args) == 2 else None)
+        output.emit_json(data) if output_fmt == "json" else _show_runs(data)
+        return
+    name, rest = args[0], list(args[1:])
+    number = int(rest.pop(0)) if rest and rest[0].isdigit() else None
+    action = rest[0] if rest else "info"
+    if len(rest) > 1 or action not in ("info", "logs", "cancel"):
+        raise InvalidInput("usage: dockyard job-run NAME [N] info|logs|cancel")
+    if action == "logs":
+        _logs(client, name, number, follow_logs, output_fmt)
+        return
+    run = _run(client, name, number)
+    if action == "cancel":
+        run = {**run, **client.post(f"/api/v1/runs/{run['run_id']}/cancel")}
+    if output_fmt == "json":
+        output.emit_json(run)
+        return
+    _show_run(run)
+
+
+def _show_run(run: dict[str, Any]) -> None:
+    output.kv(
+        [
+            (k, run.get(k))
+            for k in (
+                "job_ref",
+                "number",
+                "run_id",
+                "status",
+                "reason",
+                "trigger",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "exit_code",
+                "profile",
+                "deployment_version",
+                "configuration_version",
+                "interval_start",
+                "interval_end",
+                "refresh",
+            )
+        ]
+    )
+    if run.get("result"):
+        click.echo(f"result: {run['result']}")
+    for p in run.get("pipelines") or []:
+        tables = ", ".join(f"{t}={n}" for t, n in p["tables"].items())
+        click.echo(f"pipeline {p['pipeline']} → {p['destination']}/{p['dataset']}: {tables}")

@@ -1,0 +1,151 @@
+"""`dockyard server`, `login`, `logout`, `token …`."""
+
+import logging
+
+import click
+
+from dockyard.cli import config, output
+from dockyard.cli.client import Client
+from dockyard.settings import DEFAULT_PORT
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(server)
+    cli.add_command(login)
+    cli.add_command(logout)
+    cli.add_command(token)
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default ./.dockyard or DOCKYARD_DATA_DIR).",
+)
+@click.option(
+    "--db", "db_url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", type=int, default=None, help=f"Port (default {DEFAULT_PORT} or DOCKYARD_PORT)."
+)
+@click.option("--log-level", default="info", show_default=True)
+def server(
+    data_dir: str | None, db_url: str | None, host: str, port: int | None, log_level: str
+) -> None:
+    """Run the controller: API, git server, reconciler and runner in one process."""
+    import uvicorn
+
+    from dockyard.controller.core import Controller
+    from dockyard.logsetup import configure
+    from dockyard.settings import Settings
+    from dockyard.web.app import create_app
+
+    configure(log_level)
+    settings = Settings.from_env(data_dir=data_dir, db_url=db_url, host=host, port=port)
+    ctl = Controller(settings)
+    generated = ctl.bootstrap()
+    if generated:
+        click.echo("=" * 72, err=True)
+        click.echo("admin token (shown once, store it now; only its hash is kept):", err=True)
+        click.echo(f"  {generated}", err=True)
+        click.echo(f"  dockyard login --server {settings.base_url} --token {generated}", err=True)
+        click.echo("=" * 72, err=True)
+    click.echo(
+        f"dockyard server on {settings.base_url} (data in {settings.data_dir},"
+        f" API docs at {settings.base_url}/docs)",
+        err=True,
+    )
+    app = create_app(settings, ctl)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=logging.getLogger().level <= logging.DEBUG,
+    )
+
+
+@click.command()
+@click.option("--server", "server_url", required=True, help="e.g. http://127.0.0.1:8765")
+@click.option("--token", required=True)
+@click.option("-w", "--workspace", default=None, help="Default workspace to save.")
+def login(server_url: str, token: str, workspace: str | None) -> None:
+    """Check a server and token, and save them as the CLI's default."""
+    saved = config.load_saved()
+    target = config.Target(server_url.rstrip("/"), token, workspace or "default", False)
+    me = Client(target).get("/api/v1/me")
+    saved.update(server=server_url.rstrip("/"), token=token)
+    if workspace:
+        saved["workspace"] = workspace
+    path = config.save(saved)
+    click.echo(f"logged in to {server_url} as a {me['role']} token; saved to {path}")
+
+
+@click.command()
+def logout() -> None:
+    """Forget the saved server and token."""
+    saved = config.load_saved()
+    saved.pop("token", None)
+    saved.pop("server", None)
+    config.save(saved)
+    click.echo("logged out")
+
+
+@click.group()
+def token() -> None:
+    """API tokens (admin only): create, list, revoke."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["read", "deploy", "admin"]), default="deploy", show_default=True
+)
+@click.option("-w", "--workspace", default=None, help="Limit the token to one workspace.")
+@output.output_option
+def token_create(name: str, role: str, workspace: str | None, output_fmt: str) -> None:
+    """Create a token; it is printed once."""
+    client = Client(config.resolve())
+    data = client.post("/api/v1/tokens", {"name": name, "role": role, "workspace": workspace})
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(f"token {data['id']} ({data['role']}): {data['token']}")
+    click.echo("shown once: store it now", err=True)
+
+
+@token.command("list")
+@output.output_option
+def token_list(output_fmt: str) -> None:
+    data = Client(config.resolve()).get("/api/v1/tokens")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    output.table(
+        [
+            [
+                t["id"],
+                t["name"],
+                t["prefix"] + "…",
+                t["role"],
+                t["workspace"],
+                output.when(t["created_at"]),
+                output.when(t["revoked_at"]),
+            ]
+            for t in data
+        ],
+        ["id", "name", "prefix", "role", "workspace", "created", "revoked"],
+    )
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@output.output_option
+def token_revoke(token_id: int, output_fmt: str) -> None:
+    data = Client(config.resolve()).delete(f"/api/v1/tokens/{token_id}")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(f"token {token_id} revoked")

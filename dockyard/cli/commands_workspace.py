@@ -1,0 +1,293 @@
+"""`deploy`, `sync`, `deployment …`, `configuration …`, `workspace …`, `info`."""
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockyard.cli import config, output
+from dockyard.cli.client import Client
+from dockyard.cli.deploy import DeployOptions, DeployResult, deploy, sync_configuration
+
+
+def register(cli: click.Group) -> None:
+    for command in (deploy_cmd, deployment, configuration, workspace, info):
+        cli.add_command(command)
+    cli.add_command(deploy_cmd, name="sync")  # `sync` = code and configuration = deploy
+
+
+def client_for(workspace_name: str | None) -> Client:
+    return Client(config.resolve(workspace=workspace_name))
+
+
+def show_deploy(result: DeployResult, client: Client, fmt: str, show_manifest: bool) -> None:
+    if show_manifest:
+        from dockyard.controller import manifests
+
+        click.echo(manifests.dump_yaml(result.manifest), nl=False)
+        if fmt != "json":
+            return
+    if fmt == "json":
+        output.emit_json(result.as_dict())
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.created_workspace:
+        click.echo(f"created workspace {client.target.workspace!r} on {client.server}")
+    verb = "would" if result.dry_run else "did"
+    for kind in ("added", "updated", "archived"):
+        for ref in result.plan.refs(kind):
+            click.echo(f"  {kind:<9} {ref}")
+    unchanged = len(result.plan.refs("unchanged"))
+    if unchanged:
+        click.echo(f"  unchanged {unchanged} job(s)")
+    if result.committed is None and not result.changed_parts:
+        click.echo("nothing changed: no new version")
+    elif result.dry_run:
+        click.echo(
+            f"dry run: {verb} change {' and '.join(result.changed_parts)}; {result.plan.summary()}"
+        )
+    else:
+        click.echo(
+            f"deployed {output.short(result.committed)} to {client.target.workspace}:"
+            f" {result.plan.summary()}"
+        )
+    click.echo(
+        f"deployment version {output.short(result.deployment_version)},"
+        f" configuration version {output.short(result.configuration_version)}"
+    )
+
+
+def _deploy_options(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--dry-run", is_flag=True, help="Show the plan; commit nothing."),
+            click.option("--show-manifest", is_flag=True, help="Print the manifest YAML."),
+            click.option(
+                "--python",
+                "python",
+                default=None,
+                help="Interpreter of the workspace's environment.",
+            ),
+            click.option(
+                "--allow-plaintext-secrets",
+                is_flag=True,
+                help="Commit *.secrets.toml unencrypted (until encryption lands).",
+            ),
+            output.workspace_option,
+            output.output_option,
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@click.command("deploy")
+@_deploy_options
+def deploy_cmd(
+    dry_run: bool,
+    show_manifest: bool,
+    python: str | None,
+    allow_plaintext_secrets: bool,
+    workspace: str | None,
+    output_fmt: str,
+) -> None:
+    """Generate the manifest, plan, commit, push and wait until the server applied it."""
+    client = client_for(workspace)
+    options = DeployOptions(Path.cwd().resolve(), None, python, dry_run, allow_plaintext_secrets)
+    show_deploy(deploy(client, options), client, output_fmt, show_manifest)
+
+
+def _versions(kind: str, workspace_name: str | None, fmt: str) -> None:
+    client = client_for(workspace_name)
+    data = client.get(f"{client.ws}/{kind}s")
+    if fmt == "json":
+        output.emit_json(data)
+        return
+    output.table(
+        [
+            [v["version"][:12], output.when(v["created_at"]), v["message"].splitlines()[0]]
+            for v in data
+        ],
+        ["version", "created", "message"],
+    )
+
+
+@click.group()
+def deployment() -> None:
+    """Deployment versions (commits that changed code, manifest or requirements)."""
+
+
+@deployment.command("list")
+@output.workspace_option
+@output.output_option
+def deployment_list(workspace: str | None, output_fmt: str) -> None:
+    _versions("deployment", workspace, output_fmt)
+
+
+@deployment.command("info")
+@click.argument("sha", required=False)
+@output.workspace_option
+@output.output_option
+def deployment_info(sha: str | None, workspace: str | None, output_fmt: str) -> None:
+    client = client_for(workspace)
+    data = client.get(f"{client.ws}/deployments/{sha or 'latest'}")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    output.kv(
+        [
+            ("version", data["version"]),
+            ("created", output.when(data["created_at"])),
+            ("message", data["message"].splitlines()[0]),
+            ("previous", data["previous_version"]),
+            ("jobs", len(data["jobs"])),
+            ("changed files", len(data["changed_files"])),
+        ]
+    )
+    for kind in ("added", "updated", "archived"):
+        for ref in data["plan"][kind]:
+            click.echo(f"  {kind:<9} {ref}")
+
+
+@deployment.command("sync")
+@_deploy_options
+def deployment_sync(
+    dry_run: bool,
+    show_manifest: bool,
+    python: str | None,
+    allow_plaintext_secrets: bool,
+    workspace: str | None,
+    output_fmt: str,
+) -> None:
+    """Deploy code and manifest; keep the deployed configuration."""
+    client = client_for(workspace)
+    options = DeployOptions(
+        Path.cwd().resolve(),
+        None,
+        python,
+        dry_run,
+        allow_plaintext_secrets,
+        keep_configuration=True,
+    )
+    show_deploy(deploy(client, options), client, output_fmt, show_manifest)
+
+
+@click.group()
+def configuration() -> None:
+    """Configuration versions (commits that changed config/)."""
+
+
+@configuration.command("list")
+@output.workspace_option
+@output.output_option
+def configuration_list(workspace: str | None, output_fmt: str) -> None:
+    _versions("configuration", workspace, output_fmt)
+
+
+@configuration.command("info")
+@click.argument("sha", required=False)
+@output.workspace_option
+@output.output_option
+def configuration_info(sha: str | None, workspace: str | None, output_fmt: str) -> None:
+    client = client_for(workspace)
+    data = client.get(f"{client.ws}/configurations/{sha or 'latest'}")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    output.kv(
+        [
+            ("version", data["version"]),
+            ("created", output.when(data["created_at"])),
+            ("profiles", data["profiles"]),
+        ]
+    )
+    for file in data["files"]:
+        click.echo(f"  {file['name']}: {', '.join(file['keys']) or '(no keys)'}")
+
+
+@configuration.command("sync")
+@click.option("--dry-run", is_flag=True)
+@click.option("--allow-plaintext-secrets", is_flag=True)
+@output.workspace_option
+@output.output_option
+def configuration_sync(
+    dry_run: bool, allow_plaintext_secrets: bool, workspace: str | None, output_fmt: str
+) -> None:
+    """Commit the local .dlt configuration on top of the deployed code."""
+    client = client_for(workspace)
+    result = sync_configuration(client, Path.cwd().resolve(), dry_run, allow_plaintext_secrets)
+    show_deploy(result, client, output_fmt, False)
+
+
+@click.group()
+def workspace() -> None:
+    """Workspaces on the server: create, list, switch the CLI's default."""
+
+
+@workspace.command("create")
+@click.argument("name")
+@output.output_option
+def workspace_create(name: str, output_fmt: str) -> None:
+    data = client_for(name).post("/api/v1/workspaces", {"name": name})
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(f"workspace {name!r} created")
+
+
+@workspace.command("list")
+@output.output_option
+def workspace_list(output_fmt: str) -> None:
+    data = client_for(None).get("/api/v1/workspaces")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    current = config.resolve().workspace
+    output.table(
+        [
+            [
+                "*" if w["name"] == current else "",
+                w["name"],
+                output.short(w["deployment_version"]),
+                output.short(w["configuration_version"]),
+            ]
+            for w in data
+        ],
+        ["", "name", "deployment", "configuration"],
+    )
+
+
+@workspace.command("switch")
+@click.argument("name")
+def workspace_switch(name: str) -> None:
+    """Make NAME the CLI's default workspace."""
+    client_for(name).get(f"/api/v1/workspaces/{name}")
+    saved = config.load_saved()
+    saved["workspace"] = name
+    config.save(saved)
+    click.echo(f"default workspace is now {name!r}")
+
+
+@click.command()
+@output.workspace_option
+@output.output_option
+def info(workspace: str | None, output_fmt: str) -> None:
+    """The workspace: versions, jobs, active runs."""
+    client = client_for(workspace)
+    data = client.get(client.ws)
+    data["server"] = client.server
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    output.kv(
+        [
+            ("server", client.server),
+            ("workspace", data["name"]),
+            ("deployment version", data["deployment_version"]),
+            ("configuration version", data["configuration_version"]),
+            ("jobs", data["jobs"]),
+            ("active runs", data["active_runs"]),
+            ("reconcile error", data["reconcile_error"]),
+        ]
+    )

@@ -1,0 +1,198 @@
+"""`dockyard deploy` (and the ad-hoc deploy behind `launch script.py` / `serve script.py`).
+
+Inspect the workspace in its own Python, validate the manifest, plan against the deployed
+HEAD with the controller's own `planning.plan`, then commit, push and wait until the server
+has reconciled that commit.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockyard.cli import gitpush, workspace
+from dockyard.cli.client import Client
+from dockyard.controller import gitstore, manifests, planning
+from dockyard.controller.gitstore import FileEntry
+from dockyard.errors import DockyardError, NotFound, Unavailable
+
+RECONCILE_WAIT_S = 120.0
+
+
+@dataclass
+class DeployResult:
+    plan: planning.Plan
+    manifest: dict[str, Any]
+    deployment_version: str | None
+    configuration_version: str | None
+    committed: str | None
+    created_workspace: bool = False
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    changed_parts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.as_dict(),
+            "deployment_version": self.deployment_version,
+            "configuration_version": self.configuration_version,
+            "commit": self.committed,
+            "dry_run": self.dry_run,
+            "changed": self.changed_parts,
+            "warnings": self.warnings,
+            "workspace_created": self.created_workspace,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOptions:
+    root: Path
+    script: str | None = None
+    python: str | None = None
+    dry_run: bool = False
+    allow_plaintext_secrets: bool = False
+    keep_configuration: bool = False
+
+
+def deploy(client: Client, options: DeployOptions) -> DeployResult:
+    worker_args, _ad_hoc = workspace.deployment_target(options.root, options.script)
+    python = workspace.find_python(options.root, options.python)
+    with workspace.inspect(options.root, python, worker_args) as seen:
+        workspace.check_files(seen, options.allow_plaintext_secrets)
+        manifest = manifests.canonical(seen.manifest)
+        # dlt's own validator already ran inside the worker; the schema is dockyard's part
+        manifests.validate_schema(manifest)
+        exists = _workspace_exists(client)
+        mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
+        head = mirror.fetch() if exists else None
+        old = mirror.manifest(head)
+        if seen.ad_hoc:
+            manifest = planning.merge_ad_hoc(old, manifest)
+        plan = planning.plan(old, manifest)
+        if old is not None and manifests.canonical(old) == manifest:
+            manifest = old  # same content: keep the deployed blob byte for byte
+        files = gitpush.deploy_files(
+            seen.stage, seen.files, seen.config, manifest, seen.requirements
+        )
+        if options.keep_configuration:  # `deployment sync`: code only
+            files = _replace_config(files, mirror.files(head))
+        sha = mirror.commit(files, head, _message(plan, seen.ad_hoc, options.script))
+        result = DeployResult(
+            plan, manifest, None, None, sha, warnings=seen.warnings, dry_run=options.dry_run
+        )
+        if sha is None:
+            return _current(client, result, exists)
+        result.changed_parts = mirror.changed_parts(sha, head)
+        if options.dry_run:
+            current = _current(client, result, exists)
+            if "code" in result.changed_parts:
+                current.deployment_version = None
+            if "configuration" in result.changed_parts:
+                current.configuration_version = None
+            current.committed = None
+            return current
+        if not exists:
+            client.post("/api/v1/workspaces", {"name": client.target.workspace})
+            result.created_workspace = True
+        _push(client, mirror, sha, result)
+    return result
+
+
+def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult) -> None:
+    mirror.push(sha)
+    applied = wait_reconciled(client, sha)
+    result.deployment_version = applied.get("deployment_version")
+    result.configuration_version = applied.get("configuration_version")
+
+
+def _replace_config(
+    files: dict[str, FileEntry], other: dict[str, FileEntry]
+) -> dict[str, FileEntry]:
+    prefix = gitstore.CONFIG + "/"
+    kept = {p: e for p, e in files.items() if not p.startswith(prefix)}
+    kept.update({p: e for p, e in other.items() if p.startswith(prefix)})
+    return kept
+
+
+def sync_configuration(
+    client: Client, root: Path, dry_run: bool, allow_plaintext_secrets: bool
+) -> DeployResult:
+    """`configuration sync`: commit the local `.dlt` configuration on top of the deployed code."""
+    config = workspace.configuration_files(root)
+    workspace.check_secrets(config, allow_plaintext_secrets)
+    if not _workspace_exists(client):
+        raise NotFound(f"workspace {client.target.workspace} does not exist; run `dockyard deploy`")
+    mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
+    head = mirror.fetch()
+    manifest = mirror.manifest(head)
+    if head is None or manifest is None:
+        raise NotFound("nothing is deployed yet; run `dockyard deploy` first")
+    local = {
+        f"{gitstore.CONFIG}/{e['path'].removeprefix('.dlt/')}": FileEntry(
+            gitstore.MODE_FILE, (root / e["path"]).read_bytes()
+        )
+        for e in config
+    }
+    files = _replace_config(mirror.files(head), local)
+    plan = planning.plan(manifest, manifest)
+    sha = mirror.commit(files, head, "deploy: configuration changed\n")
+    result = DeployResult(plan, manifest, None, None, sha, dry_run=dry_run)
+    if sha is None or dry_run:
+        result = _current(client, result, True)
+        if sha is not None:
+            result.configuration_version, result.committed = None, None
+            result.changed_parts = ["configuration"]
+        return result
+    result.changed_parts = ["configuration"]
+    _push(client, mirror, sha, result)
+    return result
+
+
+def _workspace_exists(client: Client) -> bool:
+    try:
+        client.get(client.ws)
+    except NotFound:
+        return False
+    return True
+
+
+def _current(client: Client, result: DeployResult, exists: bool) -> DeployResult:
+    if exists:
+        info = client.get(client.ws)
+        result.deployment_version = info.get("deployment_version")
+        result.configuration_version = info.get("configuration_version")
+    return result
+
+
+def _message(plan: planning.Plan, ad_hoc: bool, script: str | None) -> str:
+    subject = f"deploy: {plan.summary()}"
+    if ad_hoc:
+        subject = f"deploy {script} (ad hoc): {plan.summary()}"
+    body = [
+        f"{kind}: {ref}" for kind in ("added", "updated", "archived") for ref in plan.refs(kind)
+    ]
+    return subject + ("\n\n" + "\n".join(body) if body else "") + "\n"
+
+
+def wait_reconciled(client: Client, sha: str, timeout: float = RECONCILE_WAIT_S) -> dict[str, Any]:
+    """Poll until the server has applied `sha` (the push event usually does it at once)."""
+    deadline = time.monotonic() + timeout
+    nudged = False
+    while True:
+        try:
+            applied: dict[str, Any] = client.get(f"{client.ws}/reconciliations/{sha}")
+            return applied
+        except NotFound as exc:
+            if "not reconciled" not in exc.message:
+                raise DockyardError(
+                    f"the server could not apply {sha[:12]}: {exc.message}"
+                ) from exc
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"the server did not reconcile {sha[:12]} within"
+                    f" {timeout:.0f}s; check `dockyard info`"
+                ) from exc
+            if not nudged and time.monotonic() > deadline - timeout + 2:
+                client.post(f"{client.ws}/reconcile")
+                nudged = True
+            time.sleep(0.1)

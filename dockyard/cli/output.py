@@ -1,0 +1,70 @@
+"""Rendering: `-o json` prints the data as JSON; otherwise a compact human form."""
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    text_rows = [[_cell(c) for c in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in text_rows)) if text_rows else len(h)
+        for i, h in enumerate(headers)
+    ]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in text_rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def when(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+def log_line(line: dict[str, Any]) -> str:
+    stamp = (line.get("t") or "")[11:19]
+    prefix = "» " if line.get("s") == "sys" else ""
+    return f"{stamp} {prefix}{line.get('m', '')}"
+
+
+def kv(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+def output_option(func: Any) -> Any:
+    return click.option(
+        "-o",
+        "--output",
+        "output_fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        help="Output format.",
+    )(func)
+
+
+def workspace_option(func: Any) -> Any:
+    return click.option(
+        "-w",
+        "--workspace",
+        default=None,
+        help="Workspace (default: DOCKYARD_WORKSPACE, then the saved one).",
+    )(func)

@@ -1,0 +1,142 @@
+"""Virtual environments for runs: one per requirements hash, built with uv, shared.
+
+The requirement set of a job is the workspace's default groups, plus the job's
+`require.dependency_groups`, plus its launcher's requirements, with dlt pinned to exactly the
+version the deployment was made with. Three packages dlt lists for every launcher are left
+out: the commercial `dlthub` (dockyard's shim makes `from dlt.hub import run` work without it)
+and `s3fs`/`botocore` (used by dlt only to upload run artifacts to a bucket, which dockyard does
+not configure). A workspace that needs any of them lists it in its own dependencies.
+"""
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from dockyard.controller import dltadapter
+from dockyard.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+READY = ".dockyard-ready"
+LEFT_OUT = {"dlthub", "s3fs", "botocore"}
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSpec:
+    python_version: str
+    requirements: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.python_version, sorted(self.requirements)])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _name(spec: str) -> str | None:
+    try:
+        return str(canonicalize_name(Requirement(spec).name))
+    except InvalidRequirement:
+        return None
+
+
+def env_spec(requirements: dict[str, Any], job_def: dict[str, Any]) -> EnvSpec:
+    """What a job's environment must hold, from `requirements.json` and the job definition."""
+    groups: dict[str, list[str]] = requirements.get("groups", {})
+    wanted = list(requirements.get("default_groups", ["main"]))
+    wanted += job_def.get("require", {}).get("dependency_groups", [])
+    specs: list[str] = []
+    for group in dict.fromkeys(wanted):
+        if group not in groups:
+            raise InvalidInput(
+                f"job {job_def['job_ref']} needs dependency group {group!r}, which the"
+                " workspace does not declare; add it to pyproject.toml [dependency-groups]"
+            )
+        specs += groups[group]
+    launcher = job_def["entry_point"]["launcher"]
+    specs += requirements.get("launcher_requirements", {}).get(launcher, [])
+    dlt_pin = dltadapter.dlt_requirement(requirements["dlt_version"])
+    kept = [s for s in dict.fromkeys(specs) if _name(s) not in LEFT_OUT | {"dlt"}]
+    return EnvSpec(str(requirements.get("python_version", "")), (dlt_pin, *kept))
+
+
+def find_python(version: str) -> str:
+    """An interpreter of `major.minor` on this machine (uv cannot download one here)."""
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not version or version == current:
+        return sys.executable
+    found = shutil.which(f"python{version}")
+    if found is None:
+        raise Unavailable(
+            f"the deployment needs Python {version}, which this server does not have;"
+            f" install python{version} here or deploy from a Python {current} environment"
+        )
+    return found
+
+
+def uv_bin() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+class EnvBuilder:
+    def __init__(self, envs_dir: Path) -> None:
+        self.envs_dir = envs_dir
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def path(self, spec: EnvSpec) -> Path:
+        return self.envs_dir / spec.key
+
+    def python(self, spec: EnvSpec) -> Path:
+        return self.path(spec) / "bin" / "python"
+
+    def is_ready(self, spec: EnvSpec) -> bool:
+        return (self.path(spec) / READY).exists()
+
+    def ensure(self, spec: EnvSpec, sink: LineSink) -> Path:
+        """Build the environment unless it exists; return its interpreter."""
+        with self._guard:
+            lock = self._locks.setdefault(spec.key, threading.Lock())
+        with lock:
+            if not self.is_ready(spec):
+                self._build(spec, sink)
+        return self.python(spec)
+
+    def _build(self, spec: EnvSpec, sink: LineSink) -> None:
+        target = self.path(spec)
+        if target.exists():
+            shutil.rmtree(target)  # a half-built environment from an interrupted build
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sink(
+            f"building environment {spec.key} (Python {spec.python_version or 'default'},"
+            f" {len(spec.requirements)} requirements)"
+        )
+        uv = uv_bin()
+        _run([uv, "venv", "--quiet", "-p", find_python(spec.python_version), str(target)], sink)
+        _run([uv, "pip", "install", "-p", str(target / "bin" / "python"), *spec.requirements], sink)
+        (target / READY).write_text(json.dumps({"requirements": list(spec.requirements)}))
+        log.info("environment built", extra={"action": "build_env", "env": spec.key})
+
+
+def _run(argv: list[str], sink: LineSink) -> None:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        sink(line.rstrip("\n"))
+        tail = [*tail[-4:], line.strip()]
+    if proc.wait() != 0:
+        raise Unavailable("environment build failed: " + " | ".join(t for t in tail if t))

@@ -1,0 +1,37 @@
+"""The executor port: start a prepared run, observe it, stop it, adopt it after a restart."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    run_id: str
+    run_dir: Path
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    returncode: int | None
+    signal: int | None
+    error: str | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, spec: RunSpec) -> None:
+        """Start the run; returns once the process is launched (not finished)."""
+
+    def launched(self, run_dir: Path) -> bool:
+        """Whether `start` got as far as handing the run to the process supervisor."""
+
+    def poll(self, run_dir: Path) -> ExitStatus | None:
+        """The exit status once the run has ended, else None."""
+
+    def signal(self, run_dir: Path, signum: int) -> bool:
+        """Signal the run's process group; False when it is already gone."""

@@ -1,0 +1,102 @@
+"""Local process executor: each run is a supervised process group on this machine.
+
+The supervisor (`dockyard/shim/supervisor.py`) is started in its own session and keeps all
+state in the run directory, so runs survive a controller restart and are adopted from their
+files; the controller never has to hold a pipe or a Popen object to know how a run ended.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dockyard.controller.executors.base import ExitStatus, RunSpec
+from dockyard.shim import SUPERVISOR
+
+LOST_AFTER_S = 30.0
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self) -> None:
+        self._children: dict[Path, subprocess.Popen[bytes]] = {}
+
+    def start(self, spec: RunSpec) -> None:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = spec.run_dir / "spec.tmp"
+        tmp.write_text(json.dumps({"argv": spec.argv, "cwd": str(spec.cwd), "env": spec.env}))
+        tmp.chmod(0o600)
+        os.replace(tmp, spec.run_dir / "spec.json")
+        self._children[spec.run_dir] = subprocess.Popen(
+            [sys.executable, "-S", str(SUPERVISOR), str(spec.run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(spec.run_dir / "supervisor.err").open("ab"),
+            start_new_session=True,
+        )
+
+    def launched(self, run_dir: Path) -> bool:
+        return (run_dir / "spec.json").exists()
+
+    def poll(self, run_dir: Path) -> ExitStatus | None:
+        exit_file = run_dir / "exit.json"
+        if exit_file.exists():
+            self._reap(run_dir)
+            data = json.loads(exit_file.read_text())
+            return ExitStatus(data.get("returncode"), data.get("signal"), data.get("error"))
+        if self._supervisor_gone(run_dir):
+            return ExitStatus(None, None, "lost: the run's supervisor ended without a status")
+        return None
+
+    def signal(self, run_dir: Path, signum: int) -> bool:
+        proc = _proc(run_dir)
+        if proc is None or not _same_process(proc):
+            return False
+        try:
+            os.killpg(int(proc["pgid"]), signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _reap(self, run_dir: Path) -> None:
+        child = self._children.pop(run_dir, None)
+        if child is not None:
+            child.wait(timeout=10)
+
+    def _supervisor_gone(self, run_dir: Path) -> bool:
+        child = self._children.get(run_dir)
+        if child is not None:
+            if child.poll() is None:
+                return False
+            # exited: exit.json is written before the supervisor ends, so re-check it
+            return not (run_dir / "exit.json").exists()
+        # adopted after a restart: judge by the job's own process
+        proc = _proc(run_dir)
+        if proc is not None:
+            return not _same_process(proc) and not (run_dir / "exit.json").exists()
+        spec = run_dir / "spec.json"
+        return spec.exists() and _age(spec) > LOST_AFTER_S
+
+
+def _proc(run_dir: Path) -> dict[str, int] | None:
+    try:
+        data: dict[str, int] = json.loads((run_dir / "proc.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _same_process(proc: dict[str, int]) -> bool:
+    """The recorded pid still names the process we started (not a reused pid)."""
+    from dockyard.shim.supervisor import start_ticks
+
+    ticks = start_ticks(int(proc["pid"]))
+    return ticks is not None and ticks == proc.get("ticks")
+
+
+def _age(path: Path) -> float:
+    import time
+
+    return time.time() - path.stat().st_mtime

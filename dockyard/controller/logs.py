@@ -1,0 +1,54 @@
+"""Run logs: one append-only JSON-lines file per run (`runs/<id>/log.jsonl`).
+
+Each line is `{"t": time, "s": stream, "m": text}` with stream `out`/`err` (the job) or `sys`
+(dockyard: environment build, start, stop, exit). The database only knows where it is.
+"""
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockyard.clock import isoformat, utcnow
+
+LOG_NAME = "log.jsonl"
+_write_lock = threading.Lock()
+
+
+def path(run_dir: Path) -> Path:
+    return run_dir / LOG_NAME
+
+
+def system(run_dir: Path, text: str) -> None:
+    """Append a dockyard line (not the job's own output)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"t": isoformat(utcnow()), "s": "sys", "m": text}, ensure_ascii=False)
+    with _write_lock, path(run_dir).open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    lines: list[dict[str, Any]]
+    next_offset: int
+
+
+def read(run_dir: Path, offset: int = 0, limit: int = 5000) -> Chunk:
+    """Complete lines from byte `offset` on; `next_offset` is where to continue."""
+    file = path(run_dir)
+    if not file.exists():
+        return Chunk([], offset)
+    lines: list[dict[str, Any]] = []
+    with file.open("rb") as f:
+        f.seek(offset)
+        position = offset
+        for raw in f:
+            if not raw.endswith(b"\n") or len(lines) >= limit:
+                break  # a line still being written, or enough for one answer
+            position += len(raw)
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                lines.append({"t": None, "s": "sys", "m": raw.decode("utf-8", "replace")})
+    return Chunk(lines, position)

@@ -1,0 +1,123 @@
+"""Canonical manifest form: what `manifest.yaml` holds and how it is validated.
+
+The manifest dlt's worker prints carries volatile fields (`created_at`, version bookkeeping)
+and typed datetimes. dockyard stores a canonical form instead: datetimes as ISO strings,
+volatile fields dropped, keys sorted, so identical content always gives an identical git blob
+and a redeploy of unchanged code is not a change.
+"""
+
+import hashlib
+import json
+from datetime import date, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from dockyard.errors import InvalidInput
+
+Manifest = dict[str, Any]
+VOLATILE_FIELDS = ("created_at", "version", "version_hash", "previous_hashes")
+SCHEMA_NAME = "manifest.schema.json"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_EPOCH = "1970-01-01T00:00:00+00:00"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Datetimes to ISO strings, tuples to lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def canonical(manifest: Manifest) -> Manifest:
+    """The stored form: JSON types only, without volatile fields."""
+    clean = to_jsonable(manifest)
+    for key in VOLATILE_FIELDS:
+        clean.pop(key, None)
+    return dict(clean)
+
+
+def dump_yaml(manifest: Manifest) -> str:
+    return yaml.dump(
+        canonical(manifest),
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )
+
+
+def load_yaml(text: str | bytes) -> Manifest:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"manifest.yaml is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("manifest.yaml must hold a mapping with `engine_version` and `jobs`")
+    # a hand-edited file may hold unquoted timestamps, which YAML turns into datetimes
+    return dict(to_jsonable(data))
+
+
+def job_fingerprint(job_def: dict[str, Any]) -> str:
+    """Stable hash of one job definition; equal hashes mean nothing to apply."""
+    text = json.dumps(to_jsonable(job_def), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def schema_dir() -> Path:
+    """`schemas/` inside the installed wheel, or at the repo root in a source checkout."""
+    packaged = resources.files("dockyard") / "schemas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+@cache
+def load_schema(name: str = SCHEMA_NAME) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((schema_dir() / name).read_text())
+    return schema
+
+
+def schema_errors(manifest: Manifest) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def validate_schema(manifest: Manifest) -> None:
+    errors = schema_errors(manifest)
+    if errors:
+        raise InvalidInput(
+            "manifest does not match schemas/manifest.schema.json: " + "; ".join(errors)
+        )
+
+
+def _json_path(path: Any) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "manifest" + "".join(parts)
+
+
+def validate(manifest: Manifest) -> list[str]:
+    """Validate with dlt's validator and the JSON Schema; return dlt's warnings.
+
+    Raises `InvalidInput` with every problem on one line.
+    """
+    from dockyard.controller import dltadapter
+
+    # `created_at` is required by dlt's typing but volatile, so the stored form omits it
+    errors, warnings = dltadapter.validate_manifest({"created_at": _EPOCH, **manifest})
+    if not errors:
+        errors = schema_errors(manifest)
+    if errors:
+        raise InvalidInput("invalid manifest: " + "; ".join(errors))
+    return warnings

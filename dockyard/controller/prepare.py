@@ -1,0 +1,175 @@
+"""Everything a run needs before its process starts: environment, code, configuration,
+entry point and process environment. Nothing here imports workspace code.
+"""
+
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from dockyard.controller import dltadapter, envs, gitstore, logs
+from dockyard.controller.executors.base import RunSpec
+from dockyard.controller.store.models import Job, Run, Workspace
+from dockyard.errors import DockyardError
+from dockyard.settings import Settings
+from dockyard.shim import SHIM
+
+PASSED_ENV = (
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "UV_CACHE_DIR",
+    "UV_INDEX_URL",
+)
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    spec: RunSpec
+    entry_point: dict[str, Any]
+    env_key: str
+
+
+class Preparer:
+    def __init__(self, settings: Settings, builder: envs.EnvBuilder, beacon_secret: bytes) -> None:
+        self.settings = settings
+        self.builder = builder
+        self.beacon_secret = beacon_secret
+        self._checkout_lock = threading.Lock()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.settings.runs_dir / run_id
+
+    def prepare(self, ws: Workspace, job: Job, run: Run) -> Prepared:
+        run_dir = self.run_dir(run.id)
+        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
+        if run.deployment_version is None:
+            raise DockyardError("the run has no deployment version")
+        requirements = _requirements(repo, run.deployment_version)
+        spec = envs.env_spec(requirements, job.definition)
+        if not self.builder.is_ready(spec):
+            logs.system(run_dir, "preparing the run's Python environment")
+        python = self.builder.ensure(spec, lambda line: logs.system(run_dir, line))
+        code = self.checkout(repo, ws.name, run.deployment_version)
+        settings_dir = self.write_settings(repo, run.configuration_version, run_dir)
+        run_args = {"port": free_port()} if job.job_type == "interactive" else None
+        entry_point = dltadapter.build_entry_point(
+            job.definition,
+            profile=run.profile,
+            refresh=run.refresh,
+            interval_start=run.interval_start,
+            interval_end=run.interval_end,
+            dlt_version=requirements["dlt_version"],
+            run_args=run_args,
+        )
+        argv = [
+            str(python),
+            "-u",
+            str(SHIM),
+            "launch",
+            dltadapter.launcher_of(entry_point),
+            "--run-id",
+            run.id,
+            "--trigger",
+            run.trigger,
+            "--entry-point",
+            json.dumps(entry_point),
+        ]
+        env = self.environment(ws, run, python, settings_dir)
+        return Prepared(RunSpec(run.id, run_dir, argv, code, env), entry_point, spec.key)
+
+    def cleanup(self, run_id: str) -> None:
+        """The run's configuration copy is removed as soon as the run has ended."""
+        _cleanup(self.run_dir(run_id))
+
+    def checkout(self, repo: pygit2.Repository, workspace: str, sha: str) -> Path:
+        """The deployment's code, checked out once per SHA and shared by its runs."""
+        target = self.settings.checkouts_dir / workspace / sha
+        with self._checkout_lock:
+            if not target.exists():
+                tmp = target.with_name(f".{sha}.tmp")
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                gitstore.checkout(repo, sha, gitstore.CODE, tmp)
+                os.replace(tmp, target)
+        return target
+
+    def write_settings(self, repo: pygit2.Repository, sha: str | None, run_dir: Path) -> Path:
+        """The run's own `.dlt` folder: configuration at its version, readable by it only."""
+        settings_dir = run_dir / "dlt"
+        settings_dir.mkdir(parents=True, mode=0o700)
+        (settings_dir / ".workspace").touch()
+        if sha is not None:
+            for name, entry in gitstore.iter_files(repo, sha, gitstore.CONFIG):
+                target = settings_dir / name
+                target.write_bytes(entry.data)
+                target.chmod(0o600)
+        return settings_dir
+
+    def environment(
+        self, ws: Workspace, run: Run, python: Path, settings_dir: Path
+    ) -> dict[str, str]:
+        var = self.settings.var_dir / ws.name / (run.profile or "prod")
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(
+            {
+                "PATH": f"{python.parent}:{SYSTEM_PATH}",
+                "VIRTUAL_ENV": str(python.parent.parent),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPYCACHEPREFIX": str(self.settings.data_dir / "pycache"),
+                "WORKSPACE__PROFILE": run.profile or "prod",
+                "DLT_CONFIG_FOLDER": str(settings_dir),
+                "DLT_DATA_DIR": str(var / "pipelines"),
+                "DLT_LOCAL_DIR": str(var / "local"),
+                "RUNTIME__DLTHUB_DSN": f"{self.settings.base_url}/beacon/"
+                + _beacon_token(self.beacon_secret, run.id),
+                "DOCKYARD_RUN_ID": run.id,
+                "DOCKYARD_WORKSPACE": ws.name,
+            }
+        )
+        return env
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (interactive jobs serve on it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _beacon_token(secret: bytes, run_id: str) -> str:
+    from dockyard.controller import beacon
+
+    return beacon.token_for(secret, run_id)
+
+
+def _requirements(repo: pygit2.Repository, sha: str) -> dict[str, Any]:
+    data = gitstore.read_file(repo, sha, gitstore.REQUIREMENTS)
+    if data is None:
+        raise DockyardError(f"deployment {sha[:12]} has no requirements.json")
+    requirements: dict[str, Any] = json.loads(data)
+    return requirements
+
+
+def _cleanup(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / "dlt", ignore_errors=True)

@@ -1,0 +1,171 @@
+"""Reconcile a workspace's jobs with the manifest at its git HEAD.
+
+plan(manifest@reconciled, manifest@HEAD) is applied in one transaction together with the new
+reconciled SHA, so a crash leaves either the old or the new state. Unchanged jobs cost no
+row writes. Triggered at the end of every push and by a periodic sweep (HEAD ≠ reconciled).
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.clock import utcnow
+from dockyard.controller import gitstore, manifests, planning, workspaces
+from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Job, Reconciliation, Workspace
+from dockyard.errors import DockyardError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    sha: str | None
+    result: dict[str, Any]
+    changed: bool
+
+
+class Reconciler:
+    def __init__(
+        self, db: Database, repos_dir: Path, on_change: Callable[[str], None] | None = None
+    ) -> None:
+        self.db = db
+        self.repos_dir = repos_dir
+        self.on_change = on_change
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def reconcile(self, name: str) -> Outcome:
+        with self._lock(name):
+            outcome = self._reconcile(name)
+        if outcome.changed and self.on_change is not None:
+            self.on_change(name)
+        return outcome
+
+    def sweep(self) -> None:
+        with self.db.session() as session:
+            names = [w.name for w in workspaces.list_all(session)]
+        for name in names:
+            try:
+                self.reconcile(name)
+            except DockyardError as exc:
+                log.warning(
+                    "reconcile failed",
+                    extra={"action": "reconcile", "workspace": name, "error": exc.message},
+                )
+
+    def _reconcile(self, name: str) -> Outcome:
+        repo = gitstore.open_repo(workspaces.repo_path(self.repos_dir, name))
+        head = gitstore.head_sha(repo)
+        with self.db.session() as session:
+            ws = workspaces.get(session, name)
+            if head is None or head == ws.reconciled_sha:
+                return Outcome(head, _recorded(session, ws, head), False)
+            try:
+                new = _manifest(repo, head)
+                old = _manifest(repo, ws.reconciled_sha) if ws.reconciled_sha else None
+            except DockyardError as exc:
+                ws.reconcile_error = f"{head[:12]}: {exc.message}"
+                raise
+            plan = planning.plan(old, new)
+            result = _apply(session, ws, repo, head, plan)
+        log.info(
+            "reconciled",
+            extra={
+                "action": "reconcile",
+                "workspace": name,
+                "sha": head,
+                "summary": plan.summary(),
+            },
+        )
+        return Outcome(head, result, True)
+
+
+def _manifest(repo: pygit2.Repository, sha: str) -> dict[str, Any]:
+    data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
+    if data is None:
+        raise DockyardError(f"commit {sha[:12]} has no manifest.yaml")
+    return manifests.load_yaml(data)
+
+
+def _recorded(session: Session, ws: Workspace, sha: str | None) -> dict[str, Any]:
+    if sha is None:
+        return {}
+    row = session.scalar(
+        select(Reconciliation).where(
+            Reconciliation.workspace_id == ws.id, Reconciliation.sha == sha
+        )
+    )
+    return dict(row.result) if row else {}
+
+
+def _apply(
+    session: Session, ws: Workspace, repo: pygit2.Repository, head: str, plan: planning.Plan
+) -> dict[str, Any]:
+    now = utcnow()
+    touched = [c for c in plan.changes if c.kind != "unchanged"]
+    refs = [c.job_ref for c in touched]
+    rows = (
+        {
+            j.job_ref: j
+            for j in session.scalars(
+                select(Job).where(Job.workspace_id == ws.id, Job.job_ref.in_(refs))
+            )
+        }
+        if refs
+        else {}
+    )
+    for change in touched:
+        row = rows.get(change.job_ref)
+        if change.kind == "archived":
+            if row is not None and row.status != "archived":
+                row.status, row.archived_at, row.updated_sha = "archived", now, head
+            continue
+        assert change.new is not None
+        if row is None:
+            row = Job(
+                workspace_id=ws.id,
+                job_ref=change.job_ref,
+                created_sha=head,
+                created_at=now,
+                runs_created=0,
+            )
+            session.add(row)
+        row.definition = change.new
+        row.job_type = change.new["entry_point"]["job_type"]
+        row.fingerprint = manifests.job_fingerprint(change.new)
+        row.status, row.archived_at, row.updated_sha, row.updated_at = "active", None, head, now
+    deployment = gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS)
+    configuration = gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS)
+    result: dict[str, Any] = {
+        **plan.as_dict(),
+        "sha": head,
+        "summary": plan.summary(),
+        "deployment_version": deployment,
+        "configuration_version": configuration,
+    }
+    session.add(
+        Reconciliation(
+            workspace_id=ws.id,
+            sha=head,
+            previous_sha=ws.reconciled_sha,
+            applied_at=now,
+            result=result,
+            deployment_version=deployment,
+            configuration_version=configuration,
+        )
+    )
+    ws.reconciled_sha, ws.reconciled_at, ws.reconcile_error = head, now, None
+    ws.deployment_version, ws.configuration_version = deployment, configuration
+    return result

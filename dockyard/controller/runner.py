@@ -1,0 +1,263 @@
+"""The runner loop: claims pending runs, starts them, watches them end, enforces deadlines.
+
+One thread ticks (woken at once when a run is created, else every half second); run
+preparation (environment builds can take a while) happens on a small worker pool. Every state
+change is a guarded UPDATE, and the executor keeps its state in files, so after a restart
+running processes are adopted, and a run is never launched twice.
+"""
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from dockyard.clock import Clock
+from dockyard.controller import logs, runs
+from dockyard.controller.executors.base import Executor, ExitStatus
+from dockyard.controller.prepare import Preparer
+from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Job, Run, Workspace
+from dockyard.errors import DockyardError
+
+log = logging.getLogger(__name__)
+TICK_S = 0.5
+LAUNCHED = ("starting", "running", "cancelling")
+
+
+class Runner:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        executor: Executor,
+        preparer: Preparer,
+        on_finished: Callable[[str], None] | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.executor = executor
+        self.preparer = preparer
+        self.on_finished = on_finished
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
+        self._preparing: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive anything one run throws at it
+                log.exception("runner tick failed", extra={"action": "runner_tick"})
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+
+    def recover(self) -> None:
+        """After a restart: runs whose preparation was cut short go back to `pending`."""
+        with self.db.session() as session:
+            for run in session.scalars(select(Run).where(Run.status == "starting")):
+                if not self.executor.launched(self.preparer.run_dir(run.id)):
+                    runs.move(session, run.id, ["starting"], status="pending")
+
+    # one tick ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock.now()
+        self._claim(now)
+        self._watch(now)
+
+    def _claim(self, now: datetime) -> None:
+        with self.db.session() as session:
+            pending = list(
+                session.scalars(
+                    select(Run.id).where(Run.status == "pending").order_by(Run.created_at)
+                )
+            )
+            claimed = [
+                rid for rid in pending if runs.move(session, rid, ["pending"], status="starting")
+            ]
+        for run_id in claimed:
+            with self._lock:
+                self._preparing.add(run_id)
+            self._pool.submit(self._launch, run_id)
+
+    def _watch(self, now: datetime) -> None:
+        with self.db.session() as session:
+            active = list(session.scalars(select(Run).where(Run.status.in_(LAUNCHED))))
+        for run in active:
+            with self._lock:
+                if run.id in self._preparing:
+                    continue
+            run_dir = self.preparer.run_dir(run.id)
+            status = self.executor.poll(run_dir)
+            if status is not None:
+                self._finish(run, status, now)
+            else:
+                self._enforce(run, now)
+
+    # start ------------------------------------------------------------------------------
+    def _launch(self, run_id: str) -> None:
+        try:
+            self._prepare_and_start(run_id)
+        except DockyardError as exc:
+            self._fail_start(run_id, exc.message)
+        except Exception as exc:  # a run must end with a reason, whatever went wrong
+            log.exception("run start failed", extra={"action": "start_run", "run_id": run_id})
+            self._fail_start(run_id, f"could not start: {exc!r}")
+        finally:
+            with self._lock:
+                self._preparing.discard(run_id)
+            self.wake()
+
+    def _prepare_and_start(self, run_id: str) -> None:
+        with self.db.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            job = session.get(Job, run.job_id)
+            ws = session.get(Workspace, run.workspace_id)
+            assert job is not None and ws is not None
+            prepared = self.preparer.prepare(ws, job, run)
+        with self.db.session() as session:
+            current = session.get(Run, run_id)
+            if current is None or current.status != "starting":
+                # cancelled while its environment was being prepared: never launch it
+                self._finish_unlaunched(run_id, "cancelled before it started")
+                return
+            session.execute(
+                runs.update_run(run_id).values(
+                    entry_point=prepared.entry_point, env_hash=prepared.env_key
+                )
+            )
+        logs.system(prepared.spec.run_dir, "starting " + " ".join(prepared.spec.argv[3:5]))
+        self.executor.start(prepared.spec)
+        now = self.clock.now()
+        with self.db.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            deadline = now + timedelta(seconds=run.timeout_s)
+            runs.move(
+                session,
+                run_id,
+                ["starting"],
+                status="running",
+                started_at=now,
+                deadline_at=deadline,
+            )
+            if run.status == "cancelling" and run.started_at is None:
+                session.execute(
+                    runs.update_run(run_id).values(started_at=now, deadline_at=deadline)
+                )
+        log.info("run started", extra={"action": "start_run", "run_id": run_id})
+
+    def _fail_start(self, run_id: str, reason: str) -> None:
+        logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
+        with self.db.session() as session:
+            runs.move(
+                session,
+                run_id,
+                ["starting", "cancelling"],
+                status="failed",
+                reason=reason,
+                finished_at=self.clock.now(),
+            )
+        self._notify(run_id)
+
+    def _finish_unlaunched(self, run_id: str, reason: str) -> None:
+        with self.db.session() as session:
+            runs.move(
+                session,
+                run_id,
+                ["starting", "cancelling"],
+                status="cancelled",
+                reason=reason,
+                finished_at=self.clock.now(),
+            )
+        self._notify(run_id)
+
+    # stop and finish --------------------------------------------------------------------
+    def _enforce(self, run: Run, now: datetime) -> None:
+        """Timeout and cancel: SIGTERM to the process group, SIGKILL once the grace is over."""
+        run_dir = self.preparer.run_dir(run.id)
+        if run.stop_requested_at is None:
+            reason = None
+            if run.status == "cancelling":
+                reason = "cancel"
+            elif run.deadline_at is not None and now >= run.deadline_at:
+                reason = "timeout"
+            if reason is None:
+                return
+            logs.system(
+                run_dir, f"stopping ({reason}): SIGTERM, SIGKILL after {run.grace_s:g}s grace"
+            )
+            self.executor.signal(run_dir, signal.SIGTERM)
+            with self.db.session() as session:
+                session.execute(
+                    runs.update_run(run.id).values(stop_requested_at=now, stop_reason=reason)
+                )
+        elif now >= run.stop_requested_at + timedelta(seconds=run.grace_s) and self.executor.signal(
+            run_dir, signal.SIGKILL
+        ):
+            logs.system(run_dir, "grace period over: SIGKILL")
+
+    def _finish(self, run: Run, exit_status: ExitStatus, now: datetime) -> None:
+        status, reason = outcome(run.stop_reason, exit_status)
+        run_dir = self.preparer.run_dir(run.id)
+        logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))
+        with self.db.session() as session:
+            moved = runs.move(
+                session,
+                run.id,
+                list(LAUNCHED),
+                status=status,
+                reason=reason,
+                exit_code=exit_status.returncode,
+                signal=exit_status.signal,
+                finished_at=now,
+            )
+        if moved:
+            self.preparer.cleanup(run.id)
+            log.info(
+                "run finished", extra={"action": "finish_run", "run_id": run.id, "status": status}
+            )
+            self._notify(run.id)
+
+    def _notify(self, run_id: str) -> None:
+        if self.on_finished is not None:
+            self.on_finished(run_id)
+
+
+def outcome(stop_reason: str | None, exit_status: ExitStatus) -> tuple[str, str | None]:
+    """Final status and reason from why we stopped it (if we did) and how it exited."""
+    if stop_reason == "cancel":
+        return "cancelled", "cancelled by request"
+    if stop_reason == "timeout":
+        return "failed", "timeout"
+    if exit_status.error:
+        return "failed", exit_status.error
+    if exit_status.returncode == 0:
+        return "completed", None
+    if exit_status.signal is not None:
+        return "failed", f"killed by signal {signal.Signals(exit_status.signal).name}"
+    return "failed", f"exit code {exit_status.returncode}"

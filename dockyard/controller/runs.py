@@ -1,0 +1,213 @@
+"""Runs: created by a trigger, claimed and executed by the runner, read by the API.
+
+A run records the job, the trigger that fired, the deployment and configuration versions it
+runs, the profile, its interval and how it ended. Status changes are guarded UPDATEs
+(`WHERE status = <expected>`), so two actors can never both move the same run.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
+
+from dockyard.clock import isoformat
+from dockyard.controller import dltadapter, runtime_config
+from dockyard.controller.store.models import Job, Run, Workspace
+from dockyard.errors import Conflict, InvalidInput, NotFound
+
+ACTIVE = ("pending", "starting", "running", "cancelling")
+TERMINAL = ("completed", "failed", "cancelled", "skipped")
+
+
+def jobs(session: Session, ws: Workspace, include_archived: bool = False) -> list[Job]:
+    query = select(Job).where(Job.workspace_id == ws.id).order_by(Job.job_ref)
+    if not include_archived:
+        query = query.where(Job.status == "active")
+    return list(session.scalars(query))
+
+
+def find_job(session: Session, ws: Workspace, name: str) -> Job:
+    all_jobs = jobs(session, ws, include_archived=True)
+    ref = dltadapter.resolve_job_ref(name, [j.job_ref for j in all_jobs])
+    return next(j for j in all_jobs if j.job_ref == ref)
+
+
+def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> list[tuple[Job, str]]:
+    """Active jobs matched by dlt's selector rules, each with the trigger it fires with.
+
+    A plain job name (not a selector) means that job, fired manually; a name or selector that
+    matches nothing is an error, so a typo never silently does nothing.
+    """
+    if not selectors:
+        raise InvalidInput("give at least one job name or selector (e.g. `tag:ingest`, `batch`)")
+    active = jobs(session, ws)
+    resolved: list[str] = []
+    for text in selectors:
+        if dltadapter.is_selector(text):
+            resolved.append(text)
+        else:
+            ref = dltadapter.resolve_job_ref(text, [j.job_ref for j in active])
+            resolved.append(f"manual:{ref}")
+    matched: list[tuple[Job, str]] = []
+    for job in active:
+        trigger = dltadapter.match_job(job.definition, resolved)
+        if trigger is not None:
+            matched.append((job, trigger))
+    if not matched:
+        raise NotFound(
+            f"no active job matches {' '.join(selectors)};"
+            " `dockyard job list` shows jobs and their triggers"
+        )
+    return matched
+
+
+def create(
+    session: Session,
+    ws: Workspace,
+    job: Job,
+    trigger: str,
+    *,
+    refresh: bool,
+    now: datetime,
+    defaults: runtime_config.Defaults,
+    profile_files: Sequence[str],
+) -> Run:
+    if job.status != "active":
+        raise Conflict(f"job {job.job_ref} is archived; deploy it again to run it")
+    if ws.deployment_version is None:
+        raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
+    number = session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(runs_created=Job.runs_created + 1)
+        .returning(Job.runs_created)
+    ).scalar_one()
+    effective_refresh, _ = dltadapter.refresh_for(job.definition, refresh)
+    start, end = runtime_config.interval(job.definition, trigger, now, effective_refresh)
+    timeout, grace = runtime_config.timeouts(job.definition, defaults)
+    run = Run(
+        id=str(uuid.uuid4()),
+        workspace_id=ws.id,
+        job_id=job.id,
+        number=number,
+        trigger=trigger,
+        status="pending",
+        created_at=now,
+        refresh=effective_refresh,
+        profile=runtime_config.profile(job.definition, profile_files),
+        deployment_version=ws.deployment_version,
+        configuration_version=ws.configuration_version,
+        interval_start=start,
+        interval_end=end,
+        timeout_s=timeout,
+        grace_s=grace,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def move(session: Session, run_id: str, expected: Sequence[str], **values: Any) -> bool:
+    """Guarded status change: applies only if the run is still in one of `expected`."""
+    result = session.execute(
+        update(Run).where(Run.id == run_id, Run.status.in_(expected)).values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def request_cancel(session: Session, run: Run, now: datetime) -> str:
+    """Pending runs end at once; started ones get SIGTERM, then SIGKILL after the grace."""
+    ended = {"finished_at": now, "reason": "cancelled before it started"}
+    if run.status == "pending" and move(
+        session, run.id, ["pending"], status="cancelled", stop_reason="cancel", **ended
+    ):
+        return "cancelled"
+    started = ["starting", "running"]
+    if run.status in started and move(
+        session, run.id, started, status="cancelling", stop_reason="cancel"
+    ):
+        return "cancelling"
+    session.refresh(run)
+    return run.status
+
+
+def runs_query(ws: Workspace) -> Select[Run]:
+    return select(Run).where(Run.workspace_id == ws.id)
+
+
+def list_runs(
+    session: Session,
+    ws: Workspace,
+    job_ids: Sequence[int] | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Run]:
+    query = runs_query(ws)
+    if job_ids is not None:
+        query = query.where(Run.job_id.in_(job_ids))
+    if status:
+        query = query.where(Run.status == status)
+    return list(session.scalars(query.order_by(Run.created_at.desc()).limit(limit)))
+
+
+def get_run(session: Session, ws: Workspace, job: Job, number: int | None) -> Run:
+    query = runs_query(ws).where(Run.job_id == job.id)
+    if number is None:
+        run = session.scalar(query.order_by(Run.number.desc()).limit(1))
+    else:
+        run = session.scalar(query.where(Run.number == number))
+    if run is None:
+        which = f"run #{number}" if number is not None else "any run"
+        raise NotFound(f"job {job.job_ref} has no {which}; `dockyard job-run list` shows runs")
+    return run
+
+
+def last_runs(session: Session, job_ids: Sequence[int]) -> dict[int, Run]:
+    """The newest run of each job, in one query."""
+    if not job_ids:
+        return {}
+    newest = (
+        select(Run.job_id, Run.number)
+        .where(Run.job_id.in_(job_ids))
+        .order_by(Run.job_id, Run.number.desc())
+    )
+    latest: dict[int, int] = {}
+    for job_id, number in session.execute(newest):
+        latest.setdefault(job_id, number)
+    rows = session.scalars(
+        select(Run).where(Run.job_id.in_(latest), Run.number.in_(set(latest.values())))
+    )
+    return {r.job_id: r for r in rows if latest.get(r.job_id) == r.number}
+
+
+def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "number": run.number,
+        "job_ref": job_ref,
+        "status": run.status,
+        "trigger": run.trigger,
+        "reason": run.reason,
+        "created_at": isoformat(run.created_at),
+        "started_at": isoformat(run.started_at),
+        "finished_at": isoformat(run.finished_at),
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "profile": run.profile,
+        "deployment_version": run.deployment_version,
+        "configuration_version": run.configuration_version,
+        "interval_start": isoformat(run.interval_start),
+        "interval_end": isoformat(run.interval_end),
+        "refresh": run.refresh,
+        "result": run.result,
+        "timeout_s": run.timeout_s,
+        "grace_s": run.grace_s,
+    }
+
+
+def update_run(run_id: str) -> Any:
+    """An UPDATE of one run without a status guard (for fields only its owner writes)."""
+    return update(Run).where(Run.id == run_id)

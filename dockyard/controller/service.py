@@ -1,0 +1,429 @@
+"""Use cases behind the JSON API (and, later, the web pages): parse nothing, render nothing.
+
+Each function takes the controller, the caller's principal and plain arguments, checks the
+principal's rights, does the work in one transaction and returns JSON-ready data.
+"""
+
+import tomllib
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.controller import (
+    auth,
+    beacon,
+    dltadapter,
+    gitstore,
+    logs,
+    manifests,
+    planning,
+    runs,
+    workspaces,
+)
+from dockyard.controller.core import Controller
+from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
+from dockyard.errors import Conflict, NotFound
+
+Principal = auth.Principal
+
+
+def _workspace(session: Session, principal: Principal, name: str, role: str) -> Workspace:
+    ws = workspaces.get(session, name)
+    principal.require(role, ws.id)
+    return ws
+
+
+def _repo(ctl: Controller, name: str) -> Any:
+    return gitstore.open_repo(workspaces.repo_path(ctl.settings.repos_dir, name))
+
+
+# workspaces -----------------------------------------------------------------------------
+def workspace_dict(ws: Workspace) -> dict[str, Any]:
+    return {
+        "name": ws.name,
+        "created_at": ws.created_at.isoformat(),
+        "reconciled_sha": ws.reconciled_sha,
+        "deployment_version": ws.deployment_version,
+        "configuration_version": ws.configuration_version,
+        "reconcile_error": ws.reconcile_error,
+    }
+
+
+def list_workspaces(ctl: Controller, principal: Principal) -> list[dict[str, Any]]:
+    with ctl.db.session() as session:
+        return [
+            workspace_dict(ws)
+            for ws in workspaces.list_all(session)
+            if principal.workspace_id in (None, ws.id)
+        ]
+
+
+def create_workspace(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    principal.require("admin")
+    with ctl.db.session() as session:
+        ws = workspaces.create(session, ctl.settings.repos_dir, name, ctl.hooks)
+        return workspace_dict(ws)
+
+
+def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        info = workspace_dict(ws)
+        active = runs.jobs(session, ws)
+        info["jobs"] = len(active)
+        info["active_runs"] = len(
+            list(session.scalars(runs.runs_query(ws).where(Run.status.in_(runs.ACTIVE))))
+        )
+    info["head_sha"] = gitstore.head_sha(_repo(ctl, name))
+    return info
+
+
+# tokens ---------------------------------------------------------------------------------
+def create_token(
+    ctl: Controller, principal: Principal, name: str, role: str, workspace: str | None
+) -> dict[str, Any]:
+    principal.require("admin")
+    with ctl.db.session() as session:
+        ws = workspaces.get(session, workspace) if workspace else None
+        clear, row = auth.create(session, name, role, ws)
+        return {**auth.as_dict(row, workspace), "token": clear}
+
+
+def list_tokens(ctl: Controller, principal: Principal) -> list[dict[str, Any]]:
+    principal.require("admin")
+    with ctl.db.session() as session:
+        names = {w.id: w.name for w in workspaces.list_all(session)}
+        rows = session.scalars(select(Token).order_by(Token.id))
+        return [auth.as_dict(r, names.get(r.workspace_id or -1)) for r in rows]
+
+
+def revoke_token(ctl: Controller, principal: Principal, token_id: int) -> dict[str, Any]:
+    principal.require("admin")
+    with ctl.db.session() as session:
+        return auth.as_dict(auth.revoke(session, token_id))
+
+
+# jobs -----------------------------------------------------------------------------------
+def job_dict(job: Job, last: Run | None) -> dict[str, Any]:
+    definition = job.definition
+    expose = definition.get("expose") or {}
+    tags = expose.get("tags") or []
+    return {
+        "job_ref": job.job_ref,
+        "name": dltadapter.short_name(job.job_ref),
+        "job_type": job.job_type,
+        "triggers": list(definition.get("triggers") or []),
+        "triggers_humanized": [
+            dltadapter.humanize_trigger(t) for t in definition.get("triggers") or []
+        ],
+        "default_trigger": definition.get("default_trigger"),
+        "tags": [tags] if isinstance(tags, str) else list(tags),
+        "description": definition.get("description"),
+        "status": job.status,
+        "created_sha": job.created_sha,
+        "updated_sha": job.updated_sha,
+        "last_run": runs.as_dict(last, job.job_ref) if last else None,
+    }
+
+
+def list_jobs(
+    ctl: Controller, principal: Principal, name: str, include_archived: bool = True
+) -> list[dict[str, Any]]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        all_jobs = runs.jobs(session, ws, include_archived=include_archived)
+        last = runs.last_runs(session, [j.id for j in all_jobs])
+        return [job_dict(j, last.get(j.id)) for j in all_jobs]
+
+
+def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        job = runs.find_job(session, ws, job_name)
+        info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id))
+        info["definition"] = job.definition
+        info["run_count"] = job.runs_created
+        return info
+
+
+# triggering and cancelling --------------------------------------------------------------
+def trigger(
+    ctl: Controller,
+    principal: Principal,
+    name: str,
+    selectors: list[str],
+    refresh: bool = False,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "deploy")
+        matched = runs.select_jobs(session, ws, selectors)
+        config_files = _config_names(ctl, ws)
+        triggered = []
+        for job, fired in matched:
+            entry: dict[str, Any] = {"job_ref": job.job_ref, "trigger": fired}
+            if dry_run:
+                entry.update(run_id=None, status="would_trigger")
+            else:
+                run = runs.create(
+                    session,
+                    ws,
+                    job,
+                    fired,
+                    refresh=refresh,
+                    now=now,
+                    defaults=ctl.defaults,
+                    profile_files=config_files,
+                )
+                entry.update(
+                    run_id=run.id,
+                    number=run.number,
+                    status="triggered",
+                    run=runs.as_dict(run, job.job_ref),
+                )
+            triggered.append(entry)
+    if not dry_run:
+        ctl.runner.wake()
+    return {"triggered": triggered, "dry_run": dry_run}
+
+
+def _config_names(ctl: Controller, ws: Workspace) -> list[str]:
+    if ws.configuration_version is None:
+        return []
+    repo = _repo(ctl, ws.name)
+    return [p for p, _ in gitstore.iter_files(repo, ws.configuration_version, gitstore.CONFIG)]
+
+
+def cancel_jobs(
+    ctl: Controller, principal: Principal, name: str, selectors: list[str]
+) -> dict[str, Any]:
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "deploy")
+        matched = runs.select_jobs(session, ws, selectors)
+        refs = {job.id: job.job_ref for job, _ in matched}
+        active = session.scalars(
+            runs.runs_query(ws).where(Run.job_id.in_(refs), Run.status.in_(runs.ACTIVE))
+        )
+        cancelled = [
+            {
+                "run_id": r.id,
+                "job_ref": refs[r.job_id],
+                "number": r.number,
+                "status": runs.request_cancel(session, r, now),
+            }
+            for r in active
+        ]
+    ctl.runner.wake()
+    not_running = sorted(set(refs.values()) - {c["job_ref"] for c in cancelled})
+    return {"cancelled": cancelled, "not_running": not_running}
+
+
+def cancel_run(ctl: Controller, principal: Principal, run_id: str) -> dict[str, Any]:
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        run, job = _run(session, run_id)
+        _workspace_by_id(session, principal, run.workspace_id, "deploy")
+        if run.status in runs.TERMINAL:
+            raise Conflict(f"run #{run.number} of {job.job_ref} already ended ({run.status})")
+        status = runs.request_cancel(session, run, now)
+    ctl.runner.wake()
+    return {"run_id": run_id, "status": status}
+
+
+# runs -----------------------------------------------------------------------------------
+def _run(session: Session, run_id: str) -> tuple[Run, Job]:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    job = session.get(Job, run.job_id)
+    assert job is not None
+    return run, job
+
+
+def _workspace_by_id(session: Session, principal: Principal, ws_id: int, role: str) -> Workspace:
+    ws = session.get(Workspace, ws_id)
+    assert ws is not None
+    principal.require(role, ws.id)
+    return ws
+
+
+def list_runs(
+    ctl: Controller,
+    principal: Principal,
+    name: str,
+    selector: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        job_ids = None
+        if selector:
+            if dltadapter.is_selector(selector):
+                job_ids = [job.id for job, _ in runs.select_jobs(session, ws, [selector])]
+            else:
+                job_ids = [runs.find_job(session, ws, selector).id]
+        refs = {j.id: j.job_ref for j in runs.jobs(session, ws, include_archived=True)}
+        return [
+            runs.as_dict(r, refs[r.job_id])
+            for r in runs.list_runs(session, ws, job_ids, status, limit)
+        ]
+
+
+def run_info(
+    ctl: Controller, principal: Principal, name: str, job_name: str, number: int | None
+) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        job = runs.find_job(session, ws, job_name)
+        run = runs.get_run(session, ws, job, number)
+        return _run_details(session, run, job)
+
+
+def run_by_id(ctl: Controller, principal: Principal, run_id: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        run, job = _run(session, run_id)
+        _workspace_by_id(session, principal, run.workspace_id, "read")
+        return _run_details(session, run, job)
+
+
+def _run_details(session: Session, run: Run, job: Job) -> dict[str, Any]:
+    info = runs.as_dict(run, job.job_ref)
+    info["pipelines"] = beacon.load_summary(beacon.payloads(session, run.id, "trace"))
+    info["entry_point"] = run.entry_point
+    return info
+
+
+def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        run, _job = _run(session, run_id)
+        _workspace_by_id(session, principal, run.workspace_id, "read")
+        status = run.status
+    chunk = logs.read(ctl.preparer.run_dir(run_id), offset)
+    return {
+        "run_id": run_id,
+        "status": status,
+        "lines": chunk.lines,
+        "next_offset": chunk.next_offset,
+        "done": status in runs.TERMINAL,
+    }
+
+
+def record_beacon(ctl: Controller, token: str, kind: str, body: Any) -> None:
+    run_id = beacon.run_id_of(ctl.beacon_secret, token)
+    with ctl.db.session() as session:
+        beacon.record(session, run_id, kind, body)
+
+
+# deployments and configurations -----------------------------------------------------------
+def reconcile(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        _workspace(session, principal, name, "deploy")
+    outcome = ctl.reconciler.reconcile(name)
+    return {"sha": outcome.sha, "changed": outcome.changed, **outcome.result}
+
+
+def reconciliation(ctl: Controller, principal: Principal, name: str, sha: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        row = session.scalar(
+            select(Reconciliation).where(
+                Reconciliation.workspace_id == ws.id, Reconciliation.sha == sha
+            )
+        )
+        if row is None:
+            error = (
+                ws.reconcile_error
+                if ws.reconcile_error and ws.reconcile_error.startswith(sha[:12])
+                else None
+            )
+            raise NotFound(error or f"version {sha[:12]} is not reconciled (yet)")
+        return {"sha": sha, "applied_at": row.applied_at.isoformat(), **row.result}
+
+
+def versions(ctl: Controller, principal: Principal, name: str, kind: str) -> list[dict[str, str]]:
+    with ctl.db.session() as session:
+        _workspace(session, principal, name, "read")
+    paths = gitstore.DEPLOYMENT_PATHS if kind == "deployment" else gitstore.CONFIGURATION_PATHS
+    return [v.as_dict() for v in gitstore.history(_repo(ctl, name), paths)]
+
+
+def deployment_info(
+    ctl: Controller, principal: Principal, name: str, sha: str | None
+) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        sha = sha or ws.deployment_version
+    if sha is None:
+        raise NotFound(f"workspace {name} has no deployment yet; run `dockyard deploy`")
+    repo = _repo(ctl, name)
+    version = gitstore.version_info(repo, sha)
+    history = [v.sha for v in gitstore.history(repo, gitstore.DEPLOYMENT_PATHS)]
+    if version.sha not in history:
+        raise NotFound(f"{sha[:12]} is not a deployment version; `dockyard deployment list`")
+    index = history.index(version.sha)
+    previous = history[index + 1] if index + 1 < len(history) else None
+    manifest = _manifest_at(repo, version.sha)
+    plan = planning.plan(_manifest_at(repo, previous) if previous else None, manifest)
+    files = [
+        p
+        for p in gitstore.changed_paths(repo, previous, version.sha)
+        if not p.startswith(gitstore.CONFIG + "/")
+    ]
+    return {
+        **version.as_dict(),
+        "previous_version": previous,
+        "plan": plan.as_dict(),
+        "changed_files": files,
+        "jobs": [j["job_ref"] for j in manifest.get("jobs", [])],
+        "description": manifest.get("description"),
+    }
+
+
+def _manifest_at(repo: Any, sha: str) -> dict[str, Any]:
+    data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
+    return manifests.load_yaml(data) if data else {"jobs": []}
+
+
+def configuration_info(
+    ctl: Controller, principal: Principal, name: str, sha: str | None
+) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        sha = sha or ws.configuration_version
+    if sha is None:
+        raise NotFound(f"workspace {name} has no configuration yet; run `dockyard deploy`")
+    repo = _repo(ctl, name)
+    version = gitstore.version_info(repo, sha)
+    files = []
+    for path, entry in gitstore.iter_files(repo, version.sha, gitstore.CONFIG):
+        files.append({"name": path, "profile": _profile_of(path), "keys": _key_names(entry.data)})
+    profiles = sorted({f["profile"] for f in files if f["profile"]})
+    return {**version.as_dict(), "files": files, "profiles": profiles}
+
+
+def _profile_of(file_name: str) -> str | None:
+    parts = file_name.split(".")
+    return parts[0] if len(parts) == 3 else None
+
+
+def _key_names(data: bytes) -> list[str]:
+    """Dotted key names of a TOML file, never its values."""
+    try:
+        doc = tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    names: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        else:
+            names.append(prefix)
+
+    walk("", doc)
+    return sorted(names)

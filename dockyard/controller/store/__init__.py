@@ -1,0 +1,1 @@
+"""Relational state (SQLAlchemy 2 + Alembic): workspaces, tokens, jobs, runs, beacon payloads."""

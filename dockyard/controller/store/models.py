@@ -1,0 +1,147 @@
+"""Tables. Schema changes go through Alembic migrations only (`store/migrations`)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Workspace(Base):
+    __tablename__ = "workspace"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    reconciled_sha: Mapped[str | None] = mapped_column(String(40))
+    reconciled_at: Mapped[datetime | None]
+    deployment_version: Mapped[str | None] = mapped_column(String(40))
+    configuration_version: Mapped[str | None] = mapped_column(String(40))
+    reconcile_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Token(Base):
+    __tablename__ = "token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id"))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (UniqueConstraint("workspace_id", "job_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    job_ref: Mapped[str] = mapped_column(String(255))
+    job_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    definition: Mapped[dict[str, Any]]
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_sha: Mapped[str] = mapped_column(String(40))
+    updated_sha: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+    runs_created: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Reconciliation(Base):
+    __tablename__ = "reconciliation"
+    __table_args__ = (UniqueConstraint("workspace_id", "sha"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    sha: Mapped[str] = mapped_column(String(40))
+    previous_sha: Mapped[str | None] = mapped_column(String(40))
+    applied_at: Mapped[datetime]
+    result: Mapped[dict[str, Any]]
+    deployment_version: Mapped[str | None] = mapped_column(String(40))
+    configuration_version: Mapped[str | None] = mapped_column(String(40))
+
+
+class Run(Base):
+    __tablename__ = "run"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number"),
+        Index("ix_run_status", "status"),
+        Index("ix_run_job_created", "job_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id"))
+    number: Mapped[int]
+    trigger: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None]
+    signal: Mapped[int | None]
+    profile: Mapped[str | None] = mapped_column(String(64))
+    deployment_version: Mapped[str | None] = mapped_column(String(40))
+    configuration_version: Mapped[str | None] = mapped_column(String(40))
+    interval_start: Mapped[datetime | None]
+    interval_end: Mapped[datetime | None]
+    refresh: Mapped[bool] = mapped_column(Boolean, default=False)
+    timeout_s: Mapped[float] = mapped_column(Float)
+    grace_s: Mapped[float] = mapped_column(Float)
+    deadline_at: Mapped[datetime | None]
+    stop_requested_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    entry_point: Mapped[dict[str, Any] | None]
+    env_hash: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[dict[str, Any] | None]
+
+
+class BeaconPayload(Base):
+    __tablename__ = "beacon_payload"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]

@@ -1,0 +1,74 @@
+"""Workspaces: a name, a bare git repository and the rows that mirror its reconciled state."""
+
+import re
+from pathlib import Path
+
+import pygit2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.clock import utcnow
+from dockyard.controller import gitstore
+from dockyard.controller.store.models import Workspace
+from dockyard.errors import Conflict, InvalidInput, NotFound
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def repo_path(repos_dir: Path, name: str) -> Path:
+    return repos_dir / f"{name}.git"
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid workspace name {name!r}; use lower-case letters, digits, '-' and '_'"
+            " (at most 63, starting with a letter or digit)"
+        )
+
+
+def get(session: Session, name: str) -> Workspace:
+    row = session.scalar(select(Workspace).where(Workspace.name == name))
+    if row is None:
+        raise NotFound(
+            f"no workspace {name!r} on this server; `dockyard workspace list` shows them,"
+            " `dockyard workspace create` makes one"
+        )
+    return row
+
+
+def create(session: Session, repos_dir: Path, name: str, hooks: "HookInstaller") -> Workspace:
+    check_name(name)
+    if session.scalar(select(Workspace.id).where(Workspace.name == name)) is not None:
+        raise Conflict(f"workspace {name!r} already exists")
+    path = repo_path(repos_dir, name)
+    if not path.exists():
+        repos_dir.mkdir(parents=True, exist_ok=True)
+        repo = gitstore.init_bare(path)
+        hooks(repo)
+    row = Workspace(name=name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_all(session: Session) -> list[Workspace]:
+    return list(session.scalars(select(Workspace).order_by(Workspace.name)))
+
+
+class HookInstaller:
+    """Writes the repository's pre-receive hook, which runs dockyard's push validation."""
+
+    def __init__(self, python: str, max_bytes: int) -> None:
+        self.python = python
+        self.max_bytes = max_bytes
+
+    def __call__(self, repo: pygit2.Repository) -> None:
+        hook = Path(repo.path) / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(
+            "#!/bin/sh\n"
+            f"DOCKYARD_MAX_WORKSPACE_BYTES={self.max_bytes} "
+            f"exec '{self.python}' -m dockyard.controller.prereceive\n"
+        )
+        hook.chmod(0o755)

@@ -1,0 +1,22 @@
+"""Server logging: one line per event, with the structured fields (`action`, ids) appended."""
+
+import logging
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if not extra:
+            return base
+        return base + " " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
+
+
+def configure(level: str = "info") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

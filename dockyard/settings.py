@@ -1,0 +1,81 @@
+"""Server settings, built once at start-up and passed down (never a module-level global)."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8765
+DEFAULT_TIMEOUT_S = 120 * 60.0
+DEFAULT_GRACE_S = 30.0
+DEFAULT_MAX_WORKSPACE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(".dockyard"))
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    public_url: str | None = None
+    admin_token: str | None = None
+    max_workspace_bytes: int = DEFAULT_MAX_WORKSPACE_BYTES
+    sweep_interval_s: float = 5.0
+    default_timeout_s: float = DEFAULT_TIMEOUT_S
+    default_grace_s: float = DEFAULT_GRACE_S
+    start_loops: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults < environment (`DOCKYARD_*`) < explicit overrides (CLI flags)."""
+        env: dict[str, object] = {}
+        if "DOCKYARD_DATA_DIR" in os.environ:
+            env["data_dir"] = Path(os.environ["DOCKYARD_DATA_DIR"])
+        if "DOCKYARD_DB" in os.environ:
+            env["db_url"] = os.environ["DOCKYARD_DB"]
+        if "DOCKYARD_PORT" in os.environ:
+            env["port"] = int(os.environ["DOCKYARD_PORT"])
+        if "DOCKYARD_PUBLIC_URL" in os.environ:
+            env["public_url"] = os.environ["DOCKYARD_PUBLIC_URL"]
+        if os.environ.get("DOCKYARD_ADMIN_TOKEN"):
+            env["admin_token"] = os.environ["DOCKYARD_ADMIN_TOKEN"]
+        if "DOCKYARD_MAX_WORKSPACE_BYTES" in os.environ:
+            env["max_workspace_bytes"] = int(os.environ["DOCKYARD_MAX_WORKSPACE_BYTES"])
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in env:
+            env["data_dir"] = Path(str(env["data_dir"])).resolve()
+        else:
+            env["data_dir"] = Path(".dockyard").resolve()
+        return cls(**env)  # type: ignore[arg-type]
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'dockyard.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where runs on this machine reach the server (beacon DSN)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def checkouts_dir(self) -> Path:
+        return self.data_dir / "checkouts"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def var_dir(self) -> Path:
+        """Pipeline working dirs and local destination files, kept across deployments."""
+        return self.data_dir / "var"

@@ -1,0 +1,11 @@
+"""Stand-alone scripts that run outside the controller's process.
+
+`dlt_shim.py` runs inside a workspace's own Python environment (where dockyard is not
+installed); `supervisor.py` runs one job process and records its output and exit. Both are
+started by file path and import only the standard library (and, for the shim, dlt).
+"""
+
+from pathlib import Path
+
+SHIM = Path(__file__).with_name("dlt_shim.py")
+SUPERVISOR = Path(__file__).with_name("supervisor.py")

@@ -1,0 +1,1 @@
+"""HTTP: the JSON API, git smart HTTP, the run beacon (and, later, the dashboard)."""

@@ -1,0 +1,170 @@
+"""The JSON API (`/api/v1`): thin routes over `controller.service`."""
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from dockyard.controller import auth, service
+from dockyard.controller.core import Controller
+from dockyard.errors import InvalidInput
+from dockyard.web.deps import controller, principal
+
+router = APIRouter(prefix="/api/v1")
+Ctl = Annotated[Controller, Depends(controller)]
+Who = Annotated[auth.Principal, Depends(principal)]
+JSONList = list[dict[str, Any]]
+
+
+class WorkspaceIn(BaseModel):
+    name: str
+
+
+class TokenIn(BaseModel):
+    name: str
+    role: str = "deploy"
+    workspace: str | None = None
+
+
+class TriggerIn(BaseModel):
+    selectors: list[str] = Field(min_length=1)
+    refresh: bool = False
+    dry_run: bool = False
+
+
+class CancelIn(BaseModel):
+    selectors: list[str] = Field(min_length=1)
+
+
+@router.get("/me")
+def me(who: Who) -> dict[str, Any]:
+    return {"role": who.role, "workspace_id": who.workspace_id, "token_id": who.token_id}
+
+
+@router.get("/workspaces")
+def list_workspaces(ctl: Ctl, who: Who) -> JSONList:
+    return service.list_workspaces(ctl, who)
+
+
+@router.post("/workspaces", status_code=201)
+def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.create_workspace(ctl, who, body.name)
+
+
+@router.get("/workspaces/{ws}")
+def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.workspace_info(ctl, who, ws)
+
+
+@router.post("/workspaces/{ws}/reconcile")
+def reconcile(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.reconcile(ctl, who, ws)
+
+
+@router.get("/workspaces/{ws}/reconciliations/{sha}")
+def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.reconciliation(ctl, who, ws, sha)
+
+
+@router.get("/tokens")
+def list_tokens(ctl: Ctl, who: Who) -> JSONList:
+    return service.list_tokens(ctl, who)
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.create_token(ctl, who, body.name, body.role, body.workspace)
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(token_id: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.revoke_token(ctl, who, token_id)
+
+
+@router.get("/workspaces/{ws}/jobs")
+def list_jobs(ws: str, ctl: Ctl, who: Who, archived: bool = True) -> JSONList:
+    return service.list_jobs(ctl, who, ws, include_archived=archived)
+
+
+@router.get("/workspaces/{ws}/jobs/{job}")
+def job_info(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.job_info(ctl, who, ws, job)
+
+
+@router.get("/workspaces/{ws}/jobs/{job}/runs/{number}")
+def run_info(ws: str, job: str, number: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.run_info(ctl, who, ws, job, number if number > 0 else None)
+
+
+@router.post("/workspaces/{ws}/trigger")
+def trigger(ws: str, body: TriggerIn, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
+
+
+@router.post("/workspaces/{ws}/cancel")
+def cancel(ws: str, body: CancelIn, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.cancel_jobs(ctl, who, ws, body.selectors)
+
+
+@router.get("/workspaces/{ws}/runs")
+def list_runs(
+    ws: str,
+    ctl: Ctl,
+    who: Who,
+    job: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONList:
+    return service.list_runs(ctl, who, ws, job, status, limit)
+
+
+@router.get("/runs/{run_id}")
+def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.run_by_id(ctl, who, run_id)
+
+
+@router.get("/runs/{run_id}/logs")
+def run_logs(
+    run_id: str, ctl: Ctl, who: Who, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    return service.run_logs(ctl, who, run_id, offset)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.cancel_run(ctl, who, run_id)
+
+
+@router.get("/workspaces/{ws}/deployments")
+def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
+    return service.versions(ctl, who, ws, "deployment")
+
+
+@router.get("/workspaces/{ws}/deployments/{sha}")
+def deployment_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
+
+
+@router.get("/workspaces/{ws}/configurations")
+def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
+    return service.versions(ctl, who, ws, "configuration")
+
+
+@router.get("/workspaces/{ws}/configurations/{sha}")
+def configuration_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return service.configuration_info(ctl, who, ws, None if sha == "latest" else sha)
+
+
+beacon_router = APIRouter(include_in_schema=False)
+
+
+@beacon_router.put("/beacon/{token}/{kind}")
+async def beacon(token: str, kind: str, request: Request, ctl: Ctl) -> dict[str, str]:
+    """dlt's platform tracker PUTs JSON here without a content type or auth header."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidInput("beacon payload is not JSON") from exc
+    service.record_beacon(ctl, token, kind, body)
+    return {"status": "ok"}

@@ -1,0 +1,210 @@
+"""Shared fixtures: a real dockyard server process, the real CLI, real workspaces."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACES = Path(__file__).resolve().parent / "workspaces"
+EXAMPLES = REPO / "examples"
+ADMIN_TOKEN = "dy_test_admin_token_0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    log: Path
+    port: int
+    token: str = ADMIN_TOKEN
+    proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> "Server":
+        env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token, **self.extra_env}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dockyard",
+                    "server",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.proc is None:
+            return
+        if sig is None:
+            self.proc.terminate()
+        else:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def api(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+
+
+def make_server(tmp: Path, **extra_env: str) -> Server:
+    port = free_port()
+    return Server(
+        url=f"http://127.0.0.1:{port}",
+        data_dir=tmp / "data",
+        log=tmp / "server.log",
+        port=port,
+        extra_env=dict(extra_env),
+    )
+
+
+@pytest.fixture(scope="session")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CLI cache for the whole session: deploy environments are built once."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("server")).start()
+    yield srv
+    srv.stop()
+
+
+@dataclass
+class Cli:
+    server: Server
+    cache_home: Path
+    config_home: Path
+    workspace: str
+    token: str | None = None
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = base_env()
+        env.update(
+            {
+                "XDG_CACHE_HOME": str(self.cache_home),
+                "XDG_CONFIG_HOME": str(self.config_home),
+                "DOCKYARD_SERVER": self.server.url,
+                "DOCKYARD_TOKEN": self.token or self.server.token,
+                "DOCKYARD_WORKSPACE": self.workspace,
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def run(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dockyard", *args],
+            cwd=cwd,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"dockyard {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+        return json.loads(self.run(*args, "-o", "json", cwd=cwd, env=env).stdout)
+
+    def fails(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+        """Run a command that must fail; return its one-line error."""
+        proc = self.run(*args, cwd=cwd, check=False, env=env)
+        assert proc.returncode != 0, f"expected failure, got:\n{proc.stdout}\n{proc.stderr}"
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        assert lines, "no error message"
+        return lines[-1]
+
+
+def copy_workspace(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+    return target
+
+
+@pytest.fixture
+def cli(server: Server, cache_home: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Cli:
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    return Cli(server, cache_home, tmp_path / "config", f"t-{name}")
+
+
+@pytest.fixture
+def basic_ws(tmp_path: Path) -> Path:
+    return copy_workspace(WORKSPACES / "basic", tmp_path / "basic")
+
+
+def wait_run(
+    cli: Cli,
+    job: str,
+    number: int | None = None,
+    timeout: float = 180,
+    statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "skipped"),
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    args = ["job-run", job] + ([str(number)] if number else []) + ["info"]
+    while True:
+        run: dict[str, Any] = cli.json(*args)
+        if run["status"] in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run did not reach {statuses}: {run}")
+        time.sleep(0.3)

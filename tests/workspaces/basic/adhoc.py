@@ -1,0 +1,4 @@
+"""A plain script deployed ad hoc (no decorators)."""
+
+if __name__ == "__main__":
+    print("adhoc script ran")
