@@ -35,3 +35,12 @@ class Forbidden(DockyardError):
 
 class Unavailable(DockyardError):
     """A dependency (server, executor, package index) cannot be reached."""
+
+
+def one_line(text: str) -> str:
+    """Fold a multi-line message (dlt's validation lists) into one line."""
+    parts = [line.strip().lstrip("-* ").strip() for line in text.splitlines()]
+    out = ""
+    for part in filter(None, parts):
+        out += part if not out else (" " if out.endswith(":") else "; ") + part
+    return out

@@ -10,7 +10,7 @@ import sys
 import click
 
 from dockyard.cli import commands_runs, commands_server, commands_workspace
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, one_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except DockyardError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {one_line(exc.message)}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

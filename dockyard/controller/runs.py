@@ -49,8 +49,7 @@ def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> li
         if dltadapter.is_selector(text):
             resolved.append(text)
         else:
-            ref = dltadapter.resolve_job_ref(text, [j.job_ref for j in active])
-            resolved.append(f"manual:{ref}")
+            resolved.append(f"manual:{_active_ref(session, ws, text, active)}")
     matched: list[tuple[Job, str]] = []
     for job in active:
         trigger = dltadapter.match_job(job.definition, resolved)
@@ -62,6 +61,20 @@ def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> li
             " `dockyard job list` shows jobs and their triggers"
         )
     return matched
+
+
+def _active_ref(session: Session, ws: Workspace, name: str, active: list[Job]) -> str:
+    try:
+        return dltadapter.resolve_job_ref(name, [j.job_ref for j in active])
+    except NotFound:
+        archived = [j for j in jobs(session, ws, include_archived=True) if j.status == "archived"]
+        try:
+            ref = dltadapter.resolve_job_ref(name, [j.job_ref for j in archived])
+        except (NotFound, InvalidInput):
+            raise
+        raise Conflict(
+            f"job {ref} is archived (no longer in the deployed manifest); deploy it again to run it"
+        ) from None
 
 
 def create(
@@ -160,8 +173,11 @@ def get_run(session: Session, ws: Workspace, job: Job, number: int | None) -> Ru
     else:
         run = session.scalar(query.where(Run.number == number))
     if run is None:
-        which = f"run #{number}" if number is not None else "any run"
-        raise NotFound(f"job {job.job_ref} has no {which}; `dockyard job-run list` shows runs")
+        if number is None:
+            raise NotFound(f"job {job.job_ref} has not run yet; start it with `dockyard launch`")
+        raise NotFound(
+            f"job {job.job_ref} has no run #{number}; `dockyard job-run list` shows runs"
+        )
     return run
 
 

@@ -29,7 +29,12 @@ Principal = auth.Principal
 
 
 def _workspace(session: Session, principal: Principal, name: str, role: str) -> Workspace:
-    ws = workspaces.get(session, name)
+    try:
+        ws = workspaces.get(session, name)
+    except NotFound:
+        # a token limited to one workspace learns nothing about the others
+        principal.require(role, -1)
+        raise
     principal.require(role, ws.id)
     return ws
 

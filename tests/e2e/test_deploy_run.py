@@ -13,6 +13,7 @@ JOBS = {
     "jobs.__deployment__.sleeper",
     "jobs.__deployment__.napper",
     "jobs.__deployment__.load_numbers",
+    "jobs.__deployment__.tiny_api",
     "jobs.workspace.dashboard",
 }
 
@@ -142,4 +143,4 @@ def test_git_clone_shows_what_is_deployed(cli: Cli, basic_ws: Path, tmp_path: Pa
     log = subprocess.run(
         ["git", "-C", str(target), "log", "--format=%s"], check=True, capture_output=True, text=True
     ).stdout
-    assert log.strip() == "deploy: 7 added"
+    assert log.strip() == "deploy: 8 added"

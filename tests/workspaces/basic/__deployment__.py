@@ -46,4 +46,22 @@ def load_numbers():
     print(info)
 
 
-__all__ = ["hello", "after_hello", "fails", "sleeper", "napper", "load_numbers"]
+@run.interactive(interface="rest_api")
+def tiny_api(run_context):
+    """A stdlib HTTP server on the port the runtime assigns."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"tiny api ok"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    port = run_context["run_args"]["port"]
+    print(f"tiny api on port {port}", flush=True)
+    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+__all__ = ["hello", "after_hello", "fails", "sleeper", "napper", "load_numbers", "tiny_api"]

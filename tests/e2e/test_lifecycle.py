@@ -1,0 +1,156 @@
+"""Versions, ad-hoc deploys, interactive jobs, tokens and controller restarts."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Cli, make_server, wait_run
+
+
+def test_config_and_code_are_versioned_apart(cli: Cli, basic_ws: Path) -> None:
+    first = cli.json("deploy", cwd=basic_ws)
+    cli.run("launch", "hello", "-f")
+
+    prod = basic_ws / ".dlt" / "prod.config.toml"
+    prod.write_text(prod.read_text().replace("from prod.config.toml", "from prod v2"))
+    config_only = cli.json("deploy", cwd=basic_ws)
+    assert config_only["deployment_version"] == first["deployment_version"]
+    assert config_only["configuration_version"] != first["configuration_version"]
+    assert config_only["changed"] == ["configuration"]
+    assert "hello from prod v2" in cli.run("launch", "hello", "-f").stdout
+
+    (basic_ws / "helper.py").write_text("VALUE = 1\n")
+    code_only = cli.json("deploy", cwd=basic_ws)
+    assert code_only["deployment_version"] not in (None, first["deployment_version"])
+    assert code_only["configuration_version"] == config_only["configuration_version"]
+    assert set(code_only["unchanged"]) == set(first["added"])
+
+    deployments = cli.json("deployment", "list")
+    configurations = cli.json("configuration", "list")
+    assert [d["version"] for d in deployments] == [
+        code_only["deployment_version"],
+        first["deployment_version"],
+    ]
+    assert [c["version"] for c in configurations] == [
+        config_only["configuration_version"],
+        first["configuration_version"],
+    ]
+    assert deployments[0]["message"].startswith("deploy: no job changes")
+
+    runs = cli.json("job-run", "list", "hello")
+    assert [(r["number"], r["configuration_version"]) for r in runs] == [
+        (2, config_only["configuration_version"]),
+        (1, first["configuration_version"]),
+    ]
+    info = cli.json("deployment", "info", first["deployment_version"])
+    assert info["previous_version"] is None and "code/__deployment__.py" in info["changed_files"]
+    latest = cli.json("deployment", "info")
+    assert latest["changed_files"] == ["code/helper.py"]
+    cfg = cli.json("configuration", "info")
+    prod_file = next(f for f in cfg["files"] if f["name"] == "prod.config.toml")
+    assert prod_file["keys"] == ["jobs.__deployment__.greeting"] and cfg["profiles"] == ["prod"]
+    assert "prod v2" not in json.dumps(cfg)
+
+
+def test_adhoc_launch_adds_one_job_and_archives_nothing(cli: Cli, basic_ws: Path) -> None:
+    cli.run("deploy", cwd=basic_ws)
+    before = {j["job_ref"] for j in cli.json("job", "list")}
+    proc = cli.run("launch", "adhoc.py", "-f", cwd=basic_ws)
+    assert "adhoc script ran" in proc.stdout
+    jobs = {j["job_ref"]: j for j in cli.json("job", "list")}
+    assert set(jobs) == before | {"jobs.adhoc"}
+    assert all(j["status"] == "active" for j in jobs.values())
+    assert cli.json("deployment", "list")[0]["message"].startswith("deploy adhoc.py (ad hoc)")
+
+    # a full deploy archives the ad-hoc job but keeps its runs
+    full = cli.json("deploy", cwd=basic_ws)
+    assert full["archived"] == ["jobs.adhoc"]
+    archived = next(j for j in cli.json("job", "list") if j["job_ref"] == "jobs.adhoc")
+    assert archived["status"] == "archived" and archived["last_run"]["number"] == 1
+    error = cli.fails("launch", "adhoc")
+    assert "no active job matches" in error or "archived" in error
+
+    # launching it again un-archives the same job with its history
+    cli.run("launch", "adhoc.py", "-f", cwd=basic_ws)
+    again = cli.json("job", "adhoc", "info")
+    assert again["status"] == "active" and again["run_count"] == 2
+
+
+def test_serve_starts_an_interactive_job_and_prints_its_url(cli: Cli, basic_ws: Path) -> None:
+    cli.run("deploy", cwd=basic_ws)
+    served = cli.json("serve", "tiny_api")
+    assert served["status"] == "running" and served["profile"] == "prod"
+    assert httpx.get(served["url"], timeout=5).text == "tiny api ok"
+    cli.run("job-run", "tiny_api", "cancel")
+    assert wait_run(cli, "tiny_api", timeout=60)["status"] == "cancelled"
+
+
+def test_plaintext_secrets_need_explicit_consent(cli: Cli, basic_ws: Path) -> None:
+    (basic_ws / ".dlt" / "prod.secrets.toml").write_text('[x]\npassword = "s3cret"\n')
+    error = cli.fails("deploy", cwd=basic_ws)
+    assert "prod.secrets.toml" in error and "--allow-plaintext-secrets" in error
+    assert cli.run("info", check=False).returncode != 0  # nothing was created
+    cli.run("deploy", "--allow-plaintext-secrets", cwd=basic_ws)
+    cfg = cli.json("configuration", "info")
+    assert "prod.secrets.toml" in {f["name"] for f in cfg["files"]}
+    assert "s3cret" not in json.dumps(cfg)
+
+
+def test_tokens_scope_and_revocation(cli: Cli, basic_ws: Path) -> None:
+    cli.run("deploy", cwd=basic_ws)
+    created = cli.json("token", "create", "ci", "--role", "deploy", "-w", cli.workspace)
+    token = created["token"]
+    assert token.startswith("dy_") and created["role"] == "deploy"
+    listed = cli.json("token", "list")
+    entry = next(t for t in listed if t["id"] == created["id"])
+    assert "token" not in entry and entry["prefix"] == token[:7]
+
+    scoped = Cli(cli.server, cli.cache_home, cli.config_home, cli.workspace, token=token)
+    assert scoped.json("trigger", "hello")["triggered"][0]["status"] == "triggered"
+    cli.run("workspace", "create", "t-tokens-other")
+    for name in ("t-tokens-other", "t-tokens-missing"):
+        other = Cli(cli.server, cli.cache_home, cli.config_home, name, token=token)
+        assert "another workspace" in other.fails("job", "list")
+    assert "admin" in scoped.fails("token", "list")
+
+    cli.run("token", "revoke", str(created["id"]))
+    error = scoped.fails("job", "list")
+    assert "invalid or revoked token" in error and token not in error
+    response = cli.server.api("GET", f"/api/v1/workspaces/{cli.workspace}/jobs", token=token)
+    assert response.status_code == 401 and token not in response.text
+
+
+def test_runs_survive_a_controller_restart(
+    cache_home: Path, tmp_path: Path, basic_ws: Path
+) -> None:
+    server = make_server(tmp_path).start()
+    cli = Cli(server, cache_home, tmp_path / "config", "restart")
+    try:
+        cli.run("deploy", cwd=basic_ws)
+        cli.run("launch", "napper")
+        cli.run("launch", "hello")
+        napper = wait_run(cli, "napper", statuses=("running",))
+        wait_run(cli, "hello", statuses=("running", "completed"))
+        server.stop(signal.SIGKILL)  # a crash, not a clean shutdown
+
+        proc = json.loads((server.data_dir / "runs" / napper["run_id"] / "proc.json").read_text())
+        os.kill(proc["pid"], 0)  # the job kept running without its controller
+        time.sleep(3)
+        server.start()
+
+        hello = wait_run(cli, "hello")
+        assert hello["status"] == "completed" and hello["number"] == 1
+        assert "greeting: hello from prod.config.toml" in cli.run("logs", "hello").stdout
+        running = cli.json("job-run", "napper", "info")
+        assert running["status"] == "running" and running["number"] == 1
+        cli.run("cancel", "napper")
+        assert wait_run(cli, "napper", timeout=60)["status"] == "cancelled"
+        log = cli.run("logs", "napper").stdout
+        assert log.count("» starting") == 1  # adopted, never launched twice
+        assert len(cli.json("job-run", "list", "napper")) == 1
+    finally:
+        server.stop()

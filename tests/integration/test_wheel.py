@@ -1,0 +1,43 @@
+"""The built wheel ships the JSON Schemas and works in a clean virtualenv."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def uv() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def test_wheel_installs_and_loads_its_schemas(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [uv(), "build", "--wheel", "--out-dir", str(dist), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = dist.glob("dockyard-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([uv(), "venv", "-q", "-p", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([uv(), "pip", "install", "-q", "-p", str(python), str(wheel)], check=True)
+    probe = (
+        "import json; from dockyard.controller import manifests;"
+        "print(json.dumps({'dir': str(manifests.schema_dir()),"
+        " 'id': manifests.load_schema()['$id']}))"
+    )
+    out = subprocess.run(
+        [str(python), "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout
+    loaded = json.loads(out)
+    assert loaded["dir"].startswith(str(venv)), loaded  # from the wheel, not the checkout
+    assert loaded["id"].endswith("manifest.schema.json")
+    help_text = subprocess.run(
+        [str(venv / "bin" / "dockyard"), "--help"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "deploy" in help_text and "job-run" in help_text
