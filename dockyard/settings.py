@@ -38,6 +38,8 @@ class Settings:
             env["public_url"] = os.environ["DOCKYARD_PUBLIC_URL"]
         if os.environ.get("DOCKYARD_ADMIN_TOKEN"):
             env["admin_token"] = os.environ["DOCKYARD_ADMIN_TOKEN"]
+        if "DOCKYARD_SWEEP_INTERVAL" in os.environ:
+            env["sweep_interval_s"] = float(os.environ["DOCKYARD_SWEEP_INTERVAL"])
         if "DOCKYARD_MAX_WORKSPACE_BYTES" in os.environ:
             env["max_workspace_bytes"] = int(os.environ["DOCKYARD_MAX_WORKSPACE_BYTES"])
         env.update({k: v for k, v in overrides.items() if v is not None})

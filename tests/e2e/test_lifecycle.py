@@ -154,3 +154,60 @@ def test_runs_survive_a_controller_restart(
         assert len(cli.json("job-run", "list", "napper")) == 1
     finally:
         server.stop()
+
+
+def test_admin_token_is_generated_once_and_only_its_hash_kept(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.token = ""  # no DOCKYARD_ADMIN_TOKEN: the server makes one
+    server.start()
+    try:
+        printed = [
+            ln.split()[-1]
+            for ln in server.log.read_text().splitlines()
+            if ln.strip().startswith("dy_")
+        ]
+        assert len(printed) == 1
+        token = printed[0]
+        assert server.api("GET", "/api/v1/workspaces", token=token).status_code == 200
+        shown = server.log.read_text().count(token)
+        server.stop()
+        server.start()
+        assert server.log.read_text().count(token) == shown  # not printed again
+        database = (server.data_dir / "dockyard.db").read_bytes()
+        assert token.encode() not in database
+    finally:
+        server.stop()
+
+
+def test_sweep_reconciles_a_commit_that_bypassed_the_push_event(
+    cache_home: Path, tmp_path: Path, basic_ws: Path
+) -> None:
+    import pygit2
+
+    from dockyard.controller import gitstore, manifests
+
+    server = make_server(tmp_path, DOCKYARD_SWEEP_INTERVAL="0.5").start()
+    cli = Cli(server, cache_home, tmp_path / "config", "sweep")
+    try:
+        cli.run("deploy", cwd=basic_ws)
+        repo = pygit2.Repository(str(server.data_dir / "repos" / "sweep.git"))
+        head = gitstore.head_sha(repo)
+        assert head is not None
+        files = dict(gitstore.iter_files(repo, head, ""))
+        manifest = manifests.load_yaml(files["manifest.yaml"].data)
+        manifest["jobs"] = [j for j in manifest["jobs"] if not j["job_ref"].endswith(".napper")]
+        files["manifest.yaml"] = gitstore.FileEntry(
+            gitstore.MODE_FILE, manifests.dump_yaml(manifest).encode()
+        )
+        sig = pygit2.Signature("t", "t@t")
+        tree = gitstore.write_tree(repo, files)
+        repo.create_commit(gitstore.BRANCH, sig, sig, "edit on disk", tree, [pygit2.Oid(hex=head)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            napper = cli.json("job", "napper", "info")
+            if napper["status"] == "archived":
+                break
+            time.sleep(0.3)
+        assert napper["status"] == "archived"
+    finally:
+        server.stop()
