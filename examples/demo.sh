@@ -8,6 +8,7 @@ DOCKYARD="$ROOT/.venv/bin/dockyard"
 DATA="$ROOT/.dockyard-demo"
 PORT="${DOCKYARD_PORT:-8765}"
 mkdir -p "$DATA"
+command -v git >/dev/null || { echo "dockyard needs git (the server serves workspace repositories with it): apt-get install git" >&2; exit 1; }
 
 if [ ! -s "$DATA/admin-token" ]; then
   (umask 077 && "$ROOT/.venv/bin/python" -c 'import secrets; print("dy_" + secrets.token_urlsafe(32))' > "$DATA/admin-token")
