@@ -36,7 +36,7 @@ def token_for(secret: bytes, run_id: str) -> str:
 
 def run_id_of(secret: bytes, token: str) -> str:
     run_id, _, _ = token.partition(".")
-    if not hmac.compare_digest(token_for(secret, run_id), token):
+    if not hmac.compare_digest(token_for(secret, run_id).encode(), token.encode()):
         raise Unauthorized("invalid beacon token")
     return run_id
 

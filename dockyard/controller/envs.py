@@ -66,7 +66,11 @@ def env_spec(requirements: dict[str, Any], job_def: dict[str, Any]) -> EnvSpec:
         specs += groups[group]
     launcher = job_def["entry_point"]["launcher"]
     specs += requirements.get("launcher_requirements", {}).get(launcher, [])
-    dlt_pin = dltadapter.dlt_requirement(requirements["dlt_version"])
+    # dlt exactly as deployed, keeping any extras the workspace asks for (`dlt[duckdb]`)
+    extras = {e for s in specs if _name(s) == "dlt" for e in Requirement(s).extras}
+    dlt_version = dict(requirements["dlt_version"])
+    dlt_version["extras"] = sorted(extras | set(dlt_version.get("extras") or []))
+    dlt_pin = dltadapter.dlt_requirement(dlt_version)
     kept = [s for s in dict.fromkeys(specs) if _name(s) not in LEFT_OUT | {"dlt"}]
     return EnvSpec(str(requirements.get("python_version", "")), (dlt_pin, *kept))
 

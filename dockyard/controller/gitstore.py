@@ -74,9 +74,9 @@ def head_sha(repo: pygit2.Repository) -> str | None:
 def commit_at(repo: pygit2.Repository, sha: str) -> pygit2.Commit:
     try:
         obj = repo.revparse_single(sha)
-    except (KeyError, ValueError) as exc:
+        commit = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
         raise NotFound(f"no version {sha} in this workspace") from exc
-    commit = obj.peel(pygit2.Commit)
     return commit
 
 

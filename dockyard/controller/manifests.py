@@ -61,7 +61,10 @@ def load_yaml(text: str | bytes) -> Manifest:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"manifest.yaml is not valid YAML: {exc}") from exc
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "parse error"
+        raise InvalidInput(f"manifest.yaml is not valid YAML: {problem}{at}") from exc
     if not isinstance(data, dict):
         raise InvalidInput("manifest.yaml must hold a mapping with `engine_version` and `jobs`")
     # a hand-edited file may hold unquoted timestamps, which YAML turns into datetimes

@@ -120,6 +120,7 @@ class Preparer:
         if sha is not None:
             for name, entry in gitstore.iter_files(repo, sha, gitstore.CONFIG):
                 target = settings_dir / name
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(entry.data)
                 target.chmod(0o600)
         return settings_dir

@@ -43,6 +43,8 @@ def check_tree(sha: str, max_bytes: int) -> None:
                 " manifest.yaml and requirements.json"
             )
         total += int(size) if size != "-" else 0
+        if mode == "160000":
+            raise InvalidInput(f"{path!r} is a git submodule; vendor its files instead")
         if mode == "120000":
             check_link(path, git("cat-file", "blob", oid).decode())
     if total > max_bytes:

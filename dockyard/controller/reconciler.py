@@ -5,6 +5,7 @@ reconciled SHA, so a crash leaves either the old or the new state. Unchanged job
 row writes. Triggered at the end of every push and by a periodic sweep (HEAD ≠ reconciled).
 """
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -57,13 +58,8 @@ class Reconciler:
         with self.db.session() as session:
             names = [w.name for w in workspaces.list_all(session)]
         for name in names:
-            try:
+            with contextlib.suppress(DockyardError):  # recorded on the workspace
                 self.reconcile(name)
-            except DockyardError as exc:
-                log.warning(
-                    "reconcile failed",
-                    extra={"action": "reconcile", "workspace": name, "error": exc.message},
-                )
 
     def _reconcile(self, name: str) -> Outcome:
         repo = gitstore.open_repo(workspaces.repo_path(self.repos_dir, name))
@@ -72,13 +68,18 @@ class Reconciler:
             ws = workspaces.get(session, name)
             if head is None or head == ws.reconciled_sha:
                 return Outcome(head, _recorded(session, ws, head), False)
-            try:
-                new = _manifest(repo, head)
-                old = _manifest(repo, ws.reconciled_sha) if ws.reconciled_sha else None
-            except DockyardError as exc:
-                ws.reconcile_error = f"{head[:12]}: {exc.message}"
-                raise
-            plan = planning.plan(old, new)
+            reconciled = ws.reconciled_sha
+        try:
+            new = _manifest(repo, head)
+            old = _manifest(repo, reconciled) if reconciled else None
+        except DockyardError as exc:
+            self._record_error(name, f"{head[:12]}: {exc.message}")
+            raise
+        plan = planning.plan(old, new)
+        with self.db.session() as session:
+            ws = workspaces.get(session, name)
+            if ws.reconciled_sha != reconciled:  # another controller got there first
+                return Outcome(ws.reconciled_sha, _recorded(session, ws, ws.reconciled_sha), False)
             result = _apply(session, ws, repo, head, plan)
         log.info(
             "reconciled",
@@ -90,6 +91,17 @@ class Reconciler:
             },
         )
         return Outcome(head, result, True)
+
+    def _record_error(self, name: str, message: str) -> None:
+        """Kept on the workspace (in its own transaction) for `info` and a waiting deploy."""
+        with self.db.session() as session:
+            ws = workspaces.get(session, name)
+            if ws.reconcile_error != message:
+                ws.reconcile_error = message
+                log.warning(
+                    "reconcile failed",
+                    extra={"action": "reconcile", "workspace": name, "error": message},
+                )
 
 
 def _manifest(repo: pygit2.Repository, sha: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Workspaces: a name, a bare git repository and the rows that mirror its reconciled state."""
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pygit2
@@ -37,7 +38,9 @@ def get(session: Session, name: str) -> Workspace:
     return row
 
 
-def create(session: Session, repos_dir: Path, name: str, hooks: "HookInstaller") -> Workspace:
+def create(
+    session: Session, repos_dir: Path, name: str, hooks: Callable[[pygit2.Repository], None]
+) -> Workspace:
     check_name(name)
     if session.scalar(select(Workspace.id).where(Workspace.name == name)) is not None:
         raise Conflict(f"workspace {name!r} already exists")

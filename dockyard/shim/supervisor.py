@@ -79,7 +79,14 @@ def main() -> int:
         return 1
     write_atomic(
         run_dir / "proc.json",
-        {"pid": child.pid, "pgid": child.pid, "ticks": start_ticks(child.pid), "started_at": now()},
+        {
+            "pid": child.pid,
+            "pgid": child.pid,
+            "ticks": start_ticks(child.pid),
+            "supervisor_pid": os.getpid(),
+            "supervisor_ticks": start_ticks(os.getpid()),
+            "started_at": now(),
+        },
     )
     pumps = [
         threading.Thread(target=log.pump, args=(pipe, name), daemon=True)

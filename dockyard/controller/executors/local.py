@@ -29,13 +29,14 @@ class LocalExecutor:
         tmp.write_text(json.dumps({"argv": spec.argv, "cwd": str(spec.cwd), "env": spec.env}))
         tmp.chmod(0o600)
         os.replace(tmp, spec.run_dir / "spec.json")
-        self._children[spec.run_dir] = subprocess.Popen(
-            [sys.executable, "-S", str(SUPERVISOR), str(spec.run_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(spec.run_dir / "supervisor.err").open("ab"),
-            start_new_session=True,
-        )
+        with (spec.run_dir / "supervisor.err").open("ab") as errors:
+            self._children[spec.run_dir] = subprocess.Popen(
+                [sys.executable, "-S", str(SUPERVISOR), str(spec.run_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                start_new_session=True,
+            )
 
     def launched(self, run_dir: Path) -> bool:
         return (run_dir / "spec.json").exists()
@@ -72,10 +73,14 @@ class LocalExecutor:
                 return False
             # exited: exit.json is written before the supervisor ends, so re-check it
             return not (run_dir / "exit.json").exists()
-        # adopted after a restart: judge by the job's own process
+        # adopted after a restart: the supervisor writes exit.json before it ends
         proc = _proc(run_dir)
         if proc is not None:
-            return not _same_process(proc) and not (run_dir / "exit.json").exists()
+            if "supervisor_pid" in proc and _same_process(
+                {"pid": proc["supervisor_pid"], "ticks": proc["supervisor_ticks"]}
+            ):
+                return False
+            return not (run_dir / "exit.json").exists() and not _same_process(proc)
         spec = run_dir / "spec.json"
         return spec.exists() and _age(spec) > LOST_AFTER_S
 

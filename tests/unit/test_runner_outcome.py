@@ -1,0 +1,45 @@
+"""`runner.outcome`: a run's final status and reason from why it was stopped and how it exited."""
+
+import signal
+
+import pytest
+
+from dockyard.controller import runner
+from dockyard.controller.executors.base import ExitStatus
+
+OK = ExitStatus(returncode=0, signal=None)
+TERMINATED = ExitStatus(returncode=None, signal=int(signal.SIGTERM))
+KILLED = ExitStatus(returncode=None, signal=int(signal.SIGKILL))
+LOST = ExitStatus(None, None, "lost: the run's supervisor ended without a status")
+
+
+def test_a_clean_exit_completes() -> None:
+    assert runner.outcome(None, OK) == ("completed", None)
+
+
+def test_a_non_zero_exit_fails_with_the_code() -> None:
+    assert runner.outcome(None, ExitStatus(returncode=3, signal=None)) == ("failed", "exit code 3")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(TERMINATED, "killed by signal SIGTERM"), (KILLED, "killed by signal SIGKILL")],
+)
+def test_a_signal_nobody_asked_for_fails_with_its_name(status: ExitStatus, reason: str) -> None:
+    assert runner.outcome(None, status) == ("failed", reason)
+
+
+def test_an_executor_error_is_the_reason() -> None:
+    assert runner.outcome(None, LOST) == ("failed", LOST.error)
+    start_error = ExitStatus(127, None, "[Errno 2] No such file or directory: 'python9'")
+    assert runner.outcome(None, start_error) == ("failed", start_error.error)
+
+
+@pytest.mark.parametrize("status", [OK, TERMINATED, KILLED, LOST])
+def test_a_requested_cancel_is_cancelled_however_the_process_ended(status: ExitStatus) -> None:
+    assert runner.outcome("cancel", status) == ("cancelled", "cancelled by request")
+
+
+@pytest.mark.parametrize("status", [OK, TERMINATED, KILLED, LOST])
+def test_a_timeout_fails_however_the_process_ended(status: ExitStatus) -> None:
+    assert runner.outcome("timeout", status) == ("failed", "timeout")
