@@ -1,8 +1,15 @@
-"""A small HTTP client for the JSON API that turns failures into one-line errors."""
+"""A small HTTP client for the JSON API that turns failures into one-line errors.
 
+It uses the standard library on purpose: every CLI command pays for its imports, and an
+HTTP library with its own CLI and console dependencies costs more to import than a request
+to the local server takes.
+"""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Any
-
-import httpx
 
 from dockyard.cli.config import Target
 from dockyard.errors import (
@@ -35,39 +42,54 @@ class Client:
             )
         self.target = target
         self.server: str = target.server
-        headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+        self.timeout = timeout
 
     @property
     def ws(self) -> str:
         return f"/api/v1/workspaces/{self.target.workspace}"
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(url, method=method)  # noqa: S310 (http(s) only)
+        if self.target.token:
+            request.add_header("Authorization", f"Bearer {self.target.token}")
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+            with urllib.request.urlopen(request, data, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise _error(exc.code, exc.read(), exc.reason) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
             raise Unavailable(
-                f"cannot reach the dockyard server at {self.server} ({exc.__class__.__name__});"
+                f"cannot reach the dockyard server at {self.server} ({reason});"
                 " is `dockyard server` running there? check --server / DOCKYARD_SERVER"
-            ) from exc
-        if response.status_code >= 400:
-            raise _error(response)
-        return response.json()
+            ) from None
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+        return self.request("GET", path, params=params)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self.request("POST", path, json=body or {})
+        return self.request("POST", path, body=body or {})
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
 
-def _error(response: httpx.Response) -> DockyardError:
+def _error(status: int, payload: bytes, reason: str) -> DockyardError:
     try:
-        message = response.json().get("error") or response.text
-    except ValueError:
-        message = response.text.strip() or response.reason_phrase
-    cls = ERRORS.get(response.status_code, DockyardError)
-    return cls(f"{message} (HTTP {response.status_code})")
+        message = json.loads(payload).get("error") or payload.decode()
+    except (ValueError, AttributeError):
+        message = payload.decode("utf-8", "replace").strip() or reason
+    cls = ERRORS.get(status, DockyardError)
+    return cls(f"{message} (HTTP {status})")

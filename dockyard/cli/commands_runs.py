@@ -11,7 +11,6 @@ import click
 from dockyard.cli import output
 from dockyard.cli.client import Client
 from dockyard.cli.commands_workspace import client_for, show_deploy
-from dockyard.cli.deploy import DeployOptions, deploy
 from dockyard.errors import InvalidInput, Unavailable
 
 POLL_S = 0.3
@@ -34,6 +33,8 @@ def _trigger(
 
 def _deploy_script(client: Client, script: str, fmt: str) -> str:
     """Ad-hoc deploy of one file; returns the job ref it became."""
+    from dockyard.cli.deploy import DeployOptions, deploy
+
     result = deploy(client, DeployOptions(Path.cwd().resolve(), script=script))
     if fmt != "json":
         show_deploy(result, client, fmt, False)

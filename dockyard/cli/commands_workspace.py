@@ -1,13 +1,15 @@
 """`deploy`, `sync`, `deployment …`, `configuration …`, `workspace …`, `info`."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dockyard.cli import config, output
 from dockyard.cli.client import Client
-from dockyard.cli.deploy import DeployOptions, DeployResult, deploy, sync_configuration
+
+if TYPE_CHECKING:
+    from dockyard.cli.deploy import DeployResult
 
 
 def register(cli: click.Group) -> None:
@@ -20,7 +22,7 @@ def client_for(workspace_name: str | None) -> Client:
     return Client(config.resolve(workspace=workspace_name))
 
 
-def show_deploy(result: DeployResult, client: Client, fmt: str, show_manifest: bool) -> None:
+def show_deploy(result: "DeployResult", client: Client, fmt: str, show_manifest: bool) -> None:
     if show_manifest:
         from dockyard.controller import manifests
 
@@ -93,6 +95,8 @@ def deploy_cmd(
     output_fmt: str,
 ) -> None:
     """Generate the manifest, plan, commit, push and wait until the server applied it."""
+    from dockyard.cli.deploy import DeployOptions, deploy
+
     client = client_for(workspace)
     options = DeployOptions(Path.cwd().resolve(), None, python, dry_run, allow_plaintext_secrets)
     show_deploy(deploy(client, options), client, output_fmt, show_manifest)
@@ -161,6 +165,8 @@ def deployment_sync(
     output_fmt: str,
 ) -> None:
     """Deploy code and manifest; keep the deployed configuration."""
+    from dockyard.cli.deploy import DeployOptions, deploy
+
     client = client_for(workspace)
     options = DeployOptions(
         Path.cwd().resolve(),
@@ -215,6 +221,8 @@ def configuration_sync(
     dry_run: bool, allow_plaintext_secrets: bool, workspace: str | None, output_fmt: str
 ) -> None:
     """Commit the local .dlt configuration on top of the deployed code."""
+    from dockyard.cli.deploy import sync_configuration
+
     client = client_for(workspace)
     result = sync_configuration(client, Path.cwd().resolve(), dry_run, allow_plaintext_secrets)
     show_deploy(result, client, output_fmt, False)

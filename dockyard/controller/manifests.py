@@ -91,8 +91,13 @@ def load_schema(name: str = SCHEMA_NAME) -> dict[str, Any]:
     return schema
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema())
+
+
 def schema_errors(manifest: Manifest) -> list[str]:
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = _validator()
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
     return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
 

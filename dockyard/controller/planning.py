@@ -4,6 +4,7 @@ The CLI's `deploy --dry-run` and the controller's reconciler call the same `plan
 user is shown is what gets applied. No I/O, no clock, no dlt import.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,17 +54,31 @@ def jobs_by_ref(manifest: Manifest | None) -> dict[str, dict[str, Any]]:
 
 def plan(old: Manifest | None, new: Manifest) -> Plan:
     """Classify every job of `old` and `new`; jobs missing from `new` are archived."""
-    old_jobs, new_jobs = jobs_by_ref(old), jobs_by_ref(new)
+    old_jobs = jobs_by_ref(old)
+    fingerprints = {ref: job_fingerprint(job) for ref, job in old_jobs.items()}
+    return plan_from_fingerprints(fingerprints, new, old_jobs)
+
+
+def plan_from_fingerprints(
+    old: Mapping[str, str],
+    new: Manifest,
+    old_jobs: Mapping[str, dict[str, Any]] | None = None,
+) -> Plan:
+    """`plan` against the fingerprints of the deployed jobs (what the controller keeps per
+    job row), so it need not parse the old manifest again; `old_jobs`, when given, lets
+    updated jobs name their changed fields."""
+    new_jobs = jobs_by_ref(new)
     changes: list[JobChange] = []
     for ref, job in new_jobs.items():
-        before = old_jobs.get(ref)
+        before = old.get(ref)
         if before is None:
             changes.append(JobChange(ref, "added", job))
-        elif job_fingerprint(before) != job_fingerprint(job):
-            changes.append(JobChange(ref, "updated", job, _changed_fields(before, job)))
+        elif before != job_fingerprint(job):
+            fields = _changed_fields(old_jobs[ref], job) if old_jobs else ()
+            changes.append(JobChange(ref, "updated", job, fields))
         else:
             changes.append(JobChange(ref, "unchanged", job))
-    changes.extend(JobChange(ref, "archived", None) for ref in old_jobs if ref not in new_jobs)
+    changes.extend(JobChange(ref, "archived", None) for ref in old if ref not in new_jobs)
     return Plan(tuple(changes))
 
 

@@ -1,8 +1,10 @@
 """Reconcile a workspace's jobs with the manifest at its git HEAD.
 
 plan(manifest@reconciled, manifest@HEAD) is applied in one transaction together with the new
-reconciled SHA, so a crash leaves either the old or the new state. Unchanged jobs cost no
-row writes. Triggered at the end of every push and by a periodic sweep (HEAD ≠ reconciled).
+reconciled SHA, so a crash leaves either the old or the new state; the active job rows are
+therefore always manifest@reconciled, and their stored fingerprints stand in for it (the old
+manifest is never parsed again). Unchanged jobs cost no row writes. Triggered at the end of
+every push and by a periodic sweep (HEAD ≠ reconciled).
 """
 
 import contextlib
@@ -68,18 +70,24 @@ class Reconciler:
             ws = workspaces.get(session, name)
             if head is None or head == ws.reconciled_sha:
                 return Outcome(head, _recorded(session, ws, head), False)
-            reconciled = ws.reconciled_sha
         try:
             new = _manifest(repo, head)
-            old = _manifest(repo, reconciled) if reconciled else None
         except DockyardError as exc:
             self._record_error(name, f"{head[:12]}: {exc.message}")
             raise
-        plan = planning.plan(old, new)
         with self.db.session() as session:
             ws = workspaces.get(session, name)
-            if ws.reconciled_sha != reconciled:  # another controller got there first
-                return Outcome(ws.reconciled_sha, _recorded(session, ws, ws.reconciled_sha), False)
+            if head == ws.reconciled_sha:  # another controller got there first
+                return Outcome(head, _recorded(session, ws, head), False)
+            # the active job rows are exactly manifest@reconciled (each reconcile applies the
+            # whole plan in one transaction), so their fingerprints stand in for parsing it
+            rows = session.execute(
+                select(Job.job_ref, Job.fingerprint).where(
+                    Job.workspace_id == ws.id, Job.status == "active"
+                )
+            )
+            deployed = {row[0]: row[1] for row in rows}
+            plan = planning.plan_from_fingerprints(deployed, new)
             result = _apply(session, ws, repo, head, plan)
         log.info(
             "reconciled",

@@ -49,6 +49,7 @@ class Runner:
         self._preparing: set[str] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        executor.on_exit(self.wake)
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

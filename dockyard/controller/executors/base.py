@@ -1,5 +1,6 @@
 """The executor port: start a prepared run, observe it, stop it, adopt it after a restart."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,3 +36,6 @@ class Executor(Protocol):
 
     def signal(self, run_dir: Path, signum: int) -> bool:
         """Signal the run's process group; False when it is already gone."""
+
+    def on_exit(self, wake: Callable[[], None]) -> None:
+        """Call `wake` as soon as a run may have ended (the runner then polls at once)."""

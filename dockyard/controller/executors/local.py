@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dockyard.controller.executors.base import ExitStatus, RunSpec
@@ -22,6 +24,10 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
+        self._wake: Callable[[], None] = lambda: None
+
+    def on_exit(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
 
     def start(self, spec: RunSpec) -> None:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -37,6 +43,12 @@ class LocalExecutor:
                 stderr=errors,
                 start_new_session=True,
             )
+        child = self._children[spec.run_dir]
+        threading.Thread(target=self._await, args=(child,), daemon=True).start()
+
+    def _await(self, child: subprocess.Popen[bytes]) -> None:
+        child.wait()
+        self._wake()
 
     def launched(self, run_dir: Path) -> bool:
         return (run_dir / "spec.json").exists()
