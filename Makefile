@@ -29,8 +29,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check dockyard tests
-	$(BIN)/ruff format --check dockyard tests
+	$(BIN)/ruff check dockyard tests bench
+	$(BIN)/ruff format --check dockyard tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,318 @@
+"""Shared helpers for the benchmarks: a real server process, the real CLI, statistics, the
+machine description and the printed report.
+
+Benchmarks print figures and ratios against a floor measured in the same run; nothing here
+asserts on time (timed assertions never go into tests). The machine has few, shared cores,
+so every figure is a median over several repetitions.
+"""
+
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+ADMIN_TOKEN = "dy_bench_admin_token_0123456789"
+PYCACHE = Path(tempfile.gettempdir()) / "dockyard-bench-pycache"
+T = TypeVar("T")
+
+
+# statistics ------------------------------------------------------------------------------
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def p90(values: Sequence[float]) -> float:
+    """Nearest-rank 90th percentile (with 10 samples: the second largest)."""
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)])
+
+
+def timed(func: Callable[[], T]) -> tuple[float, T]:
+    """Wall time of one call (seconds) and its result."""
+    start = time.perf_counter()
+    result = func()
+    return time.perf_counter() - start, result
+
+
+def time_command(
+    argv: Sequence[str],
+    repeat: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    warmup: int = 1,
+) -> list[float]:
+    """Wall times of a command run `repeat` times (after `warmup` untimed runs)."""
+    times: list[float] = []
+    for i in range(warmup + repeat):
+        elapsed, proc = timed(
+            lambda: subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 timestamp with offset as POSIX seconds."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+# the machine ---------------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, Python and date: printed with every figure."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                ram_kib = int(line.split()[1])
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": f"{ram_kib / 1024 / 1024:.1f} GiB",
+        "python": f"{platform.python_version()} ({PYTHON})",
+        "os": f"{platform.system()} {platform.release()}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # other work on the machine at the time (the cores are shared)
+        "load average (1 min)": Path("/proc/loadavg").read_text().split()[0],
+    }
+
+
+def print_machine() -> None:
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+
+
+# the report ----------------------------------------------------------------------------------
+@dataclass
+class Report:
+    """One benchmark's figures: printed as text, or written as JSON for `run_all.py`."""
+
+    name: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, label: str, value: object, key: str | None = None) -> None:
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        self.rows.append((label, text))
+        if key is not None:
+            self.figures[key] = value
+
+    def headline(
+        self,
+        values: Sequence[float],
+        floor: Sequence[float],
+        target: float,
+        over_floor: bool,
+    ) -> None:
+        """The standard figures: median, p90, floor, difference, ratio, target, verdict.
+
+        `target` is a bound on the difference to the floor (`over_floor`) or on the median.
+        """
+        mid, low = median(values), median(floor)
+        self.figures["samples"] = [round(v, 4) for v in values]
+        self.figures["floor_samples"] = [round(v, 4) for v in floor]
+        checked = mid - low if over_floor else mid
+        bound = f"≤ floor + {target:g} s" if over_floor else f"≤ {target:g} s"
+        self.add(f"median ({len(values)} repetitions) [s]", mid, "median_s")
+        self.add("p90 [s]", p90(values), "p90_s")
+        self.add(f"floor median ({len(floor)} repetitions) [s]", low, "floor_median_s")
+        self.add("difference median - floor [s]", mid - low, "difference_s")
+        self.add("ratio median / floor", f"{mid / low:.2f}", "ratio")
+        self.figures["ratio"] = mid / low
+        self.add("target", bound, "target")
+        self.add("target met", "yes" if checked <= target else "NO", "met")
+        self.figures["met"] = checked <= target
+
+    def show(self) -> None:
+        width = max(len(label) for label, _ in self.rows)
+        print(f"\n== {self.name} ==")
+        for label, text in self.rows:
+            print(f"  {label:<{width}}  {text}")
+        for key in ("samples", "floor_samples"):
+            if key in self.figures:
+                print(f"  {key} [s]: " + " ".join(f"{v:.3f}" for v in self.figures[key]))
+
+    def write(self, path: Path | None) -> None:
+        if path is not None:
+            payload = {"name": self.name, "machine": machine(), "figures": self.figures}
+            path.write_text(json.dumps(payload, indent=2))
+
+
+def json_out(argv: Sequence[str]) -> Path | None:
+    """`--json-out FILE` (used by run_all.py) or None."""
+    if "--json-out" in argv:
+        return Path(argv[list(argv).index("--json-out") + 1])
+    return None
+
+
+def int_arg(argv: Sequence[str], name: str, default: int) -> int:
+    if name in argv:
+        return int(argv[list(argv).index(name) + 1])
+    return default
+
+
+# a real server and the real CLI ----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without dockyard's variables and without a virtualenv.
+
+    Bytecode is written as on a user's machine (a shell may set PYTHONDONTWRITEBYTECODE,
+    which makes every CLI start compile its imports again), into `PYCACHE` so that nothing
+    is written next to the sources; the first, untimed runs warm it.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    return env
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    log: Path
+    port: int = field(default_factory=free_port)
+    token: str = ADMIN_TOKEN
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> "Server":
+        env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token}
+        argv = [PYTHON, "-m", "dockyard", "server", "--data-dir", str(self.data_dir)]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*argv, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+
+@contextmanager
+def running_server(tmp: Path) -> Iterator[Server]:
+    server = Server(data_dir=tmp / "data", log=tmp / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Cli:
+    """`python -m dockyard …` with its own config and cache folders, like a fresh user."""
+
+    server: Server
+    home: Path
+    workspace: str
+
+    def env(self) -> dict[str, str]:
+        env = base_env()
+        env.update(
+            {
+                "XDG_CACHE_HOME": str(self.home / "cache"),
+                "XDG_CONFIG_HOME": str(self.home / "config"),
+                "DOCKYARD_SERVER": self.server.url,
+                "DOCKYARD_TOKEN": self.server.token,
+                "DOCKYARD_WORKSPACE": self.workspace,
+            }
+        )
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [PYTHON, "-m", "dockyard", *args]
+
+    def run(
+        self, *args: str, cwd: Path | None = None, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.argv(*args),
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"dockyard {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, cwd: Path | None = None) -> Any:
+        return json.loads(self.run(*args, "-o", "json", cwd=cwd).stdout)
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def pyproject(name: str) -> str:
+    return (
+        "[project]\n"
+        f'name = "{name}"\n'
+        'version = "0.1.0"\n'
+        'requires-python = ">=3.11"\n'
+        'dependencies = ["dlt==1.31.0"]\n'
+    )

@@ -1,0 +1,60 @@
+"""Run every benchmark, one after the other, each in its own process, and print a summary.
+
+`make bench` calls this. Each benchmark prints its own figures as it goes; the summary at
+the end repeats the headline of each (median, p90, floor, difference, ratio, target) with
+the machine they ran on, ready for docs/benchmarks.md.
+
+Usage: python bench/run_all.py
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import PYTHON, print_machine
+
+BENCH = Path(__file__).resolve().parent
+SCRIPTS = ("run_start.py", "reconcile.py", "deploy_dry_run.py")
+COLUMNS = ("median_s", "p90_s", "floor_median_s", "difference_s", "ratio", "target", "met")
+
+
+def run(script: str, out: Path) -> dict[str, Any]:
+    print(f"\n### {script}", flush=True)
+    subprocess.run([PYTHON, str(BENCH / script), "--json-out", str(out)], check=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def summary(results: list[dict[str, Any]]) -> None:
+    print("\n== summary (seconds; medians over repetitions, floors measured in the same run) ==")
+    print_machine()
+    print("| benchmark | " + " | ".join(COLUMNS) + " | floor |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    for result in results:
+        figures = result["figures"]
+        cells = [cell(figures.get(column)) for column in COLUMNS]
+        print(f"| {result['name']} | " + " | ".join(cells) + f" | {figures.get('floor')} |")
+
+
+def main() -> int:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
+        for script in SCRIPTS:
+            results.append(run(script, Path(tmp) / f"{script}.json"))
+    summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
