@@ -211,3 +211,37 @@ def test_sweep_reconciles_a_commit_that_bypassed_the_push_event(
         assert napper["status"] == "archived"
     finally:
         server.stop()
+
+
+def test_partial_syncs_move_one_version_each(cli: Cli, basic_ws: Path) -> None:
+    first = cli.json("deploy", cwd=basic_ws)
+    prod = basic_ws / ".dlt" / "prod.config.toml"
+    prod.write_text(prod.read_text().replace("from prod.config.toml", "from prod synced"))
+    (basic_ws / "helper.py").write_text("VALUE = 2\n")
+
+    config = cli.json("configuration", "sync", cwd=basic_ws)
+    assert config["changed"] == ["configuration"]
+    assert config["deployment_version"] == first["deployment_version"]
+    assert config["configuration_version"] != first["configuration_version"]
+    assert "helper.py" not in json.dumps(cli.json("deployment", "info"))
+
+    prod.write_text(prod.read_text().replace("from prod synced", "not deployed"))
+    code = cli.json("deployment", "sync", cwd=basic_ws)
+    assert code["changed"] == ["code"]
+    assert code["configuration_version"] == config["configuration_version"]
+    assert cli.json("deployment", "info")["changed_files"] == ["code/helper.py"]
+    assert "hello from prod synced" in cli.run("launch", "hello", "-f").stdout
+
+
+def test_show_manifest_and_an_explicit_python(cli: Cli, basic_ws: Path) -> None:
+    shown = cli.run("deploy", "--dry-run", "--show-manifest", cwd=basic_ws).stdout
+    assert "job_ref: jobs.__deployment__.hello" in shown and "created_at" not in shown
+    error = cli.fails("deploy", "--python", "/no/such/python", cwd=basic_ws)
+    assert "/no/such/python does not exist" in error
+
+
+def test_health_and_openapi_are_served(cli: Cli) -> None:
+    assert httpx.get(f"{cli.server.url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{cli.server.url}/docs").status_code == 200
+    paths = httpx.get(f"{cli.server.url}/openapi.json").json()["paths"]
+    assert "/api/v1/workspaces/{ws}/trigger" in paths and "/api/v1/runs/{run_id}/logs" in paths
