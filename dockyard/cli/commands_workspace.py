@@ -95,10 +95,25 @@ def deploy_cmd(
     output_fmt: str,
 ) -> None:
     """Generate the manifest, plan, commit, push and wait until the server applied it."""
+    _deploy(workspace, python, dry_run, allow_plaintext_secrets, output_fmt, show_manifest)
+
+
+def _deploy(
+    workspace: str | None,
+    python: str | None,
+    dry_run: bool,
+    allow_plaintext_secrets: bool,
+    output_fmt: str,
+    show_manifest: bool,
+    keep_configuration: bool = False,
+) -> None:
     from dockyard.cli.deploy import DeployOptions, deploy
 
     client = client_for(workspace)
-    options = DeployOptions(Path.cwd().resolve(), None, python, dry_run, allow_plaintext_secrets)
+    root = Path.cwd().resolve()
+    options = DeployOptions(
+        root, None, python, dry_run, allow_plaintext_secrets, keep_configuration
+    )
     show_deploy(deploy(client, options), client, output_fmt, show_manifest)
 
 
@@ -115,6 +130,22 @@ def _versions(kind: str, workspace_name: str | None, fmt: str) -> None:
         ],
         ["version", "created", "message"],
     )
+
+
+def _version_info(
+    kind: str, sha: str | None, workspace: str | None, fmt: str
+) -> dict[str, Any] | None:
+    """One version from the API; printed as JSON (and None returned) with `-o json`."""
+    client = client_for(workspace)
+    data: dict[str, Any] = client.get(f"{client.ws}/{kind}s/{sha or 'latest'}")
+    if fmt == "json":
+        output.emit_json(data)
+        return None
+    return data
+
+
+def _version_header(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [("version", data["version"]), ("created", output.when(data["created_at"]))]
 
 
 @click.group()
@@ -134,15 +165,12 @@ def deployment_list(workspace: str | None, output_fmt: str) -> None:
 @output.workspace_option
 @output.output_option
 def deployment_info(sha: str | None, workspace: str | None, output_fmt: str) -> None:
-    client = client_for(workspace)
-    data = client.get(f"{client.ws}/deployments/{sha or 'latest'}")
-    if output_fmt == "json":
-        output.emit_json(data)
+    data = _version_info("deployment", sha, workspace, output_fmt)
+    if data is None:
         return
     output.kv(
         [
-            ("version", data["version"]),
-            ("created", output.when(data["created_at"])),
+            *_version_header(data),
             ("message", data["message"].splitlines()[0]),
             ("previous", data["previous_version"]),
             ("jobs", len(data["jobs"])),
@@ -165,18 +193,7 @@ def deployment_sync(
     output_fmt: str,
 ) -> None:
     """Deploy code and manifest; keep the deployed configuration."""
-    from dockyard.cli.deploy import DeployOptions, deploy
-
-    client = client_for(workspace)
-    options = DeployOptions(
-        Path.cwd().resolve(),
-        None,
-        python,
-        dry_run,
-        allow_plaintext_secrets,
-        keep_configuration=True,
-    )
-    show_deploy(deploy(client, options), client, output_fmt, show_manifest)
+    _deploy(workspace, python, dry_run, allow_plaintext_secrets, output_fmt, show_manifest, True)
 
 
 @click.group()
@@ -196,18 +213,10 @@ def configuration_list(workspace: str | None, output_fmt: str) -> None:
 @output.workspace_option
 @output.output_option
 def configuration_info(sha: str | None, workspace: str | None, output_fmt: str) -> None:
-    client = client_for(workspace)
-    data = client.get(f"{client.ws}/configurations/{sha or 'latest'}")
-    if output_fmt == "json":
-        output.emit_json(data)
+    data = _version_info("configuration", sha, workspace, output_fmt)
+    if data is None:
         return
-    output.kv(
-        [
-            ("version", data["version"]),
-            ("created", output.when(data["created_at"])),
-            ("profiles", data["profiles"]),
-        ]
-    )
+    output.kv([*_version_header(data), ("profiles", data["profiles"])])
     for file in data["files"]:
         click.echo(f"  {file['name']}: {', '.join(file['keys']) or '(no keys)'}")
 

@@ -356,19 +356,29 @@ def versions(ctl: Controller, principal: Principal, name: str, kind: str) -> lis
     return [v.as_dict() for v in gitstore.history(_repo(ctl, name), paths)]
 
 
+def _version_at(
+    ctl: Controller, principal: Principal, name: str, sha: str | None, kind: str
+) -> tuple[Any, gitstore.Version]:
+    """The repository and the named version (default: the current one) of `kind`."""
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "read")
+        current = ws.deployment_version if kind == "deployment" else ws.configuration_version
+    sha = sha or current
+    if sha is None:
+        raise NotFound(f"workspace {name} has no {kind} yet; run `dockyard deploy`")
+    repo = _repo(ctl, name)
+    return repo, gitstore.version_info(repo, sha)
+
+
 def deployment_info(
     ctl: Controller, principal: Principal, name: str, sha: str | None
 ) -> dict[str, Any]:
-    with ctl.db.session() as session:
-        ws = _workspace(session, principal, name, "read")
-        sha = sha or ws.deployment_version
-    if sha is None:
-        raise NotFound(f"workspace {name} has no deployment yet; run `dockyard deploy`")
-    repo = _repo(ctl, name)
-    version = gitstore.version_info(repo, sha)
+    repo, version = _version_at(ctl, principal, name, sha, "deployment")
     history = [v.sha for v in gitstore.history(repo, gitstore.DEPLOYMENT_PATHS)]
     if version.sha not in history:
-        raise NotFound(f"{sha[:12]} is not a deployment version; `dockyard deployment list`")
+        raise NotFound(
+            f"{version.sha[:12]} is not a deployment version; `dockyard deployment list`"
+        )
     index = history.index(version.sha)
     previous = history[index + 1] if index + 1 < len(history) else None
     manifest = _manifest_at(repo, version.sha)
@@ -396,13 +406,7 @@ def _manifest_at(repo: Any, sha: str) -> dict[str, Any]:
 def configuration_info(
     ctl: Controller, principal: Principal, name: str, sha: str | None
 ) -> dict[str, Any]:
-    with ctl.db.session() as session:
-        ws = _workspace(session, principal, name, "read")
-        sha = sha or ws.configuration_version
-    if sha is None:
-        raise NotFound(f"workspace {name} has no configuration yet; run `dockyard deploy`")
-    repo = _repo(ctl, name)
-    version = gitstore.version_info(repo, sha)
+    repo, version = _version_at(ctl, principal, name, sha, "configuration")
     files = []
     for path, entry in gitstore.iter_files(repo, version.sha, gitstore.CONFIG):
         files.append({"name": path, "profile": _profile_of(path), "keys": _key_names(entry.data)})
