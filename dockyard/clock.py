@@ -31,3 +31,26 @@ def isoformat(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat()
+
+
+class FakeClock:
+    """A clock tests move by hand (shipped with the port it fakes)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._mono = 0.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def set(self, value: datetime) -> None:
+        self._mono += max(0.0, (value - self._now).total_seconds())
+        self._now = value
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.set(self._now + timedelta(seconds=seconds))

@@ -22,6 +22,8 @@ class Settings:
     sweep_interval_s: float = 5.0
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     default_grace_s: float = DEFAULT_GRACE_S
+    pending_timeout_s: float = 600.0
+    starting_timeout_s: float = 1800.0
     start_loops: bool = True
 
     @classmethod
@@ -38,6 +40,10 @@ class Settings:
             env["public_url"] = os.environ["DOCKYARD_PUBLIC_URL"]
         if os.environ.get("DOCKYARD_ADMIN_TOKEN"):
             env["admin_token"] = os.environ["DOCKYARD_ADMIN_TOKEN"]
+        if "DOCKYARD_PENDING_TIMEOUT" in os.environ:
+            env["pending_timeout_s"] = float(os.environ["DOCKYARD_PENDING_TIMEOUT"])
+        if "DOCKYARD_STARTING_TIMEOUT" in os.environ:
+            env["starting_timeout_s"] = float(os.environ["DOCKYARD_STARTING_TIMEOUT"])
         if "DOCKYARD_SWEEP_INTERVAL" in os.environ:
             env["sweep_interval_s"] = float(os.environ["DOCKYARD_SWEEP_INTERVAL"])
         if "DOCKYARD_MAX_WORKSPACE_BYTES" in os.environ:

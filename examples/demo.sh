@@ -40,8 +40,8 @@ echo "==> dockyard job list"
 "$DOCKYARD" job list
 echo "==> dockyard launch ingest_weather -f   (the first run builds the job's environment)"
 "$DOCKYARD" launch ingest_weather -f
-echo "==> dockyard launch weather_report -f"
-"$DOCKYARD" launch weather_report -f
+echo "==> dockyard logs weather_report -f   (a follow-up: it started when the ingest succeeded)"
+"$DOCKYARD" logs weather_report -f
 echo "==> dockyard job-run ingest_weather info"
 "$DOCKYARD" job-run ingest_weather info
 cat <<INFO

@@ -199,12 +199,14 @@ def wait_run(
     timeout: float = 180,
     statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "skipped"),
 ) -> dict[str, Any]:
+    """Poll `job-run JOB [N] info` until the run exists and reaches one of `statuses`."""
     deadline = time.monotonic() + timeout
-    args = ["job-run", job] + ([str(number)] if number else []) + ["info"]
+    args = ["job-run", job, *([str(number)] if number else []), "info", "-o", "json"]
     while True:
-        run: dict[str, Any] = cli.json(*args)
-        if run["status"] in statuses:
+        proc = cli.run(*args, check=False)
+        run: dict[str, Any] = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        if run.get("status") in statuses:
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"run did not reach {statuses}: {run}")
+            raise AssertionError(f"run did not reach {statuses}: {run or proc.stderr}")
         time.sleep(0.3)

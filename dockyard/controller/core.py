@@ -8,12 +8,14 @@ import threading
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import auth, beacon, envs, workspaces
+from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.local import LocalExecutor
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runner import Runner
 from dockyard.controller.runtime_config import Defaults
+from dockyard.controller.scheduler import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.errors import DockyardError
 from dockyard.settings import Settings
@@ -36,8 +38,19 @@ class Controller:
         self.defaults = Defaults(settings.default_timeout_s, settings.default_grace_s)
         self.executor: Executor = executor or LocalExecutor()
         self.preparer = Preparer(settings, envs.EnvBuilder(settings.envs_dir), self.beacon_secret)
-        self.runner = Runner(self.db, self.clock, self.executor, self.preparer)
-        self.reconciler = Reconciler(self.db, settings.repos_dir)
+        self.dispatcher = Dispatcher(settings.repos_dir, self.defaults)
+        self.runner = Runner(
+            self.db,
+            self.clock,
+            self.executor,
+            self.preparer,
+            self.dispatcher,
+            bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
+        )
+        self.scheduler = Scheduler(self.db, self.clock, self.dispatcher, self.runner.wake)
+        self.reconciler = Reconciler(
+            self.db, settings.repos_dir, lambda _name: self.scheduler.wake(), self.clock
+        )
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -56,11 +69,13 @@ class Controller:
 
     def start(self) -> None:
         self.runner.start()
+        self.scheduler.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="sweep", daemon=True)
         self._sweeper.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.scheduler.stop()
         self.runner.stop()
         if self._sweeper is not None:
             self._sweeper.join(timeout=10)

@@ -6,7 +6,7 @@ so a dlt upgrade touches this file only. dlt is a library here: no workspace cod
 """
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from dlt._workspace.deployment import _job_ref, _run_helpers, _trigger_helpers
@@ -150,3 +150,114 @@ def run_interval(
         None, None, cast(Any, job_def), cast(Any, trigger), now, refresh
     )
     return start, end
+
+
+# scheduling -------------------------------------------------------------------------------
+TIMED = ("schedule", "every", "once")
+
+
+def job_timezone(job_def: JobDef) -> str:
+    return str((job_def.get("require") or {}).get("timezone") or "UTC")
+
+
+def timed_triggers(job_def: JobDef) -> list[str]:
+    return [t for t in job_def.get("triggers") or [] if trigger_type(t) in TIMED]
+
+
+def trigger_period_s(trigger: str) -> float:
+    """The period of an `every:` trigger, in seconds."""
+    return float(cast(Any, _trigger_helpers.parse_trigger(cast(Any, trigger)).expr))
+
+
+def next_fire(trigger: str, now: datetime, tz: str, prev: datetime | None = None) -> datetime:
+    """dlt's `next_scheduled_run`: the next tick strictly after `now` (cron in `tz`)."""
+    from dlt._workspace.deployment import interval
+
+    result: datetime = interval.next_scheduled_run(cast(Any, trigger), now, tz, prev)
+    return result
+
+
+def natural_window(
+    trigger: str, at: datetime, tz: str, prev_end: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """dlt's `compute_run_interval`: for `schedule:` the latest elapsed cron interval."""
+    from dlt._workspace.deployment import interval
+
+    start, end = interval.compute_run_interval(cast(Any, trigger), at, prev_end, tz)
+    return start, end
+
+
+def declared_range(job_def: JobDef) -> tuple[datetime, datetime | None] | None:
+    """A job's `interval` as UTC bounds, snapped back to cron ticks as dlt does; None
+    when the job declares no interval. An open end stays None (it follows the ticks)."""
+    from dlt._workspace.deployment import interval
+    from dlt.common.time import ensure_datetime_in_tz
+
+    spec = job_def.get("interval")
+    if not spec:
+        return None
+    cron = _trigger_helpers.maybe_parse_schedule(cast(Any, job_def))
+    if cron:
+        start, end = interval.resolve_interval_spec(cast(Any, spec), cron, job_timezone(job_def))
+        return start, (end if spec.get("end") else None)
+    begin = ensure_datetime_in_tz(spec["start"], UTC)
+    until = ensure_datetime_in_tz(spec["end"], UTC) if spec.get("end") else None
+    return begin, until
+
+
+def cron_floor(job_def: JobDef, at: datetime) -> datetime | None:
+    """The latest cron tick ≤ `at` of the job's schedule (in its timezone), as UTC."""
+    from zoneinfo import ZoneInfo
+
+    from dlt._workspace.deployment import interval
+
+    cron = _trigger_helpers.maybe_parse_schedule(cast(Any, job_def))
+    if not cron:
+        return None
+    local = at.astimezone(ZoneInfo(job_timezone(job_def)))
+    floor: datetime = interval.cron_floor(cron, local)
+    return floor.astimezone(UTC)
+
+
+def freshness_refs(job_def: JobDef) -> list[str]:
+    from dlt._workspace.deployment import freshness
+
+    return [
+        str(freshness.parse_freshness_constraint(c).expr) for c in job_def.get("freshness") or []
+    ]
+
+
+def check_fresh(
+    job_def: JobDef,
+    upstream: dict[str, JobDef],
+    prev_ends: dict[str, datetime | None],
+    now: datetime,
+) -> dict[str, str]:
+    """dlt's `check_all_upstream_run_fresh`, per constraint: upstream ref → why it is not
+    fresh (only the stale ones)."""
+    from dlt._workspace.deployment import interval
+
+    stale: dict[str, str] = {}
+    for constraint in job_def.get("freshness") or []:
+        ok, reasons = interval.check_all_upstream_run_fresh(
+            [constraint], cast(Any, upstream), cast(Any, prev_ends), now
+        )
+        if not ok:
+            from dlt._workspace.deployment import freshness
+
+            ref = str(freshness.parse_freshness_constraint(constraint).expr)
+            stale[ref] = "; ".join(reasons)
+    return stale
+
+
+def cascade_targets(root_ref: str, jobs: dict[str, JobDef]) -> list[str]:
+    """dlt's refresh cascade: freshness-downstream jobs of `root_ref`, `block` excluded."""
+    from dlt._workspace.deployment import freshness
+
+    return [str(r) for r in freshness.get_refresh_cascade_targets(root_ref, cast(Any, jobs))]
+
+
+def refresh_policy(job_def: JobDef) -> str:
+    from dlt._workspace.deployment.typing import resolve_refresh_propagation
+
+    return str(resolve_refresh_propagation(job_def))

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import pygit2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockyard.clock import utcnow
-from dockyard.controller import gitstore, manifests, planning, workspaces
+from dockyard.clock import Clock, SystemClock
+from dockyard.controller import gitstore, manifests, planning, schedules, workspaces
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Reconciliation, Workspace
 from dockyard.errors import DockyardError
@@ -37,11 +38,16 @@ class Outcome:
 
 class Reconciler:
     def __init__(
-        self, db: Database, repos_dir: Path, on_change: Callable[[str], None] | None = None
+        self,
+        db: Database,
+        repos_dir: Path,
+        on_change: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.db = db
         self.repos_dir = repos_dir
         self.on_change = on_change
+        self.clock: Clock = clock or SystemClock()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -88,7 +94,7 @@ class Reconciler:
             )
             deployed = {row[0]: row[1] for row in rows}
             plan = planning.plan_from_fingerprints(deployed, new)
-            result = _apply(session, ws, repo, head, plan)
+            result = _apply(session, ws, repo, head, plan, self.clock.now())
         log.info(
             "reconciled",
             extra={
@@ -131,9 +137,13 @@ def _recorded(session: Session, ws: Workspace, sha: str | None) -> dict[str, Any
 
 
 def _apply(
-    session: Session, ws: Workspace, repo: pygit2.Repository, head: str, plan: planning.Plan
+    session: Session,
+    ws: Workspace,
+    repo: pygit2.Repository,
+    head: str,
+    plan: planning.Plan,
+    now: datetime,
 ) -> dict[str, Any]:
-    now = utcnow()
     touched = [c for c in plan.changes if c.kind != "unchanged"]
     refs = [c.job_ref for c in touched]
     rows = (
@@ -153,6 +163,7 @@ def _apply(
                 row.status, row.archived_at, row.updated_sha = "archived", now, head
             continue
         assert change.new is not None
+        reactivated = row is not None and row.status == "archived"
         if row is None:
             row = Job(
                 workspace_id=ws.id,
@@ -166,6 +177,7 @@ def _apply(
         row.job_type = change.new["entry_point"]["job_type"]
         row.fingerprint = manifests.job_fingerprint(change.new)
         row.status, row.archived_at, row.updated_sha, row.updated_at = "active", None, head, now
+        schedules.sync(session, row, now, reactivated)
     deployment = gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS)
     configuration = gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS)
     result: dict[str, Any] = {

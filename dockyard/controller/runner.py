@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from dockyard.clock import Clock
 from dockyard.controller import logs, runs
+from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.store.db import Database
@@ -35,13 +37,17 @@ class Runner:
         clock: Clock,
         executor: Executor,
         preparer: Preparer,
+        dispatcher: Dispatcher,
         on_finished: Callable[[str], None] | None = None,
         workers: int = 4,
+        bounds: tuple[float, float] = (600.0, 1800.0),
     ) -> None:
         self.db = db
         self.clock = clock
         self.executor = executor
         self.preparer = preparer
+        self.dispatcher = dispatcher
+        self.pending_bound, self.starting_bound = bounds
         self.on_finished = on_finished
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -86,8 +92,30 @@ class Runner:
     # one tick ---------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock.now()
+        self._bound(now)
         self._claim(now)
         self._watch(now)
+
+    def _bound(self, now: datetime) -> None:
+        """No run waits forever: stuck in `pending` or `starting` past its bound, it fails."""
+        pending_before = now - timedelta(seconds=self.pending_bound)
+        starting_before = now - timedelta(seconds=self.starting_bound)
+        with self.db.session() as session:
+            stuck = list(
+                session.execute(
+                    select(Run.id, Run.status).where(
+                        ((Run.status == "pending") & (Run.created_at < pending_before))
+                        | ((Run.status == "starting") & (Run.claimed_at < starting_before))
+                    )
+                )
+            )
+        for run_id, status in stuck:
+            bound = self.pending_bound if status == "pending" else self.starting_bound
+            if status == "starting" and self.executor.launched(self.preparer.run_dir(run_id)):
+                continue  # its process exists: watched like a running run
+            reason = f"stuck in {status} for more than {bound:g}s"
+            if self._end(run_id, [status], "failed", reason=reason):
+                logs.system(self.preparer.run_dir(run_id), f"run failed: {reason}")
 
     def _claim(self, now: datetime) -> None:
         with self.db.session() as session:
@@ -97,7 +125,9 @@ class Runner:
                 )
             )
             claimed = [
-                rid for rid in pending if runs.move(session, rid, ["pending"], status="starting")
+                rid
+                for rid in pending
+                if runs.move(session, rid, ["pending"], status="starting", claimed_at=now)
             ]
         for run_id in claimed:
             with self._lock:
@@ -174,28 +204,25 @@ class Runner:
 
     def _fail_start(self, run_id: str, reason: str) -> None:
         logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
-        with self.db.session() as session:
-            runs.move(
-                session,
-                run_id,
-                ["starting", "cancelling"],
-                status="failed",
-                reason=reason,
-                finished_at=self.clock.now(),
-            )
-        self._notify(run_id)
+        self._end(run_id, ["starting", "cancelling"], "failed", reason=reason)
 
     def _finish_unlaunched(self, run_id: str, reason: str) -> None:
+        self._end(run_id, ["starting", "cancelling"], "cancelled", reason=reason)
+
+    def _end(self, run_id: str, expected: list[str], status: str, **values: Any) -> bool:
+        """End a run through the dispatcher (interval ledger, refresh, follow-ups) in one
+        transaction; False when it had already ended."""
         with self.db.session() as session:
-            runs.move(
-                session,
-                run_id,
-                ["starting", "cancelling"],
-                status="cancelled",
-                reason=reason,
-                finished_at=self.clock.now(),
+            run = session.get(Run, run_id)
+            if run is None or run.status not in expected:
+                return False
+            follow_ups = self.dispatcher.finish(
+                session, run, expected, status, self.clock.now(), **values
             )
         self._notify(run_id)
+        if follow_ups:
+            self.wake()
+        return True
 
     # stop and finish --------------------------------------------------------------------
     def _enforce(self, run: Run, now: datetime) -> None:
@@ -226,23 +253,19 @@ class Runner:
         status, reason = outcome(run.stop_reason, exit_status)
         run_dir = self.preparer.run_dir(run.id)
         logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))
-        with self.db.session() as session:
-            moved = runs.move(
-                session,
-                run.id,
-                list(LAUNCHED),
-                status=status,
-                reason=reason,
-                exit_code=exit_status.returncode,
-                signal=exit_status.signal,
-                finished_at=now,
-            )
+        moved = self._end(
+            run.id,
+            list(LAUNCHED),
+            status,
+            reason=reason,
+            exit_code=exit_status.returncode,
+            signal=exit_status.signal,
+        )
         if moved:
             self.preparer.cleanup(run.id)
             log.info(
                 "run finished", extra={"action": "finish_run", "run_id": run.id, "status": status}
             )
-            self._notify(run.id)
 
     def _notify(self, run_id: str) -> None:
         if self.on_finished is not None:

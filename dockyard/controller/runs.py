@@ -5,16 +5,14 @@ runs, the profile, its interval and how it ended. Status changes are guarded UPD
 (`WHERE status = <expected>`), so two actors can never both move the same run.
 """
 
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
-from dockyard.controller import dltadapter, runtime_config
+from dockyard.controller import dltadapter
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
 
@@ -77,74 +75,12 @@ def _active_ref(session: Session, ws: Workspace, name: str, active: list[Job]) -
         ) from None
 
 
-def create(
-    session: Session,
-    ws: Workspace,
-    job: Job,
-    trigger: str,
-    *,
-    refresh: bool,
-    now: datetime,
-    defaults: runtime_config.Defaults,
-    profile_files: Sequence[str],
-) -> Run:
-    if job.status != "active":
-        raise Conflict(f"job {job.job_ref} is archived; deploy it again to run it")
-    if ws.deployment_version is None:
-        raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
-    number = session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(runs_created=Job.runs_created + 1)
-        .returning(Job.runs_created)
-    ).scalar_one()
-    effective_refresh, _ = dltadapter.refresh_for(job.definition, refresh)
-    start, end = runtime_config.interval(job.definition, trigger, now, effective_refresh)
-    timeout, grace = runtime_config.timeouts(job.definition, defaults)
-    run = Run(
-        id=str(uuid.uuid4()),
-        workspace_id=ws.id,
-        job_id=job.id,
-        number=number,
-        trigger=trigger,
-        status="pending",
-        created_at=now,
-        refresh=effective_refresh,
-        profile=runtime_config.profile(job.definition, profile_files),
-        deployment_version=ws.deployment_version,
-        configuration_version=ws.configuration_version,
-        interval_start=start,
-        interval_end=end,
-        timeout_s=timeout,
-        grace_s=grace,
-    )
-    session.add(run)
-    session.flush()
-    return run
-
-
 def move(session: Session, run_id: str, expected: Sequence[str], **values: Any) -> bool:
     """Guarded status change: applies only if the run is still in one of `expected`."""
     result = session.execute(
         update(Run).where(Run.id == run_id, Run.status.in_(expected)).values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def request_cancel(session: Session, run: Run, now: datetime) -> str:
-    """Pending runs end at once; started ones get SIGTERM, then SIGKILL after the grace."""
-    ended = {"finished_at": now, "reason": "cancelled before it started"}
-    if run.status == "pending" and move(
-        session, run.id, ["pending"], status="cancelled", stop_reason="cancel", **ended
-    ):
-        return "cancelled"
-    started = ["starting", "running"]
-    if run.status in started and move(
-        session, run.id, started, status="cancelling", stop_reason="cancel"
-    ):
-        return "cancelling"
-    session.refresh(run)
-    return run.status
 
 
 def runs_query(ws: Workspace) -> Select[Run]:
@@ -221,6 +157,9 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "result": run.result,
         "timeout_s": run.timeout_s,
         "grace_s": run.grace_s,
+        "scheduled_for": isoformat(run.scheduled_for),
+        "skip_reason": run.reason if run.status == "skipped" else None,
+        "cause_run_id": run.cause_run_id,
     }
 
 

@@ -6,6 +6,7 @@ principal's rights, does the work in one transaction and returns JSON-ready data
 
 import tomllib
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,12 +14,15 @@ from sqlalchemy.orm import Session
 from dockyard.controller import (
     auth,
     beacon,
+    dispatch,
     dltadapter,
     gitstore,
     logs,
     manifests,
     planning,
     runs,
+    schedules,
+    scheduling,
     workspaces,
 )
 from dockyard.controller.core import Controller
@@ -149,7 +153,48 @@ def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) ->
         info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id))
         info["definition"] = job.definition
         info["run_count"] = job.runs_created
+        info.update(_schedule_info(session, ws, job, ctl.clock.now()))
         return info
+
+
+def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[str, Any]:
+    """Next fire times (UTC and the job's timezone), freshness state and the interval."""
+    tz = dltadapter.job_timezone(job.definition)
+    rows = schedules.for_job(session, job)
+    upcoming = (
+        sorted(
+            {
+                t
+                for row in rows
+                for t in scheduling.upcoming(row.trigger, row.timezone, row.next_fire_at)
+            }
+        )[:5]
+        if job.status == "active"
+        else []
+    )
+    gate = dispatch.freshness_reason(session, ws, job, now)
+    return {
+        "timezone": tz,
+        "next_runs": [t.isoformat() for t in upcoming],
+        "next_runs_local": [t.astimezone(ZoneInfo(tz)).isoformat() for t in upcoming],
+        "schedules": [
+            {
+                "trigger": r.trigger,
+                "timezone": r.timezone,
+                "next_fire_at": r.next_fire_at.isoformat() if r.next_fire_at else None,
+                "last_tick": r.last_tick.isoformat() if r.last_tick else None,
+            }
+            for r in rows
+        ],
+        "freshness": {
+            "constraints": list(job.definition.get("freshness") or []),
+            "fresh": gate is None,
+            "reason": gate,
+        },
+        "interval": dispatch.interval_state(session, job, now),
+        "refresh_pending": job.refresh_pending,
+        "concurrency": scheduling.concurrency_limit(job.definition),
+    }
 
 
 # triggering and cancelling --------------------------------------------------------------
@@ -161,44 +206,32 @@ def trigger(
     refresh: bool = False,
     dry_run: bool = False,
 ) -> dict[str, Any]:
+    """Start the matched jobs now. A person starting a job is not held back by freshness
+    gates, but concurrency limits and interval windows apply as to any run."""
     now = ctl.clock.now()
     with ctl.db.session() as session:
         ws = _workspace(session, principal, name, "deploy")
         matched = runs.select_jobs(session, ws, selectors)
-        config_files = _config_names(ctl, ws)
         triggered = []
         for job, fired in matched:
             entry: dict[str, Any] = {"job_ref": job.job_ref, "trigger": fired}
             if dry_run:
                 entry.update(run_id=None, status="would_trigger")
             else:
-                run = runs.create(
-                    session,
-                    ws,
-                    job,
-                    fired,
-                    refresh=refresh,
-                    now=now,
-                    defaults=ctl.defaults,
-                    profile_files=config_files,
-                )
+                request = dispatch.Request(fired, refresh=refresh, gated=False)
+                run = ctl.dispatcher.create(session, ws, job, request, now)
                 entry.update(
                     run_id=run.id,
                     number=run.number,
-                    status="triggered",
+                    status="triggered" if run.status == "pending" else "skipped",
+                    skip_reason=run.reason if run.status == "skipped" else None,
                     run=runs.as_dict(run, job.job_ref),
                 )
             triggered.append(entry)
     if not dry_run:
         ctl.runner.wake()
+        ctl.scheduler.wake()
     return {"triggered": triggered, "dry_run": dry_run}
-
-
-def _config_names(ctl: Controller, ws: Workspace) -> list[str]:
-    if ws.configuration_version is None:
-        return []
-    repo = _repo(ctl, ws.name)
-    return [p for p, _ in gitstore.iter_files(repo, ws.configuration_version, gitstore.CONFIG)]
 
 
 def cancel_jobs(
@@ -217,7 +250,7 @@ def cancel_jobs(
                 "run_id": r.id,
                 "job_ref": refs[r.job_id],
                 "number": r.number,
-                "status": runs.request_cancel(session, r, now),
+                "status": _cancel(ctl, session, r, now),
             }
             for r in active
         ]
@@ -233,9 +266,30 @@ def cancel_run(ctl: Controller, principal: Principal, run_id: str) -> dict[str, 
         _workspace_by_id(session, principal, run.workspace_id, "deploy")
         if run.status in runs.TERMINAL:
             raise Conflict(f"run #{run.number} of {job.job_ref} already ended ({run.status})")
-        status = runs.request_cancel(session, run, now)
+        status = _cancel(ctl, session, run, now)
     ctl.runner.wake()
     return {"run_id": run_id, "status": status}
+
+
+def _cancel(ctl: Controller, session: Session, run: Run, now: Any) -> str:
+    """Pending runs end at once (through the dispatcher: their interval window is released);
+    started ones are stopped by the runner: SIGTERM, then SIGKILL after the grace."""
+    if run.status == "pending":
+        ctl.dispatcher.finish(
+            session,
+            run,
+            ["pending"],
+            "cancelled",
+            now,
+            reason="cancelled before it started",
+            stop_reason="cancel",
+        )
+    else:
+        runs.move(
+            session, run.id, ["starting", "running"], status="cancelling", stop_reason="cancel"
+        )
+    session.refresh(run)
+    return run.status
 
 
 # runs -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.conftest import EXAMPLES, Cli, copy_workspace
+from tests.conftest import EXAMPLES, Cli, copy_workspace, wait_run
 
 
 def test_weather_workspace_deploys_and_runs(cli: Cli, tmp_path: Path) -> None:
@@ -17,7 +17,11 @@ def test_weather_workspace_deploys_and_runs(cli: Cli, tmp_path: Path) -> None:
     }
     ingest = cli.run("launch", "ingest_weather", "-f").stdout
     assert "loaded 21 rows for 3 cities x 7 days" in ingest
-    report = cli.run("launch", "weather_report", "-f").stdout  # needs the `reports` group
+    # the follow-up (job.success of the ingest) was created when the ingest completed
+    report_run = wait_run(cli, "weather_report", 1)
+    assert report_run["status"] == "completed"
+    assert report_run["trigger"] == "job.success:jobs.weather.ingest_weather"
+    report = cli.run("logs", "weather_report", "1").stdout  # it needed the `reports` group
     assert "warmest" in report and "Lisbon" in report
     config = cli.run("launch", "show_config", "-f").stdout
     assert "profile: prod" in config and "overridden by prod.config.toml" in config

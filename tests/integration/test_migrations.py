@@ -15,7 +15,16 @@ from dockyard.controller.store import db as store_db
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Base, Job, Workspace
 
-MODEL_TABLES = {"workspace", "token", "job", "reconciliation", "run", "beacon_payload"}
+MODEL_TABLES = {
+    "workspace",
+    "token",
+    "job",
+    "reconciliation",
+    "run",
+    "beacon_payload",
+    "schedule",
+    "interval_window",
+}
 
 
 def differences(database: Database, metadata: sa.MetaData) -> list[object]:

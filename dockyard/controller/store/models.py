@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -85,6 +86,11 @@ class Job(Base):
     updated_at: Mapped[datetime]
     archived_at: Mapped[datetime | None]
     runs_created: Mapped[int] = mapped_column(Integer, default=0)
+    # refresh: the next run gets refresh=True and its interval reset; freshness that the
+    # job's completed runs gave downstream jobs counts only from reset_at on
+    refresh_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reset_at: Mapped[datetime | None]
+    interval_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Reconciliation(Base):
@@ -105,6 +111,9 @@ class Run(Base):
     __tablename__ = "run"
     __table_args__ = (
         UniqueConstraint("job_id", "number"),
+        # exactly one run per timed tick and one follow-up per upstream run (NULLs are distinct)
+        UniqueConstraint("job_id", "trigger", "scheduled_for", name="uq_run_tick"),
+        UniqueConstraint("job_id", "trigger", "cause_run_id", name="uq_run_cause"),
         Index("ix_run_status", "status"),
         Index("ix_run_job_created", "job_id", "created_at"),
     )
@@ -135,6 +144,46 @@ class Run(Base):
     entry_point: Mapped[dict[str, Any] | None]
     env_hash: Mapped[str | None] = mapped_column(String(64))
     result: Mapped[dict[str, Any] | None]
+    scheduled_for: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    cause_run_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class Schedule(Base):
+    """One timed trigger of one job: when it fires next. Kept by job (job_ref), so a redeploy
+    that keeps the trigger keeps its state; a changed trigger is a new row."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        UniqueConstraint("job_id", "trigger"),
+        Index("ix_schedule_next_fire_at", "next_fire_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id"))
+    trigger: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    next_fire_at: Mapped[datetime | None]
+    last_tick: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class IntervalWindow(Base):
+    """The interval ledger: windows of an interval job that are running or done. A window
+    that failed is removed, so it is folded into the next one; the unique start makes every
+    window run at most once. A refresh starts a new epoch (back at `interval.start`) and
+    keeps the old epochs' windows as history."""
+
+    __tablename__ = "interval_window"
+    __table_args__ = (UniqueConstraint("job_id", "epoch", "start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id"), index=True)
+    epoch: Mapped[int]
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"))
+    status: Mapped[str] = mapped_column(String(16))
 
 
 class BeaconPayload(Base):

@@ -1,0 +1,129 @@
+"""The scheduler: fires timed triggers exactly once per tick.
+
+It sleeps until the earliest due time and is woken early by deploys, triggers and run
+ends; there is no polling interval. Each fire is one transaction: a guarded UPDATE moves the
+trigger's next fire time (only one scheduler can claim a tick) and the run row is inserted
+with a unique (job, trigger, tick), so a crash at any point leaves either no trace of the
+tick (it fires after the restart) or exactly one run for it.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from dockyard.clock import Clock
+from dockyard.controller import schedules, scheduling
+from dockyard.controller.dispatch import Dispatcher, Request
+from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Job, Run, Schedule, Workspace
+
+log = logging.getLogger(__name__)
+MAX_SLEEP_S = 300.0  # a safety net only: wake-ups come from the due time and from events
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        dispatcher: Dispatcher,
+        on_created: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.on_created = on_created
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick(self.clock.now())
+                wait = self.seconds_to_next(self.clock.now())
+            except Exception:  # keep scheduling whatever one tick throws
+                log.exception("scheduler tick failed", extra={"action": "schedule_tick"})
+                wait = 1.0
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def seconds_to_next(self, now: datetime) -> float:
+        with self.db.session() as session:
+            at = schedules.next_due(session)
+        if at is None:
+            return MAX_SLEEP_S
+        return min(MAX_SLEEP_S, max(0.0, (at - now).total_seconds()))
+
+    def tick(self, now: datetime) -> list[Run]:
+        """Fire every trigger due at `now`; returns the runs made (pending or skipped)."""
+        made: list[Run] = []
+        while True:
+            with self.db.session() as session:
+                batch = schedules.due(session, now)
+                ids = [(s.id, s.next_fire_at) for s, _ in batch]
+            if not ids:
+                break
+            for schedule_id, expected in ids:
+                run = self._fire(schedule_id, expected, now)
+                if run is not None:
+                    made.append(run)
+        if made and self.on_created is not None:
+            self.on_created()
+        return made
+
+    def _fire(self, schedule_id: int, expected: datetime | None, now: datetime) -> Run | None:
+        with self.db.session() as session:
+            schedule = session.get(Schedule, schedule_id)
+            if schedule is None or schedule.next_fire_at != expected:
+                return None
+            fire = scheduling.due(schedule.trigger, schedule.timezone, expected, now)
+            if fire is None:
+                return None
+            claimed = session.execute(
+                update(Schedule)
+                .where(Schedule.id == schedule_id, Schedule.next_fire_at == expected)
+                .values(next_fire_at=fire.next_fire_at, last_tick=fire.tick)
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None
+            job = session.get(Job, schedule.job_id)
+            assert job is not None
+            ws = session.get(Workspace, job.workspace_id)
+            assert ws is not None
+            try:
+                with session.begin_nested():
+                    run = self.dispatcher.create(
+                        session, ws, job, Request(schedule.trigger, scheduled_for=fire.tick), now
+                    )
+            except IntegrityError:
+                return None  # this tick already has its run
+        log.info(
+            "fired",
+            extra={
+                "action": "fire",
+                "job_ref": job.job_ref,
+                "trigger": schedule.trigger,
+                "tick": fire.tick.isoformat(),
+                "missed": fire.missed,
+                "status": run.status,
+            },
+        )
+        return run

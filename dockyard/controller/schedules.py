@@ -1,0 +1,80 @@
+"""The `schedule` table: one row per timed trigger of a job, kept by job ref across
+redeploys. Reconciliation calls `sync` for every job it adds, changes or archives."""
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from dockyard.controller import dltadapter, scheduling
+from dockyard.controller.store.models import Job, Schedule
+
+
+def sync(session: Session, job: Job, now: datetime, reactivated: bool) -> None:
+    """Make the job's schedule rows match its timed triggers.
+
+    A trigger that stays keeps its next fire time (no re-run, no backfill); a new or changed
+    trigger fires first at its next tick after `now`; a job that comes back from the archive
+    resumes at its next tick too (a `once:` that already fired stays done). Rows of an
+    archived job are kept but never due (the scheduler only looks at active jobs).
+    """
+    if job.status != "active":
+        return
+    tz = dltadapter.job_timezone(job.definition)
+    wanted = dltadapter.timed_triggers(job.definition)
+    if job.id is None:
+        if not wanted:
+            return  # a new job without timed triggers has no rows to sync
+        session.flush()  # the new job needs its id
+    rows = {
+        s.trigger: s for s in session.scalars(select(Schedule).where(Schedule.job_id == job.id))
+    }
+    stale = [t for t in rows if t not in wanted]
+    if stale:
+        session.execute(
+            delete(Schedule).where(Schedule.job_id == job.id, Schedule.trigger.in_(stale))
+        )
+    for trigger in wanted:
+        row = rows.get(trigger)
+        if row is None:
+            session.add(
+                Schedule(
+                    job_id=job.id,
+                    trigger=trigger,
+                    timezone=tz,
+                    created_at=now,
+                    next_fire_at=scheduling.first_fire(trigger, tz, now),
+                )
+            )
+        elif row.timezone != tz or reactivated:
+            done = dltadapter.trigger_type(trigger) == "once" and row.last_tick is not None
+            row.timezone = tz
+            row.next_fire_at = None if done else scheduling.first_fire(trigger, tz, now)
+
+
+def due(session: Session, now: datetime, limit: int = 500) -> list[tuple[Schedule, Job]]:
+    rows = session.execute(
+        select(Schedule, Job)
+        .join(Job, Job.id == Schedule.job_id)
+        .where(Job.status == "active", Schedule.next_fire_at <= now)
+        .order_by(Schedule.next_fire_at)
+        .limit(limit)
+    )
+    return [(s, j) for s, j in rows]
+
+
+def next_due(session: Session) -> datetime | None:
+    at: datetime | None = session.scalar(
+        select(func.min(Schedule.next_fire_at))
+        .join(Job, Job.id == Schedule.job_id)
+        .where(Job.status == "active")
+    )
+    return at
+
+
+def for_job(session: Session, job: Job) -> list[Schedule]:
+    return list(
+        session.scalars(
+            select(Schedule).where(Schedule.job_id == job.id).order_by(Schedule.trigger)
+        )
+    )
