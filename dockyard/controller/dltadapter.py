@@ -170,11 +170,30 @@ def trigger_period_s(trigger: str) -> float:
 
 
 def next_fire(trigger: str, now: datetime, tz: str, prev: datetime | None = None) -> datetime:
-    """dlt's `next_scheduled_run`: the next tick strictly after `now` (cron in `tz`)."""
+    """dlt's `next_scheduled_run`: the next tick strictly after `now` (cron in `tz`).
+
+    dlt iterates cron on the naive wall clock and reads a repeated (fall-back) hour as its
+    first occurrence, so asked from inside the second occurrence it can answer an instant
+    before `now`; stepping on from that tick until it is in the future keeps "strictly
+    after now" (each step moves forward on the wall clock, so this ends).
+    """
     from dlt._workspace.deployment import interval
 
     result: datetime = interval.next_scheduled_run(cast(Any, trigger), now, tz, prev)
+    for _ in range(1000):
+        if result > now or trigger_type(trigger) != "schedule":
+            break
+        result = interval.next_scheduled_run(cast(Any, trigger), result, tz)
     return result
+
+
+def once_at(trigger: str) -> datetime:
+    """The instant of a `once:` trigger, in UTC."""
+    from dlt.common.time import ensure_datetime_in_tz
+
+    parsed = _trigger_helpers.parse_trigger(cast(Any, trigger))
+    at: datetime = ensure_datetime_in_tz(cast(Any, parsed.expr), UTC)
+    return at
 
 
 def natural_window(
@@ -235,17 +254,18 @@ def check_fresh(
 ) -> dict[str, str]:
     """dlt's `check_all_upstream_run_fresh`, per constraint: upstream ref → why it is not
     fresh (only the stale ones)."""
-    from dlt._workspace.deployment import interval
+    from dlt._workspace.deployment import freshness, interval
 
     stale: dict[str, str] = {}
     for constraint in job_def.get("freshness") or []:
+        ref = str(freshness.parse_freshness_constraint(constraint).expr)
+        if ref not in upstream:  # archived or gone: dlt would fail to look it up
+            stale[ref] = f"upstream {ref} is not deployed"
+            continue
         ok, reasons = interval.check_all_upstream_run_fresh(
             [constraint], cast(Any, upstream), cast(Any, prev_ends), now
         )
         if not ok:
-            from dlt._workspace.deployment import freshness
-
-            ref = str(freshness.parse_freshness_constraint(constraint).expr)
             stale[ref] = "; ".join(reasons)
     return stale
 

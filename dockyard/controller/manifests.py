@@ -102,12 +102,75 @@ def schema_errors(manifest: Manifest) -> list[str]:
     return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
 
 
+def semantic_errors(manifest: Manifest) -> list[str]:
+    """What dlt's validator lets through but a runtime cannot run: a timezone that is not an
+    IANA name, and follow-up triggers that form a cycle (runs that would start each other
+    forever)."""
+    errors = []
+    for job in manifest.get("jobs", []):
+        tz = (job.get("require") or {}).get("timezone")
+        if tz is not None and not _is_iana(tz):
+            errors.append(
+                f"job {job.get('job_ref')!r}: timezone {tz!r} is not an IANA name"
+                " (e.g. 'Europe/Berlin', 'UTC')"
+            )
+    cycle = _follow_up_cycle(manifest)
+    if cycle:
+        errors.append(
+            "follow-up triggers form a cycle: "
+            + " -> ".join(cycle)
+            + "; break it, or gate the job with freshness instead"
+        )
+    return errors
+
+
+def _is_iana(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _follow_up_cycle(manifest: Manifest) -> list[str] | None:
+    """A cycle in the graph upstream -> downstream of `job.success:`/`job.fail:` triggers."""
+    downstream: dict[str, list[str]] = {}
+    for job in manifest.get("jobs", []):
+        for trigger in job.get("triggers") or []:
+            kind, _, upstream = str(trigger).partition(":")
+            if kind in ("job.success", "job.fail"):
+                downstream.setdefault(upstream, []).append(job["job_ref"])
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(ref: str, path: list[str]) -> list[str] | None:
+        state[ref] = 1
+        for nxt in downstream.get(ref, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [*path, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, nxt])):
+                return found
+        state[ref] = 2
+        return None
+
+    for ref in sorted(downstream):
+        if ref not in state and (found := visit(ref, [ref])):
+            return found
+    return None
+
+
 def validate_schema(manifest: Manifest) -> None:
+    """dockyard's own checks (dlt's validator runs inside the worker): the JSON Schema, then
+    what a runtime additionally needs (`semantic_errors`)."""
     errors = schema_errors(manifest)
     if errors:
         raise InvalidInput(
             "manifest does not match schemas/manifest.schema.json: " + "; ".join(errors)
         )
+    errors = semantic_errors(manifest)
+    if errors:
+        raise InvalidInput("invalid manifest: " + "; ".join(errors))
 
 
 def _json_path(path: Any) -> str:
@@ -125,7 +188,7 @@ def validate(manifest: Manifest) -> list[str]:
     # `created_at` is required by dlt's typing but volatile, so the stored form omits it
     errors, warnings = dltadapter.validate_manifest({"created_at": _EPOCH, **manifest})
     if not errors:
-        errors = schema_errors(manifest)
+        errors = schema_errors(manifest) or semantic_errors(manifest)
     if errors:
         raise InvalidInput("invalid manifest: " + "; ".join(errors))
     return warnings

@@ -81,10 +81,13 @@ class Scheduler:
                 ids = [(s.id, s.next_fire_at) for s, _ in batch]
             if not ids:
                 break
+            before = len(made)
             for schedule_id, expected in ids:
                 run = self._fire(schedule_id, expected, now)
                 if run is not None:
                     made.append(run)
+            if len(made) == before:
+                break  # nothing fired in a whole pass: never spin on rows that stay due
         if made and self.on_created is not None:
             self.on_created()
         return made

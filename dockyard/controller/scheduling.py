@@ -39,7 +39,9 @@ def due(trigger: str, tz: str, next_fire_at: datetime | None, now: datetime) -> 
         return None
     kind = dltadapter.trigger_type(trigger)
     if kind == "once":
-        return Fire(next_fire_at, None, 0)
+        # the tick is the `once` instant itself, so the run's unique (job, trigger, tick)
+        # holds even if the trigger's state were ever rebuilt
+        return Fire(dltadapter.once_at(trigger), None, 0)
     if kind == "every":
         period = timedelta(seconds=dltadapter.trigger_period_s(trigger))
         missed = math.floor((now - next_fire_at) / period)
@@ -170,6 +172,8 @@ def freshness_skip(
 def _explain(ref: str, job: JobDef | None, end: datetime | None, now: datetime, why: str) -> str:
     if job is None:
         return f"upstream {ref}: not deployed"
+    if why.startswith(f"upstream {ref} is"):  # dlt's own sentence is clear (interactive)
+        return why
     if end is None:
         return f"upstream {ref}: no completed run yet (or refreshed since)"
     needed = dltadapter.cron_floor(job, now)

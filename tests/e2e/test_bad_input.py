@@ -51,6 +51,24 @@ BROKEN_WORKSPACES = {
         "@run.job(name='same')\ndef b():\n    pass\n\n__all__ = ['a', 'b']\n",
         "duplicate job_ref",
     ),
+    "timezone not IANA": (
+        "@run.job(trigger='0 * * * *', require={'timezone': 'Mars/Olympus'})\ndef a():\n    pass\n",
+        "timezone 'Mars/Olympus' is not an IANA name",
+    ),
+    "interval without a timed trigger": (
+        "@run.job(interval={'start': '2026-01-01T00:00:00+00:00'})\ndef a():\n    pass\n",
+        "interval",
+    ),
+    "job follows itself": (
+        "@run.job(trigger='job.success:jobs.__deployment__.a')\ndef a():\n    pass\n",
+        "jobs.__deployment__.a",
+    ),
+    "follow-up cycle": (
+        "@run.job(trigger='job.success:jobs.__deployment__.b')\ndef a():\n    pass\n\n"
+        "@run.job(trigger=a.success)\ndef b():\n    pass\n\n__all__ = ['a', 'b']\n",
+        "follow-up triggers form a cycle: jobs.__deployment__.a -> jobs.__deployment__.b"
+        " -> jobs.__deployment__.a",
+    ),
     "fails the JSON schema": (
         "@run.job(execute={'concurrency': 0})\ndef a():\n    pass\n",
         "manifest.schema.json",

@@ -185,7 +185,7 @@ def test_every_fires_one_period_after_deploy_then_each_period(world: World) -> N
 def test_a_past_once_fires_once_and_never_again(world: World) -> None:
     world.deploy(job("a", "once:2026-03-01T00:00:00+00:00"))
     (run,) = world.at("2026-03-04T10:02:01")
-    assert run.scheduled_for == t("2026-03-04T10:02:00")  # dlt: a past once is due at deploy
+    assert run.scheduled_for == t("2026-03-01T00:00:00")  # due at deploy, ticked at its instant
     assert run.interval_start == run.interval_end == t("2026-03-01T00:00:00")
     world.finish(run)
     world.deploy(job("a", "once:2026-03-01T00:00:00+00:00"), job("b"))  # a redeploy
