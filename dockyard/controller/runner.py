@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import logs, runs
 from dockyard.controller.dispatch import Dispatcher
@@ -83,11 +84,24 @@ class Runner:
             self._wake.clear()
 
     def recover(self) -> None:
-        """After a restart: runs whose preparation was cut short go back to `pending`."""
+        """After a restart: runs whose preparation was cut short go back to `pending` (their
+        process was never started); runs that were launched but not yet recorded as running
+        are recorded now and watched like any other."""
+        now = self.clock.now()
         with self.db.session() as session:
             for run in session.scalars(select(Run).where(Run.status == "starting")):
                 if not self.executor.launched(self.preparer.run_dir(run.id)):
                     runs.move(session, run.id, ["starting"], status="pending")
+                    continue
+                deadline = now + timedelta(seconds=run.timeout_s)
+                runs.move(
+                    session,
+                    run.id,
+                    ["starting"],
+                    status="running",
+                    started_at=now,
+                    deadline_at=deadline,
+                )
 
     # one tick ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -183,6 +197,7 @@ class Runner:
             )
         logs.system(prepared.spec.run_dir, "starting " + " ".join(prepared.spec.argv[3:5]))
         self.executor.start(prepared.spec)
+        crashpoints.reached("process_started")  # launched, not yet recorded as running
         now = self.clock.now()
         with self.db.session() as session:
             run = session.get(Run, run_id)
@@ -219,6 +234,8 @@ class Runner:
             follow_ups = self.dispatcher.finish(
                 session, run, expected, status, self.clock.now(), **values
             )
+        if follow_ups:
+            crashpoints.reached("follow_up_created")  # committed with the upstream's end
         self._notify(run_id)
         if follow_ups:
             self.wake()
@@ -250,6 +267,7 @@ class Runner:
             logs.system(run_dir, "grace period over: SIGKILL")
 
     def _finish(self, run: Run, exit_status: ExitStatus, now: datetime) -> None:
+        crashpoints.reached("run_finished")  # the process ended, nothing recorded yet
         status, reason = outcome(run.stop_reason, exit_status)
         run_dir = self.preparer.run_dir(run.id)
         logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))

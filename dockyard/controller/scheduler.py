@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import schedules, scheduling
 from dockyard.controller.dispatch import Dispatcher, Request
@@ -107,6 +108,7 @@ class Scheduler:
             )
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 return None
+            crashpoints.reached("tick_claimed")  # claimed, not committed
             job = session.get(Job, schedule.job_id)
             assert job is not None
             ws = session.get(Workspace, job.workspace_id)
@@ -118,6 +120,7 @@ class Scheduler:
                     )
             except IntegrityError:
                 return None  # this tick already has its run
+        crashpoints.reached("run_row_written")  # committed, not yet started
         log.info(
             "fired",
             extra={
