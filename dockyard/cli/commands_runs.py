@@ -274,21 +274,53 @@ def job(args: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
         if output_fmt == "json":
             output.emit_json(data)
             return
-        output.kv(
-            [
-                ("job", data["job_ref"]),
-                ("type", data["job_type"]),
-                ("status", data["status"]),
-                ("description", data["description"]),
-                ("triggers", data["triggers_humanized"] or ["manual only"]),
-                ("default trigger", data["default_trigger"]),
-                ("tags", data["tags"]),
-                ("runs", data["run_count"]),
-                ("last run", _run_line(data["last_run"])),
-            ]
-        )
+        _show_job(data)
         return
     raise InvalidInput("usage: dockyard job list | dockyard job NAME info")
+
+
+def _show_job(data: dict[str, Any]) -> None:
+    freshness = data["freshness"]
+    gate = (
+        "no gate"
+        if not freshness["constraints"]
+        else ("fresh" if freshness["fresh"] else f"not fresh: {freshness['reason']}")
+    )
+    output.kv(
+        [
+            ("job", data["job_ref"]),
+            ("type", data["job_type"]),
+            ("status", data["status"]),
+            ("description", data["description"]),
+            ("triggers", data["triggers_humanized"] or ["manual only"]),
+            ("default trigger", data["default_trigger"]),
+            ("tags", data["tags"]),
+            ("timezone", data["timezone"]),
+            ("concurrency", data["concurrency"] or "unlimited"),
+            ("freshness", gate),
+            ("refresh pending", data["refresh_pending"]),
+            ("runs", data["run_count"]),
+            ("last run", _run_line(data["last_run"])),
+        ]
+    )
+    if data["next_runs"]:
+        click.echo("next runs (UTC / job's timezone):")
+        for utc, local in zip(data["next_runs"], data["next_runs_local"], strict=True):
+            click.echo(f"  {output.when(utc)}  /  {local[:19].replace('T', ' ')} {local[19:]}")
+    interval = data.get("interval")
+    if interval:
+        window = interval["next_window"]
+        covered = output.when(interval["completed_up_to"])
+        nxt = (
+            f"[{output.when(window[0])}, {output.when(window[1])})"
+            if window
+            else interval["next_window_skip_reason"]
+        )
+        click.echo(
+            f"interval: {output.when(interval['start'])} .. "
+            f"{output.when(interval['end']) if interval['end'] else 'open'};"
+            f" completed up to {covered}; next run covers {nxt}"
+        )
 
 
 def _run_line(run: dict[str, Any] | None) -> str:

@@ -30,6 +30,7 @@ class DeployResult:
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
     changed_parts: list[str] = field(default_factory=list)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class DeployResult:
             "changed": self.changed_parts,
             "warnings": self.warnings,
             "workspace_created": self.created_workspace,
+            "schedules": self.schedules,
         }
 
 
@@ -84,6 +86,7 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
             return _current(client, result, exists)
         result.changed_parts = mirror.changed_parts(sha, head)
         if options.dry_run:
+            result.schedules = schedule_changes(client, plan, old)
             current = _current(client, result, exists)
             if "code" in result.changed_parts:
                 current.deployment_version = None
@@ -96,6 +99,43 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
             result.created_workspace = True
         _push(client, mirror, sha, result)
     return result
+
+
+TIMED = ("schedule:", "every:", "once:")
+
+
+def _timed(job: dict[str, Any] | None) -> list[str]:
+    return [t for t in (job or {}).get("triggers") or [] if str(t).startswith(TIMED)]
+
+
+def schedule_changes(
+    client: Client, plan: planning.Plan, old: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """For `--dry-run`: schedule changes of the plan, with next fire times and, for interval
+    jobs, the window the next run covers (the server knows the ledger; nothing is written)."""
+    before = planning.jobs_by_ref(old)
+    changed = [
+        c.new
+        for c in plan.changes
+        if c.kind in ("added", "updated")
+        and c.new is not None
+        and (_timed(c.new) != _timed(before.get(c.job_ref)) or c.new.get("interval"))
+    ]
+    out: list[dict[str, Any]] = []
+    if changed:
+        out = list(client.post(f"{client.ws}/schedule-preview", {"jobs": changed}))
+    for ref in plan.refs("archived"):
+        if _timed(before.get(ref)):
+            out.append(
+                {
+                    "job_ref": ref,
+                    "old_triggers": _timed(before.get(ref)),
+                    "new_triggers": [],
+                    "next_fire_at": {},
+                    "next_window": None,
+                }
+            )
+    return out
 
 
 def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult) -> None:

@@ -56,7 +56,7 @@ class Dispatcher:
             skip = _freshness_skip(session, ws, job, now)
         at = request.scheduled_for or now
         decision = scheduling.window(
-            job_def, request.trigger, at, _completed_end(session, job), refresh
+            job_def, request.trigger, at, completed_end(session, job), refresh
         )
         skip = skip or decision.skip_reason or _window_taken(session, job, decision, refresh)
         run = self._row(session, ws, job, request, now, refresh, decision, skip)
@@ -183,7 +183,7 @@ def _active_numbers(session: Session, job: Job) -> list[int]:
     )
 
 
-def _completed_end(session: Session, job: Job) -> datetime | None:
+def completed_end(session: Session, job: Job) -> datetime | None:
     if not job.definition.get("interval"):
         return None
     end: datetime | None = session.scalar(
@@ -280,7 +280,7 @@ def interval_state(session: Session, job: Job, now: datetime) -> dict[str, Any] 
     declared = dltadapter.declared_range(job.definition)
     if declared is None:
         return None
-    done = _completed_end(session, job)
+    done = completed_end(session, job)
     trigger = str(job.definition.get("default_trigger") or "manual:")
     decision = scheduling.window(job.definition, trigger, now, done, job.refresh_pending)
     window = decision.window

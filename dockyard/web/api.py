@@ -33,6 +33,10 @@ class TriggerIn(BaseModel):
     dry_run: bool = False
 
 
+class PreviewIn(BaseModel):
+    jobs: list[dict[str, Any]]
+
+
 class CancelIn(BaseModel):
     selectors: list[str] = Field(min_length=1)
 
@@ -100,6 +104,12 @@ def run_info(ws: str, job: str, number: int, ctl: Ctl, who: Who) -> dict[str, An
 @router.post("/workspaces/{ws}/trigger")
 def trigger(ws: str, body: TriggerIn, ctl: Ctl, who: Who) -> dict[str, Any]:
     return service.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
+
+
+@router.post("/workspaces/{ws}/schedule-preview")
+def schedule_preview(ws: str, body: PreviewIn, ctl: Ctl, who: Who) -> JSONList:
+    """What deploying these job definitions would do to their schedules (nothing written)."""
+    return service.preview_schedules(ctl, who, ws, body.jobs)
 
 
 @router.post("/workspaces/{ws}/cancel")
