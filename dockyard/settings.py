@@ -1,6 +1,7 @@
 """Server settings, built once at start-up and passed down (never a module-level global)."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,35 +25,19 @@ class Settings:
     default_grace_s: float = DEFAULT_GRACE_S
     pending_timeout_s: float = 600.0
     starting_timeout_s: float = 1800.0
+    prewarm_s: float = 5.0
+    prewarm_max: int = 4
     start_loops: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Defaults < environment (`DOCKYARD_*`) < explicit overrides (CLI flags)."""
         env: dict[str, object] = {}
-        if "DOCKYARD_DATA_DIR" in os.environ:
-            env["data_dir"] = Path(os.environ["DOCKYARD_DATA_DIR"])
-        if "DOCKYARD_DB" in os.environ:
-            env["db_url"] = os.environ["DOCKYARD_DB"]
-        if "DOCKYARD_PORT" in os.environ:
-            env["port"] = int(os.environ["DOCKYARD_PORT"])
-        if "DOCKYARD_PUBLIC_URL" in os.environ:
-            env["public_url"] = os.environ["DOCKYARD_PUBLIC_URL"]
-        if os.environ.get("DOCKYARD_ADMIN_TOKEN"):
-            env["admin_token"] = os.environ["DOCKYARD_ADMIN_TOKEN"]
-        if "DOCKYARD_PENDING_TIMEOUT" in os.environ:
-            env["pending_timeout_s"] = float(os.environ["DOCKYARD_PENDING_TIMEOUT"])
-        if "DOCKYARD_STARTING_TIMEOUT" in os.environ:
-            env["starting_timeout_s"] = float(os.environ["DOCKYARD_STARTING_TIMEOUT"])
-        if "DOCKYARD_SWEEP_INTERVAL" in os.environ:
-            env["sweep_interval_s"] = float(os.environ["DOCKYARD_SWEEP_INTERVAL"])
-        if "DOCKYARD_MAX_WORKSPACE_BYTES" in os.environ:
-            env["max_workspace_bytes"] = int(os.environ["DOCKYARD_MAX_WORKSPACE_BYTES"])
+        for var, (name, convert) in ENVIRONMENT.items():
+            if os.environ.get(var):
+                env[name] = convert(os.environ[var])
         env.update({k: v for k, v in overrides.items() if v is not None})
-        if "data_dir" in env:
-            env["data_dir"] = Path(str(env["data_dir"])).resolve()
-        else:
-            env["data_dir"] = Path(".dockyard").resolve()
+        env["data_dir"] = Path(str(env.get("data_dir", ".dockyard"))).resolve()
         return cls(**env)  # type: ignore[arg-type]
 
     @property
@@ -87,3 +72,19 @@ class Settings:
     def var_dir(self) -> Path:
         """Pipeline working dirs and local destination files, kept across deployments."""
         return self.data_dir / "var"
+
+
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
+    "DOCKYARD_DATA_DIR": ("data_dir", Path),
+    "DOCKYARD_DB": ("db_url", str),
+    "DOCKYARD_PORT": ("port", int),
+    "DOCKYARD_PUBLIC_URL": ("public_url", str),
+    "DOCKYARD_ADMIN_TOKEN": ("admin_token", str),
+    "DOCKYARD_MAX_WORKSPACE_BYTES": ("max_workspace_bytes", int),
+    "DOCKYARD_SWEEP_INTERVAL": ("sweep_interval_s", float),
+    "DOCKYARD_PENDING_TIMEOUT": ("pending_timeout_s", float),
+    "DOCKYARD_STARTING_TIMEOUT": ("starting_timeout_s", float),
+    "DOCKYARD_PREWARM_S": ("prewarm_s", float),
+    "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
+}
+"""Server settings from the environment: variable -> (field, conversion)."""

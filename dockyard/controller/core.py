@@ -12,6 +12,7 @@ from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.local import LocalExecutor
 from dockyard.controller.prepare import Preparer
+from dockyard.controller.prewarm import Prewarmer
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runner import Runner
 from dockyard.controller.runtime_config import Defaults
@@ -47,12 +48,30 @@ class Controller:
             self.dispatcher,
             bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
         )
-        self.scheduler = Scheduler(self.db, self.clock, self.dispatcher, self.runner.wake)
-        self.reconciler = Reconciler(
-            self.db, settings.repos_dir, lambda _name: self.scheduler.wake(), self.clock
+        self.prewarmer = Prewarmer(
+            self.db,
+            self.preparer,
+            self.executor,
+            self.dispatcher,
+            settings.prewarm_s,
+            settings.prewarm_max,
         )
+        self.runner.prewarmer_forget = self.prewarmer.forget
+        self.scheduler = Scheduler(
+            self.db,
+            self.clock,
+            self.dispatcher,
+            self.runner.wake,
+            self.prewarmer,
+            self.runner.release_prepared,
+        )
+        self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+
+    def _deployed(self, workspace: str) -> None:
+        self.scheduler.wake()
+        self.runner.prebuild(workspace)
 
     def bootstrap(self) -> str | None:
         """Admin token and repository hooks; returns a newly generated admin token."""
@@ -68,6 +87,7 @@ class Controller:
         return generated
 
     def start(self) -> None:
+        self.prewarmer.recover()
         self.runner.start()
         self.scheduler.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="sweep", daemon=True)

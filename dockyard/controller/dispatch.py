@@ -32,6 +32,8 @@ class Request:
     cause_run_id: str | None = None
     refresh: bool = False
     gated: bool = True  # freshness gates apply; a person starting a job by hand is not gated
+    run_id: str | None = None  # chosen ahead for a run whose process is already prepared
+    prepared: bool = False  # its process waits to be released: `starting`, not `pending`
 
 
 class Dispatcher:
@@ -83,18 +85,20 @@ class Dispatcher:
         ).scalar_one()
         timeout, grace = runtime_config.timeouts(job.definition, self.defaults)
         window = decision.window
+        status = "skipped" if skip else ("starting" if request.prepared else "pending")
         run = Run(
-            id=str(uuid.uuid4()),
+            id=request.run_id or str(uuid.uuid4()),
             workspace_id=ws.id,
             job_id=job.id,
             number=number,
             trigger=request.trigger,
-            status="skipped" if skip else "pending",
+            status=status,
+            claimed_at=now if status == "starting" else None,
             reason=skip,
             created_at=now,
             finished_at=now if skip else None,
             refresh=refresh,
-            profile=runtime_config.profile(job.definition, self._config(ws)),
+            profile=runtime_config.profile(job.definition, self.config_names(ws)),
             deployment_version=ws.deployment_version,
             configuration_version=ws.configuration_version,
             interval_start=window.start if window else None,
@@ -108,7 +112,7 @@ class Dispatcher:
         session.flush()
         return run
 
-    def _config(self, ws: Workspace) -> list[str]:
+    def config_names(self, ws: Workspace) -> list[str]:
         sha = ws.configuration_version
         if sha is None:
             return []

@@ -3,6 +3,7 @@ entry point and process environment. Nothing here imports workspace code.
 """
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -38,7 +39,37 @@ PASSED_ENV = (
     "UV_CACHE_DIR",
     "UV_INDEX_URL",
 )
+log = logging.getLogger(__name__)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class RunIdentity:
+    """What fixes a run's process environment (known before its row exists, for held runs)."""
+
+    run_id: str
+    profile: str | None
+    deployment_version: str | None
+    configuration_version: str | None
+
+    @classmethod
+    def of(cls, run: Run) -> "RunIdentity":
+        return cls(run.id, run.profile, run.deployment_version, run.configuration_version)
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    run_dir: Path
+    python: Path
+    code: Path
+    env: dict[str, str]
+    requirements: dict[str, Any]
+    env_key: str
+
+
+def launch_args(run: Run, entry_point: dict[str, Any]) -> list[str]:
+    """dlt's launcher command line (after the module name)."""
+    return ["--run-id", run.id, "--trigger", run.trigger, "--entry-point", json.dumps(entry_point)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +90,42 @@ class Preparer:
         return self.settings.runs_dir / run_id
 
     def prepare(self, ws: Workspace, job: Job, run: Run) -> Prepared:
-        run_dir = self.run_dir(run.id)
-        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
-        if run.deployment_version is None:
-            raise DockyardError("the run has no deployment version")
-        requirements = _requirements(repo, run.deployment_version)
-        spec = envs.env_spec(requirements, job.definition)
-        if not self.builder.is_ready(spec):
-            logs.system(run_dir, "preparing the run's Python environment")
-        python = self.builder.ensure(spec, lambda line: logs.system(run_dir, line))
-        code = self.checkout(repo, ws.name, run.deployment_version)
-        settings_dir = self.write_settings(repo, run.configuration_version, run_dir)
+        """Everything a run needs; its launch command starts the job at once."""
+        base = self._base(ws, job, RunIdentity.of(run))
+        entry_point = self.entry_point(job, run, base.requirements)
+        argv = [
+            str(base.python),
+            "-u",
+            str(SHIM),
+            "launch",
+            dltadapter.launcher_of(entry_point),
+            *launch_args(run, entry_point),
+        ]
+        spec = RunSpec(run.id, base.run_dir, argv, base.code, base.env)
+        return Prepared(spec, entry_point, base.env_key)
+
+    def prepare_held(
+        self, ws: Workspace, job: Job, identity: "RunIdentity", timeout_s: float
+    ) -> Prepared:
+        """A run prepared ahead of its tick: the process starts now, imports dlt and the
+        launcher, and waits to be released with its launch arguments (`launch_args`)."""
+        base = self._base(ws, job, identity)
+        launcher = str(job.definition["entry_point"]["launcher"])
+        argv = [
+            str(base.python),
+            "-u",
+            str(SHIM),
+            "held",
+            str(base.run_dir),
+            launcher,
+            str(timeout_s),
+        ]
+        spec = RunSpec(identity.run_id, base.run_dir, argv, base.code, base.env, held=True)
+        return Prepared(spec, {}, base.env_key)
+
+    def entry_point(self, job: Job, run: Run, requirements: dict[str, Any]) -> dict[str, Any]:
         run_args = {"port": free_port()} if job.job_type == "interactive" else None
-        entry_point = dltadapter.build_entry_point(
+        return dltadapter.build_entry_point(
             job.definition,
             profile=run.profile,
             refresh=run.refresh,
@@ -80,21 +134,39 @@ class Preparer:
             dlt_version=requirements["dlt_version"],
             run_args=run_args,
         )
-        argv = [
-            str(python),
-            "-u",
-            str(SHIM),
-            "launch",
-            dltadapter.launcher_of(entry_point),
-            "--run-id",
-            run.id,
-            "--trigger",
-            run.trigger,
-            "--entry-point",
-            json.dumps(entry_point),
-        ]
-        env = self.environment(ws, run, python, settings_dir)
-        return Prepared(RunSpec(run.id, run_dir, argv, code, env), entry_point, spec.key)
+
+    def build_env(self, ws: Workspace, job: Job) -> None:
+        """Make sure the job's environment at the deployed version exists (server log only)."""
+        if ws.deployment_version is None:
+            return
+        spec = envs.env_spec(self.requirements(ws, ws.deployment_version), job.definition)
+        if not self.builder.is_ready(spec):
+            self.builder.ensure(spec, lambda line: log.debug(line))
+
+    def env_ready(self, ws: Workspace, job: Job) -> bool:
+        """Whether the job's environment at the deployed version exists already."""
+        if ws.deployment_version is None:
+            return False
+        requirements = self.requirements(ws, ws.deployment_version)
+        return self.builder.is_ready(envs.env_spec(requirements, job.definition))
+
+    def requirements(self, ws: Workspace, sha: str) -> dict[str, Any]:
+        return _requirements(gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git"), sha)
+
+    def _base(self, ws: Workspace, job: Job, identity: "RunIdentity") -> "_Base":
+        run_dir = self.run_dir(identity.run_id)
+        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
+        if identity.deployment_version is None:
+            raise DockyardError("the run has no deployment version")
+        requirements = _requirements(repo, identity.deployment_version)
+        spec = envs.env_spec(requirements, job.definition)
+        if not self.builder.is_ready(spec):
+            logs.system(run_dir, "preparing the run's Python environment")
+        python = self.builder.ensure(spec, lambda line: logs.system(run_dir, line))
+        code = self.checkout(repo, ws.name, identity.deployment_version)
+        settings_dir = self.write_settings(repo, identity.configuration_version, run_dir)
+        env = self.environment(ws, identity, python, settings_dir)
+        return _Base(run_dir, python, code, env, requirements, spec.key)
 
     def cleanup(self, run_id: str) -> None:
         """The run's configuration copy is removed as soon as the run has ended."""
@@ -126,7 +198,7 @@ class Preparer:
         return settings_dir
 
     def environment(
-        self, ws: Workspace, run: Run, python: Path, settings_dir: Path
+        self, ws: Workspace, run: "RunIdentity", python: Path, settings_dir: Path
     ) -> dict[str, str]:
         var = self.settings.var_dir / ws.name / (run.profile or "prod")
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
@@ -141,8 +213,8 @@ class Preparer:
                 "DLT_DATA_DIR": str(var / "pipelines"),
                 "DLT_LOCAL_DIR": str(var / "local"),
                 "RUNTIME__DLTHUB_DSN": f"{self.settings.base_url}/beacon/"
-                + _beacon_token(self.beacon_secret, run.id),
-                "DOCKYARD_RUN_ID": run.id,
+                + _beacon_token(self.beacon_secret, run.run_id),
+                "DOCKYARD_RUN_ID": run.run_id,
                 "DOCKYARD_WORKSPACE": ws.name,
             }
         )

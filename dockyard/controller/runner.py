@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import logs, runs
+from dockyard.controller import logs, prewarm, runs
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor, ExitStatus
-from dockyard.controller.prepare import Preparer
+from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
@@ -49,6 +49,7 @@ class Runner:
         self.preparer = preparer
         self.dispatcher = dispatcher
         self.pending_bound, self.starting_bound = bounds
+        self.prewarmer_forget: Callable[[prewarm.Warm], None] | None = None
         self.on_finished = on_finished
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -90,7 +91,13 @@ class Runner:
         now = self.clock.now()
         with self.db.session() as session:
             for run in session.scalars(select(Run).where(Run.status == "starting")):
-                if not self.executor.launched(self.preparer.run_dir(run.id)):
+                run_dir = self.preparer.run_dir(run.id)
+                if not self.executor.launched(run_dir):
+                    runs.move(session, run.id, ["starting"], status="pending")
+                    continue
+                if self.executor.held_unreleased(run_dir):
+                    # prepared ahead of its tick, never released: start it the ordinary way
+                    prewarm.requeue_unreleased(self.executor, run_dir)
                     runs.move(session, run.id, ["starting"], status="pending")
                     continue
                 deadline = now + timedelta(seconds=run.timeout_s)
@@ -102,6 +109,68 @@ class Runner:
                     started_at=now,
                     deadline_at=deadline,
                 )
+
+    def prebuild(self, workspace: str) -> None:
+        """Build the environments of a workspace's active batch jobs in the background after a
+        deploy, so no run (and no prepared timed run) waits for a build. Interactive jobs'
+        environments (the dashboard's is heavy) are built when first served."""
+        self._pool.submit(self._prebuild, workspace)
+
+    def _prebuild(self, workspace: str) -> None:
+        try:
+            with self.db.session() as session:
+                ws = session.scalar(select(Workspace).where(Workspace.name == workspace))
+                if ws is None or ws.deployment_version is None:
+                    return
+                jobs = list(
+                    session.scalars(
+                        select(Job).where(
+                            Job.workspace_id == ws.id,
+                            Job.status == "active",
+                            Job.job_type == "batch",
+                        )
+                    )
+                )
+                for job in jobs:
+                    self.preparer.build_env(ws, job)
+        except DockyardError as exc:
+            log.warning(
+                "environment prebuild failed",
+                extra={"action": "prebuild", "workspace": workspace, "error": exc.message},
+            )
+        self.wake()
+
+    def release_prepared(self, run_id: str, warm: prewarm.Warm) -> None:
+        """The tick came: hand the prepared process its launch arguments, then record it."""
+        with self.db.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            job = session.get(Job, run.job_id)
+            ws = session.get(Workspace, run.workspace_id)
+            assert job is not None and ws is not None and run.deployment_version is not None
+            requirements = self.preparer.requirements(ws, run.deployment_version)
+            entry_point = self.preparer.entry_point(job, run, requirements)
+            released = self.executor.release(warm.run_dir, {"args": launch_args(run, entry_point)})
+            if released:
+                logs.system(warm.run_dir, "released the prepared process at its tick")
+                crashpoints.reached("process_started")  # released, not yet recorded
+            now = self.clock.now()
+            if released:
+                runs.move(
+                    session,
+                    run_id,
+                    ["starting"],
+                    status="running",
+                    started_at=now,
+                    deadline_at=now + timedelta(seconds=run.timeout_s),
+                    entry_point=entry_point,
+                )
+            else:  # the prepared process is gone: start the run the ordinary way
+                prewarm.requeue_unreleased(self.executor, warm.run_dir)
+                runs.move(session, run_id, ["starting"], status="pending")
+        if self.prewarmer_forget is not None:
+            self.prewarmer_forget(warm)
+        self.wake()
 
     # one tick ---------------------------------------------------------------------------
     def tick(self) -> None:

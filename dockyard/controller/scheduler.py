@@ -19,6 +19,7 @@ from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import schedules, scheduling
 from dockyard.controller.dispatch import Dispatcher, Request
+from dockyard.controller.prewarm import Prewarmer, Warm
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
 
@@ -33,11 +34,15 @@ class Scheduler:
         clock: Clock,
         dispatcher: Dispatcher,
         on_created: Callable[[], None] | None = None,
+        prewarmer: Prewarmer | None = None,
+        release: Callable[[str, Warm], None] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.dispatcher = dispatcher
         self.on_created = on_created
+        self.prewarmer = prewarmer if prewarmer is not None and prewarmer.enabled else None
+        self.release = release
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,14 +56,22 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.prewarmer is not None:
+            self.prewarmer.stop()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _discard(self, warm: Warm) -> None:
+        assert self.prewarmer is not None
+        self.prewarmer.discard(warm)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock.now())
+                if self.prewarmer is not None:
+                    self.prewarmer.prepare_due(self.clock.now())
                 wait = self.seconds_to_next(self.clock.now())
             except Exception:  # keep scheduling whatever one tick throws
                 log.exception("scheduler tick failed", extra={"action": "schedule_tick"})
@@ -71,6 +84,8 @@ class Scheduler:
             at = schedules.next_due(session)
         if at is None:
             return MAX_SLEEP_S
+        if self.prewarmer is not None and at - self.prewarmer.lead > now:
+            at = at - self.prewarmer.lead  # wake early to prepare the run's process
         return min(MAX_SLEEP_S, max(0.0, (at - now).total_seconds()))
 
     def tick(self, now: datetime) -> list[Run]:
@@ -113,14 +128,26 @@ class Scheduler:
             assert job is not None
             ws = session.get(Workspace, job.workspace_id)
             assert ws is not None
+            warm = self.prewarmer.take(job, ws, schedule.trigger) if self.prewarmer else None
+            request = Request(
+                schedule.trigger,
+                scheduled_for=fire.tick,
+                run_id=warm.identity.run_id if warm else None,
+                prepared=warm is not None,
+            )
             try:
                 with session.begin_nested():
-                    run = self.dispatcher.create(
-                        session, ws, job, Request(schedule.trigger, scheduled_for=fire.tick), now
-                    )
+                    run = self.dispatcher.create(session, ws, job, request, now)
             except IntegrityError:
+                if warm is not None:
+                    self._discard(warm)
                 return None  # this tick already has its run
         crashpoints.reached("run_row_written")  # committed, not yet started
+        if warm is not None:
+            if run.status == "starting" and self.release is not None:
+                self.release(run.id, warm)
+            else:
+                self._discard(warm)
         log.info(
             "fired",
             extra={

@@ -5,7 +5,14 @@ works once `dlt.hub.run` has been imported. This shim pre-imports it, then hands
 own modules unchanged, so plain open-source dlt is enough.
 
     python dlt_shim.py launch <launcher module> --run-id … --trigger … --entry-point …
+    python dlt_shim.py held <run dir> <launcher module> <timeout s>
     python dlt_shim.py inspect <workspace dir> <stage dir> <module | file.py> [--no-use-all]
+
+`held` is a run prepared ahead of its tick: it imports dlt and the launcher and creates dlt's
+run context, then waits on
+the run directory's `release` FIFO for one JSON line: `{"args": [--run-id …]}` starts the
+launcher at once (after touching `released`), anything else (`{"discard": true}`, end of file
+when the controller is gone, or the timeout) exits with 75 without running the job.
 
 `inspect` selects the files dlt would ship (code: `WorkspaceFileSelector`, configuration:
 `ConfigurationFileSelector`), copies them into the stage dir, runs dlt's manifest worker
@@ -40,6 +47,46 @@ def _prepare() -> None:
 def launch(module: str, args: list[str]) -> None:
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+NOT_RELEASED = 75  # EX_TEMPFAIL: a prepared run that was never released
+
+
+def held(run_dir: Path, launcher: str, timeout_s: float) -> int:
+    import importlib
+    import select
+
+    importlib.import_module(launcher)  # the expensive part, done before the tick
+    # the run context too (profile, config folder and beacon come from the environment,
+    # fixed when the process was prepared): dlt's runtime initialization is another 0.1-0.2 s
+    import dlt
+
+    dlt.current.run_context()
+    # non-blocking open: with no writer left (the controller died before we got here) the
+    # first read is end-of-file instead of an open() that waits forever
+    fd = os.open(run_dir / "release", os.O_RDONLY | os.O_NONBLOCK)
+    line = b""
+    while not line.endswith(b"\n"):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:  # a writer is there, nothing written yet: wait
+            if not select.select([fd], [], [], timeout_s)[0]:
+                return NOT_RELEASED  # never released in time
+            continue
+        if not chunk:
+            return NOT_RELEASED  # no writer (any more): the controller went away
+        line += chunk
+    os.close(fd)
+    payload = json.loads(line)
+    if "args" not in payload:
+        return NOT_RELEASED
+    (run_dir / "released").touch()
+    import warnings
+
+    # runpy warns that the launcher module was imported before it runs as __main__: on purpose
+    warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+    launch(launcher, list(payload["args"]))
+    return 0
 
 
 def _selected(root: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
@@ -131,6 +178,8 @@ def main() -> int:
     if command == "launch":
         launch(rest[0], rest[1:])
         return 0
+    if command == "held":
+        return held(Path(rest[0]), rest[1], float(rest[2]))
     if command == "inspect":
         return inspect(Path(rest[0]).resolve(), Path(rest[1]).resolve(), rest[2:])
     sys.stderr.write(f"unknown shim command {command!r}\n")

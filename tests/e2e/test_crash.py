@@ -39,6 +39,8 @@ def test_a_crash_at_any_point_loses_and_repeats_nothing(
         assert follow["status"] == "completed" and follow["cause_run_id"] == once[0]["run_id"]
         assert [r["number"] for r in cli.json("job-run", "list", "follow")] == [1]
         log = cli.run("logs", "once_job").stdout
-        assert log.count("once ran") == 1 and log.count("» starting") == 1
+        assert log.count("once ran") == 1
+        # one process: started the ordinary way, or prepared ahead and released at the tick
+        assert log.count("» starting") + log.count("» released the prepared process") == 1
     finally:
         server.stop()

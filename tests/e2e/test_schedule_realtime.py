@@ -22,6 +22,13 @@ def test_a_cron_job_fires_on_the_minute_and_its_follow_up_runs(
         assert run["scheduled_for"] == first and run["trigger"] == "schedule:* * * * *"
         assert run["interval_end"] == first
         assert f"tick schedule:* * * * * {first}" in cli.run("logs", "minutely", "1").stdout
+        # the next tick's run was started ahead of it (dlt imported, waiting) and released
+        # at the tick (the environment exists by then)
+        second = wait_run(cli, "minutely", 2, timeout=150)
+        assert second["status"] == "completed"
+        assert (
+            "released the prepared process at its tick" in cli.run("logs", "minutely", "2").stdout
+        )
         follow = wait_run(cli, "after_minutely", 1, timeout=60)
         assert follow["status"] == "completed"
         assert follow["trigger"] == "job.success:jobs.__deployment__.minutely"

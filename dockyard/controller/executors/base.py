@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +13,7 @@ class RunSpec:
     argv: list[str]
     cwd: Path
     env: dict[str, str]
+    held: bool = False  # a run prepared ahead of its tick, waiting to be released
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,9 @@ class Executor(Protocol):
 
     def on_exit(self, wake: Callable[[], None]) -> None:
         """Call `wake` as soon as a run may have ended (the runner then polls at once)."""
+
+    def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
+        """Hand a held run its launch arguments (or `{"discard": true}`); False if it is gone."""
+
+    def held_unreleased(self, run_dir: Path) -> bool:
+        """A held run that was never released (its controller died before the tick)."""

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dockyard.controller.executors.base import ExitStatus, RunSpec
 from dockyard.shim import SUPERVISOR
@@ -25,14 +26,25 @@ class LocalExecutor:
     def __init__(self) -> None:
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._wake: Callable[[], None] = lambda: None
+        self._releases: dict[Path, int] = {}
 
     def on_exit(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
     def start(self, spec: RunSpec) -> None:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
+        if spec.held:
+            # the controller keeps the FIFO open read-write, so the job's open() never blocks
+            # and a write never blocks either; when the controller dies the job reads EOF
+            fifo = spec.run_dir / "release"
+            os.mkfifo(fifo, 0o600)
+            self._releases[spec.run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         tmp = spec.run_dir / "spec.tmp"
-        tmp.write_text(json.dumps({"argv": spec.argv, "cwd": str(spec.cwd), "env": spec.env}))
+        tmp.write_text(
+            json.dumps(
+                {"argv": spec.argv, "cwd": str(spec.cwd), "env": spec.env, "held": spec.held}
+            )
+        )
         tmp.chmod(0o600)
         os.replace(tmp, spec.run_dir / "spec.json")
         with (spec.run_dir / "supervisor.err").open("ab") as errors:
@@ -49,6 +61,25 @@ class LocalExecutor:
     def _await(self, child: subprocess.Popen[bytes]) -> None:
         child.wait()
         self._wake()
+
+    def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
+        fd = self._releases.get(run_dir)
+        if fd is None:
+            return False
+        try:
+            os.write(fd, (json.dumps(payload) + "\n").encode())
+        except OSError:
+            return False
+        # the fd stays open until the run has ended: a pipe keeps its data only while
+        # someone has it open, and the job may not have opened it yet
+        return True
+
+    def held_unreleased(self, run_dir: Path) -> bool:
+        try:
+            spec = json.loads((run_dir / "spec.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(spec.get("held")) and not (run_dir / "released").exists()
 
     def launched(self, run_dir: Path) -> bool:
         return (run_dir / "spec.json").exists()
@@ -74,6 +105,9 @@ class LocalExecutor:
         return True
 
     def _reap(self, run_dir: Path) -> None:
+        fd = self._releases.pop(run_dir, None)
+        if fd is not None:
+            os.close(fd)
         child = self._children.pop(run_dir, None)
         if child is not None:
             child.wait(timeout=10)

@@ -1,0 +1,182 @@
+"""Timed runs prepared ahead of their tick, so user code starts within milliseconds of it.
+
+A few seconds before a trigger is due, its run's process is started in held mode: the
+interpreter is up, dlt and the launcher are imported, and it waits on a FIFO. At the tick the
+scheduler writes the run row (with the run id chosen when the process was prepared) and
+releases the process with its launch arguments, computed then (interval, trigger). A
+prepared process that is not released (the tick was skipped, the job changed or was
+archived) is discarded: it exits without running user code. If the controller dies, the
+process reads end-of-file and exits; on restart a run row whose process was never released
+goes back to `pending` and starts the ordinary way.
+"""
+
+import logging
+import shutil
+import signal
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from dockyard.controller import logs, runtime_config
+from dockyard.controller.dispatch import Dispatcher
+from dockyard.controller.executors.base import Executor
+from dockyard.controller.prepare import Preparer, RunIdentity
+from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Job, Run, Schedule, Workspace
+from dockyard.errors import DockyardError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Warm:
+    identity: RunIdentity
+    job_id: int
+    trigger: str
+    due_at: datetime
+    run_dir: Path
+
+
+class Prewarmer:
+    def __init__(
+        self,
+        db: Database,
+        preparer: Preparer,
+        executor: Executor,
+        dispatcher: Dispatcher,
+        lead_s: float,
+        most: int = 4,
+    ) -> None:
+        self.db = db
+        self.preparer = preparer
+        self.executor = executor
+        self.dispatcher = dispatcher
+        self.lead = timedelta(seconds=lead_s)
+        self.most = most
+        self._warm: dict[tuple[int, str], Warm] = {}
+        self._discarded: list[Path] = []
+        self._index = preparer.settings.runs_dir / ".prewarm"
+
+    @property
+    def enabled(self) -> bool:
+        return self.lead > timedelta(0) and self.most > 0
+
+    # before the tick ----------------------------------------------------------------------
+    def prepare_due(self, now: datetime) -> None:
+        """Start held processes for the triggers due within the lead time (at most `most`)."""
+        self._sweep()
+        if not self.enabled or len(self._warm) >= self.most:
+            return
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Schedule, Job, Workspace)
+                .join(Job, Job.id == Schedule.job_id)
+                .join(Workspace, Workspace.id == Job.workspace_id)
+                .where(
+                    Job.status == "active",
+                    Job.job_type == "batch",
+                    Schedule.next_fire_at > now,
+                    Schedule.next_fire_at <= now + self.lead,
+                )
+                .order_by(Schedule.next_fire_at)
+                .limit(self.most)
+            ).all()
+            for schedule, job, ws in rows:
+                key = (job.id, schedule.trigger)
+                if key in self._warm or len(self._warm) >= self.most:
+                    continue
+                assert schedule.next_fire_at is not None
+                self._prepare(ws, job, schedule.trigger, schedule.next_fire_at)
+
+    def _prepare(self, ws: Workspace, job: Job, trigger: str, due_at: datetime) -> None:
+        if ws.deployment_version is None or not self.preparer.env_ready(ws, job):
+            return  # never build an environment on the scheduler's clock
+        identity = RunIdentity(
+            str(uuid.uuid4()),
+            runtime_config.profile(job.definition, self.dispatcher.config_names(ws)),
+            ws.deployment_version,
+            ws.configuration_version,
+        )
+        wait_s = (self.lead * 2).total_seconds() + 60
+        try:
+            prepared = self.preparer.prepare_held(ws, job, identity, wait_s)
+        except DockyardError as exc:
+            log.warning(
+                "prewarm failed",
+                extra={"action": "prewarm", "job_ref": job.job_ref, "error": exc.message},
+            )
+            return
+        self._index.mkdir(parents=True, exist_ok=True)
+        (self._index / identity.run_id).touch()
+        self.executor.start(prepared.spec)
+        self._warm[(job.id, trigger)] = Warm(
+            identity, job.id, trigger, due_at, prepared.spec.run_dir
+        )
+
+    # at the tick --------------------------------------------------------------------------
+    def take(self, job: Job, ws: Workspace, trigger: str) -> Warm | None:
+        """The prepared process for this tick, if it still matches what the run will be."""
+        warm = self._warm.pop((job.id, trigger), None)
+        if warm is None:
+            return None
+        profile = runtime_config.profile(job.definition, self.dispatcher.config_names(ws))
+        same = (
+            warm.identity.deployment_version == ws.deployment_version
+            and warm.identity.configuration_version == ws.configuration_version
+            and warm.identity.profile == profile
+        )
+        if not same:  # a deploy came in between: start it the ordinary way
+            self.discard(warm)
+            return None
+        return warm
+
+    def discard(self, warm: Warm) -> None:
+        self.executor.release(warm.run_dir, {"discard": True})
+        self._discarded.append(warm.run_dir)
+
+    def forget(self, warm: Warm) -> None:
+        """The prepared process became a real run: drop it from the index."""
+        (self._index / warm.identity.run_id).unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        for warm in list(self._warm.values()):
+            self.discard(warm)
+        self._warm.clear()
+
+    # housekeeping ----------------------------------------------------------------------
+    def _sweep(self) -> None:
+        """Remove discarded prepared runs once their process has exited."""
+        keep = []
+        for run_dir in self._discarded:
+            if self.executor.poll(run_dir) is None:
+                keep.append(run_dir)
+                continue
+            (self._index / run_dir.name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self._discarded = keep
+
+    def recover(self) -> None:
+        """After a restart: prepared processes that never became runs are removed."""
+        if not self._index.exists():
+            return
+        with self.db.session() as session:
+            for marker in list(self._index.iterdir()):
+                run_dir = self.preparer.run_dir(marker.name)
+                if session.get(Run, marker.name) is None:
+                    self.executor.signal(run_dir, signal.SIGKILL)
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                marker.unlink(missing_ok=True)
+
+
+def requeue_unreleased(executor: Executor, run_dir: Path) -> None:
+    """A run row whose prepared process was never released: kill it, start afresh."""
+    executor.signal(run_dir, signal.SIGKILL)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    logs.system(
+        run_dir,
+        "its prepared process was never released (controller restart):"
+        " starting it the ordinary way",
+    )

@@ -1,0 +1,98 @@
+"""Held runs: a real process started through dlt's job launcher ahead of its tick, released
+with its launch arguments, discarded, or left behind by a dead controller."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockyard.controller.executors.base import ExitStatus, RunSpec
+from dockyard.controller.executors.local import LocalExecutor
+from dockyard.shim import SHIM
+from tests.integration.test_local_executor import runs_dir, wait_done, wait_for
+
+LAUNCHER = "dlt._workspace.deployment.launchers.job"
+JOB = 'import dlt.hub.run as run\n\n@run.job\ndef hello():\n    print("user code ran")\n'
+NOT_RELEASED = 75
+__all__ = ["runs_dir"]  # the fixture, shared with the executor tests
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / ".dlt").mkdir(parents=True)
+    (ws / ".dlt" / ".workspace").touch()
+    (ws / "jobs.py").write_text(JOB)
+    return ws
+
+
+def held_spec(runs_dir: Path, ws: Path, name: str) -> RunSpec:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "WORKSPACE__PROFILE": "prod",
+        "HOME": os.environ.get("HOME", "/tmp"),
+    }
+    argv = [sys.executable, "-u", str(SHIM), "held", str(runs_dir / name), LAUNCHER, "60"]
+    return RunSpec(name, runs_dir / name, argv, ws, env, held=True)
+
+
+def launch_args(run_id: str) -> list[str]:
+    entry = {
+        "module": "jobs",
+        "function": "hello",
+        "job_type": "batch",
+        "launcher": LAUNCHER,
+        "job_ref": "jobs.jobs.hello",
+        "profile": "prod",
+        "refresh": False,
+    }
+    return [
+        "--run-id",
+        run_id,
+        "--trigger",
+        "schedule:* * * * *",
+        "--entry-point",
+        json.dumps(entry),
+    ]
+
+
+def output(run_dir: Path) -> str:
+    return "\n".join(json.loads(ln)["m"] for ln in (run_dir / "log.jsonl").read_text().splitlines())
+
+
+def test_a_released_run_runs_the_job(runs_dir: Path, workspace: Path) -> None:
+    executor = LocalExecutor()
+    spec = held_spec(runs_dir, workspace, "r1")
+    executor.start(spec)
+    assert executor.held_unreleased(spec.run_dir)
+    assert executor.release(spec.run_dir, {"args": launch_args("r1")})
+    assert wait_done(executor, spec.run_dir) == ExitStatus(0, None)
+    assert "user code ran" in output(spec.run_dir)
+    assert not executor.held_unreleased(spec.run_dir)
+
+
+def test_a_discarded_run_never_runs_user_code(runs_dir: Path, workspace: Path) -> None:
+    executor = LocalExecutor()
+    spec = held_spec(runs_dir, workspace, "r1")
+    executor.start(spec)
+    assert executor.release(spec.run_dir, {"discard": True})
+    assert wait_done(executor, spec.run_dir) == ExitStatus(NOT_RELEASED, None)
+    assert "user code ran" not in output(spec.run_dir)
+    assert executor.held_unreleased(spec.run_dir)
+
+
+def test_a_held_run_whose_controller_died_exits_without_running(
+    runs_dir: Path, workspace: Path
+) -> None:
+    executor = LocalExecutor()
+    spec = held_spec(runs_dir, workspace, "r1")
+    executor.start(spec)
+    wait_for(spec.run_dir / "proc.json")
+    # what the controller's death does to the FIFO: its end is closed
+    os.close(executor._releases.pop(spec.run_dir))
+    status = wait_done(LocalExecutor(), spec.run_dir)
+    assert status == ExitStatus(NOT_RELEASED, None)
+    assert "user code ran" not in output(spec.run_dir)
