@@ -321,3 +321,27 @@ def test_a_workspace_without_schedules_sleeps_long(world: World) -> None:
     assert world.scheduler.seconds_to_next(world.clock.now()) == 300.0
     world.deploy(job("a", "schedule:*/5 * * * *"))
     assert world.scheduler.seconds_to_next(world.clock.now()) == 180.0
+
+
+def test_no_run_waits_forever_in_pending(world: World, tmp_path: Path) -> None:
+    from dockyard.controller import envs
+    from dockyard.controller.executors.local import LocalExecutor
+    from dockyard.controller.prepare import Preparer
+    from dockyard.controller.runner import Runner
+    from dockyard.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    preparer = Preparer(settings, envs.EnvBuilder(settings.envs_dir), b"k" * 32)
+    runner = Runner(
+        world.db, world.clock, LocalExecutor(), preparer, world.dispatcher, bounds=(600.0, 1800.0)
+    )
+    world.deploy(job("a"))
+    stuck = world.trigger("a")  # nobody claims it (no runner loop in this test)
+    world.clock.advance(599)
+    runner._bound(world.clock.now())
+    assert world.runs("a")[0].status == "pending"
+    world.clock.advance(2)
+    runner._bound(world.clock.now())
+    (ended,) = world.runs("a")
+    assert ended.id == stuck.id and ended.status == "failed"
+    assert ended.reason == "stuck in pending for more than 600s"
