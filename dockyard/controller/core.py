@@ -2,15 +2,14 @@
 runner and executor, plus the periodic sweep that catches any missed push event.
 """
 
-import logging
 import sys
-import threading
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import auth, beacon, envs, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.local import LocalExecutor
+from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.prewarm import Prewarmer
 from dockyard.controller.reconciler import Reconciler
@@ -18,10 +17,7 @@ from dockyard.controller.runner import Runner
 from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduler import Scheduler
 from dockyard.controller.store.db import Database
-from dockyard.errors import DockyardError
 from dockyard.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class Controller:
@@ -66,8 +62,7 @@ class Controller:
             self.runner.release_prepared,
         )
         self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
-        self._stop = threading.Event()
-        self._sweeper: threading.Thread | None = None
+        self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
 
     def _deployed(self, workspace: str) -> None:
         self.scheduler.wake()
@@ -90,22 +85,25 @@ class Controller:
         self.prewarmer.recover()
         self.runner.start()
         self.scheduler.start()
-        self._sweeper = threading.Thread(target=self._sweep_loop, name="sweep", daemon=True)
-        self._sweeper.start()
+        self.sweeper.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.sweeper.stop()
         self.scheduler.stop()
         self.runner.stop()
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=10)
         self.db.dispose()
 
-    def _sweep_loop(self) -> None:
-        while not self._stop.wait(self.settings.sweep_interval_s):
-            try:
-                self.reconciler.sweep()
-            except DockyardError as exc:
-                log.warning("sweep failed", extra={"action": "sweep", "error": exc.message})
-            except Exception:  # keep sweeping whatever one workspace throws
-                log.exception("sweep failed", extra={"action": "sweep"})
+
+class Sweeper(Loop):
+    """Reconciles every workspace whose HEAD moved without a push event reaching us."""
+
+    name = "sweep"
+
+    def __init__(self, reconciler: Reconciler, interval_s: float) -> None:
+        super().__init__()
+        self.reconciler = reconciler
+        self.interval_s = interval_s
+
+    def step(self) -> float:
+        self.reconciler.sweep()
+        return self.interval_s

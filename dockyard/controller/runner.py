@@ -21,6 +21,7 @@ from dockyard.clock import Clock
 from dockyard.controller import logs, prewarm, runs
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor, ExitStatus
+from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -31,7 +32,9 @@ TICK_S = 0.5
 LAUNCHED = ("starting", "running", "cancelling")
 
 
-class Runner:
+class Runner(Loop):
+    name = "runner"
+
     def __init__(
         self,
         db: Database,
@@ -43,6 +46,7 @@ class Runner:
         workers: int = 4,
         bounds: tuple[float, float] = (600.0, 1800.0),
     ) -> None:
+        super().__init__()
         self.db = db
         self.clock = clock
         self.executor = executor
@@ -51,38 +55,22 @@ class Runner:
         self.pending_bound, self.starting_bound = bounds
         self.prewarmer_forget: Callable[[prewarm.Warm], None] | None = None
         self.on_finished = on_finished
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self._preparing: set[str] = set()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         executor.on_exit(self.wake)
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.recover()
-        self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def on_stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must survive anything one run throws at it
-                log.exception("runner tick failed", extra={"action": "runner_tick"})
-            self._wake.wait(TICK_S)
-            self._wake.clear()
+    def step(self) -> float:
+        self.tick()
+        return TICK_S
 
     def recover(self) -> None:
         """After a restart: runs whose preparation was cut short go back to `pending` (their
@@ -156,15 +144,7 @@ class Runner:
                 crashpoints.reached("process_started")  # released, not yet recorded
             now = self.clock.now()
             if released:
-                runs.move(
-                    session,
-                    run_id,
-                    ["starting"],
-                    status="running",
-                    started_at=now,
-                    deadline_at=now + timedelta(seconds=run.timeout_s),
-                    entry_point=entry_point,
-                )
+                _mark_running(session, run, now, entry_point=entry_point)
             else:  # the prepared process is gone: start the run the ordinary way
                 prewarm.requeue_unreleased(self.executor, warm.run_dir)
                 runs.move(session, run_id, ["starting"], status="pending")
@@ -271,15 +251,7 @@ class Runner:
         with self.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
-            deadline = now + timedelta(seconds=run.timeout_s)
-            runs.move(
-                session,
-                run_id,
-                ["starting"],
-                status="running",
-                started_at=now,
-                deadline_at=deadline,
-            )
+            deadline = _mark_running(session, run, now)
             if run.status == "cancelling" and run.started_at is None:
                 session.execute(
                     runs.update_run(run_id).values(started_at=now, deadline_at=deadline)
@@ -357,6 +329,21 @@ class Runner:
     def _notify(self, run_id: str) -> None:
         if self.on_finished is not None:
             self.on_finished(run_id)
+
+
+def _mark_running(session: Any, run: Run, now: datetime, **values: Any) -> datetime:
+    """starting -> running, with its start time and the deadline its timeout gives."""
+    deadline = now + timedelta(seconds=run.timeout_s)
+    runs.move(
+        session,
+        run.id,
+        ["starting"],
+        status="running",
+        started_at=now,
+        deadline_at=deadline,
+        **values,
+    )
+    return deadline
 
 
 def outcome(stop_reason: str | None, exit_status: ExitStatus) -> tuple[str, str | None]:

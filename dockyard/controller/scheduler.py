@@ -8,7 +8,6 @@ tick (it fires after the restart) or exactly one run for it.
 """
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,6 +18,7 @@ from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import schedules, scheduling
 from dockyard.controller.dispatch import Dispatcher, Request
+from dockyard.controller.loop import Loop
 from dockyard.controller.prewarm import Prewarmer, Warm
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 MAX_SLEEP_S = 300.0  # a safety net only: wake-ups come from the due time and from events
 
 
-class Scheduler:
+class Scheduler(Loop):
+    name = "scheduler"
+
     def __init__(
         self,
         db: Database,
@@ -37,47 +39,27 @@ class Scheduler:
         prewarmer: Prewarmer | None = None,
         release: Callable[[str, Warm], None] | None = None,
     ) -> None:
+        super().__init__()
         self.db = db
         self.clock = clock
         self.dispatcher = dispatcher
         self.on_created = on_created
         self.prewarmer = prewarmer if prewarmer is not None and prewarmer.enabled else None
         self.release = release
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def on_stop(self) -> None:
         if self.prewarmer is not None:
             self.prewarmer.stop()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def _discard(self, warm: Warm) -> None:
         assert self.prewarmer is not None
         self.prewarmer.discard(warm)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick(self.clock.now())
-                if self.prewarmer is not None:
-                    self.prewarmer.prepare_due(self.clock.now())
-                wait = self.seconds_to_next(self.clock.now())
-            except Exception:  # keep scheduling whatever one tick throws
-                log.exception("scheduler tick failed", extra={"action": "schedule_tick"})
-                wait = 1.0
-            self._wake.wait(wait)
-            self._wake.clear()
+    def step(self) -> float:
+        self.tick(self.clock.now())
+        if self.prewarmer is not None:
+            self.prewarmer.prepare_due(self.clock.now())
+        return self.seconds_to_next(self.clock.now())
 
     def seconds_to_next(self, now: datetime) -> float:
         with self.db.session() as session:
