@@ -43,6 +43,23 @@ def p90(values: Sequence[float]) -> float:
     return float(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)])
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, `q` in (0, 100] (p99 of fewer than 100 samples is the max)."""
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Count, p50 (the median), p90, p99 and max of a set of samples."""
+    return {
+        "n": len(values),
+        "p50": median(values),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values),
+    }
+
+
 def timed(func: Callable[[], T]) -> tuple[float, T]:
     """Wall time of one call (seconds) and its result."""
     start = time.perf_counter()
@@ -101,6 +118,50 @@ def machine() -> dict[str, str]:
     }
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 of proc(5) (state): utime is field 14, stime field 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(
+    pid: int, step_s: float = 5.0, idle_cpu_s: float = 0.1, timeout_s: float = 300.0
+) -> tuple[float, float]:
+    """Wait until a process uses at most `idle_cpu_s` CPU seconds in `step_s` (a deploy
+    leaves background work behind: the runner builds the jobs' environments). Returns the
+    seconds waited and the CPU seconds the process used meanwhile."""
+    start, cpu_start = time.monotonic(), process_cpu_s(pid)
+    while time.monotonic() - start < timeout_s:
+        before = process_cpu_s(pid)
+        time.sleep(step_s)
+        if process_cpu_s(pid) - before <= idle_cpu_s:
+            break
+    return time.monotonic() - start, process_cpu_s(pid) - cpu_start
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat, first line)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class MachineCpu:
+    """How busy the whole machine (every core, every process) was since it was made."""
+
+    start: tuple[int, int] = field(default_factory=_cpu_jiffies)
+
+    def busy_percent(self) -> float:
+        busy, total = _cpu_jiffies()
+        return 100.0 * (busy - self.start[0]) / max(1, total - self.start[1])
+
+    def describe(self) -> str:
+        cores = os.cpu_count() or 1
+        return f"{self.busy_percent():.0f} % of {cores} cores (this benchmark included)"
+
+
 def print_machine() -> None:
     info = machine()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
@@ -146,6 +207,16 @@ class Report:
         self.add("target", bound, "target")
         self.add("target met", "yes" if checked <= target else "NO", "met")
         self.figures["met"] = checked <= target
+
+    def add_spread(self, label: str, values: Sequence[float], key: str | None = None) -> None:
+        """One row `p50 / p90 / p99 / max` in milliseconds, with the count; the figures (in
+        seconds) go to `<key>_p50_s` … `<key>_max_s` and `<key>_n`."""
+        stats = spread(values)
+        text = " / ".join(f"{stats[k] * 1000:.1f}" for k in ("p50", "p90", "p99", "max"))
+        self.add(f"{label}: p50 / p90 / p99 / max [ms]", f"{text}  (n = {len(values)})")
+        if key is not None:
+            for name, value in stats.items():
+                self.figures[f"{key}_{name}" if name == "n" else f"{key}_{name}_s"] = value
 
     def show(self) -> None:
         width = max(len(label) for label, _ in self.rows)
@@ -203,6 +274,9 @@ class Server:
     port: int = field(default_factory=free_port)
     token: str = ADMIN_TOKEN
     proc: subprocess.Popen[bytes] | None = None
+    # how the server is started: `python -m dockyard server` unless a benchmark needs a
+    # variant (bench/_server_no_runner.py)
+    command: tuple[str, ...] = ("-m", "dockyard", "server")
 
     @property
     def url(self) -> str:
@@ -210,7 +284,7 @@ class Server:
 
     def start(self, timeout: float = 60) -> "Server":
         env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token}
-        argv = [PYTHON, "-m", "dockyard", "server", "--data-dir", str(self.data_dir)]
+        argv = [PYTHON, *self.command, "--data-dir", str(self.data_dir)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*argv, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env
@@ -246,8 +320,11 @@ class Server:
 
 
 @contextmanager
-def running_server(tmp: Path) -> Iterator[Server]:
-    server = Server(data_dir=tmp / "data", log=tmp / "server.log").start()
+def running_server(tmp: Path, command: tuple[str, ...] | None = None) -> Iterator[Server]:
+    server = Server(data_dir=tmp / "data", log=tmp / "server.log")
+    if command is not None:
+        server.command = command
+    server.start()
     try:
         yield server
     finally:
@@ -306,6 +383,16 @@ def write_files(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+def jobs_module(count: int, decorator: Callable[[int], str]) -> str:
+    """A `__deployment__.py` with `count` no-op `@run.job` functions `job_0000` …, listed in
+    `__all__`; `decorator(i)` gives the decorator line's arguments, e.g. `expose=…`."""
+    body = [f'"""{count} no-op jobs."""', "", "from dlt.hub import run", ""]
+    for i in range(count):
+        body += ["", f"@run.job({decorator(i)})", f"def job_{i:04d}() -> None:", "    pass", ""]
+    names = ", ".join(f'"job_{i:04d}"' for i in range(count))
+    return "\n".join([*body, "", f"__all__ = [{names}]", ""])
 
 
 def pyproject(name: str) -> str:

@@ -41,6 +41,7 @@ class Dispatcher:
         self.repos_dir = repos_dir
         self.defaults = defaults
         self._config_names: dict[tuple[str, str], list[str]] = {}
+        self._follower_index: dict[tuple[int, str | None], dict[str, list[int]]] = {}
 
     # begin ----------------------------------------------------------------------------
     def create(
@@ -82,6 +83,9 @@ class Dispatcher:
             .where(Job.id == job.id)
             .values(runs_created=Job.runs_created + 1)
             .returning(Job.runs_created)
+            # no ORM bookkeeping: matching this UPDATE against every object in the session
+            # made bulk triggers quadratic
+            .execution_options(synchronize_session=False)
         ).scalar_one()
         timeout, grace = runtime_config.timeouts(job.definition, self.defaults)
         window = decision.window
@@ -154,6 +158,20 @@ class Dispatcher:
             _cascade(session, ws, job, now)
         return self._follow_ups(session, ws, job, run, status, now)
 
+    def _followers(self, session: Session, ws: Workspace) -> dict[str, list[int]]:
+        """`job.success:`/`job.fail:` trigger -> the active jobs it starts, built once per
+        reconciled version of the workspace (job definitions change only on reconcile)."""
+        key = (ws.id, ws.reconciled_sha)
+        if key not in self._follower_index:
+            index: dict[str, list[int]] = {}
+            for job in _active_jobs(session, ws):
+                for trigger in job.definition.get("triggers") or []:
+                    if str(trigger).startswith(("job.success:", "job.fail:")):
+                        index.setdefault(str(trigger), []).append(job.id)
+            self._follower_index = {k: v for k, v in self._follower_index.items() if k[0] != ws.id}
+            self._follower_index[key] = index
+        return self._follower_index[key]
+
     def _follow_ups(
         self, session: Session, ws: Workspace, upstream: Job, run: Run, status: str, now: datetime
     ) -> list[Run]:
@@ -162,8 +180,9 @@ class Dispatcher:
             return []
         trigger = f"{event}:{upstream.job_ref}"
         made = []
-        for job in _active_jobs(session, ws):
-            if trigger not in (job.definition.get("triggers") or []):
+        for job_id in self._followers(session, ws).get(trigger, []):
+            job = session.get(Job, job_id)
+            if job is None or job.status != "active":
                 continue
             try:
                 with session.begin_nested():

@@ -135,13 +135,16 @@ class Preparer:
             run_args=run_args,
         )
 
-    def build_env(self, ws: Workspace, job: Job) -> None:
-        """Make sure the job's environment at the deployed version exists (server log only)."""
+    def build_envs(self, ws: Workspace, jobs: list[Job]) -> None:
+        """Make sure the environments of these jobs at the deployed version exist: one
+        `requirements.json` read, one build per distinct requirement set (server log only)."""
         if ws.deployment_version is None:
             return
-        spec = envs.env_spec(self.requirements(ws, ws.deployment_version), job.definition)
-        if not self.builder.is_ready(spec):
-            self.builder.ensure(spec, lambda line: log.debug(line))
+        requirements = self.requirements(ws, ws.deployment_version)
+        specs = {s.key: s for s in (envs.env_spec(requirements, j.definition) for j in jobs)}
+        for spec in specs.values():
+            if not self.builder.is_ready(spec):
+                self.builder.ensure(spec, lambda line: log.debug(line))
 
     def env_ready(self, ws: Workspace, job: Job) -> bool:
         """Whether the job's environment at the deployed version exists already."""

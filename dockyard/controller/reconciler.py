@@ -156,6 +156,7 @@ def _apply(
         if refs
         else {}
     )
+    changed: list[tuple[Job, bool]] = []
     for change in touched:
         row = rows.get(change.job_ref)
         if change.kind == "archived":
@@ -177,7 +178,9 @@ def _apply(
         row.job_type = change.new["entry_point"]["job_type"]
         row.fingerprint = manifests.job_fingerprint(change.new)
         row.status, row.archived_at, row.updated_sha, row.updated_at = "active", None, head, now
-        schedules.sync(session, row, now, reactivated)
+        changed.append((row, reactivated))
+    if changed:
+        schedules.sync(session, changed, now)
     deployment = gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS)
     configuration = gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS)
     result: dict[str, Any] = {

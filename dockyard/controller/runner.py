@@ -119,8 +119,7 @@ class Runner(Loop):
                         )
                     )
                 )
-                for job in jobs:
-                    self.preparer.build_env(ws, job)
+                self.preparer.build_envs(ws, jobs)
         except DockyardError as exc:
             log.warning(
                 "environment prebuild failed",

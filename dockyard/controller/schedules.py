@@ -10,25 +10,37 @@ from dockyard.controller import dltadapter, scheduling
 from dockyard.controller.store.models import Job, Schedule
 
 
-def sync(session: Session, job: Job, now: datetime, reactivated: bool) -> None:
-    """Make the job's schedule rows match its timed triggers.
+def sync(session: Session, jobs: list[tuple[Job, bool]], now: datetime) -> None:
+    """Make the schedule rows of these jobs (each with whether it just came back from the
+    archive) match their timed triggers.
 
     A trigger that stays keeps its next fire time (no re-run, no backfill); a new or changed
     trigger fires first at its next tick after `now`; a job that comes back from the archive
     resumes at its next tick too (a `once:` that already fired stays done). Rows of an
     archived job are kept but never due (the scheduler only looks at active jobs).
     """
-    if job.status != "active":
+    active = [(job, back) for job, back in jobs if job.status == "active"]
+    wanted = {id(job): dltadapter.timed_triggers(job.definition) for job, _ in active}
+    if not active:
         return
+    session.flush()  # once, so that new jobs have their ids
+    ids = [job.id for job, _ in active]
+    rows: dict[int, dict[str, Schedule]] = {}
+    for row in session.scalars(select(Schedule).where(Schedule.job_id.in_(ids))):
+        rows.setdefault(row.job_id, {})[row.trigger] = row
+    for job, reactivated in active:
+        _sync_one(session, job, wanted[id(job)], rows.get(job.id, {}), now, reactivated)
+
+
+def _sync_one(
+    session: Session,
+    job: Job,
+    wanted: list[str],
+    rows: dict[str, Schedule],
+    now: datetime,
+    reactivated: bool,
+) -> None:
     tz = dltadapter.job_timezone(job.definition)
-    wanted = dltadapter.timed_triggers(job.definition)
-    if job.id is None:
-        if not wanted:
-            return  # a new job without timed triggers has no rows to sync
-        session.flush()  # the new job needs its id
-    rows = {
-        s.trigger: s for s in session.scalars(select(Schedule).where(Schedule.job_id == job.id))
-    }
     stale = [t for t in rows if t not in wanted]
     if stale:
         session.execute(
