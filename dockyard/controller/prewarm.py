@@ -67,6 +67,7 @@ class Prewarmer:
     # before the tick ----------------------------------------------------------------------
     def prepare_due(self, now: datetime) -> None:
         """Start held processes for the triggers due within the lead time (at most `most`)."""
+        self._expire(now)
         self._sweep()
         if not self.enabled or len(self._warm) >= self.most:
             return
@@ -147,6 +148,14 @@ class Prewarmer:
         self._warm.clear()
 
     # housekeeping ----------------------------------------------------------------------
+    def _expire(self, now: datetime) -> None:
+        """A prepared process whose tick passed without it being taken (the job was archived
+        or its trigger changed meanwhile) will never be released: discard it."""
+        for key, warm in list(self._warm.items()):
+            if warm.due_at + self.lead < now:
+                del self._warm[key]
+                self.discard(warm)
+
     def _sweep(self) -> None:
         """Remove discarded prepared runs once their process has exited."""
         keep = []

@@ -96,3 +96,41 @@ def test_a_held_run_whose_controller_died_exits_without_running(
     status = wait_done(LocalExecutor(), spec.run_dir)
     assert status == ExitStatus(NOT_RELEASED, None)
     assert "user code ran" not in output(spec.run_dir)
+
+
+def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dockyard.controller.prepare import RunIdentity
+    from dockyard.controller.prewarm import Prewarmer, Warm
+
+    released: list[tuple[Path, dict[str, object]]] = []
+
+    class Recorder(LocalExecutor):
+        def release(self, run_dir: Path, payload: dict[str, object]) -> bool:
+            released.append((run_dir, payload))
+            return True
+
+        def poll(self, run_dir: Path) -> ExitStatus | None:
+            return None
+
+    class Settings:
+        runs_dir = tmp_path / "runs"
+
+    class Preparer:
+        settings = Settings()
+
+    prewarmer = Prewarmer(None, Preparer(), Recorder(), None, lead_s=5)  # type: ignore[arg-type]
+    due = datetime(2026, 3, 4, 10, 5, tzinfo=UTC)
+    warm = Warm(
+        RunIdentity("r1", "prod", "d", "c"),
+        1,
+        "schedule:*/5 * * * *",
+        due,
+        tmp_path / "runs" / "r1",
+    )
+    prewarmer._warm[(1, warm.trigger)] = warm
+    prewarmer._expire(due + timedelta(seconds=4))
+    assert released == []
+    prewarmer._expire(due + timedelta(seconds=6))
+    assert released == [(warm.run_dir, {"discard": True})] and prewarmer._warm == {}
