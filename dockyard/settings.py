@@ -25,6 +25,11 @@ class Settings:
     default_grace_s: float = DEFAULT_GRACE_S
     pending_timeout_s: float = 600.0
     starting_timeout_s: float = 1800.0
+    executor: str = "local"
+    docker_base_image: str = "dockyard-base:py311"
+    docker_network: str = "bridge"
+    docker_ca_bundle: str | None = None
+    docker_keep_images: int = 5
     prewarm_s: float = 5.0
     prewarm_max: int = 4
     start_loops: bool = True
@@ -85,6 +90,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_PENDING_TIMEOUT": ("pending_timeout_s", float),
     "DOCKYARD_STARTING_TIMEOUT": ("starting_timeout_s", float),
     "DOCKYARD_PREWARM_S": ("prewarm_s", float),
+    "DOCKYARD_EXECUTOR": ("executor", str),
+    "DOCKYARD_DOCKER_BASE_IMAGE": ("docker_base_image", str),
+    "DOCKYARD_DOCKER_NETWORK": ("docker_network", str),
+    "DOCKYARD_DOCKER_CA_BUNDLE": ("docker_ca_bundle", str),
+    "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

@@ -1,12 +1,17 @@
 """`dockyard server`, `login`, `logout`, `token …`."""
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from dockyard.cli import config, output
 from dockyard.cli.client import Client
 from dockyard.settings import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from dockyard.controller.core import Controller
+    from dockyard.settings import Settings
 
 
 def register(cli: click.Group) -> None:
@@ -30,20 +35,41 @@ def register(cli: click.Group) -> None:
 @click.option(
     "--port", type=int, default=None, help=f"Port (default {DEFAULT_PORT} or DOCKYARD_PORT)."
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "docker"]),
+    default=None,
+    help="Where runs execute (default local, or DOCKYARD_EXECUTOR).",
+)
+@click.option(
+    "--docker-base-image",
+    default=None,
+    help="Base image for run images (default dockyard-base:py311, or DOCKYARD_DOCKER_BASE_IMAGE).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def server(
-    data_dir: str | None, db_url: str | None, host: str, port: int | None, log_level: str
+    data_dir: str | None,
+    db_url: str | None,
+    host: str,
+    port: int | None,
+    executor: str | None,
+    docker_base_image: str | None,
+    log_level: str,
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
-    import uvicorn
-
     from dockyard.controller.core import Controller
     from dockyard.logsetup import configure
     from dockyard.settings import Settings
-    from dockyard.web.app import create_app
 
     configure(log_level)
-    settings = Settings.from_env(data_dir=data_dir, db_url=db_url, host=host, port=port)
+    settings = Settings.from_env(
+        data_dir=data_dir,
+        db_url=db_url,
+        host=host,
+        port=port,
+        executor=executor,
+        docker_base_image=docker_base_image,
+    )
     ctl = Controller(settings)
     generated = ctl.bootstrap()
     if generated:
@@ -54,17 +80,65 @@ def server(
         click.echo("=" * 72, err=True)
     click.echo(
         f"dockyard server on {settings.base_url} (data in {settings.data_dir},"
-        f" API docs at {settings.base_url}/docs)",
+        f" API docs at {settings.base_url}/docs, executor {settings.executor})",
         err=True,
     )
-    app = create_app(settings, ctl)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=logging.getLogger().level <= logging.DEBUG,
-    )
+    _serve(settings, ctl, log_level)
+
+
+def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
+    """The API, and with the Docker executor on a bridge network a second listener for the
+    beacon only, on the host's address on that network (containers cannot reach loopback)."""
+    import asyncio
+
+    import uvicorn
+
+    from dockyard.web.app import create_app, create_beacon_app
+
+    access = logging.getLogger().level <= logging.DEBUG
+    configs = [
+        uvicorn.Config(
+            create_app(settings, ctl),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=access,
+        )
+    ]
+    gateway = _beacon_host(settings, ctl)
+    if gateway is not None:
+        click.echo(f"beacon for containers on http://{gateway}:{settings.port}", err=True)
+        configs.append(
+            uvicorn.Config(
+                create_beacon_app(ctl),
+                host=gateway,
+                port=settings.port,
+                log_level=log_level,
+                access_log=access,
+                lifespan="off",
+            )
+        )
+
+    async def serve_all() -> None:
+        await asyncio.gather(*(uvicorn.Server(c).serve() for c in configs))
+
+    asyncio.run(serve_all())
+
+
+def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:
+    if settings.executor != "docker" or settings.docker_network == "host":
+        return None
+    if settings.host in ("0.0.0.0", "::"):  # noqa: S104 (already reachable from containers)
+        return None
+    from dockyard.controller.executors.docker import DockerExecutor
+    from dockyard.errors import DockyardError
+
+    assert isinstance(ctl.executor, DockerExecutor)
+    try:
+        return ctl.executor.gateway()
+    except DockyardError as exc:
+        click.echo(f"warning: {exc.message}; runs in containers cannot report results", err=True)
+        return None
 
 
 @click.command()

@@ -5,7 +5,7 @@ runner and executor, plus the periodic sweep that catches any missed push event.
 import sys
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import auth, beacon, envs, workspaces
+from dockyard.controller import auth, beacon, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.local import LocalExecutor
@@ -33,8 +33,8 @@ class Controller:
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
         self.hooks = workspaces.HookInstaller(sys.executable, settings.max_workspace_bytes)
         self.defaults = Defaults(settings.default_timeout_s, settings.default_grace_s)
-        self.executor: Executor = executor or LocalExecutor()
-        self.preparer = Preparer(settings, envs.EnvBuilder(settings.envs_dir), self.beacon_secret)
+        self.executor: Executor = executor or make_executor(settings)
+        self.preparer = Preparer(settings, self.executor, self.beacon_secret)
         self.dispatcher = Dispatcher(settings.repos_dir, self.defaults)
         self.runner = Runner(
             self.db,
@@ -92,6 +92,15 @@ class Controller:
         self.scheduler.stop()
         self.runner.stop()
         self.db.dispose()
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor the server runs with (`--executor`)."""
+    if settings.executor == "docker":
+        from dockyard.controller.executors.docker import DockerExecutor
+
+        return DockerExecutor.from_settings(settings)
+    return LocalExecutor(settings.envs_dir, settings.base_url, settings.data_dir / "pycache")
 
 
 class Sweeper(Loop):

@@ -28,6 +28,30 @@ def system(run_dir: Path, text: str) -> None:
         f.write(line + "\n")
 
 
+def append(run_dir: Path, stream: str, text: str, at: str | None) -> None:
+    """Append one line of a run's own output (`out`/`err`), stamped `at` (ISO) or now."""
+    line = json.dumps({"t": at or isoformat(utcnow()), "s": stream, "m": text}, ensure_ascii=False)
+    with _write_lock, path(run_dir).open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def last_time(run_dir: Path, stream: str) -> str | None:
+    """The timestamp of the stream's last line (where a re-attached log reader resumes)."""
+    file = path(run_dir)
+    if not file.exists():
+        return None
+    last = None
+    with file.open("rb") as f:
+        for raw in f:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if entry.get("s") == stream:
+                last = entry.get("t")
+    return last
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     lines: list[dict[str, Any]]

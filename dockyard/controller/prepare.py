@@ -14,33 +14,12 @@ from typing import Any
 import pygit2
 
 from dockyard.controller import dltadapter, envs, gitstore, logs
-from dockyard.controller.executors.base import RunSpec
+from dockyard.controller.executors.base import Executor, RunPlan
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
 from dockyard.settings import Settings
-from dockyard.shim import SHIM
 
-PASSED_ENV = (
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "TMPDIR",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "PIP_CERT",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "UV_CACHE_DIR",
-    "UV_INDEX_URL",
-)
 log = logging.getLogger(__name__)
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +36,6 @@ class RunIdentity:
         return cls(run.id, run.profile, run.deployment_version, run.configuration_version)
 
 
-@dataclass(frozen=True, slots=True)
-class _Base:
-    run_dir: Path
-    python: Path
-    code: Path
-    env: dict[str, str]
-    requirements: dict[str, Any]
-    env_key: str
-
-
 def launch_args(run: Run, entry_point: dict[str, Any]) -> list[str]:
     """dlt's launcher command line (after the module name)."""
     return ["--run-id", run.id, "--trigger", run.trigger, "--entry-point", json.dumps(entry_point)]
@@ -74,15 +43,18 @@ def launch_args(run: Run, entry_point: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    spec: RunSpec
+    plan: RunPlan
     entry_point: dict[str, Any]
-    env_key: str
+
+    @property
+    def env_key(self) -> str:
+        return self.plan.env.key
 
 
 class Preparer:
-    def __init__(self, settings: Settings, builder: envs.EnvBuilder, beacon_secret: bytes) -> None:
+    def __init__(self, settings: Settings, executor: Executor, beacon_secret: bytes) -> None:
         self.settings = settings
-        self.builder = builder
+        self.executor = executor
         self.beacon_secret = beacon_secret
         self._checkout_lock = threading.Lock()
 
@@ -91,37 +63,22 @@ class Preparer:
 
     def prepare(self, ws: Workspace, job: Job, run: Run) -> Prepared:
         """Everything a run needs; its launch command starts the job at once."""
-        base = self._base(ws, job, RunIdentity.of(run))
-        entry_point = self.entry_point(job, run, base.requirements)
-        argv = [
-            str(base.python),
-            "-u",
-            str(SHIM),
-            "launch",
-            dltadapter.launcher_of(entry_point),
-            *launch_args(run, entry_point),
-        ]
-        spec = RunSpec(run.id, base.run_dir, argv, base.code, base.env)
-        return Prepared(spec, entry_point, base.env_key)
+        requirements = self._requirements_of(ws, run.deployment_version)
+        entry_point = self.entry_point(job, run, requirements)
+        ports = (int(entry_point["run_args"]["port"]),) if "run_args" in entry_point else ()
+        plan = self._plan(
+            ws, job, RunIdentity.of(run), requirements, launch_args(run, entry_point), ports
+        )
+        return Prepared(plan, entry_point)
 
     def prepare_held(
         self, ws: Workspace, job: Job, identity: "RunIdentity", timeout_s: float
     ) -> Prepared:
         """A run prepared ahead of its tick: the process starts now, imports dlt and the
         launcher, and waits to be released with its launch arguments (`launch_args`)."""
-        base = self._base(ws, job, identity)
-        launcher = str(job.definition["entry_point"]["launcher"])
-        argv = [
-            str(base.python),
-            "-u",
-            str(SHIM),
-            "held",
-            str(base.run_dir),
-            launcher,
-            str(timeout_s),
-        ]
-        spec = RunSpec(identity.run_id, base.run_dir, argv, base.code, base.env, held=True)
-        return Prepared(spec, {}, base.env_key)
+        requirements = self._requirements_of(ws, identity.deployment_version)
+        plan = self._plan(ws, job, identity, requirements, None, (), timeout_s)
+        return Prepared(plan, {})
 
     def entry_point(self, job: Job, run: Run, requirements: dict[str, Any]) -> dict[str, Any]:
         run_args = {"port": free_port()} if job.job_type == "interactive" else None
@@ -143,33 +100,69 @@ class Preparer:
         requirements = self.requirements(ws, ws.deployment_version)
         specs = {s.key: s for s in (envs.env_spec(requirements, j.definition) for j in jobs)}
         for spec in specs.values():
-            if not self.builder.is_ready(spec):
-                self.builder.ensure(spec, lambda line: log.debug(line))
+            if not self.executor.env_ready(spec):
+                self.executor.ensure_env(spec, lambda line: log.debug(line))
 
     def env_ready(self, ws: Workspace, job: Job) -> bool:
         """Whether the job's environment at the deployed version exists already."""
         if ws.deployment_version is None:
             return False
         requirements = self.requirements(ws, ws.deployment_version)
-        return self.builder.is_ready(envs.env_spec(requirements, job.definition))
+        return self.executor.env_ready(envs.env_spec(requirements, job.definition))
 
     def requirements(self, ws: Workspace, sha: str) -> dict[str, Any]:
         return _requirements(gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git"), sha)
 
-    def _base(self, ws: Workspace, job: Job, identity: "RunIdentity") -> "_Base":
-        run_dir = self.run_dir(identity.run_id)
-        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
-        if identity.deployment_version is None:
+    def _requirements_of(self, ws: Workspace, sha: str | None) -> dict[str, Any]:
+        if sha is None:
             raise DockyardError("the run has no deployment version")
-        requirements = _requirements(repo, identity.deployment_version)
+        return self.requirements(ws, sha)
+
+    def _plan(
+        self,
+        ws: Workspace,
+        job: Job,
+        identity: "RunIdentity",
+        requirements: dict[str, Any],
+        args: list[str] | None,
+        ports: tuple[int, ...],
+        hold_timeout_s: float = 0.0,
+    ) -> RunPlan:
+        run_dir = self.run_dir(identity.run_id)
+        assert identity.deployment_version is not None
         spec = envs.env_spec(requirements, job.definition)
-        if not self.builder.is_ready(spec):
-            logs.system(run_dir, "preparing the run's Python environment")
-        python = self.builder.ensure(spec, lambda line: logs.system(run_dir, line))
+        if not self.executor.env_ready(spec):
+            logs.system(run_dir, "preparing the run's environment")
+        self.executor.ensure_env(spec, lambda line: logs.system(run_dir, line))
+        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
         code = self.checkout(repo, ws.name, identity.deployment_version)
         settings_dir = self.write_settings(repo, identity.configuration_version, run_dir)
-        env = self.environment(ws, identity, python, settings_dir)
-        return _Base(run_dir, python, code, env, requirements, spec.key)
+        profile = identity.profile or "prod"
+        return RunPlan(
+            run_id=identity.run_id,
+            run_dir=run_dir,
+            env=spec,
+            code=code,
+            settings=settings_dir,
+            var=self.settings.var_dir / ws.name / profile,
+            launcher=str(job.definition["entry_point"]["launcher"]),
+            launch_args=args,
+            environment={
+                "WORKSPACE__PROFILE": profile,
+                "DOCKYARD_RUN_ID": identity.run_id,
+                "DOCKYARD_WORKSPACE": ws.name,
+            },
+            beacon_token=_beacon_token(self.beacon_secret, identity.run_id),
+            labels={
+                "dockyard.workspace": ws.name,
+                "dockyard.job_ref": job.job_ref,
+                "dockyard.run_id": identity.run_id,
+                "dockyard.deployment": identity.deployment_version,
+            },
+            instance=dict((job.definition.get("require") or {}).get("instance") or {}),
+            ports=ports,
+            hold_timeout_s=hold_timeout_s,
+        )
 
     def cleanup(self, run_id: str) -> None:
         """The run's configuration copy is removed as soon as the run has ended."""
@@ -199,29 +192,6 @@ class Preparer:
                 target.write_bytes(entry.data)
                 target.chmod(0o600)
         return settings_dir
-
-    def environment(
-        self, ws: Workspace, run: "RunIdentity", python: Path, settings_dir: Path
-    ) -> dict[str, str]:
-        var = self.settings.var_dir / ws.name / (run.profile or "prod")
-        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        env.update(
-            {
-                "PATH": f"{python.parent}:{SYSTEM_PATH}",
-                "VIRTUAL_ENV": str(python.parent.parent),
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPYCACHEPREFIX": str(self.settings.data_dir / "pycache"),
-                "WORKSPACE__PROFILE": run.profile or "prod",
-                "DLT_CONFIG_FOLDER": str(settings_dir),
-                "DLT_DATA_DIR": str(var / "pipelines"),
-                "DLT_LOCAL_DIR": str(var / "local"),
-                "RUNTIME__DLTHUB_DSN": f"{self.settings.base_url}/beacon/"
-                + _beacon_token(self.beacon_secret, run.run_id),
-                "DOCKYARD_RUN_ID": run.run_id,
-                "DOCKYARD_WORKSPACE": ws.name,
-            }
-        )
-        return env
 
 
 def free_port() -> int:

@@ -62,7 +62,7 @@ class Prewarmer:
 
     @property
     def enabled(self) -> bool:
-        return self.lead > timedelta(0) and self.most > 0
+        return self.lead > timedelta(0) and self.most > 0 and self.executor.supports_held
 
     # before the tick ----------------------------------------------------------------------
     def prepare_due(self, now: datetime) -> None:
@@ -112,9 +112,9 @@ class Prewarmer:
             return
         self._index.mkdir(parents=True, exist_ok=True)
         (self._index / identity.run_id).touch()
-        self.executor.start(prepared.spec)
+        self.executor.start(prepared.plan)
         self._warm[(job.id, trigger)] = Warm(
-            identity, job.id, trigger, due_at, prepared.spec.run_dir
+            identity, job.id, trigger, due_at, prepared.plan.run_dir
         )
 
     # at the tick --------------------------------------------------------------------------

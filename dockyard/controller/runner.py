@@ -243,8 +243,8 @@ class Runner(Loop):
                     entry_point=prepared.entry_point, env_hash=prepared.env_key
                 )
             )
-        logs.system(prepared.spec.run_dir, "starting " + " ".join(prepared.spec.argv[3:5]))
-        self.executor.start(prepared.spec)
+        logs.system(prepared.plan.run_dir, f"starting {prepared.plan.launcher}")
+        self.executor.start(prepared.plan)
         crashpoints.reached("process_started")  # launched, not yet recorded as running
         now = self.clock.now()
         with self.db.session() as session:

@@ -160,6 +160,7 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "scheduled_for": isoformat(run.scheduled_for),
         "skip_reason": run.reason if run.status == "skipped" else None,
         "cause_run_id": run.cause_run_id,
+        "environment": run.env_hash,
     }
 
 

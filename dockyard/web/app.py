@@ -65,3 +65,16 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     return app
+
+
+def create_beacon_app(ctl: Controller) -> FastAPI:
+    """Only the beacon, for a second listener on the containers' network (Docker executor)."""
+    app = FastAPI(title="dockyard beacon", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.controller = ctl
+
+    @app.exception_handler(errors.DockyardError)
+    async def _dockyard_error(_request: Request, exc: errors.DockyardError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=status_of(exc))
+
+    app.include_router(api.beacon_router)
+    return app

@@ -71,7 +71,7 @@ def test_a_run_logs_both_streams_and_exits_zero(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", python("print('hi'); import sys; print('err', file=sys.stderr)"))
 
-    executor.start(run)
+    executor.spawn(run)
     status = wait_done(executor, run.run_dir)
 
     assert status == ExitStatus(returncode=0, signal=None, error=None)
@@ -85,7 +85,7 @@ def test_output_lines_keep_their_order_per_stream(runs_dir: Path) -> None:
     code = "import sys\nfor i in range(200):\n    print(f'line {i}', flush=i % 7 == 0)"
     run = spec(runs_dir, "r1", python(code))
 
-    executor.start(run)
+    executor.spawn(run)
     wait_done(executor, run.run_dir)
 
     out = [line["m"] for line in logs.read(run.run_dir).lines if line["s"] == "out"]
@@ -104,7 +104,7 @@ def test_the_job_gets_exactly_its_environment_and_working_directory(
     )
     run = spec(runs_dir, "r1", python(code), {**ENV, "DOCKYARD_RUN_ID": "r1"})
 
-    executor.start(run)
+    executor.spawn(run)
     wait_done(executor, run.run_dir)
 
     (line,) = logs.read(run.run_dir).lines
@@ -115,7 +115,7 @@ def test_the_spec_is_stored_readable_by_the_owner_only(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", python("pass"), {**ENV, "SECRET": "s3cr3t"})
 
-    executor.start(run)
+    executor.spawn(run)
     wait_done(executor, run.run_dir)
 
     stored = run.run_dir / "spec.json"
@@ -127,7 +127,7 @@ def test_a_non_zero_exit_code_is_reported(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", python("import sys; print('about to fail'); sys.exit(3)"))
 
-    executor.start(run)
+    executor.spawn(run)
 
     assert wait_done(executor, run.run_dir) == ExitStatus(returncode=3, signal=None)
 
@@ -136,7 +136,7 @@ def test_a_job_that_cannot_start_ends_with_an_error(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", [str(runs_dir / "no-such-python"), "-c", "pass"])
 
-    executor.start(run)
+    executor.spawn(run)
     status = wait_done(executor, run.run_dir)
 
     assert status.returncode == 127
@@ -149,7 +149,7 @@ def test_launched_tells_whether_start_handed_the_run_over(runs_dir: Path) -> Non
     run = spec(runs_dir, "r1", python("pass"))
 
     assert not executor.launched(run.run_dir)
-    executor.start(run)
+    executor.spawn(run)
     assert executor.launched(run.run_dir)
     wait_done(executor, run.run_dir)
     assert executor.launched(run.run_dir)
@@ -158,7 +158,7 @@ def test_launched_tells_whether_start_handed_the_run_over(runs_dir: Path) -> Non
 def test_sigterm_ends_a_sleeping_run_with_signal_15(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", ["sleep", "30"])
-    executor.start(run)
+    executor.spawn(run)
     wait_for(run.run_dir / "proc.json")
 
     assert executor.poll(run.run_dir) is None
@@ -172,7 +172,7 @@ def test_sigterm_ends_a_sleeping_run_with_signal_15(runs_dir: Path) -> None:
 def test_a_signal_reaches_the_whole_process_group(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", ["/bin/sh", "-c", "sleep 30 & echo $! > grandchild.pid; wait"])
-    executor.start(run)
+    executor.spawn(run)
     pid_file = run.cwd / "grandchild.pid"
     wait_for(pid_file)
     deadline = time.monotonic() + DEADLINE_S
@@ -194,7 +194,7 @@ def test_a_signal_reaches_the_whole_process_group(runs_dir: Path) -> None:
 def test_signalling_an_ended_run_does_nothing(runs_dir: Path) -> None:
     executor = LocalExecutor()
     run = spec(runs_dir, "r1", python("pass"))
-    executor.start(run)
+    executor.spawn(run)
     wait_done(executor, run.run_dir)
 
     assert not executor.signal(run.run_dir, signal.SIGTERM)
@@ -204,7 +204,7 @@ def test_signalling_an_ended_run_does_nothing(runs_dir: Path) -> None:
 def test_a_restarted_controller_adopts_a_running_job(runs_dir: Path) -> None:
     original = LocalExecutor()
     run = spec(runs_dir, "r1", ["sleep", "30"])
-    original.start(run)
+    original.spawn(run)
     wait_for(run.run_dir / "proc.json")
 
     restarted = LocalExecutor()  # holds no Popen: knows the run from its files only
@@ -220,7 +220,7 @@ def test_a_restarted_controller_adopts_a_running_job(runs_dir: Path) -> None:
 def test_a_restarted_controller_reads_how_an_ended_job_exited(runs_dir: Path) -> None:
     original = LocalExecutor()
     run = spec(runs_dir, "r1", python("import sys; sys.exit(4)"))
-    original.start(run)
+    original.spawn(run)
     wait_done(original, run.run_dir)
 
     assert LocalExecutor().poll(run.run_dir) == ExitStatus(returncode=4, signal=None)
@@ -249,7 +249,7 @@ def test_an_adopted_run_is_not_lost_while_its_supervisor_drains_output(runs_dir:
     # supervisor is still draining it and has not written exit.json yet
     original = LocalExecutor()
     run = spec(runs_dir, "r1", ["sh", "-c", "sleep 2 & exit 0"])
-    original.start(run)
+    original.spawn(run)
     wait_for(run.run_dir / "proc.json")
     restarted = LocalExecutor()
     seen: list[None] = []

@@ -66,7 +66,7 @@ def output(run_dir: Path) -> str:
 def test_a_released_run_runs_the_job(runs_dir: Path, workspace: Path) -> None:
     executor = LocalExecutor()
     spec = held_spec(runs_dir, workspace, "r1")
-    executor.start(spec)
+    executor.spawn(spec)
     assert executor.held_unreleased(spec.run_dir)
     assert executor.release(spec.run_dir, {"args": launch_args("r1")})
     assert wait_done(executor, spec.run_dir) == ExitStatus(0, None)
@@ -77,7 +77,7 @@ def test_a_released_run_runs_the_job(runs_dir: Path, workspace: Path) -> None:
 def test_a_discarded_run_never_runs_user_code(runs_dir: Path, workspace: Path) -> None:
     executor = LocalExecutor()
     spec = held_spec(runs_dir, workspace, "r1")
-    executor.start(spec)
+    executor.spawn(spec)
     assert executor.release(spec.run_dir, {"discard": True})
     assert wait_done(executor, spec.run_dir) == ExitStatus(NOT_RELEASED, None)
     assert "user code ran" not in output(spec.run_dir)
@@ -89,7 +89,7 @@ def test_a_held_run_whose_controller_died_exits_without_running(
 ) -> None:
     executor = LocalExecutor()
     spec = held_spec(runs_dir, workspace, "r1")
-    executor.start(spec)
+    executor.spawn(spec)
     wait_for(spec.run_dir / "proc.json")
     # what the controller's death does to the FIFO: its end is closed
     os.close(executor._releases.pop(spec.run_dir))

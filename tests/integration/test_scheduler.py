@@ -324,16 +324,16 @@ def test_a_workspace_without_schedules_sleeps_long(world: World) -> None:
 
 
 def test_no_run_waits_forever_in_pending(world: World, tmp_path: Path) -> None:
-    from dockyard.controller import envs
     from dockyard.controller.executors.local import LocalExecutor
     from dockyard.controller.prepare import Preparer
     from dockyard.controller.runner import Runner
     from dockyard.settings import Settings
 
     settings = Settings(data_dir=tmp_path / "data")
-    preparer = Preparer(settings, envs.EnvBuilder(settings.envs_dir), b"k" * 32)
+    executor = LocalExecutor(settings.envs_dir)
+    preparer = Preparer(settings, executor, b"k" * 32)
     runner = Runner(
-        world.db, world.clock, LocalExecutor(), preparer, world.dispatcher, bounds=(600.0, 1800.0)
+        world.db, world.clock, executor, preparer, world.dispatcher, bounds=(600.0, 1800.0)
     )
     world.deploy(job("a"))
     stuck = world.trigger("a")  # nobody claims it (no runner loop in this test)

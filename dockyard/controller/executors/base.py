@@ -1,9 +1,41 @@
-"""The executor port: start a prepared run, observe it, stop it, adopt it after a restart."""
+"""The executor port: build a run's environment, start the run, observe it, stop it, adopt
+it after a restart.
+
+The controller describes a run as a `RunPlan` in its own terms (host paths, requirement set,
+path-free environment); each executor places it: the local one as a supervised process
+group with a virtualenv, the Docker one as a container with mounts and an image.
+"""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from dockyard.controller.envs import EnvSpec
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    run_id: str
+    run_dir: Path  # logs, status files, the run's own settings folder
+    env: EnvSpec  # the requirement set the run's environment must hold
+    code: Path  # the deployment's checkout (read-only use)
+    settings: Path  # the run's `.dlt` folder (configuration at its version)
+    var: Path  # pipelines' working dirs and local destinations, kept across deployments
+    launcher: str  # dlt's launcher module
+    launch_args: list[str] | None  # --run-id … ; None for a held run (released later)
+    environment: dict[str, str]  # path-free variables: profile, run id, workspace
+    beacon_token: str
+    labels: dict[str, str] = field(default_factory=dict)
+    instance: dict[str, Any] = field(default_factory=dict)  # `require.instance`
+    ports: tuple[int, ...] = ()  # interactive jobs listen here
+    hold_timeout_s: float = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self.launch_args is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +57,15 @@ class ExitStatus:
 
 class Executor(Protocol):
     name: str
+    supports_held: bool  # can start a run before its tick and release it at the tick
 
-    def start(self, spec: RunSpec) -> None:
+    def env_ready(self, spec: EnvSpec) -> bool:
+        """Whether the environment (virtualenv, image) for this requirement set exists."""
+
+    def ensure_env(self, spec: EnvSpec, sink: LineSink) -> None:
+        """Build the environment unless it exists; build output goes to `sink`."""
+
+    def start(self, plan: RunPlan) -> None:
         """Start the run; returns once the process is launched (not finished)."""
 
     def launched(self, run_dir: Path) -> bool:

@@ -14,16 +14,47 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dockyard.controller.executors.base import ExitStatus, RunSpec
-from dockyard.shim import SUPERVISOR
+from dockyard.controller import envs
+from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan, RunSpec
+from dockyard.errors import DockyardError
+from dockyard.shim import SHIM, SUPERVISOR
 
 LOST_AFTER_S = 30.0
 
 
+PASSED_ENV = (
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "UV_CACHE_DIR",
+    "UV_INDEX_URL",
+)
+"""The only parts of the controller's own environment a run sees (never its tokens)."""
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 class LocalExecutor:
     name = "local"
+    supports_held = True
 
-    def __init__(self) -> None:
+    def __init__(
+        self, envs_dir: Path | None = None, beacon_url: str = "", pycache: Path | None = None
+    ) -> None:
+        self.builder = envs.EnvBuilder(envs_dir) if envs_dir is not None else None
+        self.beacon_url = beacon_url
+        self.pycache = pycache
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._wake: Callable[[], None] = lambda: None
         self._releases: dict[Path, int] = {}
@@ -31,7 +62,58 @@ class LocalExecutor:
     def on_exit(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
-    def start(self, spec: RunSpec) -> None:
+    # environments ----------------------------------------------------------------------
+    def _envs(self) -> envs.EnvBuilder:
+        if self.builder is None:
+            raise DockyardError("this executor was made without an environments folder")
+        return self.builder
+
+    def env_ready(self, spec: envs.EnvSpec) -> bool:
+        return self._envs().is_ready(spec)
+
+    def ensure_env(self, spec: envs.EnvSpec, sink: LineSink) -> None:
+        self._envs().ensure(spec, sink)
+
+    # runs --------------------------------------------------------------------------------
+    def start(self, plan: RunPlan) -> None:
+        """The plan as a supervised process: the virtualenv's Python runs the shim."""
+        python = self._envs().python(plan.env)
+        if plan.launch_args is None:
+            args = ["held", str(plan.run_dir), plan.launcher, str(plan.hold_timeout_s)]
+        else:
+            args = ["launch", plan.launcher, *plan.launch_args]
+        argv = [str(python), "-u", str(SHIM), *args]
+        self.spawn(
+            RunSpec(
+                plan.run_id,
+                plan.run_dir,
+                argv,
+                plan.code,
+                self._environment(plan, python),
+                held=plan.held,
+            )
+        )
+
+    def _environment(self, plan: RunPlan, python: Path) -> dict[str, str]:
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(plan.environment)
+        env.update(
+            {
+                "PATH": f"{python.parent}:{SYSTEM_PATH}",
+                "VIRTUAL_ENV": str(python.parent.parent),
+                "PYTHONUNBUFFERED": "1",
+                "DLT_CONFIG_FOLDER": str(plan.settings),
+                "DLT_DATA_DIR": str(plan.var / "pipelines"),
+                "DLT_LOCAL_DIR": str(plan.var / "local"),
+                "RUNTIME__DLTHUB_DSN": f"{self.beacon_url}/beacon/{plan.beacon_token}",
+            }
+        )
+        if self.pycache is not None:  # keeps checkouts clean
+            env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
+        return env
+
+    def spawn(self, spec: RunSpec) -> None:
+        """Start the supervisor for a process spec (argv, cwd, env) in the run directory."""
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         if spec.held:
             # the controller keeps the FIFO open read-write, so the job's open() never blocks

@@ -1,0 +1,509 @@
+"""Docker executor: every run in its own container, images built from the requirements.
+
+Images: one per requirement set (`dockyard-env:<key>`), built on a base image without a
+registry: a builder container runs uv (the controller's own binary and cache, mounted) to
+create `/env`, and is committed as the image. Code is never baked in: the deployment's
+checkout and the run's configuration are mounted read-only, and each run gets its own
+writable working area (`/work`).
+
+Runs: one container per run (`dockyard-run-<run id>`), labelled with workspace, job, run and
+deployment, running the same shim and launcher command as the local executor under Docker's
+init (so signals reach the job). Logs are streamed into the run log as they arrive; Docker's
+event stream wakes the runner when a container dies; the exit code (and OOM kill) is read
+from the container, which is removed once its logs are collected. Everything is found again
+by name and label after a controller restart.
+"""
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from dockyard.controller import envs, logs
+from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
+from dockyard.errors import Unavailable
+from dockyard.settings import Settings
+from dockyard.shim import SHIM
+
+log = logging.getLogger(__name__)
+ENV_REPO = "dockyard-env"
+IN_CONTAINER = {
+    "code": "/workspace",
+    "settings": "/run/dlt",
+    "var": "/var/dockyard",
+    "work": "/work",
+    "shim": "/opt/dockyard/dlt_shim.py",
+}
+CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+SIZES = {  # `require={"instance": {"size": …}}` → CPUs, memory
+    "small": (1.0, 1 << 30),
+    "medium": (2.0, 4 << 30),
+    "large": (4.0, 8 << 30),
+}
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+PATH = "/env/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class DockerConfig:
+    base_image: str
+    network: str = "bridge"
+    ca_bundle: str | None = None
+    keep_images: int = 5
+    beacon_url: str = ""
+    user: str = field(default_factory=lambda: f"{os.getuid()}:{os.getgid()}")
+
+
+class DockerExecutor:
+    name = "docker"
+    supports_held = False
+
+    def __init__(
+        self, config: DockerConfig, client: Callable[[], Any] = docker.DockerClient.from_env
+    ) -> None:
+        self.config = config
+        self._client_factory = client
+        self._client: Any = None
+        self._wake: Callable[[], None] = lambda: None
+        self._followers: dict[str, list[threading.Thread]] = {}
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DockerExecutor":
+        config = DockerConfig(
+            settings.docker_base_image,
+            settings.docker_network,
+            settings.docker_ca_bundle,
+            settings.docker_keep_images,
+            beacon_url=settings.base_url,
+        )
+        executor = cls(config)
+        executor.port = settings.port
+        return executor
+
+    port: int | None = None
+
+    @property
+    def beacon_url(self) -> str:
+        """Where a container reaches the server's beacon: on a bridge network, the host's
+        gateway address (the server listens there for the beacon only)."""
+        if self.config.network == "host" or self.port is None:
+            return self.config.beacon_url
+        return f"http://{self.gateway()}:{self.port}"
+
+    # the engine ---------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = self._client_factory()
+                self._client.ping()
+            except DockerException as exc:
+                self._client = None
+                raise self._unreachable(exc) from exc
+        return self._client
+
+    def _unreachable(self, exc: Exception) -> Unavailable:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return Unavailable(
+            f"docker engine unreachable at {where} ({type(exc).__name__});"
+            " start dockerd or set DOCKER_HOST"
+        )
+
+    def gateway(self) -> str:
+        """The host's address on the containers' network (where the beacon listens)."""
+        try:
+            ipam = self.client.networks.get(self.config.network).attrs["IPAM"]["Config"][0]
+            if ipam.get("Gateway"):
+                return str(ipam["Gateway"])
+            # older engines leave the default bridge's gateway out: it is the first address
+            return str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
+        except (DockerException, KeyError, IndexError, ValueError, StopIteration) as exc:
+            raise Unavailable(
+                f"cannot find the gateway of docker network {self.config.network!r}: {exc}"
+            ) from exc
+
+    # images -------------------------------------------------------------------------------
+    def image_tag(self, spec: envs.EnvSpec) -> str:
+        """One image per (base image, requirement set)."""
+        key = hashlib.sha256(f"{self.config.base_image}\n{spec.key}".encode()).hexdigest()[:32]
+        return f"{ENV_REPO}:{key}"
+
+    def env_ready(self, spec: envs.EnvSpec) -> bool:
+        try:
+            self.client.images.get(self.image_tag(spec))
+        except ImageNotFound:
+            return False
+        return True
+
+    def ensure_env(self, spec: envs.EnvSpec, sink: LineSink) -> None:
+        with self._guard:
+            lock = self._build_locks.setdefault(spec.key, threading.Lock())
+        with lock:
+            if not self.env_ready(spec):
+                self._build(spec, sink)
+                self.collect_images()
+
+    def _build(self, spec: envs.EnvSpec, sink: LineSink) -> None:
+        try:
+            self.client.images.get(self.config.base_image)
+        except ImageNotFound as exc:
+            raise Unavailable(
+                f"base image {self.config.base_image} not found; build it with"
+                " scripts/build-base-image.sh or set DOCKYARD_DOCKER_BASE_IMAGE"
+            ) from exc
+        sink(
+            f"building image {self.image_tag(spec)} on {self.config.base_image}"
+            f" ({len(spec.requirements)} requirements)"
+        )
+        # the builder's settings go into its script, not its config: a commit keeps a
+        # container's Env, Volumes and Cmd, and the image must not carry them
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self._build_environment().items())
+        script = (
+            f"export {exports} && uv venv -q /env -p python3"
+            " && uv pip install -p /env/bin/python "
+            + " ".join(shlex.quote(r) for r in spec.requirements)
+            + " && /env/bin/python -c 'import sys; print(sys.version)'"
+        )
+        builder = self.client.containers.run(
+            self.config.base_image,
+            ["sh", "-c", script],
+            detach=True,
+            labels={"dockyard.build": spec.key},
+            mounts=self._build_mounts(),
+            network_mode=self.config.network,
+        )
+        try:
+            for chunk in builder.logs(stream=True, follow=True):
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    sink(line)
+            code = builder.wait()["StatusCode"]
+            if code != 0:
+                raise Unavailable(
+                    f"image build failed (exit {code}); the run log has the build output"
+                )
+            self._check_python(builder, spec)
+            builder.commit(
+                repository=ENV_REPO,
+                tag=self.image_tag(spec).split(":", 1)[1],
+                conf={
+                    "Env": [f"PATH={PATH}", "VIRTUAL_ENV=/env", "LANG=C.UTF-8"],
+                    "Cmd": ["python"],
+                    "Labels": {"dockyard.env": spec.key},
+                },
+            )
+        finally:
+            builder.remove(force=True)
+        sink(f"built image {self.image_tag(spec)}")
+
+    def _check_python(self, builder: Any, spec: envs.EnvSpec) -> None:
+        version = builder.logs(tail=1).decode().strip()
+        if spec.python_version and not version.startswith(spec.python_version + "."):
+            raise Unavailable(
+                f"the deployment needs Python {spec.python_version}; the base"
+                f" image {self.config.base_image} has {version.split()[0]}"
+            )
+
+    def _build_mounts(self) -> list[Mount]:
+        """Bind mounts that stay out of the committed image's config (unlike `volumes`)."""
+        mounts = [
+            Mount("/usr/local/bin/uv", envs.uv_bin(), type="bind", read_only=True),
+            Mount("/uvcache", str(uv_cache_dir()), type="bind"),
+        ]
+        if self.config.ca_bundle:
+            mounts.append(Mount(CA_PATH, self.config.ca_bundle, type="bind", read_only=True))
+        return mounts
+
+    def _build_environment(self) -> dict[str, str]:
+        env = {"UV_CACHE_DIR": "/uvcache", "UV_LINK_MODE": "copy"}
+        env.update(self._network_environment())
+        return env
+
+    def _ca_volume(self) -> dict[str, dict[str, str]]:
+        if self.config.ca_bundle:
+            return {self.config.ca_bundle: {"bind": CA_PATH, "mode": "ro"}}
+        return {}
+
+    def _network_environment(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in PROXY_VARS if k in os.environ}
+        if self.config.ca_bundle:
+            env.update(SSL_CERT_FILE=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH, PIP_CERT=CA_PATH)
+        return env
+
+    def collect_images(self) -> None:
+        """Keep the newest `keep_images` environment images (and any a container uses)."""
+        try:
+            images = self.client.images.list(name=ENV_REPO)
+            used = {c.image.id for c in self.client.containers.list(all=True)}
+        except DockerException as exc:
+            log.warning("image collection failed", extra={"action": "gc_images", "error": str(exc)})
+            return
+        images.sort(key=lambda i: i.attrs.get("Created", ""), reverse=True)
+        for image in images[self.config.keep_images :]:
+            if image.id not in used:
+                try:
+                    self.client.images.remove(image.id, force=False)
+                except APIError:
+                    continue
+
+    # runs ---------------------------------------------------------------------------------
+    @staticmethod
+    def container_name(run_id: str) -> str:
+        return f"dockyard-run-{run_id}"
+
+    def start(self, plan: RunPlan) -> None:
+        if plan.launch_args is None:
+            raise Unavailable("the docker executor does not prepare runs ahead of their tick")
+        work = plan.run_dir / "work"
+        (work / "scratch").mkdir(parents=True, exist_ok=True)
+        plan.var.mkdir(parents=True, exist_ok=True)
+        name = self.container_name(plan.run_id)
+        command = ["python", "-u", IN_CONTAINER["shim"], "launch", plan.launcher, *plan.launch_args]
+        self.client.containers.run(
+            self.image_tag(plan.env),
+            command,
+            name=name,
+            detach=True,
+            init=True,
+            labels=plan.labels,
+            environment=self._environment(plan),
+            working_dir=IN_CONTAINER["code"],
+            user=self.config.user,
+            volumes=self._run_volumes(plan, work),
+            network_mode=self.config.network,
+            ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
+            **_limits(plan.instance),
+        )
+        (plan.run_dir / "spec.json").write_text(
+            json.dumps({"executor": "docker", "container": name})
+        )
+        self._follow(plan.run_id, plan.run_dir)
+
+    def _run_volumes(self, plan: RunPlan, work: Path) -> dict[str, dict[str, str]]:
+        volumes = {
+            str(plan.code): {"bind": IN_CONTAINER["code"], "mode": "ro"},
+            str(plan.settings): {"bind": IN_CONTAINER["settings"], "mode": "ro"},
+            str(plan.var): {"bind": IN_CONTAINER["var"], "mode": "rw"},
+            str(work): {"bind": IN_CONTAINER["work"], "mode": "rw"},
+            str(SHIM): {"bind": IN_CONTAINER["shim"], "mode": "ro"},
+        }
+        volumes.update(self._ca_volume())
+        return volumes
+
+    def _environment(self, plan: RunPlan) -> dict[str, str]:
+        env = dict(self._network_environment())
+        env.update(plan.environment)
+        env.update(
+            {
+                "PATH": PATH,
+                "VIRTUAL_ENV": "/env",
+                "PYTHONUNBUFFERED": "1",
+                "LANG": "C.UTF-8",
+                "HOME": IN_CONTAINER["work"],
+                "TMPDIR": f"{IN_CONTAINER['work']}/scratch",
+                "PYTHONPYCACHEPREFIX": f"{IN_CONTAINER['work']}/pycache",
+                "DLT_CONFIG_FOLDER": IN_CONTAINER["settings"],
+                "DLT_DATA_DIR": f"{IN_CONTAINER['var']}/pipelines",
+                "DLT_LOCAL_DIR": f"{IN_CONTAINER['var']}/local",
+                "RUNTIME__DLTHUB_DSN": f"{self.beacon_url}/beacon/{plan.beacon_token}",
+            }
+        )
+        return env
+
+    def launched(self, run_dir: Path) -> bool:
+        return (run_dir / "spec.json").exists()
+
+    def poll(self, run_dir: Path) -> ExitStatus | None:
+        exit_file = run_dir / "exit.json"
+        if exit_file.exists():
+            return _read_exit(exit_file)
+        run_id = run_dir.name
+        try:
+            container = self.client.containers.get(self.container_name(run_id))
+        except NotFound:
+            return self._lost(run_dir)
+        except (DockerException, Unavailable):
+            return None  # the engine is away; the run's state is unknown until it is back
+        state = container.attrs["State"]
+        if state.get("Status") in ("created", "running", "restarting", "paused"):
+            self._follow(run_id, run_dir)  # adopted after a restart: attach to its output
+            return None
+        return self._collect(container, run_dir, state)
+
+    def _collect(self, container: Any, run_dir: Path, state: dict[str, Any]) -> ExitStatus:
+        """The container ended: finish reading its output, record the exit, remove it."""
+        self._follow(run_dir.name, run_dir)
+        for thread in self._followers.pop(run_dir.name, []):
+            thread.join(timeout=10)
+        code = int(state.get("ExitCode", -1))
+        error = "out of memory" if state.get("OOMKilled") else None
+        status = ExitStatus(
+            code if code <= 128 else None, code - 128 if code > 128 else None, error
+        )
+        (run_dir / "exit.json").write_text(
+            json.dumps(
+                {
+                    "returncode": status.returncode,
+                    "signal": status.signal,
+                    "error": status.error,
+                    "finished_at": state.get("FinishedAt"),
+                }
+            )
+        )
+        try:
+            container.remove(force=True)
+        except DockerException:
+            log.warning(
+                "container not removed",
+                extra={"action": "remove_container", "run_id": run_dir.name},
+            )
+        return status
+
+    def _lost(self, run_dir: Path) -> ExitStatus:
+        reason = "lost: the run's container is gone (removed, or the docker engine lost it)"
+        (run_dir / "exit.json").write_text(
+            json.dumps({"returncode": None, "signal": None, "error": reason})
+        )
+        return ExitStatus(None, None, reason)
+
+    def signal(self, run_dir: Path, signum: int) -> bool:
+        try:
+            self.client.containers.get(self.container_name(run_dir.name)).kill(signal=signum)
+        except (NotFound, APIError, Unavailable):
+            return False
+        return True
+
+    def on_exit(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        threading.Thread(target=self._watch_events, name="docker-events", daemon=True).start()
+
+    def _watch_events(self) -> None:
+        """Docker's event stream: wake the runner the moment a run's container dies. When
+        the engine goes away the stream is re-opened with a growing pause (up to 30 s)."""
+        filters = {"type": "container", "event": ["die", "oom"], "label": "dockyard.run_id"}
+        pause = 1.0
+        while True:
+            try:
+                for _event in self.client.events(decode=True, filters=filters):
+                    pause = 1.0
+                    self._wake()
+            except (DockerException, Unavailable, OSError) as exc:
+                if pause == 1.0:
+                    log.warning(
+                        "docker event stream lost; reconnecting",
+                        extra={"action": "docker_events", "error": str(exc)},
+                    )
+                self._client = None
+            time.sleep(pause)
+            pause = min(30.0, pause * 2)
+            self._wake()  # anything may have ended while the stream was down
+
+    def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
+        return False
+
+    def held_unreleased(self, run_dir: Path) -> bool:
+        return False
+
+    # logs -------------------------------------------------------------------------------
+    def _follow(self, run_id: str, run_dir: Path) -> None:
+        """Stream the container's stdout and stderr into the run log (once per run; after a
+        restart it resumes after the last line already in the log)."""
+        with self._guard:
+            if run_id in self._followers:
+                return
+            threads = [
+                threading.Thread(
+                    target=self._pump,
+                    args=(run_id, run_dir, stream),
+                    name=f"logs-{run_id[:8]}-{stream}",
+                    daemon=True,
+                )
+                for stream in ("out", "err")
+            ]
+            self._followers[run_id] = threads
+        for thread in threads:
+            thread.start()
+
+    def _pump(self, run_id: str, run_dir: Path, stream: str) -> None:
+        since = logs.last_time(run_dir, stream)
+        kwargs: dict[str, Any] = {
+            "stdout": stream == "out",
+            "stderr": stream == "err",
+            "stream": True,
+            "follow": True,
+            "timestamps": True,
+        }
+        if since is not None:
+            kwargs["since"] = datetime.fromisoformat(since)
+        try:
+            container = self.client.containers.get(self.container_name(run_id))
+            pending = b""
+            for chunk in container.logs(**kwargs):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._write(run_dir, stream, raw, since)
+            if pending:
+                self._write(run_dir, stream, pending, since)
+        except (DockerException, Unavailable) as exc:
+            log.warning(
+                "log stream ended",
+                extra={"action": "container_logs", "run_id": run_id, "error": str(exc)},
+            )
+
+    @staticmethod
+    def _write(run_dir: Path, stream: str, raw: bytes, since: str | None) -> None:
+        stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
+        at = _iso(stamp)
+        if since is not None and at is not None and at <= since:
+            return  # already in the log before the restart
+        logs.append(run_dir, stream, text.rstrip("\r"), at)
+
+
+def _iso(docker_time: str) -> str | None:
+    """Docker's RFC 3339 nanosecond timestamps as ISO 8601 with microseconds, UTC."""
+    try:
+        head, _, frac = docker_time.rstrip("Z").partition(".")
+        moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
+        micros = int((frac + "000000")[:6]) if frac else 0
+        return moment.replace(microsecond=micros).isoformat()
+    except ValueError:
+        return None
+
+
+def _read_exit(path: Path) -> ExitStatus:
+    data = json.loads(path.read_text())
+    return ExitStatus(data.get("returncode"), data.get("signal"), data.get("error"))
+
+
+def _limits(instance: dict[str, Any]) -> dict[str, Any]:
+    size = instance.get("size")
+    if size not in SIZES:
+        return {}
+    cpus, memory = SIZES[size]
+    # no swap on top of the memory limit: over it, the kernel's OOM killer ends the run
+    return {"nano_cpus": int(cpus * 1e9), "mem_limit": memory, "memswap_limit": memory}
+
+
+def uv_cache_dir() -> Path:
+    """The controller's uv cache, shared with image builds (so they reuse its downloads)."""
+    import subprocess
+
+    out = subprocess.run([envs.uv_bin(), "cache", "dir"], capture_output=True, text=True)
+    path = Path(out.stdout.strip() or Path.home() / ".cache" / "uv")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,194 @@
+"""The Docker executor against a real engine: every run in its own container."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, make_server, wait_run
+
+BASE_IMAGE = "dockyard-base:py311"
+CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def engine_ready() -> str | None:
+    """None when the engine answers and the base image exists, else what is missing."""
+    try:
+        subprocess.run(["docker", "info"], check=True, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return "no running Docker engine"
+    image = subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True)
+    return None if image.returncode == 0 else f"no base image {BASE_IMAGE}"
+
+
+@pytest.fixture(scope="module")
+def docker_engine() -> None:
+    missing = engine_ready()
+    if missing is None:
+        return
+    how = (
+        "run tests/setup_machine.sh as root: it installs docker.io, starts dockerd and"
+        " builds the base image (scripts/build-base-image.sh)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"Docker tests cannot run in CI: {missing}; {how}")
+    pytest.skip(f"Docker tests need a Docker engine: {missing}; {how}")
+
+
+def docker_server(tmp: Path, **env: str) -> Server:
+    tmp.mkdir(parents=True, exist_ok=True)
+    extra = {"DOCKYARD_EXECUTOR": "docker", "DOCKYARD_PREWARM_S": "0"}
+    if os.path.exists(CA):
+        extra["DOCKYARD_DOCKER_CA_BUNDLE"] = CA
+    extra.update(env)
+    return make_server(tmp, **extra).start()
+
+
+@pytest.fixture(scope="module")
+def dserver(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = docker_server(tmp_path_factory.mktemp("docker-server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def dcli(dserver: Server, cache_home: Path, tmp_path: Path) -> Cli:
+    cli = Cli(dserver, cache_home, tmp_path / "config", "containers")
+    ws = copy_workspace(WORKSPACES / "containers", tmp_path / "containers")
+    cli.run("deploy", cwd=ws)
+    return cli
+
+
+def containers(run_id: str) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=dockyard.run_id={run_id}",
+            "--format",
+            "{{json .}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_a_job_runs_in_its_own_container(dcli: Cli) -> None:
+    out = dcli.run("launch", "hello", "-f").stdout
+    assert "greeting: hello from prod in a container" in out
+    assert "in a container: True, cwd /workspace" in out and "to stderr" in out
+    run = dcli.json("job-run", "hello", "info")
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert run["result"]["result"] == {"greeting": "hello from prod in a container"}
+    assert containers(run["run_id"]) == []  # removed once its logs were collected
+    log = dcli.json("job-run", "hello", "logs")["lines"]
+    assert {"s": "err", "m": "to stderr"}.items() <= next(
+        ln for ln in log if ln["m"] == "to stderr"
+    ).items()
+
+
+def test_labels_while_running_and_timeout(dcli: Cli) -> None:
+    dcli.run("launch", "sleeper")
+    run = wait_run(dcli, "sleeper", statuses=("running",))
+    (container,) = containers(run["run_id"])
+    labels = dict(kv.split("=", 1) for kv in str(container["Labels"]).split(","))
+    assert labels["dockyard.workspace"] == "containers"
+    assert labels["dockyard.job_ref"] == "jobs.__deployment__.sleeper"
+    assert labels["dockyard.deployment"] == run["deployment_version"]
+    ended = wait_run(dcli, "sleeper")
+    assert ended["status"] == "failed" and ended["reason"] == "timeout"
+    started = time.mktime(time.strptime(ended["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    finished = time.mktime(time.strptime(ended["finished_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert finished - started <= 3 + 1 + 2 + 1  # timeout + grace + 2 s (+1 s: whole seconds)
+
+
+def test_images_per_requirement_set(dcli: Cli) -> None:
+    envs = {}
+    for job in ("hello", "also_plain", "tables"):
+        dcli.run("launch", job, "-f")
+        envs[job] = dcli.json("job-run", job, "info")["environment"]
+    assert envs["hello"] == envs["also_plain"] != envs["tables"]
+    table = dcli.run("logs", "tables").stdout  # tabulate, from the `tables` group
+    assert "k      v" in table and "a      1" in table
+
+
+def test_a_container_killed_from_outside_is_recorded(dcli: Cli) -> None:
+    dcli.run("launch", "napper")
+    run = wait_run(dcli, "napper", statuses=("running",))
+    (container,) = containers(run["run_id"])
+    subprocess.run(["docker", "kill", str(container["ID"])], check=True, capture_output=True)
+    killed_at = time.time()
+    ended = wait_run(dcli, "napper", timeout=30)
+    assert ended["status"] == "failed" and ended["reason"] == "killed by signal SIGKILL"
+    assert time.time() - killed_at < 10
+    finished = (
+        time.mktime(time.strptime(ended["finished_at"][:19] + "UTC", "%Y-%m-%dT%H:%M:%S%Z"))
+        - time.timezone
+    )
+    assert finished - killed_at <= 2 + 1  # recorded within 2 s (+1 s: whole seconds)
+
+
+def test_an_oom_kill_is_reported(dcli: Cli) -> None:
+    dcli.run("launch", "hog")
+    ended = wait_run(dcli, "hog", timeout=120)
+    assert ended["status"] == "failed" and ended["reason"] == "out of memory"
+
+
+def test_a_restarted_controller_adopts_its_containers(
+    docker_engine: None, cache_home: Path, tmp_path: Path
+) -> None:
+    server = docker_server(tmp_path)
+    cli = Cli(server, cache_home, tmp_path / "config", "adopt")
+    try:
+        cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
+        cli.run("launch", "counter")
+        run = wait_run(cli, "counter", statuses=("running",), timeout=180)
+        time.sleep(1.5)
+        server.stop(signal.SIGKILL)
+        time.sleep(2)
+        server.start()
+        ended = wait_run(cli, "counter", timeout=60)
+        assert ended["status"] == "completed" and ended["run_id"] == run["run_id"]
+        lines = [
+            ln["m"] for ln in cli.json("job-run", "counter", "logs")["lines"] if ln["s"] == "out"
+        ]
+        assert lines == [f"line {i}" for i in range(60)]  # complete, nothing twice
+        assert len(cli.json("job-run", "list", "counter")) == 1
+    finally:
+        server.stop()
+
+
+def test_engine_unreachable_and_missing_base_image(
+    docker_engine: None, cache_home: Path, tmp_path: Path
+) -> None:
+    for name, env, reason in (
+        (
+            "noengine",
+            {"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+            "docker engine unreachable at unix:///nonexistent/docker.sock",
+        ),
+        (
+            "nobase",
+            {"DOCKYARD_DOCKER_BASE_IMAGE": "dockyard-base:missing"},
+            "base image dockyard-base:missing not found",
+        ),
+    ):
+        server = docker_server(tmp_path / name, **env)
+        cli = Cli(server, cache_home, tmp_path / name / "config", name)
+        try:
+            cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / name / "w"))
+            cli.run("launch", "hello", check=False)
+            ended = wait_run(cli, "hello", timeout=120)
+            assert ended["status"] == "failed" and reason in ended["reason"]
+            assert server.api("GET", "/healthz").status_code == 200  # still serving
+        finally:
+            server.stop()

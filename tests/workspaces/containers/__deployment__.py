@@ -1,0 +1,59 @@
+"""Jobs for the Docker executor tests."""
+
+import os
+import sys
+import time
+
+import dlt
+from dlt.hub import run
+
+
+@run.job
+def hello(greeting: str = dlt.config.value):
+    print(f"greeting: {greeting}")
+    print(f"in a container: {os.path.exists('/.dockerenv')}, cwd {os.getcwd()}")
+    print("to stderr", file=sys.stderr)
+    run.result({"greeting": greeting}, type="hello")
+
+
+@run.job(require={"dependency_groups": ["tables"]})
+def tables():
+    from tabulate import tabulate
+
+    print(tabulate([["a", 1]], headers=["k", "v"]))
+
+
+@run.job
+def also_plain():
+    print("same requirements as hello")
+
+
+@run.job(execute={"timeout": {"timeout": 3, "grace_period": 1}})
+def sleeper():
+    print("sleeping past my timeout", flush=True)
+    time.sleep(120)
+
+
+@run.job(execute={"timeout": {"timeout": 600, "grace_period": 2}})
+def counter():
+    for i in range(60):
+        print(f"line {i}", flush=True)
+        time.sleep(0.1)
+
+
+@run.job(execute={"timeout": {"timeout": 600, "grace_period": 2}})
+def napper():
+    for i in range(6000):
+        print(f"nap {i}", flush=True)
+        time.sleep(0.1)
+
+
+@run.job(require={"instance": {"size": "small"}})
+def hog():
+    chunks = []
+    for _ in range(64):
+        chunks.append(b"x" * (64 * 1024 * 1024))  # touched pages: 4 GiB in all, limit 1 GiB
+    print("never printed")
+
+
+__all__ = ["also_plain", "counter", "hello", "hog", "napper", "sleeper", "tables"]
