@@ -26,7 +26,7 @@ class Settings:
     pending_timeout_s: float = 600.0
     starting_timeout_s: float = 1800.0
     executor: str = "local"
-    docker_base_image: str = "dockyard-base:py311"
+    docker_base_image: str = "python:{python}-slim"
     docker_network: str = "bridge"
     docker_ca_bundle: str | None = None
     docker_keep_images: int = 5

@@ -1,6 +1,5 @@
 """`launch`, `serve`, `trigger`, `run-pipeline`, `cancel`, `logs`, `job …`, `job-run …`."""
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -144,11 +143,19 @@ def _wait_listening(client: Client, run_id: str) -> dict[str, Any]:
 
 
 def _answers(port: int) -> bool:
+    """The app answers HTTP (any status): an open port alone is not enough, a proxy in front
+    of a container accepts connections before the app inside listens."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
+        connection.request("GET", "/")
+        connection.getresponse()
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
+    return True
 
 
 @click.command()

@@ -44,7 +44,8 @@ def register(cli: click.Group) -> None:
 @click.option(
     "--docker-base-image",
     default=None,
-    help="Base image for run images (default dockyard-base:py311, or DOCKYARD_DOCKER_BASE_IMAGE).",
+    help="Base image for run images; {python} stands for the deployment's Python version"
+    " (default python:{python}-slim, or DOCKYARD_DOCKER_BASE_IMAGE).",
 )
 @click.option("--log-level", default="info", show_default=True)
 def server(

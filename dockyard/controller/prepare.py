@@ -100,8 +100,14 @@ class Preparer:
         requirements = self.requirements(ws, ws.deployment_version)
         specs = {s.key: s for s in (envs.env_spec(requirements, j.definition) for j in jobs)}
         for spec in specs.values():
-            if not self.executor.env_ready(spec):
-                self.executor.ensure_env(spec, lambda line: log.debug(line))
+            try:
+                if not self.executor.env_ready(spec):
+                    self.executor.ensure_env(spec, lambda line: log.debug(line))
+            except DockyardError as exc:  # the run that needs it will fail with the reason
+                log.warning(
+                    "environment prebuild failed",
+                    extra={"action": "prebuild", "env": spec.key, "error": exc.message},
+                )
 
     def env_ready(self, ws: Workspace, job: Job) -> bool:
         """Whether the job's environment at the deployed version exists already."""

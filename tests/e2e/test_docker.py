@@ -42,7 +42,12 @@ def docker_engine() -> None:
 
 def docker_server(tmp: Path, **env: str) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
-    extra = {"DOCKYARD_EXECUTOR": "docker", "DOCKYARD_PREWARM_S": "0"}
+    # no registry here: the base image is built offline (scripts/build-base-image.sh)
+    extra = {
+        "DOCKYARD_EXECUTOR": "docker",
+        "DOCKYARD_PREWARM_S": "0",
+        "DOCKYARD_DOCKER_BASE_IMAGE": BASE_IMAGE,
+    }
     if os.path.exists(CA):
         extra["DOCKYARD_DOCKER_CA_BUNDLE"] = CA
     extra.update(env)
@@ -121,6 +126,24 @@ def test_images_per_requirement_set(dcli: Cli) -> None:
     assert "k      v" in table and "a      1" in table
 
 
+def test_an_image_that_cannot_be_built_fails_the_run_with_its_log(dcli: Cli) -> None:
+    dcli.run("launch", "unbuildable")
+    ended = wait_run(dcli, "unbuildable", timeout=120)
+    assert ended["status"] == "failed" and "image build failed" in ended["reason"]
+    log = dcli.run("logs", "unbuildable").stdout
+    assert "dockyard-no-such-package-for-tests" in log  # uv's own output, kept on the run
+
+
+def test_an_interactive_job_is_published_on_loopback(dcli: Cli) -> None:
+    import httpx
+
+    served = dcli.json("serve", "tiny_api")
+    assert served["url"].startswith("http://127.0.0.1:")
+    assert httpx.get(served["url"], timeout=5).text == "tiny api in a container"
+    dcli.run("job-run", "tiny_api", "cancel")
+    assert wait_run(dcli, "tiny_api", timeout=60)["status"] == "cancelled"
+
+
 def test_a_container_killed_from_outside_is_recorded(dcli: Cli) -> None:
     dcli.run("launch", "napper")
     run = wait_run(dcli, "napper", statuses=("running",))
@@ -179,7 +202,7 @@ def test_engine_unreachable_and_missing_base_image(
         (
             "nobase",
             {"DOCKYARD_DOCKER_BASE_IMAGE": "dockyard-base:missing"},
-            "base image dockyard-base:missing not found",
+            "base image dockyard-base:missing not found and could not be pulled",
         ),
     ):
         server = docker_server(tmp_path / name, **env)

@@ -140,7 +140,8 @@ class DockerExecutor:
     # images -------------------------------------------------------------------------------
     def image_tag(self, spec: envs.EnvSpec) -> str:
         """One image per (base image, requirement set)."""
-        key = hashlib.sha256(f"{self.config.base_image}\n{spec.key}".encode()).hexdigest()[:32]
+        base = self.base_image(spec)
+        key = hashlib.sha256(f"{base}\n{spec.key}".encode()).hexdigest()[:32]
         return f"{ENV_REPO}:{key}"
 
     def env_ready(self, spec: envs.EnvSpec) -> bool:
@@ -159,15 +160,9 @@ class DockerExecutor:
                 self.collect_images()
 
     def _build(self, spec: envs.EnvSpec, sink: LineSink) -> None:
-        try:
-            self.client.images.get(self.config.base_image)
-        except ImageNotFound as exc:
-            raise Unavailable(
-                f"base image {self.config.base_image} not found; build it with"
-                " scripts/build-base-image.sh or set DOCKYARD_DOCKER_BASE_IMAGE"
-            ) from exc
+        base = self._base_image_present(spec, sink)
         sink(
-            f"building image {self.image_tag(spec)} on {self.config.base_image}"
+            f"building image {self.image_tag(spec)} on {base}"
             f" ({len(spec.requirements)} requirements)"
         )
         # the builder's settings go into its script, not its config: a commit keeps a
@@ -180,7 +175,7 @@ class DockerExecutor:
             + " && /env/bin/python -c 'import sys; print(sys.version)'"
         )
         builder = self.client.containers.run(
-            self.config.base_image,
+            base,
             ["sh", "-c", script],
             detach=True,
             labels={"dockyard.build": spec.key},
@@ -210,12 +205,35 @@ class DockerExecutor:
             builder.remove(force=True)
         sink(f"built image {self.image_tag(spec)}")
 
+    def base_image(self, spec: envs.EnvSpec) -> str:
+        """The configured base image; `{python}` stands for the deployment's Python version
+        (the default is `python:{python}-slim`)."""
+        return self.config.base_image.replace("{python}", spec.python_version or "3.11")
+
+    def _base_image_present(self, spec: envs.EnvSpec, sink: LineSink) -> str:
+        base = self.base_image(spec)
+        try:
+            self.client.images.get(base)
+            return base
+        except ImageNotFound:
+            pass
+        sink(f"pulling base image {base}")
+        try:
+            self.client.images.pull(base)
+        except DockerException as exc:
+            raise Unavailable(
+                f"base image {base} not found and could not be pulled ({type(exc).__name__});"
+                " without a registry, build one with scripts/build-base-image.sh and set"
+                " DOCKYARD_DOCKER_BASE_IMAGE=dockyard-base:py311"
+            ) from exc
+        return base
+
     def _check_python(self, builder: Any, spec: envs.EnvSpec) -> None:
         version = builder.logs(tail=1).decode().strip()
         if spec.python_version and not version.startswith(spec.python_version + "."):
             raise Unavailable(
                 f"the deployment needs Python {spec.python_version}; the base"
-                f" image {self.config.base_image} has {version.split()[0]}"
+                f" image {self.base_image(spec)} has {version.split()[0]}"
             )
 
     def _build_mounts(self) -> list[Mount]:

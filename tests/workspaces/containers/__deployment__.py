@@ -56,4 +56,28 @@ def hog():
     print("never printed")
 
 
-__all__ = ["also_plain", "counter", "hello", "hog", "napper", "sleeper", "tables"]
+@run.job(require={"dependency_groups": ["broken"]})
+def unbuildable():
+    print("never runs: its image cannot be built")
+
+
+@run.interactive(interface="rest_api")
+def tiny_api(run_context):
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"tiny api in a container"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    port = run_context["run_args"]["port"]
+    http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
+
+
+__all__ = [
+    "also_plain", "counter", "hello", "hog", "napper", "sleeper", "tables", "tiny_api",
+    "unbuildable",
+]
