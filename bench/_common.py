@@ -277,13 +277,14 @@ class Server:
     # how the server is started: `python -m dockyard server` unless a benchmark needs a
     # variant (bench/_server_no_runner.py)
     command: tuple[str, ...] = ("-m", "dockyard", "server")
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. DOCKYARD_EXECUTOR
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> "Server":
-        env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token}
+        env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token, **self.extra_env}
         argv = [PYTHON, *self.command, "--data-dir", str(self.data_dir)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -320,8 +321,10 @@ class Server:
 
 
 @contextmanager
-def running_server(tmp: Path, command: tuple[str, ...] | None = None) -> Iterator[Server]:
-    server = Server(data_dir=tmp / "data", log=tmp / "server.log")
+def running_server(
+    tmp: Path, command: tuple[str, ...] | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    server = Server(data_dir=tmp / "data", log=tmp / "server.log", extra_env=dict(env or {}))
     if command is not None:
         server.command = command
     server.start()

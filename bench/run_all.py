@@ -28,6 +28,7 @@ SCRIPTS = (
     "follow_up_lag.py",
     "enqueue.py",
     "scheduler_idle.py",
+    "docker_start.py",
 )
 COLUMNS = (
     "median_s",

@@ -54,6 +54,7 @@ SIZES = {  # `require={"instance": {"size": …}}` → CPUs, memory
     "large": (4.0, 8 << 30),
 }
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+RECIPE = "2"  # bump when the way images are built changes: old images are not reused
 PATH = "/env/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -141,7 +142,7 @@ class DockerExecutor:
     def image_tag(self, spec: envs.EnvSpec) -> str:
         """One image per (base image, requirement set)."""
         base = self.base_image(spec)
-        key = hashlib.sha256(f"{base}\n{spec.key}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{RECIPE}\n{base}\n{spec.key}".encode()).hexdigest()[:32]
         return f"{ENV_REPO}:{key}"
 
     def env_ready(self, spec: envs.EnvSpec) -> bool:
@@ -170,7 +171,7 @@ class DockerExecutor:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self._build_environment().items())
         script = (
             f"export {exports} && uv venv -q /env -p python3"
-            " && uv pip install -p /env/bin/python "
+            " && uv pip install --compile-bytecode -p /env/bin/python "
             + " ".join(shlex.quote(r) for r in spec.requirements)
             + " && /env/bin/python -c 'import sys; print(sys.version)'"
         )
@@ -333,7 +334,8 @@ class DockerExecutor:
                 "LANG": "C.UTF-8",
                 "HOME": IN_CONTAINER["work"],
                 "TMPDIR": f"{IN_CONTAINER['work']}/scratch",
-                "PYTHONPYCACHEPREFIX": f"{IN_CONTAINER['work']}/pycache",
+                # the image's packages are compiled at build time; the code mount is read-only
+                "PYTHONDONTWRITEBYTECODE": "1",
                 "DLT_CONFIG_FOLDER": IN_CONTAINER["settings"],
                 "DLT_DATA_DIR": f"{IN_CONTAINER['var']}/pipelines",
                 "DLT_LOCAL_DIR": f"{IN_CONTAINER['var']}/local",
