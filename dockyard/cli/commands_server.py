@@ -127,18 +127,24 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
 
 
 def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:
-    if settings.executor != "docker" or settings.docker_network == "host":
+    """The gateway address of the containers' network, when runs may go to Docker: it is the
+    default executor, or an engine answers (a workspace may choose Docker at any time)."""
+    if settings.docker_network == "host":
         return None
     if settings.host in ("0.0.0.0", "::"):  # noqa: S104 (already reachable from containers)
         return None
     from dockyard.controller.executors.docker import DockerExecutor
     from dockyard.errors import DockyardError
 
-    assert isinstance(ctl.executor, DockerExecutor)
+    docker = ctl.executor.get("docker")
+    assert isinstance(docker, DockerExecutor)
     try:
-        return ctl.executor.gateway()
+        return docker.gateway()
     except DockyardError as exc:
-        click.echo(f"warning: {exc.message}; runs in containers cannot report results", err=True)
+        if settings.executor == "docker":
+            click.echo(
+                f"warning: {exc.message}; runs in containers cannot report results", err=True
+            )
         return None
 
 

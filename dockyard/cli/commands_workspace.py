@@ -302,6 +302,24 @@ def workspace_switch(name: str) -> None:
     click.echo(f"default workspace is now {name!r}")
 
 
+@workspace.command("set-executor")
+@click.argument("executor", type=click.Choice(["local", "docker", "default"]))
+@output.workspace_option
+@output.output_option
+def workspace_set_executor(executor: str, workspace: str | None, output_fmt: str) -> None:
+    """Run this workspace's jobs with the local or the Docker executor (admin)."""
+    client = client_for(workspace)
+    data = client.request(
+        "PATCH", client.ws, body={"executor": None if executor == "default" else executor}
+    )
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(
+        f"workspace {data['name']!r} runs its jobs with the {data['effective_executor']} executor"
+    )
+
+
 @click.command()
 @output.workspace_option
 @output.output_option
@@ -319,6 +337,7 @@ def info(workspace: str | None, output_fmt: str) -> None:
             ("workspace", data["name"]),
             ("deployment version", data["deployment_version"]),
             ("configuration version", data["configuration_version"]),
+            ("executor", data["effective_executor"]),
             ("jobs", data["jobs"]),
             ("active runs", data["active_runs"]),
             ("reconcile error", data["reconcile_error"]),

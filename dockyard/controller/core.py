@@ -8,6 +8,7 @@ from dockyard.clock import Clock, SystemClock
 from dockyard.controller import auth, beacon, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
+from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.executors.local import LocalExecutor
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
@@ -33,9 +34,9 @@ class Controller:
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
         self.hooks = workspaces.HookInstaller(sys.executable, settings.max_workspace_bytes)
         self.defaults = Defaults(settings.default_timeout_s, settings.default_grace_s)
-        self.executor: Executor = executor or make_executor(settings)
+        self.executor = make_fleet(settings, executor)
         self.preparer = Preparer(settings, self.executor, self.beacon_secret)
-        self.dispatcher = Dispatcher(settings.repos_dir, self.defaults)
+        self.dispatcher = Dispatcher(settings.repos_dir, self.defaults, settings.executor)
         self.runner = Runner(
             self.db,
             self.clock,
@@ -94,13 +95,21 @@ class Controller:
         self.db.dispose()
 
 
-def make_executor(settings: Settings) -> Executor:
-    """The executor the server runs with (`--executor`)."""
-    if settings.executor == "docker":
+def make_fleet(settings: Settings, local: Executor | None = None) -> Fleet:
+    """The executors runs can use: the server's default (`--executor`) and, per workspace,
+    the other; each is made on first use."""
+
+    def docker() -> Executor:
         from dockyard.controller.executors.docker import DockerExecutor
 
         return DockerExecutor.from_settings(settings)
-    return LocalExecutor(settings.envs_dir, settings.base_url, settings.data_dir / "pycache")
+
+    def local_executor() -> Executor:
+        return local or LocalExecutor(
+            settings.envs_dir, settings.base_url, settings.data_dir / "pycache"
+        )
+
+    return Fleet(settings.executor, {"local": local_executor, "docker": docker})
 
 
 class Sweeper(Loop):

@@ -37,9 +37,12 @@ class Request:
 
 
 class Dispatcher:
-    def __init__(self, repos_dir: Path, defaults: runtime_config.Defaults) -> None:
+    def __init__(
+        self, repos_dir: Path, defaults: runtime_config.Defaults, executor: str = "local"
+    ) -> None:
         self.repos_dir = repos_dir
         self.defaults = defaults
+        self.executor = executor  # the server's default; a workspace may choose another
         self._config_names: dict[tuple[str, str], list[str]] = {}
         self._follower_index: dict[tuple[int, str | None], dict[str, list[int]]] = {}
 
@@ -98,6 +101,7 @@ class Dispatcher:
             trigger=request.trigger,
             status=status,
             claimed_at=now if status == "starting" else None,
+            executor="local" if request.prepared else (ws.executor or self.executor),
             reason=skip,
             created_at=now,
             finished_at=now if skip else None,

@@ -14,7 +14,8 @@ from typing import Any
 import pygit2
 
 from dockyard.controller import dltadapter, envs, gitstore, logs
-from dockyard.controller.executors.base import Executor, RunPlan
+from dockyard.controller.executors.base import RunPlan
+from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
 from dockyard.settings import Settings
@@ -52,7 +53,7 @@ class Prepared:
 
 
 class Preparer:
-    def __init__(self, settings: Settings, executor: Executor, beacon_secret: bytes) -> None:
+    def __init__(self, settings: Settings, executor: Fleet, beacon_secret: bytes) -> None:
         self.settings = settings
         self.executor = executor
         self.beacon_secret = beacon_secret
@@ -67,7 +68,13 @@ class Preparer:
         entry_point = self.entry_point(job, run, requirements)
         ports = (int(entry_point["run_args"]["port"]),) if "run_args" in entry_point else ()
         plan = self._plan(
-            ws, job, RunIdentity.of(run), requirements, launch_args(run, entry_point), ports
+            ws,
+            job,
+            RunIdentity.of(run),
+            requirements,
+            launch_args(run, entry_point),
+            ports,
+            executor=run.executor,
         )
         return Prepared(plan, entry_point)
 
@@ -77,7 +84,7 @@ class Preparer:
         """A run prepared ahead of its tick: the process starts now, imports dlt and the
         launcher, and waits to be released with its launch arguments (`launch_args`)."""
         requirements = self._requirements_of(ws, identity.deployment_version)
-        plan = self._plan(ws, job, identity, requirements, None, (), timeout_s)
+        plan = self._plan(ws, job, identity, requirements, None, (), timeout_s, "local")
         return Prepared(plan, {})
 
     def entry_point(self, job: Job, run: Run, requirements: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +106,11 @@ class Preparer:
             return
         requirements = self.requirements(ws, ws.deployment_version)
         specs = {s.key: s for s in (envs.env_spec(requirements, j.definition) for j in jobs)}
+        executor = self.executor.get(ws.executor)
         for spec in specs.values():
             try:
-                if not self.executor.env_ready(spec):
-                    self.executor.ensure_env(spec, lambda line: log.debug(line))
+                if not executor.env_ready(spec):
+                    executor.ensure_env(spec, lambda line: log.debug(line))
             except DockyardError as exc:  # the run that needs it will fail with the reason
                 log.warning(
                     "environment prebuild failed",
@@ -114,7 +122,7 @@ class Preparer:
         if ws.deployment_version is None:
             return False
         requirements = self.requirements(ws, ws.deployment_version)
-        return self.executor.env_ready(envs.env_spec(requirements, job.definition))
+        return self.executor.get(ws.executor).env_ready(envs.env_spec(requirements, job.definition))
 
     def requirements(self, ws: Workspace, sha: str) -> dict[str, Any]:
         return _requirements(gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git"), sha)
@@ -133,13 +141,15 @@ class Preparer:
         args: list[str] | None,
         ports: tuple[int, ...],
         hold_timeout_s: float = 0.0,
+        executor: str | None = None,
     ) -> RunPlan:
         run_dir = self.run_dir(identity.run_id)
         assert identity.deployment_version is not None
         spec = envs.env_spec(requirements, job.definition)
-        if not self.executor.env_ready(spec):
-            logs.system(run_dir, "preparing the run's environment")
-        self.executor.ensure_env(spec, lambda line: logs.system(run_dir, line))
+        placing = self.executor.get(executor)
+        if not placing.env_ready(spec):
+            logs.system(run_dir, f"preparing the run's environment ({placing.name})")
+        placing.ensure_env(spec, lambda line: logs.system(run_dir, line))
         repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
         code = self.checkout(repo, ws.name, identity.deployment_version)
         settings_dir = self.write_settings(repo, identity.configuration_version, run_dir)
@@ -168,6 +178,7 @@ class Preparer:
             instance=dict((job.definition.get("require") or {}).get("instance") or {}),
             ports=ports,
             hold_timeout_s=hold_timeout_s,
+            executor=executor or self.executor.default,
         )
 
     def cleanup(self, run_id: str) -> None:

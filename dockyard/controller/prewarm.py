@@ -62,7 +62,7 @@ class Prewarmer:
 
     @property
     def enabled(self) -> bool:
-        return self.lead > timedelta(0) and self.most > 0 and self.executor.supports_held
+        return self.lead > timedelta(0) and self.most > 0
 
     # before the tick ----------------------------------------------------------------------
     def prepare_due(self, now: datetime) -> None:
@@ -89,6 +89,8 @@ class Prewarmer:
                 key = (job.id, schedule.trigger)
                 if key in self._warm or len(self._warm) >= self.most:
                     continue
+                if (ws.executor or self.dispatcher.executor) != "local":
+                    continue  # only the local executor prepares runs ahead of their tick
                 assert schedule.next_fire_at is not None
                 self._prepare(ws, job, schedule.trigger, schedule.next_fire_at)
 

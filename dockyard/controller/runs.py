@@ -161,6 +161,7 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "skip_reason": run.reason if run.status == "skipped" else None,
         "cause_run_id": run.cause_run_id,
         "environment": run.env_hash,
+        "executor": run.executor,
     }
 
 

@@ -56,6 +56,7 @@ def workspace_dict(ws: Workspace) -> dict[str, Any]:
         "deployment_version": ws.deployment_version,
         "configuration_version": ws.configuration_version,
         "reconcile_error": ws.reconcile_error,
+        "executor": ws.executor,
     }
 
 
@@ -85,6 +86,21 @@ def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str
             list(session.scalars(runs.runs_query(ws).where(Run.status.in_(runs.ACTIVE))))
         )
     info["head_sha"] = gitstore.head_sha(_repo(ctl, name))
+    info["effective_executor"] = info["executor"] or ctl.executor.default
+    return info
+
+
+def set_executor(
+    ctl: Controller, principal: Principal, name: str, executor: str | None
+) -> dict[str, Any]:
+    """Where the workspace's runs execute from now on (None: the server's default)."""
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "admin")
+        if executor is not None:
+            ctl.executor.get(executor)  # refuses an unknown name
+        ws.executor = executor
+        info = workspace_dict(ws)
+    info["effective_executor"] = executor or ctl.executor.default
     return info
 
 

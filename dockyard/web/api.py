@@ -21,6 +21,10 @@ class WorkspaceIn(BaseModel):
     name: str
 
 
+class WorkspacePatch(BaseModel):
+    executor: str | None = None
+
+
 class TokenIn(BaseModel):
     name: str
     role: str = "deploy"
@@ -59,6 +63,12 @@ def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
 @router.get("/workspaces/{ws}")
 def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return service.workspace_info(ctl, who, ws)
+
+
+@router.patch("/workspaces/{ws}")
+def update_workspace(ws: str, body: WorkspacePatch, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Settings of a workspace: `executor` ("local", "docker", or null for the default)."""
+    return service.set_executor(ctl, who, ws, body.executor)
 
 
 @router.post("/workspaces/{ws}/reconcile")

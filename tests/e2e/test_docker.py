@@ -90,7 +90,7 @@ def containers(run_id: str) -> list[dict[str, object]]:
 def test_a_job_runs_in_its_own_container(dcli: Cli) -> None:
     out = dcli.run("launch", "hello", "-f").stdout
     assert "greeting: hello from prod in a container" in out
-    assert "in a container: True, cwd /workspace" in out and "to stderr" in out
+    assert "cwd /workspace" in out and "to stderr" in out  # the checkout, mounted
     run = dcli.json("job-run", "hello", "info")
     assert run["status"] == "completed" and run["exit_code"] == 0
     assert run["result"]["result"] == {"greeting": "hello from prod in a container"}
@@ -215,3 +215,27 @@ def test_engine_unreachable_and_missing_base_image(
             assert server.api("GET", "/healthz").status_code == 200  # still serving
         finally:
             server.stop()
+
+
+def test_one_workspace_can_choose_docker_on_a_local_server(
+    docker_engine: None, cache_home: Path, tmp_path: Path
+) -> None:
+    server = docker_server(tmp_path, DOCKYARD_EXECUTOR="local")
+    cli = Cli(server, cache_home, tmp_path / "config", "choose-docker")
+    try:
+        _choose_docker(cli, tmp_path)
+    finally:
+        server.stop()
+
+
+def _choose_docker(cli: Cli, tmp_path: Path) -> None:
+    cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
+    assert cli.json("info")["effective_executor"] == "local"
+    assert "cwd /workspace" not in cli.run("launch", "hello", "-f").stdout
+    chosen = cli.json("workspace", "set-executor", "docker")
+    assert chosen["executor"] == "docker" and chosen["effective_executor"] == "docker"
+    assert "cwd /workspace" in cli.run("launch", "hello", "-f").stdout
+    assert cli.json("job-run", "hello", "info")["executor"] == "docker"
+    cli.run("workspace", "set-executor", "default")
+    assert "cwd /workspace" not in cli.run("launch", "hello", "-f").stdout
+    assert cli.json("job-run", "hello", "info")["executor"] == "local"

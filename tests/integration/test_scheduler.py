@@ -324,6 +324,7 @@ def test_a_workspace_without_schedules_sleeps_long(world: World) -> None:
 
 
 def test_no_run_waits_forever_in_pending(world: World, tmp_path: Path) -> None:
+    from dockyard.controller.executors.fleet import Fleet
     from dockyard.controller.executors.local import LocalExecutor
     from dockyard.controller.prepare import Preparer
     from dockyard.controller.runner import Runner
@@ -331,7 +332,7 @@ def test_no_run_waits_forever_in_pending(world: World, tmp_path: Path) -> None:
 
     settings = Settings(data_dir=tmp_path / "data")
     executor = LocalExecutor(settings.envs_dir)
-    preparer = Preparer(settings, executor, b"k" * 32)
+    preparer = Preparer(settings, Fleet("local", {"local": lambda: executor}), b"k" * 32)
     runner = Runner(
         world.db, world.clock, executor, preparer, world.dispatcher, bounds=(600.0, 1800.0)
     )

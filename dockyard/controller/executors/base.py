@@ -32,6 +32,7 @@ class RunPlan:
     instance: dict[str, Any] = field(default_factory=dict)  # `require.instance`
     ports: tuple[int, ...] = ()  # interactive jobs listen here
     hold_timeout_s: float = 0.0
+    executor: str | None = None  # which executor places it (None: the server's default)
 
     @property
     def held(self) -> bool:
@@ -57,7 +58,10 @@ class ExitStatus:
 
 class Executor(Protocol):
     name: str
-    supports_held: bool  # can start a run before its tick and release it at the tick
+
+    @property
+    def supports_held(self) -> bool:
+        """Whether it can start a run before its tick and release it at the tick."""
 
     def env_ready(self, spec: EnvSpec) -> bool:
         """Whether the environment (virtualenv, image) for this requirement set exists."""

@@ -124,7 +124,13 @@ class LocalExecutor:
         tmp = spec.run_dir / "spec.tmp"
         tmp.write_text(
             json.dumps(
-                {"argv": spec.argv, "cwd": str(spec.cwd), "env": spec.env, "held": spec.held}
+                {
+                    "argv": spec.argv,
+                    "cwd": str(spec.cwd),
+                    "env": spec.env,
+                    "held": spec.held,
+                    "executor": "local",
+                }
             )
         )
         tmp.chmod(0o600)

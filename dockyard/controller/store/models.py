@@ -53,6 +53,7 @@ class Workspace(Base):
     deployment_version: Mapped[str | None] = mapped_column(String(40))
     configuration_version: Mapped[str | None] = mapped_column(String(40))
     reconcile_error: Mapped[str | None] = mapped_column(Text)
+    executor: Mapped[str | None] = mapped_column(String(16))  # None: the server's default
 
 
 class Token(Base):
@@ -147,6 +148,7 @@ class Run(Base):
     scheduled_for: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     cause_run_id: Mapped[str | None] = mapped_column(String(36))
+    executor: Mapped[str | None] = mapped_column(String(16))
 
 
 class Schedule(Base):

@@ -11,7 +11,7 @@ from dlt.hub import run
 @run.job
 def hello(greeting: str = dlt.config.value):
     print(f"greeting: {greeting}")
-    print(f"in a container: {os.path.exists('/.dockerenv')}, cwd {os.getcwd()}")
+    print(f"cwd {os.getcwd()}")
     print("to stderr", file=sys.stderr)
     run.result({"greeting": greeting}, type="hello")
 
