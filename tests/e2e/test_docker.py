@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,76 @@ def _choose_docker(cli: Cli, tmp_path: Path) -> None:
     cli.run("workspace", "set-executor", "default")
     assert "cwd /workspace" not in cli.run("launch", "hello", "-f").stdout
     assert cli.json("job-run", "hello", "info")["executor"] == "local"
+
+
+def test_unused_images_are_collected_newest_use_kept(docker_engine: None, tmp_path: Path) -> None:
+    from dockyard.controller.executors.docker import DockerConfig, DockerExecutor
+
+    repo = f"dockyard-gc-test-{os.getpid()}"  # never the images other tests use
+    executor = DockerExecutor(
+        DockerConfig(BASE_IMAGE, keep_images=2, image_repo=repo, state_dir=tmp_path)
+    )
+    tags = [f"{repo}:{n}" for n in ("old", "used-long-ago", "mid", "new", "in-container")]
+    for tag in tags:  # distinct images, built one after another
+        container = executor.client.containers.create(BASE_IMAGE, ["true"])
+        container.commit(repository=repo, tag=tag.split(":")[1])
+        container.remove()
+        time.sleep(1.1)  # Created has one-second resolution in some engines
+    executor.record_use(f"{repo}:used-long-ago")  # a run started from it just now
+    holder = executor.client.containers.create(f"{repo}:in-container", ["true"])
+    executor.record_use(f"{repo}:new", at=time.time() + 10)  # the most recent use
+    try:
+        removed = executor.collect_images()
+        left = sorted(t for i in executor.client.images.list(name=repo) for t in i.tags)
+        # kept: the two used most recently, and the one a container still needs
+        assert left == sorted(f"{repo}:{n}" for n in ("new", "used-long-ago", "in-container"))
+        assert sorted(removed) == sorted(f"{repo}:{n}" for n in ("old", "mid"))
+    finally:
+        holder.remove()
+        for image in executor.client.images.list(name=repo):
+            executor.client.images.remove(image.id, force=True)
+
+
+def restart_dockerd() -> None:
+    """Stop the engine the way a service manager does (SIGTERM: dockerd stops its
+    containers) and start it again with the same command line."""
+    pid = int(Path("/var/run/docker.pid").read_text())
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(600):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    with open("/tmp/dockyard-dockerd.log", "ab") as out:
+        subprocess.Popen(
+            argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    for _ in range(120):
+        if engine_ready() is None:
+            return
+        time.sleep(0.5)
+    raise AssertionError("dockerd did not come back within 60 s")
+
+
+def test_a_run_ends_with_a_reason_when_dockerd_restarts(dcli: Cli) -> None:
+    if not (os.geteuid() == 0 and Path("/var/run/docker.pid").exists()):
+        how = "restarting dockerd needs root and a local engine (/var/run/docker.pid)"
+        if os.environ.get("CI"):
+            pytest.fail(how)
+        pytest.skip(how)
+    dcli.run("launch", "napper")
+    run = wait_run(dcli, "napper", statuses=("running",), timeout=180)
+    time.sleep(2)  # some lines in the log
+    stopping = datetime.now(UTC)
+    restart_dockerd()
+    ended = wait_run(dcli, "napper", timeout=60)
+    assert ended["run_id"] == run["run_id"] and ended["status"] == "failed"
+    assert ended["reason"].startswith("the docker engine stopped or restarted during the run")
+    out = [ln for ln in dcli.json("job-run", "napper", "logs")["lines"] if ln["s"] == "out"]
+    assert [ln["m"] for ln in out] == [f"nap {i}" for i in range(len(out))]  # no gap, no twice
+    # napper lets dlt absorb SIGTERM, so dockerd kills it after its 10 s shutdown timeout:
+    # what it printed while the engine's socket was already closed is in the log too
+    assert datetime.fromisoformat(out[-1]["t"]) > stopping + timedelta(seconds=5)
+    assert containers(run["run_id"]) == []  # removed once its logs were read
+    # and the server goes on running containers
+    assert "cwd /workspace" in dcli.run("launch", "hello", "-f").stdout

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -29,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
+from requests.exceptions import RequestException
 
 from dockyard.controller import envs, logs
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
@@ -56,6 +58,14 @@ SIZES = {  # `require={"instance": {"size": …}}` → CPUs, memory
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 RECIPE = "2"  # bump when the way images are built changes: old images are not reused
 PATH = "/env/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# what a call to an engine that went away raises (the SDK lets requests' errors through)
+ENGINE_ERRORS = (DockerException, RequestException, OSError, Unavailable)
+# a container that ended by a signal this long before the engine went away ended with it
+# (dockerd stops its containers, waiting up to their grace period, before it exits)
+OUTAGE_WINDOW_S = 30.0
+# how long a run waits for an engine that went away before it ends without its container
+ENGINE_GIVE_UP_S = 120.0
+ENGINE_STOP = "engine-stop.json"  # a run's container ended with the engine; logs pending
 
 
 @dataclass
@@ -65,6 +75,9 @@ class DockerConfig:
     ca_bundle: str | None = None
     keep_images: int = 5
     beacon_url: str = ""
+    image_repo: str = ENV_REPO
+    state_dir: Path | None = None  # where image use times are kept (the data directory)
+    runs_dir: Path | None = None  # run directories (an `exit.json` there: the run ended)
     user: str = field(default_factory=lambda: f"{os.getuid()}:{os.getgid()}")
 
 
@@ -80,6 +93,9 @@ class DockerExecutor:
         self._client: Any = None
         self._wake: Callable[[], None] = lambda: None
         self._followers: dict[str, list[threading.Thread]] = {}
+        self._broken: set[str] = set()  # runs whose log stream broke (engine away)
+        self._outages: list[float] = []  # when the engine was seen going away
+        self._away_since: float | None = None  # the engine is unreachable since then
         self._build_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -91,6 +107,8 @@ class DockerExecutor:
             settings.docker_ca_bundle,
             settings.docker_keep_images,
             beacon_url=settings.base_url,
+            state_dir=settings.data_dir,
+            runs_dir=settings.runs_dir,
         )
         executor = cls(config)
         executor.port = settings.port
@@ -143,7 +161,7 @@ class DockerExecutor:
         """One image per (base image, requirement set)."""
         base = self.base_image(spec)
         key = hashlib.sha256(f"{RECIPE}\n{base}\n{spec.key}".encode()).hexdigest()[:32]
-        return f"{ENV_REPO}:{key}"
+        return f"{self.config.image_repo}:{key}"
 
     def env_ready(self, spec: envs.EnvSpec) -> bool:
         try:
@@ -194,7 +212,7 @@ class DockerExecutor:
                 )
             self._check_python(builder, spec)
             builder.commit(
-                repository=ENV_REPO,
+                repository=self.config.image_repo,
                 tag=self.image_tag(spec).split(":", 1)[1],
                 conf={
                     "Env": [f"PATH={PATH}", "VIRTUAL_ENV=/env", "LANG=C.UTF-8"],
@@ -263,21 +281,53 @@ class DockerExecutor:
             env.update(SSL_CERT_FILE=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH, PIP_CERT=CA_PATH)
         return env
 
-    def collect_images(self) -> None:
-        """Keep the newest `keep_images` environment images (and any a container uses)."""
+    def collect_images(self) -> list[str]:
+        """Keep the `keep_images` environment images used (or built) most recently, and any
+        a container still uses; remove the rest. Returns the tags removed."""
         try:
-            images = self.client.images.list(name=ENV_REPO)
-            used = {c.image.id for c in self.client.containers.list(all=True)}
-        except DockerException as exc:
+            images = self.client.images.list(name=self.config.image_repo)
+            in_use = {c.attrs.get("Image") for c in self.client.containers.list(all=True)}
+        except ENGINE_ERRORS as exc:
             log.warning("image collection failed", extra={"action": "gc_images", "error": str(exc)})
-            return
-        images.sort(key=lambda i: i.attrs.get("Created", ""), reverse=True)
+            return []
+        used = self._use_times()
+        images.sort(key=lambda i: _last_use(i, used), reverse=True)
+        removed: list[str] = []
         for image in images[self.config.keep_images :]:
-            if image.id not in used:
-                try:
-                    self.client.images.remove(image.id, force=False)
-                except APIError:
-                    continue
+            if image.id in in_use:
+                continue
+            try:
+                self.client.images.remove(image.id, force=False)
+            except ENGINE_ERRORS:
+                continue
+            removed.extend(image.tags)
+        if removed:
+            log.info("images removed", extra={"action": "gc_images", "images": removed})
+        return removed
+
+    def _use_file(self) -> Path | None:
+        return self.config.state_dir / "docker-images.json" if self.config.state_dir else None
+
+    def _use_times(self) -> dict[str, float]:
+        path = self._use_file()
+        try:
+            data = json.loads(path.read_text()) if path else {}
+        except (OSError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()}
+
+    def record_use(self, tag: str, at: float | None = None) -> None:
+        """Remember when a run last started from this image (the collector keeps the most
+        recently used ones)."""
+        path = self._use_file()
+        if path is None:
+            return
+        with self._guard:
+            used = self._use_times()
+            used[tag] = time.time() if at is None else at
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(used, sort_keys=True))
+            os.replace(tmp, path)
 
     # runs ---------------------------------------------------------------------------------
     @staticmethod
@@ -311,6 +361,7 @@ class DockerExecutor:
             json.dumps({"executor": "docker", "container": name})
         )
         self._follow(plan.run_id, plan.run_dir)
+        self.record_use(self.image_tag(plan.env))
 
     def _run_volumes(self, plan: RunPlan, work: Path) -> dict[str, dict[str, str]]:
         volumes = {
@@ -356,54 +407,124 @@ class DockerExecutor:
             container = self.client.containers.get(self.container_name(run_id))
         except NotFound:
             return self._lost(run_dir)
-        except (DockerException, Unavailable):
-            return None  # the engine is away; the run's state is unknown until it is back
+        except ENGINE_ERRORS:
+            self._engine_lost()
+            return self._engine_away(run_dir)
+        self._away_since = None
         state = container.attrs["State"]
         if state.get("Status") in ("created", "running", "restarting", "paused"):
             self._follow(run_id, run_dir)  # adopted after a restart: attach to its output
             return None
         return self._collect(container, run_dir, state)
 
-    def _collect(self, container: Any, run_dir: Path, state: dict[str, Any]) -> ExitStatus:
+    def _engine_away(self, run_dir: Path) -> ExitStatus | None:
+        """The engine cannot be asked about the run: wait for it (the run goes on, or its
+        end and its last lines are read once the engine is back), up to ENGINE_GIVE_UP_S."""
+        away = time.time() - (self._away_since or time.time())
+        if away < ENGINE_GIVE_UP_S:
+            return None
+        stopped = run_dir / ENGINE_STOP
+        if stopped.exists():
+            reason = json.loads(stopped.read_text())["reason"] + "; its last lines are missing"
+        else:
+            where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            reason = f"lost: the docker engine at {where} was unreachable for {away:.0f} s"
+        _write_exit(run_dir, ExitStatus(None, None, reason), None)
+        return ExitStatus(None, None, reason)
+
+    def _collect(self, container: Any, run_dir: Path, state: dict[str, Any]) -> ExitStatus | None:
         """The container ended: finish reading its output, record the exit, remove it."""
+        code = int(state.get("ExitCode", -1))
+        error = "out of memory" if state.get("OOMKilled") else None
+        stopped = run_dir / ENGINE_STOP
+        if stopped.exists():
+            error = str(json.loads(stopped.read_text())["reason"])
+        elif error is None and code > 128 and not (run_dir / "signalled").exists():
+            error = self._outside_stop(code - 128, state.get("FinishedAt"))
+            if error is not None and self._away_since is not None:
+                # the engine is going down with it: read its last lines once it is back
+                stopped.write_text(json.dumps({"reason": error}))
+                return None
         self._follow(run_dir.name, run_dir)
         for thread in self._followers.pop(run_dir.name, []):
             thread.join(timeout=10)
-        code = int(state.get("ExitCode", -1))
-        error = "out of memory" if state.get("OOMKilled") else None
         status = ExitStatus(
             code if code <= 128 else None, code - 128 if code > 128 else None, error
         )
-        (run_dir / "exit.json").write_text(
-            json.dumps(
-                {
-                    "returncode": status.returncode,
-                    "signal": status.signal,
-                    "error": status.error,
-                    "finished_at": state.get("FinishedAt"),
-                }
-            )
-        )
+        _write_exit(run_dir, status, state.get("FinishedAt"))
         try:
             container.remove(force=True)
-        except DockerException:
+        except ENGINE_ERRORS:  # removed by the sweep once the engine is back
             log.warning(
                 "container not removed",
                 extra={"action": "remove_container", "run_id": run_dir.name},
             )
         return status
 
+    def _outside_stop(self, signum: int, finished_at: str | None) -> str | None:
+        """Why a container ended by a signal dockyard did not send: the engine stopping
+        (dockerd stops its containers when it shuts down), else None (`docker kill` or
+        `docker stop` by someone: the signal is the reason)."""
+        ended = _epoch(finished_at) or time.time()
+        near = any(ended - 5 <= t <= ended + OUTAGE_WINDOW_S for t in self._outages)
+        if not near:
+            # the container's death may be the first sign of the engine shutting down:
+            # its socket closes right away, its event stream only after the containers
+            time.sleep(0.3)
+            try:
+                probe = self._client_factory()
+                probe.ping()
+                probe.close()
+            except ENGINE_ERRORS:
+                self._engine_lost()
+                near = True
+        if not near:
+            return None
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"the docker engine stopped or restarted during the run (the container got {name})"
+
+    def _engine_lost(self) -> None:
+        now = time.time()
+        with self._guard:
+            if self._away_since is None:
+                self._away_since = now
+            if not self._outages or now - self._outages[-1] > 1.0:
+                self._outages.append(now)
+                del self._outages[:-20]
+        self._client = None
+
+    def sweep(self) -> list[str]:
+        """Remove the containers of runs whose end is already recorded (left behind when
+        the engine went away while their logs were being collected)."""
+        removed: list[str] = []
+        runs_dir = self.config.runs_dir
+        if runs_dir is None:
+            return removed
+        try:
+            found = self.client.containers.list(all=True, filters={"label": "dockyard.run_id"})
+            for container in found:  # a running one whose run ended: it must not go on unseen
+                run_id = container.labels.get("dockyard.run_id", "")
+                if run_id and (runs_dir / run_id / "exit.json").exists():
+                    container.remove(force=True)
+                    removed.append(run_id)
+        except ENGINE_ERRORS as exc:
+            log.warning("container sweep failed", extra={"action": "sweep", "error": str(exc)})
+        return removed
+
     def _lost(self, run_dir: Path) -> ExitStatus:
         reason = "lost: the run's container is gone (removed, or the docker engine lost it)"
-        (run_dir / "exit.json").write_text(
-            json.dumps({"returncode": None, "signal": None, "error": reason})
-        )
+        _write_exit(run_dir, ExitStatus(None, None, reason), None)
         return ExitStatus(None, None, reason)
 
     def signal(self, run_dir: Path, signum: int) -> bool:
+        with (run_dir / "signalled").open("a") as marker:  # its end is then ours, not outside
+            marker.write(f"{signum}\n")
         try:
             self.client.containers.get(self.container_name(run_dir.name)).kill(signal=signum)
-        except (NotFound, APIError, Unavailable):
+        except ENGINE_ERRORS:
             return False
         return True
 
@@ -415,22 +536,31 @@ class DockerExecutor:
         """Docker's event stream: wake the runner the moment a run's container dies. When
         the engine goes away the stream is re-opened with a growing pause (up to 30 s)."""
         filters = {"type": "container", "event": ["die", "oom"], "label": "dockyard.run_id"}
-        pause = 1.0
+        pause, lost = 1.0, False
         while True:
             try:
-                for _event in self.client.events(decode=True, filters=filters):
-                    pause = 1.0
+                stream = self.client.events(decode=True, filters=filters)
+                if lost:
+                    log.info("docker engine is back", extra={"action": "docker_events"})
+                    self._away_since = None
+                    self.sweep()
+                    self._wake()  # anything may have ended while the stream was down
+                pause, lost = 1.0, False
+                for _event in stream:
                     self._wake()
-            except (DockerException, Unavailable, OSError) as exc:
-                if pause == 1.0:
-                    log.warning(
-                        "docker event stream lost; reconnecting",
-                        extra={"action": "docker_events", "error": str(exc)},
-                    )
-                self._client = None
+                error = "the event stream ended"
+            except ENGINE_ERRORS as exc:
+                error = str(exc)
+            if not lost:
+                log.warning(
+                    "docker event stream lost; reconnecting",
+                    extra={"action": "docker_events", "error": error},
+                )
+                self._engine_lost()
+                self._wake()
+            lost = True
             time.sleep(pause)
-            pause = min(30.0, pause * 2)
-            self._wake()  # anything may have ended while the stream was down
+            pause = min(5.0, pause * 2)
 
     def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
         return False
@@ -443,8 +573,9 @@ class DockerExecutor:
         """Stream the container's stdout and stderr into the run log (once per run; after a
         restart it resumes after the last line already in the log)."""
         with self._guard:
-            if run_id in self._followers:
+            if run_id in self._followers and run_id not in self._broken:
                 return
+            self._broken.discard(run_id)  # a broken stream resumes after its last line
             threads = [
                 threading.Thread(
                     target=self._pump,
@@ -479,9 +610,11 @@ class DockerExecutor:
                     self._write(run_dir, stream, raw, since)
             if pending:
                 self._write(run_dir, stream, pending, since)
-        except (DockerException, Unavailable) as exc:
+        except ENGINE_ERRORS as exc:
+            with self._guard:
+                self._broken.add(run_id)
             log.warning(
-                "log stream ended",
+                "log stream broke",
                 extra={"action": "container_logs", "run_id": run_id, "error": str(exc)},
             )
 
@@ -503,6 +636,27 @@ def _iso(docker_time: str) -> str | None:
         return moment.replace(microsecond=micros).isoformat()
     except ValueError:
         return None
+
+
+def _epoch(docker_time: str | None) -> float | None:
+    at = _iso(docker_time) if docker_time else None
+    return datetime.fromisoformat(at).timestamp() if at else None
+
+
+def _last_use(image: Any, used: dict[str, float]) -> float:
+    """When a run last started from this image, else when it was built."""
+    built = _epoch(image.attrs.get("Created")) or 0.0
+    return max([built, *(used.get(tag, 0.0) for tag in image.tags)])
+
+
+def _write_exit(run_dir: Path, status: ExitStatus, finished_at: str | None) -> None:
+    record = {
+        "returncode": status.returncode,
+        "signal": status.signal,
+        "error": status.error,
+        "finished_at": finished_at,
+    }
+    (run_dir / "exit.json").write_text(json.dumps(record))
 
 
 def _read_exit(path: Path) -> ExitStatus:
