@@ -242,6 +242,51 @@ def diff_keys(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[
     }
 
 
+RECOVERY_SECTION = "dockyard"
+RECOVERY_KEY = "recovery_recipient"
+
+
+def recovery_recipient(config_toml: bytes | None) -> str | None:
+    """`[dockyard] recovery_recipient = "age1…"` in `.dlt/config.toml`: the user's own age
+    public key, added to every value so the stock `age` tool can decrypt it offline."""
+    if not config_toml:
+        return None
+    try:
+        section = tomllib.loads(config_toml.decode("utf-8", "replace")).get(RECOVERY_SECTION)
+    except tomllib.TOMLDecodeError as exc:
+        raise SecretError(f".dlt/config.toml: invalid TOML: {exc}") from None
+    value = section.get(RECOVERY_KEY) if isinstance(section, dict) else None
+    if value is not None and not (isinstance(value, str) and value.startswith("age1")):
+        raise SecretError(
+            f".dlt/config.toml: [{RECOVERY_SECTION}] {RECOVERY_KEY} must be an age public key"
+            " (age1…, from `age-keygen -y your-key.txt`)"
+        )
+    return value
+
+
+def is_secret_file(name: str) -> bool:
+    return name.endswith("secrets.toml")
+
+
+def open_files(
+    files: Mapping[str, bytes], identities: Callable[[], Mapping[str, str]]
+) -> tuple[dict[str, bytes], list[str]]:
+    """Configuration files with every secret file decrypted, and the strings to redact (longest
+    first). `identities` is only called when there is a secret file."""
+    opened: dict[str, bytes] = {}
+    found: set[str] = set()
+    keys: Mapping[str, str] | None = None
+    for name, data in files.items():
+        if not is_secret_file(name):
+            opened[name] = data
+            continue
+        keys = keys if keys is not None else identities()
+        text, values = decrypt_toml(data.decode("utf-8", "replace"), name, keys)
+        opened[name] = text.encode()
+        found.update(values)
+    return opened, sorted(found, key=lambda s: (-len(s), s))
+
+
 def redact(text: str, secrets: Collection[str]) -> str:
     """`text` with every occurrence of each secret replaced by ``***`` (longest first)."""
     wanted = sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))

@@ -87,11 +87,6 @@ def _deploy_options(func: Any) -> Any:
                 default=None,
                 help="Interpreter of the workspace's environment.",
             ),
-            click.option(
-                "--allow-plaintext-secrets",
-                is_flag=True,
-                help="Commit *.secrets.toml unencrypted (until encryption lands).",
-            ),
             output.workspace_option,
             output.output_option,
         ]
@@ -106,19 +101,17 @@ def deploy_cmd(
     dry_run: bool,
     show_manifest: bool,
     python: str | None,
-    allow_plaintext_secrets: bool,
     workspace: str | None,
     output_fmt: str,
 ) -> None:
     """Generate the manifest, plan, commit, push and wait until the server applied it."""
-    _deploy(workspace, python, dry_run, allow_plaintext_secrets, output_fmt, show_manifest)
+    _deploy(workspace, python, dry_run, output_fmt, show_manifest)
 
 
 def _deploy(
     workspace: str | None,
     python: str | None,
     dry_run: bool,
-    allow_plaintext_secrets: bool,
     output_fmt: str,
     show_manifest: bool,
     keep_configuration: bool = False,
@@ -127,9 +120,7 @@ def _deploy(
 
     client = client_for(workspace)
     root = Path.cwd().resolve()
-    options = DeployOptions(
-        root, None, python, dry_run, allow_plaintext_secrets, keep_configuration
-    )
+    options = DeployOptions(root, None, python, dry_run, keep_configuration)
     show_deploy(deploy(client, options), client, output_fmt, show_manifest)
 
 
@@ -204,12 +195,11 @@ def deployment_sync(
     dry_run: bool,
     show_manifest: bool,
     python: str | None,
-    allow_plaintext_secrets: bool,
     workspace: str | None,
     output_fmt: str,
 ) -> None:
     """Deploy code and manifest; keep the deployed configuration."""
-    _deploy(workspace, python, dry_run, allow_plaintext_secrets, output_fmt, show_manifest, True)
+    _deploy(workspace, python, dry_run, output_fmt, show_manifest, True)
 
 
 @click.group()
@@ -226,30 +216,44 @@ def configuration_list(workspace: str | None, output_fmt: str) -> None:
 
 @configuration.command("info")
 @click.argument("sha", required=False)
+@click.option("--against", default=None, help="Compare with this version (default: previous).")
 @output.workspace_option
 @output.output_option
-def configuration_info(sha: str | None, workspace: str | None, output_fmt: str) -> None:
-    data = _version_info("configuration", sha, workspace, output_fmt)
-    if data is None:
+def configuration_info(
+    sha: str | None, against: str | None, workspace: str | None, output_fmt: str
+) -> None:
+    """Files, profiles and key names of a configuration version (never values), and the key
+    names changed since the previous version (or --against SHA)."""
+    client = client_for(workspace)
+    data = client.get(f"{client.ws}/configurations/{sha or 'latest'}", against=against)
+    if output_fmt == "json":
+        output.emit_json(data)
         return
-    output.kv([*_version_header(data), ("profiles", data["profiles"])])
+    output.kv(
+        [
+            *_version_header(data),
+            ("profiles", data["profiles"]),
+            ("compared with", data["compared_with"]),
+        ]
+    )
     for file in data["files"]:
-        click.echo(f"  {file['name']}: {', '.join(file['keys']) or '(no keys)'}")
+        kind = " (encrypted)" if file["secret"] else ""
+        click.echo(f"  {file['name']}{kind}: {', '.join(file['keys']) or '(no keys)'}")
+    for kind in ("added", "removed", "changed"):
+        for name in data["changes"][kind]:
+            click.echo(f"{kind}: {name}")
 
 
 @configuration.command("sync")
 @click.option("--dry-run", is_flag=True)
-@click.option("--allow-plaintext-secrets", is_flag=True)
 @output.workspace_option
 @output.output_option
-def configuration_sync(
-    dry_run: bool, allow_plaintext_secrets: bool, workspace: str | None, output_fmt: str
-) -> None:
+def configuration_sync(dry_run: bool, workspace: str | None, output_fmt: str) -> None:
     """Commit the local .dlt configuration on top of the deployed code."""
     from dockyard.cli.deploy import sync_configuration
 
     client = client_for(workspace)
-    result = sync_configuration(client, Path.cwd().resolve(), dry_run, allow_plaintext_secrets)
+    result = sync_configuration(client, Path.cwd().resolve(), dry_run)
     show_deploy(result, client, output_fmt, False)
 
 
@@ -318,6 +322,34 @@ def workspace_set_executor(executor: str, workspace: str | None, output_fmt: str
     click.echo(
         f"workspace {data['name']!r} runs its jobs with the {data['effective_executor']} executor"
     )
+
+
+@workspace.command("key")
+@output.workspace_option
+@output.output_option
+def workspace_key(workspace: str | None, output_fmt: str) -> None:
+    """The workspace's public key: `dockyard deploy` encrypts secrets for it."""
+    client = client_for(workspace)
+    data = client.get(f"{client.ws}/key")
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(data["public_key"])
+
+
+@workspace.command("rotate-key")
+@output.workspace_option
+@output.output_option
+def workspace_rotate_key(workspace: str | None, output_fmt: str) -> None:
+    """A new key pair; every deployed secret re-encrypted for it in one commit (admin)."""
+    client = client_for(workspace)
+    data = client.post(f"{client.ws}/rotate-key", {})
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    click.echo(f"workspace {data['workspace']!r} key {data['retired_key_id']} -> {data['key_id']}")
+    if data["commit"]:
+        click.echo(f"secrets re-encrypted in {data['commit'][:12]}")
 
 
 @click.command()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.cli import gitpush, workspace
+from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
 from dockyard.controller import gitstore, manifests, planning
 from dockyard.controller.gitstore import FileEntry
@@ -52,7 +52,6 @@ class DeployOptions:
     script: str | None = None
     python: str | None = None
     dry_run: bool = False
-    allow_plaintext_secrets: bool = False
     keep_configuration: bool = False
 
 
@@ -60,7 +59,7 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
     worker_args, _ad_hoc = workspace.deployment_target(options.root, options.script)
     python = workspace.find_python(options.root, options.python)
     with workspace.inspect(options.root, python, worker_args) as seen:
-        workspace.check_files(seen, options.allow_plaintext_secrets)
+        workspace.check_files(seen)
         manifest = manifests.canonical(seen.manifest)
         # dlt's own validator already ran inside the worker; the schema is dockyard's part
         manifests.validate_schema(manifest)
@@ -76,12 +75,18 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         files = gitpush.deploy_files(
             seen.stage, seen.files, seen.config, manifest, seen.requirements
         )
+        warnings = [*seen.warnings, *sealing.profile_warnings(files, _interactive(manifest))]
+        created = False
         if options.keep_configuration:  # `deployment sync`: code only
             files = _replace_config(files, mirror.files(head))
+        else:
+            files, created = _sealed(client, files, mirror, head, exists, options.dry_run)
         sha = mirror.commit(files, head, _message(plan, seen.ad_hoc, options.script))
         result = DeployResult(
-            plan, manifest, None, None, sha, warnings=seen.warnings, dry_run=options.dry_run
+            plan, manifest, None, None, sha, warnings=warnings, dry_run=options.dry_run
         )
+        result.created_workspace = created
+        exists = exists or created
         if sha is None:
             return _current(client, result, exists)
         result.changed_parts = mirror.changed_parts(sha, head)
@@ -95,10 +100,40 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
             current.committed = None
             return current
         if not exists:
-            client.post("/api/v1/workspaces", {"name": client.target.workspace})
+            _create_workspace(client)
             result.created_workspace = True
         _push(client, mirror, sha, result)
     return result
+
+
+def _interactive(manifest: dict[str, Any]) -> bool:
+    return any(j.get("job_type") == "interactive" for j in manifest.get("jobs", []))
+
+
+def _create_workspace(client: Client) -> None:
+    client.post("/api/v1/workspaces", {"name": client.target.workspace})
+
+
+def _sealed(
+    client: Client,
+    files: dict[str, FileEntry],
+    mirror: gitpush.Mirror,
+    head: str | None,
+    exists: bool,
+    dry_run: bool,
+) -> tuple[dict[str, FileEntry], bool]:
+    """The commit's files with secrets encrypted for the workspace's key, and whether the
+    workspace had to be created for its key (checked against a throwaway key first)."""
+    if not sealing.has_secrets(files):
+        return files, False
+    if not exists:
+        checked = sealing.seal(files, sealing.Key.throwaway())
+        if dry_run:
+            return checked, False
+        _create_workspace(client)
+    return sealing.seal(
+        files, sealing.workspace_key(client), lambda path: mirror.read(head, path)
+    ), not exists
 
 
 TIMED = ("schedule:", "every:", "once:")
@@ -154,12 +189,9 @@ def _replace_config(
     return kept
 
 
-def sync_configuration(
-    client: Client, root: Path, dry_run: bool, allow_plaintext_secrets: bool
-) -> DeployResult:
+def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResult:
     """`configuration sync`: commit the local `.dlt` configuration on top of the deployed code."""
     config = workspace.configuration_files(root)
-    workspace.check_secrets(config, allow_plaintext_secrets)
     if not _workspace_exists(client):
         raise NotFound(f"workspace {client.target.workspace} does not exist; run `dockyard deploy`")
     mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
@@ -174,6 +206,7 @@ def sync_configuration(
         for e in config
     }
     files = _replace_config(mirror.files(head), local)
+    files, _created = _sealed(client, files, mirror, head, True, dry_run)
     plan = planning.plan(manifest, manifest)
     sha = mirror.commit(files, head, "deploy: configuration changed\n")
     result = DeployResult(plan, manifest, None, None, sha, dry_run=dry_run)

@@ -191,10 +191,8 @@ def _parse(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return payload
 
 
-def check_files(
-    inspection: Inspection, allow_plaintext_secrets: bool, max_bytes: int | None = None
-) -> None:
-    """Refuse escaping links, oversized workspaces and (for now) plaintext secrets."""
+def check_files(inspection: Inspection, max_bytes: int | None = None) -> None:
+    """Refuse escaping links and oversized workspaces."""
     limit = max_bytes or int(
         os.environ.get("DOCKYARD_MAX_WORKSPACE_BYTES", DEFAULT_MAX_WORKSPACE_BYTES)
     )
@@ -210,16 +208,6 @@ def check_files(
         raise InvalidInput(
             f"the workspace is {total / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit;"
             " add data files to .gitignore or set DOCKYARD_MAX_WORKSPACE_BYTES"
-        )
-    check_secrets(inspection.config, allow_plaintext_secrets)
-
-
-def check_secrets(config: list[dict[str, Any]], allow_plaintext_secrets: bool) -> None:
-    secrets = [e["path"] for e in config if e["path"].endswith("secrets.toml")]
-    if secrets and not allow_plaintext_secrets:
-        raise InvalidInput(
-            f"refusing to commit {', '.join(secrets)} in clear text (encrypted secrets are"
-            " not supported yet); move the secrets out or pass --allow-plaintext-secrets"
         )
 
 

@@ -7,12 +7,14 @@ needs no stored token to check it and a run can only ever write to itself.
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard import crypto
 from dockyard.clock import utcnow
 from dockyard.controller.store.models import BeaconPayload, Run
 from dockyard.errors import InvalidInput, NotFound, Unauthorized
@@ -41,7 +43,10 @@ def run_id_of(secret: bytes, token: str) -> str:
     return run_id
 
 
-def record(session: Session, run_id: str, kind: str, body: Any) -> None:
+def record(
+    session: Session, run_id: str, kind: str, body: Any, secrets: Collection[str] = ()
+) -> None:
+    """Store what dlt sent, every secret value of the run replaced by `***` first."""
     if kind not in KINDS:
         raise NotFound(f"unknown beacon payload {kind!r}; dlt sends {', '.join(KINDS)}")
     if not isinstance(body, dict):
@@ -49,9 +54,22 @@ def record(session: Session, run_id: str, kind: str, body: Any) -> None:
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound("no such run")
+    body = _redacted(body, secrets) if secrets else body
     session.add(BeaconPayload(run_id=run_id, kind=kind, received_at=utcnow(), body=body))
     if kind == "job_result":
         run.result = body
+
+
+def _redacted(value: Any, secrets: Collection[str]) -> Any:
+    if isinstance(value, str):
+        return crypto.redact(value, secrets)
+    if isinstance(value, dict):
+        return {_redacted(k, secrets): _redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secrets) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "***" if str(value) in secrets else value
+    return value
 
 
 def payloads(session: Session, run_id: str, kind: str) -> list[dict[str, Any]]:

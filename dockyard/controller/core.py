@@ -5,7 +5,7 @@ runner and executor, plus the periodic sweep that catches any missed push event.
 import sys
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import auth, beacon, workspaces
+from dockyard.controller import auth, beacon, keys, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
@@ -32,10 +32,11 @@ class Controller:
         self.db = Database(settings.database_url)
         self.db.migrate()
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
+        self.keys = keys.Keyring(keys.load_master(settings.data_dir), settings.repos_dir)
         self.hooks = workspaces.HookInstaller(sys.executable, settings.max_workspace_bytes)
         self.defaults = Defaults(settings.default_timeout_s, settings.default_grace_s)
         self.executor = make_fleet(settings, executor)
-        self.preparer = Preparer(settings, self.executor, self.beacon_secret)
+        self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys)
         self.dispatcher = Dispatcher(settings.repos_dir, self.defaults, settings.executor)
         self.runner = Runner(
             self.db,
@@ -73,13 +74,19 @@ class Controller:
         """Admin token and repository hooks; returns a newly generated admin token."""
         with self.db.session() as session:
             generated = auth.ensure_admin(session, self.settings.admin_token)
-            names = [w.name for w in workspaces.list_all(session)]
+            names = []
+            for ws in workspaces.list_all(session):
+                names.append(ws.name)
+                self.keys.ensure(session, ws)  # workspaces made before keys existed
         for name in names:
             path = workspaces.repo_path(self.settings.repos_dir, name)
             if path.exists():
                 import pygit2
 
                 self.hooks(pygit2.Repository(str(path)))
+        with self.db.session() as session:
+            for ws in workspaces.list_all(session):
+                self.keys.publish(session, ws)
         return generated
 
     def start(self) -> None:

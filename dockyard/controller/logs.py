@@ -13,6 +13,7 @@ from typing import Any
 from dockyard.clock import isoformat, utcnow
 
 LOG_NAME = "log.jsonl"
+REDACT_FILE = ".dockyard-redact.json"  # in the run's `dlt` folder: what its log must hide
 _write_lock = threading.Lock()
 
 
@@ -76,3 +77,13 @@ def read(run_dir: Path, offset: int = 0, limit: int = 5000) -> Chunk:
             except ValueError:
                 lines.append({"t": None, "s": "sys", "m": raw.decode("utf-8", "replace")})
     return Chunk(lines, position)
+
+
+def redactions(run_dir: Path) -> list[str]:
+    """The secret strings a run's log must not show (gone with its configuration when the
+    run has ended)."""
+    try:
+        values = json.loads((run_dir / "dlt" / REDACT_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(v) for v in values]

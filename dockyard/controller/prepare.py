@@ -7,13 +7,16 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pygit2
+from sqlalchemy.orm import object_session
 
-from dockyard.controller import dltadapter, envs, gitstore, logs
+from dockyard import crypto
+from dockyard.controller import dltadapter, envs, gitstore, keys, logs
 from dockyard.controller.executors.base import RunPlan
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -53,10 +56,17 @@ class Prepared:
 
 
 class Preparer:
-    def __init__(self, settings: Settings, executor: Fleet, beacon_secret: bytes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Fleet,
+        beacon_secret: bytes,
+        keyring: keys.Keyring | None = None,
+    ) -> None:
         self.settings = settings
         self.executor = executor
         self.beacon_secret = beacon_secret
+        self.keyring = keyring
         self._checkout_lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
@@ -152,7 +162,9 @@ class Preparer:
         placing.ensure_env(spec, lambda line: logs.system(run_dir, line))
         repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
         code = self.checkout(repo, ws.name, identity.deployment_version)
-        settings_dir = self.write_settings(repo, identity.configuration_version, run_dir)
+        settings_dir = self.write_settings(
+            repo, identity.configuration_version, run_dir, lambda: self._identities(ws)
+        )
         profile = identity.profile or "prod"
         return RunPlan(
             run_id=identity.run_id,
@@ -197,17 +209,39 @@ class Preparer:
                 os.replace(tmp, target)
         return target
 
-    def write_settings(self, repo: pygit2.Repository, sha: str | None, run_dir: Path) -> Path:
-        """The run's own `.dlt` folder: configuration at its version, readable by it only."""
+    def _identities(self, ws: Workspace) -> dict[str, str]:
+        session = object_session(ws)
+        if self.keyring is None or session is None:
+            raise DockyardError("the server has no workspace keys to decrypt secrets with")
+        return self.keyring.identities(session, ws)
+
+    def write_settings(
+        self,
+        repo: pygit2.Repository,
+        sha: str | None,
+        run_dir: Path,
+        identities: Callable[[], Mapping[str, str]] = dict,
+    ) -> Path:
+        """The run's own `.dlt` folder: configuration at its version, secrets decrypted,
+        readable by the run only (removed when it ends). A value that cannot be decrypted
+        refuses the run with the reason; nothing is left behind."""
         settings_dir = run_dir / "dlt"
         settings_dir.mkdir(parents=True, mode=0o700)
         (settings_dir / ".workspace").touch()
-        if sha is not None:
-            for name, entry in gitstore.iter_files(repo, sha, gitstore.CONFIG):
-                target = settings_dir / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(entry.data)
-                target.chmod(0o600)
+        if sha is None:
+            return settings_dir
+        files = {n: e.data for n, e in gitstore.iter_files(repo, sha, gitstore.CONFIG)}
+        try:
+            opened, redact = crypto.open_files(
+                {f"config/{n}": d for n, d in files.items()}, identities
+            )
+        except DockyardError:
+            _cleanup(run_dir)
+            raise
+        for name, data in opened.items():
+            _write_private(settings_dir / name.removeprefix("config/"), data)
+        if redact:
+            _write_private(settings_dir / logs.REDACT_FILE, json.dumps(redact).encode())
         return settings_dir
 
 
@@ -232,6 +266,13 @@ def _requirements(repo: pygit2.Repository, sha: str) -> dict[str, Any]:
         raise DockyardError(f"deployment {sha[:12]} has no requirements.json")
     requirements: dict[str, Any] = json.loads(data)
     return requirements
+
+
+def _write_private(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _cleanup(run_dir: Path) -> None:

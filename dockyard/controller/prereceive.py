@@ -10,8 +10,10 @@ import os
 import posixpath
 import subprocess
 import sys
+from pathlib import Path
 
-from dockyard.controller import gitstore, manifests
+from dockyard import crypto
+from dockyard.controller import gitstore, keys, manifests
 from dockyard.errors import DockyardError, InvalidInput
 
 ZERO = "0" * 40
@@ -75,6 +77,18 @@ def check_contents(sha: str) -> None:
         raise InvalidInput(f"{gitstore.REQUIREMENTS} is not a dlt requirements manifest")
 
 
+def check_secrets(sha: str, git_dir: Path) -> None:
+    """Every value of every `*.secrets.toml` must be encrypted for the workspace's current
+    key: a plaintext secret never enters the repository, not even by a hand-made push."""
+    accepted = keys.published(git_dir).get("current")
+    names = git("ls-tree", "-r", "--name-only", "-z", sha, f"{gitstore.CONFIG}/").split(b"\0")
+    for name in (n.decode() for n in names if n):
+        if not name.endswith("secrets.toml"):
+            continue
+        text = git("cat-file", "blob", f"{sha}:{name}").decode("utf-8", "replace")
+        crypto.check_sealed(text, name, [accepted] if isinstance(accepted, str) else [])
+
+
 def main() -> int:
     max_bytes = int(os.environ.get("DOCKYARD_MAX_WORKSPACE_BYTES", "52428800"))
     try:
@@ -83,6 +97,7 @@ def main() -> int:
             check_ref(old, new, ref)
             check_tree(new, max_bytes)
             check_contents(new)
+            check_secrets(new, Path(os.environ.get("GIT_DIR", ".")))
     except DockyardError as exc:
         sys.stderr.write(f"dockyard: push rejected: {exc.message}\n")
         return 1

@@ -4,13 +4,13 @@ Each function takes the controller, the caller's principal and plain arguments, 
 principal's rights, does the work in one transaction and returns JSON-ready data.
 """
 
-import tomllib
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard import crypto
 from dockyard.controller import (
     auth,
     beacon,
@@ -27,7 +27,7 @@ from dockyard.controller import (
 )
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
-from dockyard.errors import Conflict, NotFound
+from dockyard.errors import Conflict, DockyardError, NotFound
 
 Principal = auth.Principal
 
@@ -73,6 +73,7 @@ def create_workspace(ctl: Controller, principal: Principal, name: str) -> dict[s
     principal.require("admin")
     with ctl.db.session() as session:
         ws = workspaces.create(session, ctl.settings.repos_dir, name, ctl.hooks)
+        ctl.keys.ensure(session, ws)
         return workspace_dict(ws)
 
 
@@ -447,7 +448,28 @@ def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0
 def record_beacon(ctl: Controller, token: str, kind: str, body: Any) -> None:
     run_id = beacon.run_id_of(ctl.beacon_secret, token)
     with ctl.db.session() as session:
-        beacon.record(session, run_id, kind, body)
+        beacon.record(session, run_id, kind, body, _run_secrets(ctl, session, run_id))
+
+
+def _run_secrets(ctl: Controller, session: Session, run_id: str) -> list[str]:
+    """The run's secret values, to keep them out of what it reports: from its configuration
+    folder while it runs, else decrypted again from its configuration version."""
+    found = logs.redactions(ctl.preparer.run_dir(run_id))
+    run = session.get(Run, run_id)
+    if found or run is None or run.configuration_version is None:
+        return found
+    ws = session.get(Workspace, run.workspace_id)
+    assert ws is not None
+    repo = _repo(ctl, ws.name)
+    files = {
+        n: e.data for n, e in gitstore.iter_files(repo, run.configuration_version, gitstore.CONFIG)
+    }
+    if not any(crypto.is_secret_file(n) for n in files):
+        return []
+    try:
+        return crypto.open_files(files, lambda: ctl.keys.identities(session, ws))[1]
+    except DockyardError:
+        return []  # damaged secrets: the run was refused, nothing of them can leak
 
 
 # deployments and configurations -----------------------------------------------------------
@@ -528,38 +550,3 @@ def deployment_info(
 def _manifest_at(repo: Any, sha: str) -> dict[str, Any]:
     data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
     return manifests.load_yaml(data) if data else {"jobs": []}
-
-
-def configuration_info(
-    ctl: Controller, principal: Principal, name: str, sha: str | None
-) -> dict[str, Any]:
-    repo, version = _version_at(ctl, principal, name, sha, "configuration")
-    files = []
-    for path, entry in gitstore.iter_files(repo, version.sha, gitstore.CONFIG):
-        files.append({"name": path, "profile": _profile_of(path), "keys": _key_names(entry.data)})
-    profiles = sorted({f["profile"] for f in files if f["profile"]})
-    return {**version.as_dict(), "files": files, "profiles": profiles}
-
-
-def _profile_of(file_name: str) -> str | None:
-    parts = file_name.split(".")
-    return parts[0] if len(parts) == 3 else None
-
-
-def _key_names(data: bytes) -> list[str]:
-    """Dotted key names of a TOML file, never its values."""
-    try:
-        doc = tomllib.loads(data.decode())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return []
-    names: list[str] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, sub)
-        else:
-            names.append(prefix)
-
-    walk("", doc)
-    return sorted(names)

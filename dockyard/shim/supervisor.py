@@ -8,10 +8,14 @@ run directory, so a run outlives a controller restart and is adopted afterwards:
 - `proc.json`  (written here, atomically) child pid, its process group and start ticks
 - `log.jsonl`  one JSON object per line: {"t": ISO time, "s": "out"|"err"|"sys", "m": text}
 - `exit.json`  (written here, atomically, last) returncode, signal, finished_at
+
+Secret values of the run's profile (`dlt/.dockyard-redact.json`, written by the controller
+with the run's configuration) are replaced by `***` in every line before it is written.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -40,12 +44,24 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def secrets_pattern(run_dir: Path) -> "re.Pattern[str] | None":
+    try:
+        values = json.loads((run_dir / "dlt" / ".dockyard-redact.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = sorted({str(v) for v in values if v}, key=lambda v: (-len(v), v))
+    return re.compile("|".join(map(re.escape, wanted))) if wanted else None
+
+
 class Log:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: "re.Pattern[str] | None" = None) -> None:
         self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
+        self._secrets = secrets
 
     def write(self, stream: str, text: str) -> None:
+        if self._secrets is not None and stream != "sys":
+            text = self._secrets.sub("***", text)
         line = json.dumps({"t": now(), "s": stream, "m": text}, ensure_ascii=False)
         with self._lock:
             self._file.write(line + "\n")
@@ -59,7 +75,7 @@ class Log:
 def main() -> int:
     run_dir = Path(sys.argv[1])
     spec = json.loads((run_dir / "spec.json").read_text())
-    log = Log(run_dir / "log.jsonl")
+    log = Log(run_dir / "log.jsonl", secrets_pattern(run_dir))
     try:
         child = subprocess.Popen(
             spec["argv"],

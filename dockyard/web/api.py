@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from dockyard.controller import auth, service
+from dockyard.controller import auth, sealing, service
 from dockyard.controller.core import Controller
 from dockyard.errors import InvalidInput
 from dockyard.web.deps import controller, principal
@@ -172,8 +172,24 @@ def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
 
 
 @router.get("/workspaces/{ws}/configurations/{sha}")
-def configuration_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.configuration_info(ctl, who, ws, None if sha == "latest" else sha)
+def configuration_info(
+    ws: str, sha: str, ctl: Ctl, who: Who, against: str | None = None
+) -> dict[str, Any]:
+    """Files, profiles and key names (never values); `changes` lists key names added,
+    removed and changed since `against` (default: the previous configuration version)."""
+    return sealing.configuration_info(ctl, who, ws, None if sha == "latest" else sha, against)
+
+
+@router.get("/workspaces/{ws}/key")
+def workspace_key(ws: str, ctl: Ctl, who: Who, purpose: str = "show") -> dict[str, Any]:
+    """The workspace's age public key (secrets are encrypted for it by `dockyard deploy`)."""
+    return sealing.key_info(ctl, who, ws, purpose)
+
+
+@router.post("/workspaces/{ws}/rotate-key")
+def rotate_key(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """A new key pair; every secret re-encrypted for it in one commit (admin)."""
+    return sealing.rotate_key(ctl, who, ws)
 
 
 beacon_router = APIRouter(include_in_schema=False)

@@ -313,3 +313,24 @@ def test_a_run_ends_with_a_reason_when_dockerd_restarts(dcli: Cli) -> None:
     assert containers(run["run_id"]) == []  # removed once its logs were read
     # and the server goes on running containers
     assert "cwd /workspace" in dcli.run("launch", "hello", "-f").stdout
+
+
+def test_secrets_in_a_container_are_decrypted_and_redacted(
+    dserver: Server, cache_home: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import secrets
+
+    value = "dk-" + secrets.token_hex(16)
+    cli = Cli(dserver, cache_home, tmp_path / "config", "docker-secrets")
+    ws = copy_workspace(WORKSPACES / "secretive", tmp_path / "ws")
+    (ws / ".dlt" / "prod.secrets.toml").write_text(f'[sources.api]\nkey = "{value}"\n')
+    cli.run("deploy", cwd=ws)
+    out = cli.run("launch", "use_secret", "-f").stdout
+    run = cli.json("job-run", "use_secret", "info")
+    assert run["executor"] == "docker" and run["status"] == "completed"
+    assert run["result"]["result"]["sha256"] == hashlib.sha256(value.encode()).hexdigest()
+    assert "the key is *** (printed on purpose)" in out and value not in out
+    stored = (dserver.data_dir / "runs" / run["run_id"] / "log.jsonl").read_text()
+    assert value not in stored and "***" in stored
+    assert not (dserver.data_dir / "runs" / run["run_id"] / "dlt").exists()  # removed

@@ -89,15 +89,21 @@ def test_serve_starts_an_interactive_job_and_prints_its_url(cli: Cli, basic_ws: 
     assert wait_run(cli, "tiny_api", timeout=60)["status"] == "cancelled"
 
 
-def test_plaintext_secrets_need_explicit_consent(cli: Cli, basic_ws: Path) -> None:
-    (basic_ws / ".dlt" / "prod.secrets.toml").write_text('[x]\npassword = "s3cret"\n')
-    error = cli.fails("deploy", cwd=basic_ws)
-    assert "prod.secrets.toml" in error and "--allow-plaintext-secrets" in error
-    assert cli.run("info", check=False).returncode != 0  # nothing was created
-    cli.run("deploy", "--allow-plaintext-secrets", cwd=basic_ws)
+def test_secrets_are_committed_encrypted(cli: Cli, basic_ws: Path) -> None:
+    (basic_ws / ".dlt" / "prod.secrets.toml").write_text('[x]\npassword = "s3cret-value"\n')
+    cli.run("deploy", cwd=basic_ws)
     cfg = cli.json("configuration", "info")
-    assert "prod.secrets.toml" in {f["name"] for f in cfg["files"]}
-    assert "s3cret" not in json.dumps(cfg)
+    files = {f["name"]: f for f in cfg["files"]}
+    assert files["prod.secrets.toml"]["keys"] == ["x.password"]
+    assert files["prod.secrets.toml"]["secret"] is True
+    assert "s3cret-value" not in json.dumps(cfg)
+
+
+def test_deploy_warns_without_a_prod_profile(cli: Cli, basic_ws: Path) -> None:
+    (basic_ws / ".dlt" / "prod.config.toml").unlink()
+    proc = cli.run("deploy", cwd=basic_ws)
+    assert "warning: no prod profile" in proc.stderr  # as the hosted runtime warns
+    assert cli.json("info")["jobs"] > 0  # a warning, not a refusal
 
 
 def test_tokens_scope_and_revocation(cli: Cli, basic_ws: Path) -> None:

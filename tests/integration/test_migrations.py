@@ -24,6 +24,7 @@ MODEL_TABLES = {
     "beacon_payload",
     "schedule",
     "interval_window",
+    "workspace_key",
 }
 
 

@@ -34,6 +34,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
+from dockyard import crypto
 from dockyard.controller import envs, logs
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
 from dockyard.errors import Unavailable
@@ -94,6 +95,7 @@ class DockerExecutor:
         self._wake: Callable[[], None] = lambda: None
         self._followers: dict[str, list[threading.Thread]] = {}
         self._broken: set[str] = set()  # runs whose log stream broke (engine away)
+        self._redact: dict[str, list[str]] = {}
         self._outages: list[float] = []  # when the engine was seen going away
         self._away_since: float | None = None  # the engine is unreachable since then
         self._build_locks: dict[str, threading.Lock] = {}
@@ -360,6 +362,7 @@ class DockerExecutor:
         (plan.run_dir / "spec.json").write_text(
             json.dumps({"executor": "docker", "container": name})
         )
+        self._secrets(plan.run_dir)  # read while the run's configuration is there
         self._follow(plan.run_id, plan.run_dir)
         self.record_use(self.image_tag(plan.env))
 
@@ -448,6 +451,8 @@ class DockerExecutor:
         self._follow(run_dir.name, run_dir)
         for thread in self._followers.pop(run_dir.name, []):
             thread.join(timeout=10)
+        with self._guard:
+            self._redact.pop(run_dir.name, None)
         status = ExitStatus(
             code if code <= 128 else None, code - 128 if code > 128 else None, error
         )
@@ -618,13 +623,20 @@ class DockerExecutor:
                 extra={"action": "container_logs", "run_id": run_id, "error": str(exc)},
             )
 
-    @staticmethod
-    def _write(run_dir: Path, stream: str, raw: bytes, since: str | None) -> None:
+    def _write(self, run_dir: Path, stream: str, raw: bytes, since: str | None) -> None:
         stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
         at = _iso(stamp)
         if since is not None and at is not None and at <= since:
             return  # already in the log before the restart
-        logs.append(run_dir, stream, text.rstrip("\r"), at)
+        logs.append(run_dir, stream, crypto.redact(text.rstrip("\r"), self._secrets(run_dir)), at)
+
+    def _secrets(self, run_dir: Path) -> list[str]:
+        """The run's secret values (kept while it runs: its configuration is removed at
+        its end, possibly before the last lines are written)."""
+        with self._guard:
+            if run_dir.name not in self._redact:
+                self._redact[run_dir.name] = logs.redactions(run_dir)
+            return self._redact[run_dir.name]
 
 
 def _iso(docker_time: str) -> str | None:

@@ -56,6 +56,22 @@ class Workspace(Base):
     executor: Mapped[str | None] = mapped_column(String(16))  # None: the server's default
 
 
+class WorkspaceKey(Base):
+    """A workspace's age key pair; the private half sealed to the server's master key.
+    Retired keys are kept: runs of older configuration versions still decrypt with them."""
+
+    __tablename__ = "workspace_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    kid: Mapped[str] = mapped_column(String(16), unique=True)
+    public_key: Mapped[str] = mapped_column(String(128))
+    sealed_identity: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    sealed_fp_key: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
 class Token(Base):
     __tablename__ = "token"
 
