@@ -1,0 +1,108 @@
+"""Browser sessions: log in with an API token, get a signed cookie that names the token.
+
+The cookie (`dockyard_session`, HttpOnly, SameSite=Lax) holds `<token id>.<issued at>.<HMAC>`
+under `<data-dir>/session.key`, never the token itself. Every request looks the token up
+again, so revoking a token ends its sessions at once. Each session has a CSRF token (an HMAC
+of the cookie) that every state-changing form must send back.
+
+Pages and apps accept either the cookie or the API's `Authorization: Bearer …` header; the
+JSON API stays bearer-only.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy import select
+
+from dockyard.controller import auth
+from dockyard.controller.core import Controller
+from dockyard.controller.store.models import Token
+from dockyard.errors import Forbidden, Unauthorized
+from dockyard.web import deps
+
+COOKIE = "dockyard_session"
+MAX_AGE_S = 12 * 3600
+CSRF_FIELD = "csrf_token"
+
+
+def load_key(data_dir: Path) -> bytes:
+    path = data_dir / "session.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def _key(ctl: Controller) -> bytes:
+    key: bytes | None = getattr(ctl, "_session_key", None)
+    if key is None:
+        key = load_key(ctl.settings.data_dir)
+        ctl._session_key = key  # type: ignore[attr-defined]
+    return key
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def login(ctl: Controller, token: str) -> str:
+    """Check an API token and return the cookie value for its session."""
+    with ctl.db.session() as session:
+        principal = auth.authenticate(session, token.strip())
+    payload = f"{principal.token_id}.{int(time.time())}"
+    return f"{payload}.{_sign(_key(ctl), payload)}"
+
+
+def from_cookie(ctl: Controller, value: str | None) -> auth.Principal | None:
+    """The principal of a valid, unexpired session cookie whose token is not revoked."""
+    if not value or value.count(".") != 2:
+        return None
+    token_id, issued, signature = value.split(".")
+    payload = f"{token_id}.{issued}"
+    if not hmac.compare_digest(_sign(_key(ctl), payload), signature):
+        return None
+    if not (token_id.isdigit() and issued.isdigit()) or time.time() - int(issued) > MAX_AGE_S:
+        return None
+    with ctl.db.session() as session:
+        row = session.scalar(select(Token).where(Token.id == int(token_id)))
+        if row is None or row.revoked_at is not None:
+            return None
+        return auth.Principal(row.id, row.role, row.workspace_id)
+
+
+def principal_or_none(request: Request) -> auth.Principal | None:
+    """Who is asking: a bearer token, else the session cookie, else nobody."""
+    ctl = deps.controller(request)
+    if deps.token_from(request):
+        with ctl.db.session() as session:
+            return auth.authenticate(session, deps.token_from(request))
+    return from_cookie(ctl, request.cookies.get(COOKIE))
+
+
+def require(request: Request) -> auth.Principal:
+    principal = principal_or_none(request)
+    if principal is None:
+        raise Unauthorized("log in first (or send Authorization: Bearer <token>)")
+    return principal
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token of the request's session (put it in every form as `csrf_token`)."""
+    cookie = request.cookies.get(COOKIE) or ""
+    return _sign(_key(deps.controller(request)), f"csrf:{cookie}")
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    """Refuse a state-changing request whose form does not carry the session's CSRF token
+    (bearer-token callers are not browsers and need none)."""
+    if deps.token_from(request):
+        return
+    if not submitted or not hmac.compare_digest(csrf_token(request), submitted):
+        raise Forbidden(
+            "the form is stale or was not sent by dockyard (CSRF check); reload the page"
+        )
