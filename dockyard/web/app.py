@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from dockyard import __version__, errors
 from dockyard.controller.core import Controller
 from dockyard.settings import Settings
-from dockyard.web import api, git_http
+from dockyard.web import api, api_apps, git_http, proxy
 
 STATUS = {
     errors.InvalidInput: 400,
@@ -39,6 +39,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await proxy.close_client(app.state)
             if settings.start_loops:
                 controller.stop()
 
@@ -62,8 +63,10 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(api.router)
+    app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
+    app.include_router(proxy.router)
     return app
 
 
