@@ -44,7 +44,8 @@ def wait_served(client: Client, job: str, timeout_s: float) -> tuple[str, dict[s
             )
         time.sleep(POLL_S)
     served = client.post(f"{client.ws}/apps/{job}")  # the instance that answered
-    return url, dict(served["run"] or {})
+    run: dict[str, Any] = client.get(f"/api/v1/runs/{served['run_id']}")
+    return url, run
 
 
 def _probe(url: str, token: str | None) -> tuple[str, str]:
