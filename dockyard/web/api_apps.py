@@ -37,10 +37,11 @@ def serve(ws: str, job: str, request: Request, ctl: Ctl, who: Who) -> dict[str, 
 
 @router.post("/{job}/links", status_code=201)
 def create_link(
-    ws: str, job: str, body: LinkIn, request: Request, ctl: Ctl, who: Who
+    ws: str, job: str, request: Request, ctl: Ctl, who: Who, body: LinkIn | None = None
 ) -> dict[str, Any]:
     """A public link to the app (its URL is shown once)."""
-    return app_service.create_link(ctl, who, ws, job, body.note, _base(request))
+    note = body.note if body else None
+    return app_service.create_link(ctl, who, ws, job, note, _base(request))
 
 
 @router.get("/{job}/links")

@@ -14,6 +14,7 @@ and gets a page that reloads itself until the app answers (API clients: 503 + Re
 import asyncio
 import contextlib
 import html
+import http.cookiejar
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 RETRY_AFTER_S = 2
 STATE_HEADER = "x-dockyard-app"  # on the proxy's own answers: starting | failed
 CLIENT_KEY = "proxy_client"
+_NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,7 @@ def _client(request: Request) -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             follow_redirects=False,
             trust_env=False,  # never through the machine's HTTP proxy: the app is local
+            cookies=_NO_COOKIES,  # one client for every user: it must never keep a cookie
         )
         setattr(request.app.state, CLIENT_KEY, client)
     return client

@@ -30,6 +30,7 @@ from dockyard.controller import app_service, auth
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.settings import Settings
+from dockyard.web import sessions
 from dockyard.web.app import create_app
 from tests.conftest import free_port
 from tests.unit import samples
@@ -253,6 +254,8 @@ def test_redirects_to_the_apps_origin_and_cookie_paths_stay_under_the_mount(worl
     set_cookies = cookies.headers.get_list("set-cookie")
     assert len(set_cookies) == 1  # the forged session cookie is dropped
     assert set_cookies[0].startswith("app_cookie=1") and "Path=/apps/ws/tiny/" in set_cookies[0]
+    # the proxy keeps no cookie jar: what the app set for one client never reaches another
+    assert "cookie" not in world.get("/apps/ws/tiny/echo", world.read_token).json()["headers"]
 
 
 def test_event_streams_arrive_as_they_are_sent(world: World) -> None:
@@ -307,6 +310,39 @@ def test_a_wrong_or_foreign_token_is_refused(world: World) -> None:
     assert world.get("/apps/ws/tiny/", world.other_token).status_code == 403
     assert world.get("/apps/other/tiny/", world.read_token).status_code == 403
     assert world.get("/apps/ws/nope/", world.read_token).status_code == 404
+
+
+def test_the_dashboards_session_cookie_lets_a_browser_in(world: World) -> None:
+    cookie = sessions.login(world.ctl, world.read_token)
+
+    response = world.get("/apps/ws/tiny/echo", headers={"Cookie": f"dockyard_session={cookie}"})
+
+    assert response.status_code == 200
+    assert "cookie" not in response.json()["headers"]  # and the app does not see it
+    forged = cookie.rsplit(".", 1)[0] + ".0000"
+    assert (
+        world.get("/apps/ws/tiny/", headers={"Cookie": f"dockyard_session={forged}"}).status_code
+        == 401
+    )
+
+
+def test_the_apps_api_needs_read_to_serve_and_deploy_to_share(world: World) -> None:
+    def call(method: str, path: str, token: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.request(
+            method, f"{world.url}/api/v1/workspaces/ws/apps{path}", headers=headers
+        )
+
+    listed = call("GET", "", world.read_token).json()
+    assert {a["name"]: a["status"] for a in listed}["tiny"] == "running"
+    served = call("POST", "/tiny", world.read_token).json()
+    assert served["url"] == f"{world.url}/apps/ws/tiny/" and served["run"]["status"] == "running"
+    assert call("POST", "/tiny/links", world.read_token).status_code == 403
+    made = call("POST", "/tiny/links", world.deploy_token)
+    assert made.status_code == 201 and made.json()["token"].startswith("dyp_")
+    assert "token" not in call("GET", "/tiny/links", world.deploy_token).json()[0]
+    assert call("DELETE", "/tiny/links", world.deploy_token).json()["revoked"][0]["active"] is False
+    assert call("POST", "/tiny/links", world.other_token).status_code == 403
 
 
 # start on demand ----------------------------------------------------------------------------
