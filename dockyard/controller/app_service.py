@@ -39,25 +39,37 @@ def open_app(
     ctl: Controller, principal: Principal, ws_name: str, job_name: str, start: bool = True
 ) -> apps.App:
     """The app's instance for the proxy; started when it has none (and `start`)."""
-    return ctl.apps.open(_locate(principal, ws_name, job_name, "read"), start)
+    key = ("name", ws_name, job_name)
+    recent = ctl.apps.recent.get(key)
+    if recent is not None:
+        principal.require("read", recent.workspace_id)
+        return recent
+    return ctl.apps.recent.put(
+        key, ctl.apps.open(_locate(principal, ws_name, job_name, "read"), start)
+    )
 
 
 def open_link(ctl: Controller, token: str, start: bool = True) -> tuple[apps.App, int]:
     """The app a public link serves, and the link's id; NotFound for an unknown or revoked
-    link (the same answer for both: a link's existence is not revealed)."""
-    found: list[int] = []
+    link (the same answer for both: a link's existence is not revealed). The link itself is
+    looked up on every request, so a revoked link is refused at once."""
+    with ctl.db.session() as session:
+        link = links.resolve(session, token)
+        if link is None:
+            raise NotFound("this link does not exist or was revoked")
+        link_id, ws_id, job_id = link.id, link.workspace_id, link.job_id
+    recent = ctl.apps.recent.get(("job", job_id))
+    if recent is not None:
+        return recent, link_id
 
     def locate(session: Session) -> tuple[Workspace, Job]:
-        link = links.resolve(session, token)
-        ws = session.get(Workspace, link.workspace_id) if link else None
-        job = session.get(Job, link.job_id) if link else None
-        if link is None or ws is None or job is None or job.status != "active":
+        ws = session.get(Workspace, ws_id)
+        job = session.get(Job, job_id)
+        if ws is None or job is None or job.status != "active":
             raise NotFound("this link does not exist or was revoked")
-        found.append(link.id)
         return ws, job
 
-    app = ctl.apps.open(locate, start)
-    return app, found[-1]
+    return ctl.apps.recent.put(("job", job_id), ctl.apps.open(locate, start)), link_id
 
 
 def serve(

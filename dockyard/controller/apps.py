@@ -51,6 +51,7 @@ class App:
     job_ref: str
     name: str  # the path segment: /apps/<workspace>/<name>/
     status: str  # running | starting | stopping | failed | stopped
+    workspace_id: int = 0
     run_id: str | None = None
     number: int | None = None
     port: int | None = None
@@ -174,6 +175,36 @@ class Connections:
         return len(closers)
 
 
+class Recent:
+    """Running apps looked up lately, so that the proxy does not query the database for the
+    app on every request (who asks is still checked every time). An entry lives `ttl_s` at
+    most, and goes as soon as its run ends or its app stops answering."""
+
+    def __init__(self, clock: Clock, ttl_s: float = 5.0) -> None:
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self._apps: dict[object, tuple[App, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> App | None:
+        with self._lock:
+            hit = self._apps.get(key)
+        if hit is None or self.clock.monotonic() > hit[1]:
+            return None
+        return hit[0]
+
+    def put(self, key: object, app: App) -> App:
+        if app.status == "running":
+            with self._lock:
+                self._apps[key] = (app, self.clock.monotonic() + self.ttl_s)
+        return app
+
+    def forget_run(self, run_id: str) -> None:
+        with self._lock:
+            for key in [k for k, (a, _) in self._apps.items() if a.run_id == run_id]:
+                del self._apps[key]
+
+
 class Apps:
     """Finds an app's running instance, starts one on demand, stops idle ones."""
 
@@ -191,6 +222,7 @@ class Apps:
         self.wake_runner = wake_runner
         self.activity = Activity(clock)
         self.connections = Connections()
+        self.recent = Recent(clock)
         self.monitor = IdleMonitor(self, idle_s)
         self._start_lock = threading.Lock()
 
@@ -206,7 +238,7 @@ class Apps:
             if app.status != "stopped":
                 return app
             run = self.dispatcher.create(session, ws, job, self._request(job), self.clock.now())
-            app = _app(ws.name, job, app.name, run)
+            app = _app(ws, job, app.name, run)
         self.wake_runner()
         log.info("app started", extra={"action": "start_app", "job_ref": app.job_ref})
         return app
@@ -232,10 +264,10 @@ class Apps:
             .limit(1)
         )
         if active is not None:
-            return _app(ws.name, job, name, active)
+            return _app(ws, job, name, active)
         if newest is not None and self._failed_recently(newest):
-            return _app(ws.name, job, name, newest)
-        return App(ws.name, job.job_ref, name, "stopped")
+            return _app(ws, job, name, newest)
+        return App(ws.name, job.job_ref, name, "stopped", ws.id)
 
     def _failed_recently(self, run: Run) -> bool:
         if run.status != "failed" or run.finished_at is None:
@@ -243,7 +275,7 @@ class Apps:
         return (self.clock.now() - run.finished_at).total_seconds() < RETRY_AFTER_FAILURE_S
 
 
-def _app(workspace: str, job: Job, name: str, run: Run) -> App:
+def _app(ws: Workspace, job: Job, name: str, run: Run) -> App:
     status = {
         "pending": "starting",
         "starting": "starting",
@@ -255,10 +287,11 @@ def _app(workspace: str, job: Job, name: str, run: Run) -> App:
     if status == "running" and not port:
         status = "starting"
     return App(
-        workspace,
+        ws.name,
         job.job_ref,
         name,
         status,
+        ws.id,
         run.id,
         run.number,
         int(port) if port else None,

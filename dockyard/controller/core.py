@@ -68,6 +68,7 @@ class Controller:
         self.apps = apps.Apps(
             self.db, self.clock, self.dispatcher, self.runner.wake, settings.app_idle_s
         )
+        self.runner.on_finished = self.apps.recent.forget_run
         self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
 

@@ -43,6 +43,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 RETRY_AFTER_S = 2
 STATE_HEADER = "x-dockyard-app"  # on the proxy's own answers: starting | failed
 CLIENT_KEY = "proxy_client"
+SMALL_BODY = 256 * 1024  # bodies up to this size (with a Content-Length) are not streamed
 _NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
@@ -165,9 +166,32 @@ async def _http(request: Request, open_target: Callable[[], Target], mount: str)
     upstream = _upstream_request(request, target, _rest(request, mount))
     try:
         response = await _client(request).send(upstream, stream=True)
+        if _small(response):  # read at once: cheaper than a streamed response
+            return await _whole(target, response)
     except httpx.TransportError:
+        ctl.apps.recent.forget_run(app.run_id)
         return _not_ready(request, app, answering=False)
     return _streamed(ctl, target, response)
+
+
+def _small(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= SMALL_BODY
+
+
+async def _whole(target: Target, response: httpx.Response) -> Response:
+    app = target.app
+    assert app.port is not None
+    try:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    headers = forwarding.response_headers(
+        response.headers.multi_items(), target.mount, app.base_path, app.port, sessions.COOKIE
+    )
+    whole = Response(body, status_code=response.status_code)
+    whole.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return whole
 
 
 def _forwarded(conn: HTTPConnection, mount: str) -> dict[str, str]:
@@ -311,6 +335,7 @@ async def _websocket(websocket: WebSocket, open_target: Callable[[], Target], mo
         return
     upstream = await _connect_upstream(websocket, target, _rest(websocket, mount))
     if upstream is None:
+        controller(websocket).apps.recent.forget_run(app.run_id)
         await websocket.close(code=1013)
         return
     await websocket.accept(subprotocol=upstream.subprotocol)

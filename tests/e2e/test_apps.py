@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+TERMINAL = ("completed", "failed", "cancelled", "skipped")
 NOTEBOOK = "weather_notebook"
 TOOLS = "weather_tools"
 
@@ -41,7 +42,20 @@ def apps_cli(tmp_path_factory: pytest.TempPathFactory, cache_home: Path) -> Iter
     ws = copy_workspace(EXAMPLES / "apps_workspace", tmp / "apps_workspace")
     cli.run("deploy", cwd=ws, timeout=600)
     yield cli
+    stop_apps(cli)
     server.stop()
+
+
+def stop_apps(cli: Cli) -> None:
+    """Runs outlive their server (a restarted server adopts them): stop the apps first."""
+    cli.run("cancel", "interactive", check=False)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        active = [r for r in cli.json("job-run", "list") if r["status"] not in TERMINAL]
+        if not active:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"apps still running: {active}")
 
 
 def app_url(cli: Cli, name: str) -> str:

@@ -68,3 +68,21 @@ def test_an_apps_timeout_is_its_idle_window() -> None:
     app["execute"]["timeout"] = {"timeout": 1800.0}  # @run.interactive(idle_timeout="30m")
     assert runtime_config.timeouts(app, defaults) == (1800.0, 30.0)
     assert runtime_config.timeouts(samples.job(samples.HELLO), defaults) == (7200.0, 30.0)
+
+
+def test_recent_apps_expire_and_go_when_their_run_ends() -> None:
+    from dockyard.clock import FakeClock
+
+    clock = FakeClock(T0)
+    recent = apps.Recent(clock, ttl_s=5.0)
+    running = apps.App("ws", "jobs.nb", "nb", "running", 1, "run-1", 1, 5000)
+
+    recent.put("nb", running)
+    recent.put("starting", apps.App("ws", "jobs.x", "x", "starting", 1, "run-2"))
+    assert recent.get("nb") == running
+    assert recent.get("starting") is None  # only running apps are remembered
+    clock.advance(6)
+    assert recent.get("nb") is None
+    recent.put("nb", running)
+    recent.forget_run("run-1")
+    assert recent.get("nb") is None
