@@ -7,7 +7,9 @@ sequential GETs each way, in alternating blocks so that drift on the shared mach
 both, each with one keep-alive client (httpx). Every proxied request is authenticated (a
 token lookup), finds the app's running instance, and is streamed through.
 
-Also: a 4 MiB response, direct and proxied (median of 20), for the streaming cost.
+Also, for scale: `GET /api/v1/me` on the same server (a request that checks the token and
+answers, no app behind it), and a 4 MiB response, direct and proxied (median of 20), for the
+streaming cost.
 
 Usage: python bench/proxy.py [-n 2000] [--json-out FILE]
 """
@@ -82,16 +84,14 @@ def timed_gets(client: httpx.Client, url: str, count: int) -> list[float]:
     return times
 
 
-def interleaved(
-    direct: Callable[[int], list[float]], proxied: Callable[[int], list[float]], total: int
-) -> tuple[list[float], list[float]]:
-    a: list[float] = []
-    b: list[float] = []
-    while len(a) < total:
-        block = min(BLOCK, total - len(a))
-        a += direct(block)
-        b += proxied(block)
-    return a, b
+def interleaved(series: list[Callable[[int], list[float]]], total: int) -> list[list[float]]:
+    """Each series `total` times, in alternating blocks (drift hits them all alike)."""
+    out: list[list[float]] = [[] for _ in series]
+    while len(out[0]) < total:
+        block = min(BLOCK, total - len(out[0]))
+        for times, measure in zip(out, series, strict=True):
+            times += measure(block)
+    return out
 
 
 def bench(requests: int) -> Report:
@@ -116,35 +116,39 @@ def bench(requests: int) -> Report:
                 httpx.Client(trust_env=False) as plain,
                 httpx.Client(trust_env=False, headers=headers) as authed,
             ):
-                interleaved(  # warm-up: connections, bytecode, caches
+                series = [
                     lambda n: timed_gets(plain, direct_url, n),
                     lambda n: timed_gets(authed, proxied_url, n),
-                    200,
-                )
-                direct, proxied = interleaved(
-                    lambda n: timed_gets(plain, direct_url, n),
-                    lambda n: timed_gets(authed, proxied_url, n),
-                    requests,
-                )
+                    lambda n: timed_gets(authed, server.url + "/api/v1/me", n),
+                ]
+                interleaved(series, 200)  # warm-up: connections, bytecode, caches
+                direct, proxied, api = interleaved(series, requests)
                 big_direct, big_proxied = interleaved(
-                    lambda n: timed_gets(plain, direct_url + "big", n),
-                    lambda n: timed_gets(authed, proxied_url + "big", n),
+                    [
+                        lambda n: timed_gets(plain, direct_url + "big", n),
+                        lambda n: timed_gets(authed, proxied_url + "big", n),
+                    ],
                     BIG_REPEAT,
                 )
             # runs outlive their server: stop the app (SIGKILL after its 1 s grace)
             cli.run("job-run", "tiny", "cancel")
             while cli.json("job-run", "tiny", "info")["status"] != "cancelled":
                 time.sleep(0.2)
-    return report(direct, proxied, big_direct, big_proxied)
+    return report(direct, proxied, api, big_direct, big_proxied)
 
 
 def report(
-    direct: list[float], proxied: list[float], big_direct: list[float], big_proxied: list[float]
+    direct: list[float],
+    proxied: list[float],
+    api: list[float],
+    big_direct: list[float],
+    big_proxied: list[float],
 ) -> Report:
     rep = Report("proxy overhead: sequential small GETs, proxied vs direct to the app's port")
     rep.figures["floor"] = "the same GET straight to the app's port"
     rep.add_spread("direct", direct, "direct")
     rep.add_spread("proxied", proxied, "proxied")
+    rep.add_spread("for scale: GET /api/v1/me (token check, no app)", api, "api_me")
     for q in (50, 95):
         diff = percentile(proxied, q) - percentile(direct, q)
         rep.add(f"difference p{q} proxied - direct [ms]", f"{diff * 1000:.2f}", f"diff_p{q}_ms")

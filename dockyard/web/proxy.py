@@ -392,7 +392,10 @@ async def _relay(
         asyncio.ensure_future(revoked.wait()),
     ]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:  # a side that went away mid-send: the relay ends, nothing more
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("websocket relay ended", extra={"action": "proxy_ws"})
     finally:
         for task in tasks:
             task.cancel()
