@@ -62,11 +62,11 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.include_router(proxy.router)  # first: an app's many small requests match it at once
     app.include_router(api.router)
     app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
-    app.include_router(proxy.router)
     return app
 
 
