@@ -139,7 +139,7 @@ def _newest_by_number(session: Session, job_ids: Sequence[int]) -> dict[int, Run
     newest = (
         select(Run.job_id, func.max(Run.number)).where(Run.job_id.in_(job_ids)).group_by(Run.job_id)
     )
-    latest = dict(session.execute(newest).tuples().all())
+    latest = dict(session.execute(newest).all())
     if not latest:
         return {}
     rows = session.scalars(
