@@ -110,6 +110,8 @@ def test_a_finished_run_shows_its_result_versions_and_load_summary(
     expect(loads.locator("tr", has_text="numbers")).to_contain_text("5")
     expect(page.locator("#run-summary")).to_contain_text("code 0")
     expect(page.locator("#run-summary")).to_contain_text("prod")  # the profile
+    expect(page.locator("#log-state")).to_contain_text("run completed")
+    page.locator("#run-outputs").scroll_into_view_if_needed()
     screenshot(page, "run")
 
     hello = wait_run(dash.cli, "hello")
