@@ -313,3 +313,30 @@ def test_pages_answer_a_missing_session_with_the_login_page(dash: Dash) -> None:
         assert htmx.status_code == 401 and htmx.headers["HX-Redirect"].startswith("/ui/login")
         api = anonymous.get(f"/api/v1/workspaces/{WS}/jobs")
         assert api.status_code == 401 and "error" in api.json()  # the API stays JSON
+
+
+@pytest.mark.parametrize(
+    ("base", "secure"), [("http://testserver", False), ("https://testserver", True)]
+)
+def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
+    dash: Dash, base: str, secure: bool
+) -> None:
+    app = create_app(dash.ctl.settings, dash.ctl)
+    with TestClient(app, base_url=base, follow_redirects=False) as browser:
+        response = browser.post("/ui/login", data={"token": TOKEN, "next": "/ui/w/dash/runs"})
+        assert response.status_code == 303 and response.headers["location"] == "/ui/w/dash/runs"
+        cookie = response.headers["set-cookie"]
+        assert "dockyard_session=" in cookie and TOKEN not in cookie
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+        assert ("Secure" in cookie) is secure
+
+
+def test_a_login_posted_from_another_site_is_refused(dash: Dash) -> None:
+    app = create_app(dash.ctl.settings, dash.ctl)
+    with TestClient(app, follow_redirects=False) as browser:
+        forged = browser.post(
+            "/ui/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"}
+        )
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        elsewhere = browser.post("/ui/login", data={"token": TOKEN, "next": "//evil.example"})
+        assert elsewhere.headers["location"] == "/ui/"
