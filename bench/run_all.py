@@ -29,6 +29,7 @@ SCRIPTS = (
     "enqueue.py",
     "scheduler_idle.py",
     "docker_start.py",
+    "pages.py",
     "proxy.py",
 )
 COLUMNS = (

@@ -4,10 +4,10 @@
 # - a Docker engine (docker.io, started in the background) and dockyard's base image
 #   (scripts/build-base-image.sh, debootstrap) for the Docker executor tests;
 # - age (the stock age CLI), to check that a recovery identity decrypts secrets without dockyard;
-# - chromium (Debian's), which Playwright drives for the apps' browser tests (never a browser
-#   Playwright downloads itself).
-# Outside CI, a machine without root can still run the tests; the Docker and browser tests
-# then skip with a message saying how to enable them (in CI a skipped one is a failure).
+# - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
+#   Playwright) drive; Playwright never downloads a browser of its own here.
+# Outside CI, a machine without root can still run the tests; the Docker and browser tests then
+# skip with a message saying how to enable them (in CI a skipped one is a failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -15,7 +15,7 @@ command -v git >/dev/null || need+=(git)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v age >/dev/null || need+=(age)
-[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -5,6 +5,7 @@ dlt 1.31 owns the semantics of manifests, triggers, selectors and entry points
 so a dlt upgrade touches this file only. dlt is a library here: no workspace code is imported.
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -47,6 +48,7 @@ def default_trigger(job_def: JobDef) -> str | None:
     return None if trigger is None else str(trigger)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; cron parsing made job lists slow
 def humanize_trigger(trigger: str) -> str:
     return str(_trigger_helpers.humanize_trigger(cast(Any, trigger)))
 

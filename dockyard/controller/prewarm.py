@@ -78,6 +78,7 @@ class Prewarmer:
                 .join(Workspace, Workspace.id == Job.workspace_id)
                 .where(
                     Job.status == "active",
+                    Job.paused_at.is_(None),
                     Job.job_type == "batch",
                     Schedule.next_fire_at > now,
                     Schedule.next_fire_at <= now + self.lead,

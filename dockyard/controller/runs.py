@@ -8,7 +8,7 @@ runs, the profile, its interval and how it ended. Status changes are guarded UPD
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
@@ -28,9 +28,10 @@ def jobs(session: Session, ws: Workspace, include_archived: bool = False) -> lis
 
 
 def find_job(session: Session, ws: Workspace, name: str) -> Job:
-    all_jobs = jobs(session, ws, include_archived=True)
-    ref = dltadapter.resolve_job_ref(name, [j.job_ref for j in all_jobs])
-    return next(j for j in all_jobs if j.job_ref == ref)
+    """The job `name` names (short name, `section.name` or ref; archived jobs included)."""
+    refs = list(session.scalars(select(Job.job_ref).where(Job.workspace_id == ws.id)))
+    ref = dltadapter.resolve_job_ref(name, refs)
+    return session.scalars(select(Job).where(Job.workspace_id == ws.id, Job.job_ref == ref)).one()
 
 
 def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> list[tuple[Job, str]]:
@@ -118,17 +119,29 @@ def get_run(session: Session, ws: Workspace, job: Job, number: int | None) -> Ru
 
 
 def last_runs(session: Session, job_ids: Sequence[int]) -> dict[int, Run]:
-    """The newest run of each job, in one query."""
+    """The newest run of each job: the one numbered `job.runs_created` (numbers come from
+    that counter, in the same transaction as the run row), one indexed lookup per job."""
     if not job_ids:
         return {}
-    newest = (
-        select(Run.job_id, Run.number)
-        .where(Run.job_id.in_(job_ids))
-        .order_by(Run.job_id, Run.number.desc())
+    rows = session.scalars(
+        select(Run)
+        .join(Job, (Job.id == Run.job_id) & (Job.runs_created == Run.number))
+        .where(Job.id.in_(job_ids))
     )
-    latest: dict[int, int] = {}
-    for job_id, number in session.execute(newest):
-        latest.setdefault(job_id, number)
+    found = {r.job_id: r for r in rows}
+    missing = [i for i in job_ids if i not in found]
+    if missing:  # jobs that never ran (an empty index range each), or a counter ahead
+        found.update(_newest_by_number(session, missing))
+    return found
+
+
+def _newest_by_number(session: Session, job_ids: Sequence[int]) -> dict[int, Run]:
+    newest = (
+        select(Run.job_id, func.max(Run.number)).where(Run.job_id.in_(job_ids)).group_by(Run.job_id)
+    )
+    latest = dict(session.execute(newest).all())
+    if not latest:
+        return {}
     rows = session.scalars(
         select(Run).where(Run.job_id.in_(latest), Run.number.in_(set(latest.values())))
     )

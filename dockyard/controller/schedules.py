@@ -1,5 +1,10 @@
 """The `schedule` table: one row per timed trigger of a job, kept by job ref across
-redeploys. Reconciliation calls `sync` for every job it adds, changes or archives."""
+redeploys. Reconciliation calls `sync` for every job it adds, changes or archives.
+
+A paused job (`job.paused_at`, set by a person in the dashboard or the API) keeps its rows
+but is never due: pausing is an operational switch on top of the triggers its code declares,
+and a redeploy neither clears it nor changes it. Resuming re-arms every timed trigger from
+its next tick after now, so ticks missed while paused are not run."""
 
 from datetime import datetime
 
@@ -68,7 +73,7 @@ def due(session: Session, now: datetime, limit: int = 500) -> list[tuple[Schedul
     rows = session.execute(
         select(Schedule, Job)
         .join(Job, Job.id == Schedule.job_id)
-        .where(Job.status == "active", Schedule.next_fire_at <= now)
+        .where(Job.status == "active", Job.paused_at.is_(None), Schedule.next_fire_at <= now)
         .order_by(Schedule.next_fire_at)
         .limit(limit)
     )
@@ -79,7 +84,7 @@ def next_due(session: Session) -> datetime | None:
     at: datetime | None = session.scalar(
         select(func.min(Schedule.next_fire_at))
         .join(Job, Job.id == Schedule.job_id)
-        .where(Job.status == "active")
+        .where(Job.status == "active", Job.paused_at.is_(None))
     )
     return at
 
@@ -90,3 +95,33 @@ def for_job(session: Session, job: Job) -> list[Schedule]:
             select(Schedule).where(Schedule.job_id == job.id).order_by(Schedule.trigger)
         )
     )
+
+
+def pause(job: Job, by: str, now: datetime) -> None:
+    """Stop the job's timed triggers from firing (manual and event triggers still work)."""
+    if job.paused_at is None:
+        job.paused_at, job.paused_by = now, by
+
+
+def resume(session: Session, job: Job, now: datetime) -> None:
+    """Fire the timed triggers again from their next tick after `now` (no catch-up of the
+    ticks missed while paused; a `once:` that already fired stays done)."""
+    if job.paused_at is None:
+        return
+    job.paused_at, job.paused_by = None, None
+    tz = dltadapter.job_timezone(job.definition)
+    for row in for_job(session, job):
+        done = dltadapter.trigger_type(row.trigger) == "once" and row.last_tick is not None
+        row.next_fire_at = None if done else scheduling.first_fire(row.trigger, tz, now)
+
+
+def next_fire_by_job(session: Session, job_ids: list[int]) -> dict[int, datetime]:
+    """The earliest next fire time of each job's timed triggers, in one query."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Schedule.job_id, func.min(Schedule.next_fire_at))
+        .where(Schedule.job_id.in_(job_ids), Schedule.next_fire_at.is_not(None))
+        .group_by(Schedule.job_id)
+    )
+    return {job_id: at for job_id, at in rows if at is not None}

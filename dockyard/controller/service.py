@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard import crypto
+from dockyard.clock import isoformat
 from dockyard.controller import (
     auth,
     beacon,
@@ -131,7 +132,7 @@ def revoke_token(ctl: Controller, principal: Principal, token_id: int) -> dict[s
 
 
 # jobs -----------------------------------------------------------------------------------
-def job_dict(job: Job, last: Run | None) -> dict[str, Any]:
+def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any]:
     definition = job.definition
     expose = definition.get("expose") or {}
     tags = expose.get("tags") or []
@@ -150,6 +151,9 @@ def job_dict(job: Job, last: Run | None) -> dict[str, Any]:
         "created_sha": job.created_sha,
         "updated_sha": job.updated_sha,
         "last_run": runs.as_dict(last, job.job_ref) if last else None,
+        "paused_at": isoformat(job.paused_at),
+        "paused_by": job.paused_by,
+        "next_fire_at": isoformat(next_fire) if job.status == "active" else None,
     }
 
 
@@ -159,15 +163,18 @@ def list_jobs(
     with ctl.db.session() as session:
         ws = _workspace(session, principal, name, "read")
         all_jobs = runs.jobs(session, ws, include_archived=include_archived)
-        last = runs.last_runs(session, [j.id for j in all_jobs])
-        return [job_dict(j, last.get(j.id)) for j in all_jobs]
+        ids = [j.id for j in all_jobs]
+        last = runs.last_runs(session, ids)
+        fires = schedules.next_fire_by_job(session, ids)
+        return [job_dict(j, last.get(j.id), fires.get(j.id)) for j in all_jobs]
 
 
 def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) -> dict[str, Any]:
     with ctl.db.session() as session:
         ws = _workspace(session, principal, name, "read")
         job = runs.find_job(session, ws, job_name)
-        info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id))
+        fires = schedules.next_fire_by_job(session, [job.id])
+        info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id), fires.get(job.id))
         info["definition"] = job.definition
         info["run_count"] = job.runs_created
         info.update(_schedule_info(session, ws, job, ctl.clock.now()))
@@ -186,7 +193,7 @@ def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[
                 for t in scheduling.upcoming(row.trigger, row.timezone, row.next_fire_at)
             }
         )[:5]
-        if job.status == "active"
+        if job.status == "active" and job.paused_at is None
         else []
     )
     gate = dispatch.freshness_reason(session, ws, job, now)
@@ -269,6 +276,26 @@ def _schedule_change(
             ]
         entry["next_window_skip_reason"] = decision.skip_reason
     return entry
+
+
+def pause_job(
+    ctl: Controller, principal: Principal, name: str, job_name: str, paused: bool
+) -> dict[str, Any]:
+    """Pause (or resume) a job's timed triggers. The triggers stay what the deployed code
+    declares; the pause is kept across redeploys until someone resumes the job."""
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        ws = _workspace(session, principal, name, "deploy")
+        job = runs.find_job(session, ws, job_name)
+        if paused:
+            token = session.get(Token, principal.token_id)
+            schedules.pause(job, token.name if token else f"token {principal.token_id}", now)
+        else:
+            schedules.resume(session, job, now)
+        last = runs.last_runs(session, [job.id]).get(job.id)
+        info = job_dict(job, last, schedules.next_fire_by_job(session, [job.id]).get(job.id))
+    ctl.scheduler.wake()
+    return info
 
 
 # triggering and cancelling --------------------------------------------------------------

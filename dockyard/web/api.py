@@ -106,6 +106,18 @@ def job_info(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return service.job_info(ctl, who, ws, job)
 
 
+@router.post("/workspaces/{ws}/jobs/{job}/pause")
+def pause_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Stop the job's timed triggers (kept across redeploys; manual runs still work)."""
+    return service.pause_job(ctl, who, ws, job, paused=True)
+
+
+@router.post("/workspaces/{ws}/jobs/{job}/resume")
+def resume_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Fire the job's timed triggers again, from their next tick."""
+    return service.pause_job(ctl, who, ws, job, paused=False)
+
+
 @router.get("/workspaces/{ws}/jobs/{job}/runs/{number}")
 def run_info(ws: str, job: str, number: int, ctl: Ctl, who: Who) -> dict[str, Any]:
     return service.run_info(ctl, who, ws, job, number if number > 0 else None)

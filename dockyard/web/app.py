@@ -1,16 +1,24 @@
-"""`create_app(settings)`: the server's one FastAPI application."""
+"""`create_app(settings)`: the server's one FastAPI application: the JSON API, the beacon,
+git smart HTTP and the dashboard pages (errors as JSON for the API, as a page under `/ui`)."""
 
+import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockyard import __version__, errors
 from dockyard.controller.core import Controller
 from dockyard.settings import Settings
-from dockyard.web import api, api_apps, git_http, proxy
+from dockyard.web import api, api_apps, git_http, pages, proxy
+
+log = logging.getLogger(__name__)
 
 STATUS = {
     errors.InvalidInput: 400,
@@ -36,6 +44,11 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.start_loops:
             controller.start()
+            # what start-up made (dlt, SQLAlchemy, the controller) lives as long as the
+            # process: keep it out of the collector's full passes, which otherwise walked it
+            # all every few requests (+100 ms on a 2,000-job dashboard page; bench/pages.py)
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -46,17 +59,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app = FastAPI(title="dockyard", version=__version__, lifespan=lifespan)
     app.state.controller = controller
 
-    @app.exception_handler(errors.DockyardError)
-    async def _dockyard_error(_request: Request, exc: errors.DockyardError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
-        return JSONResponse({"error": exc.message}, status_code=status_of(exc), headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        )
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+    _error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -67,7 +70,49 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
+    pages.install(app)
     return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Errors as JSON (`{"error": …}`) for the API, as a one-line page under `/ui`."""
+
+    @app.exception_handler(errors.DockyardError)
+    async def _dockyard_error(request: Request, exc: errors.DockyardError) -> Response:
+        if pages.is_page(request.url.path):
+            return await run_in_threadpool(
+                pages.render.error_response, request, exc, status_of(exc)
+            )
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
+        return JSONResponse({"error": exc.message}, status_code=status_of(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        if pages.is_page(request.url.path):
+            message = f"invalid request: {problems}"
+            return await run_in_threadpool(pages.render.error_page, request, message, 400)
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if pages.is_page(request.url.path):
+            message = "no such page" if exc.status_code == 404 else str(exc.detail)
+            return await run_in_threadpool(
+                pages.render.error_page, request, message, exc.status_code
+            )
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        """A bug: logged with its traceback; the page or client gets one line."""
+        log.exception("unexpected error", extra={"action": "request", "path": request.url.path})
+        message = f"internal error ({type(exc).__name__}); the server log has the details"
+        if pages.is_page(request.url.path):
+            return await run_in_threadpool(pages.render.error_page, request, message, 500)
+        return JSONResponse({"error": message}, status_code=500)
 
 
 def create_beacon_app(ctl: Controller) -> FastAPI:

@@ -5,8 +5,8 @@ under `<data-dir>/session.key`, never the token itself. Every request looks the 
 again, so revoking a token ends its sessions at once. Each session has a CSRF token (an HMAC
 of the cookie) that every state-changing form must send back.
 
-Pages and apps accept either the cookie or the API's `Authorization: Bearer …` header; the
-JSON API stays bearer-only.
+Pages and apps accept either the cookie or the API's `Authorization: Bearer …` header (not
+HTTP Basic, which browsers replay by themselves); the JSON API stays bearer-only.
 """
 
 import hashlib
@@ -15,7 +15,7 @@ import secrets
 import time
 from pathlib import Path
 
-from fastapi import Request
+from fastapi import Request, Response
 from sqlalchemy import select
 
 from dockyard.controller import auth
@@ -75,12 +75,20 @@ def from_cookie(ctl: Controller, value: str | None) -> auth.Principal | None:
         return auth.Principal(row.id, row.role, row.workspace_id)
 
 
+def bearer(request: Request) -> str | None:
+    """A bearer token only: HTTP Basic credentials are what a browser may replay on its
+    own (cached from a git URL), so they never stand in for a session here."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return (value.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def principal_or_none(request: Request) -> auth.Principal | None:
     """Who is asking: a bearer token, else the session cookie, else nobody."""
     ctl = deps.controller(request)
-    if deps.token_from(request):
+    token = bearer(request)
+    if token:
         with ctl.db.session() as session:
-            return auth.authenticate(session, deps.token_from(request))
+            return auth.authenticate(session, token)
     return from_cookie(ctl, request.cookies.get(COOKIE))
 
 
@@ -100,9 +108,28 @@ def csrf_token(request: Request) -> str:
 def check_csrf(request: Request, submitted: str | None) -> None:
     """Refuse a state-changing request whose form does not carry the session's CSRF token
     (bearer-token callers are not browsers and need none)."""
-    if deps.token_from(request):
+    if bearer(request):
         return
     if not submitted or not hmac.compare_digest(csrf_token(request), submitted):
         raise Forbidden(
             "the form is stale or was not sent by dockyard (CSRF check); reload the page"
         )
+
+
+def set_cookie(response: Response, request: Request, value: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure when the page came over https
+    (directly, through a proxy that says so, or by the server's public URL)."""
+    public = deps.controller(request).settings.public_url or ""
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https" or public.startswith("https://"),
+    )
+
+
+def clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")

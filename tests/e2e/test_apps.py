@@ -6,7 +6,6 @@ One server and one deploy for the module: both apps share one environment, built
 """
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +18,6 @@ import pytest
 from tests.conftest import EXAMPLES, Cli, copy_workspace, make_server, wait_run
 
 IDLE_S = 6  # the server's idle window (the MCP job declares its own: 10 minutes)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TERMINAL = ("completed", "failed", "cancelled", "skipped")
 NOTEBOOK = "weather_notebook"
 TOOLS = "weather_tools"
@@ -100,26 +89,6 @@ def test_requests_without_credentials_are_refused(apps_cli: Cli) -> None:
 
 
 # the notebook in a real browser -------------------------------------------------------------
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed (pip install -e '.[dev]')"
-    if missing is None and not os.path.exists(CHROMIUM):
-        missing = f"no {CHROMIUM}"
-    if missing is not None:
-        how = "run tests/setup_machine.sh as root: it installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {missing}; {how}")
-        pytest.skip(f"browser tests need Chromium: {missing}; {how}")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def open_notebook(
     browser: Any,
     url: str,

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from dockyard.clock import FakeClock
-from dockyard.controller import gitstore, manifests, workspaces
+from dockyard.controller import gitstore, manifests, schedules, workspaces
 from dockyard.controller.dispatch import Dispatcher, Request
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
@@ -300,6 +300,38 @@ def test_archived_jobs_stop_and_resume_at_their_next_tick(world: World) -> None:
     assert world.at("2026-03-04T12:04:59") == []  # no burst for the archived hours
     (run,) = world.at("2026-03-04T12:05:00")
     assert run.scheduled_for == t("2026-03-04T12:05:00")
+
+
+def set_paused(world: World, name: str, paused: bool) -> None:
+    with world.db.session() as session:
+        row = session.scalar(sa.select(Job).where(Job.job_ref == f"jobs.s.{name}"))
+        assert row is not None
+        if paused:
+            schedules.pause(row, "ops", world.clock.now())
+        else:
+            schedules.resume(session, row, world.clock.now())
+
+
+def test_a_paused_job_never_fires_and_a_redeploy_keeps_the_pause(world: World) -> None:
+    world.deploy(job("a", "schedule:*/5 * * * *"), job("b"))
+    set_paused(world, "a", True)
+    assert world.at("2026-03-04T10:05:01") == []
+    assert world.scheduler.seconds_to_next(world.clock.now()) == 300.0  # nothing due: sleeps
+    world.deploy(job("a", "schedule:0 * * * *"), job("b"))  # triggers change in code
+    assert world.job("a").paused_at is not None and world.job("a").paused_by == "ops"
+    assert world.at("2026-03-04T11:00:01") == []
+    assert world.trigger("a").status == "pending"  # a manual run still starts
+
+
+def test_resuming_fires_from_the_next_tick_without_catching_up(world: World) -> None:
+    world.deploy(job("a", "schedule:*/5 * * * *"))
+    set_paused(world, "a", True)
+    assert world.at("2026-03-04T11:02:00") == []
+    set_paused(world, "a", False)
+    assert world.job("a").paused_at is None
+    assert world.at("2026-03-04T11:04:59") == []  # the paused hour is not run
+    (run,) = world.at("2026-03-04T11:05:00")
+    assert run.scheduled_for == t("2026-03-04T11:05:00")
 
 
 def test_refresh_cascades_along_freshness_edges(world: World) -> None:

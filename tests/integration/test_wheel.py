@@ -1,4 +1,5 @@
-"""The built wheel ships the JSON Schemas and works in a clean virtualenv."""
+"""The built wheel ships the JSON Schemas and the dashboard's templates and static files,
+and works in a clean virtualenv."""
 
 import json
 import subprocess
@@ -28,8 +29,11 @@ def test_wheel_installs_and_loads_its_schemas(tmp_path: Path) -> None:
     subprocess.run([uv(), "pip", "install", "-q", "-p", str(python), str(wheel)], check=True)
     probe = (
         "import json; from dockyard.controller import manifests;"
+        "from dockyard.web.pages import render;"
         "print(json.dumps({'dir': str(manifests.schema_dir()),"
-        " 'id': manifests.load_schema()['$id']}))"
+        " 'id': manifests.load_schema()['$id'],"
+        " 'web': [str(render.TEMPLATES / 'base.html'), str(render.STATIC / 'htmx.min.js')],"
+        " 'page': render.make_environment().get_template('login.html').name}))"
     )
     out = subprocess.run(
         [str(python), "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True
@@ -37,6 +41,9 @@ def test_wheel_installs_and_loads_its_schemas(tmp_path: Path) -> None:
     loaded = json.loads(out)
     assert loaded["dir"].startswith(str(venv)), loaded  # from the wheel, not the checkout
     assert loaded["id"].endswith("manifest.schema.json")
+    for shipped in loaded["web"]:  # the dashboard's templates and vendored htmx
+        assert shipped.startswith(str(venv)) and Path(shipped).is_file(), shipped
+    assert loaded["page"] == "login.html"
     help_text = subprocess.run(
         [str(venv / "bin" / "dockyard"), "--help"], check=True, capture_output=True, text=True
     ).stdout

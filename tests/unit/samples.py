@@ -196,3 +196,36 @@ def requirements() -> dict[str, Any]:
 
 def trace() -> dict[str, Any]:
     return copy.deepcopy(_TRACE)
+
+
+_STATE: dict[str, Any] = {
+    # dlt's `state` beacon payload (abbreviated): the pipeline and its schemas
+    "pipeline_name": "numbers_pipeline",
+    "destination_name": "duckdb",
+    "dataset_name": "numbers",
+    "schemas": [
+        {
+            "name": "numbers_pipeline",
+            "version": 2,
+            "tables": {
+                "_dlt_loads": {
+                    "name": "_dlt_loads",
+                    "columns": {"load_id": {"name": "load_id", "data_type": "text"}},
+                    "write_disposition": "skip",
+                },
+                "numbers": {
+                    "name": "numbers",
+                    "columns": {
+                        "n": {"name": "n", "data_type": "bigint", "nullable": True},
+                        "_dlt_id": {"name": "_dlt_id", "data_type": "text", "nullable": False},
+                    },
+                    "write_disposition": "append",
+                },
+            },
+        }
+    ],
+}
+
+
+def state() -> dict[str, Any]:
+    return copy.deepcopy(_STATE)

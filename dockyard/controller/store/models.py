@@ -108,6 +108,9 @@ class Job(Base):
     refresh_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reset_at: Mapped[datetime | None]
     interval_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # a person paused the job's timed triggers (the dashboard); code still declares them
+    paused_at: Mapped[datetime | None]
+    paused_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class Reconciliation(Base):
@@ -133,6 +136,9 @@ class Run(Base):
         UniqueConstraint("job_id", "trigger", "cause_run_id", name="uq_run_cause"),
         Index("ix_run_status", "status"),
         Index("ix_run_job_created", "job_id", "created_at"),
+        # the dashboard's run lists: newest first, keyset pages on (created_at, id)
+        Index("ix_run_ws_created", "workspace_id", "created_at", "id"),
+        Index("ix_run_ws_status_created", "workspace_id", "status", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

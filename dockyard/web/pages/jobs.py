@@ -1,0 +1,94 @@
+"""The overview, the jobs list (grouped by tag, filtered) and a job's page with its actions:
+run now, pause and resume its schedule."""
+
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from dockyard.controller import dashboard, service
+from dockyard.web.pages import render
+from dockyard.web.pages.render import CheckedForm, Who
+
+router = APIRouter(prefix="/ui/w/{ws}", include_in_schema=False)
+PAGE = 200  # jobs (tag entries) per page
+
+
+def job_url(ws: str, job_ref: str) -> str:
+    return f"/ui/w/{quote(ws, safe='')}/jobs/{quote(job_ref, safe='')}"
+
+
+# overview --------------------------------------------------------------------------------
+@router.get("")
+def overview(ws: str, request: Request, who: Who) -> HTMLResponse:
+    data = dashboard.overview(render.controller(request), who, ws)
+    return render.full(
+        request,
+        "overview.html",
+        who,
+        ws,
+        "overview",
+        data=data,
+        partials={"overview-live": "_overview_live.html"},
+    )
+
+
+# the jobs list ---------------------------------------------------------------------------
+@router.get("/jobs")
+def jobs(
+    ws: str,
+    request: Request,
+    who: Who,
+    q: str = "",
+    tag: str = "",
+    type: str = "",
+    state: str = "active",
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    state = state if state in dashboard.JOB_STATES else "active"
+    filters = dashboard.JobFilter(q, tag, type, state)
+    data = dashboard.jobs_page(render.controller(request), who, ws, filters, offset, PAGE)
+    query = urlencode({k: v for k, v in (("q", q), ("tag", tag), ("type", type)) if v})
+    query += f"&state={state}" if state != "active" else ""
+    return render.full(
+        request,
+        "jobs.html",
+        who,
+        ws,
+        "jobs",
+        filters=filters,
+        data=data,
+        query=query.lstrip("&"),
+        partials={"jobs-table": "_jobs_table.html"},
+    )
+
+
+# one job ---------------------------------------------------------------------------------
+@router.get("/jobs/{job}")
+def job_page(ws: str, job: str, request: Request, who: Who) -> HTMLResponse:
+    ctl = render.controller(request)
+    info = service.job_info(ctl, who, ws, job)
+    history = dashboard.job_history(ctl, who, ws, info["job_ref"])
+    return render.full(request, "job.html", who, ws, "jobs", job=info, history=history)
+
+
+@router.post("/jobs/{job}/run")
+def run_now(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
+    """Start the job now (its manual trigger); shows the run it made."""
+    ctl = render.controller(request)
+    result = service.trigger(ctl, who, ws, [job], refresh=form.get("refresh") == "on")
+    (made,) = result["triggered"]
+    return render.see_other(f"/ui/w/{quote(ws, safe='')}/runs/{quote(made['run_id'], safe='')}")
+
+
+@router.post("/jobs/{job}/pause")
+def pause(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
+    info = service.pause_job(render.controller(request), who, ws, job, paused=True)
+    return render.see_other(job_url(ws, info["job_ref"]))
+
+
+@router.post("/jobs/{job}/resume")
+def resume(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
+    info = service.pause_job(render.controller(request), who, ws, job, paused=False)
+    return render.see_other(job_url(ws, info["job_ref"]))

@@ -1,0 +1,103 @@
+"""The workspace's versions and settings: deployments (and the diff of any two), the
+configuration (key names, never values), pipelines, API tokens, the public key and the
+executor."""
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from dockyard.controller import dashboard, sealing, service
+from dockyard.errors import Forbidden, NotFound
+from dockyard.web.pages import render
+from dockyard.web.pages.render import CheckedForm, Who
+
+router = APIRouter(prefix="/ui/w/{ws}", include_in_schema=False)
+
+
+@router.get("/deployments")
+def deployments(ws: str, request: Request, who: Who, old: str = "", new: str = "") -> HTMLResponse:
+    ctl = render.controller(request)
+    versions = service.versions(ctl, who, ws, "deployment")
+    diff = dashboard.deployment_diff(ctl, who, ws, old, new) if old and new else None
+    return render.full(
+        request,
+        "deployments.html",
+        who,
+        ws,
+        "deployments",
+        versions=versions,
+        diff=diff,
+        old=old,
+        new=new,
+    )
+
+
+@router.get("/configuration")
+def configuration(
+    ws: str, request: Request, who: Who, version: str = "", against: str = ""
+) -> HTMLResponse:
+    ctl = render.controller(request)
+    versions = service.versions(ctl, who, ws, "configuration")
+    info = None
+    if versions:
+        info = sealing.configuration_info(ctl, who, ws, version or None, against or None)
+    return render.full(
+        request, "configuration.html", who, ws, "configuration", versions=versions, info=info
+    )
+
+
+@router.get("/pipelines")
+def pipelines(ws: str, request: Request, who: Who) -> HTMLResponse:
+    found = dashboard.pipelines(render.controller(request), who, ws)
+    return render.full(request, "pipelines.html", who, ws, "pipelines", pipelines=found)
+
+
+# settings --------------------------------------------------------------------------------
+def _settings(request: Request, who: service.Principal, ws: str, **extra: Any) -> dict[str, Any]:
+    ctl = render.controller(request)
+    info = service.workspace_info(ctl, who, ws)
+    try:
+        key: dict[str, Any] | None = sealing.key_info(ctl, who, ws, "show")
+    except NotFound:
+        key = None
+    try:
+        tokens: list[dict[str, Any]] | None = service.list_tokens(ctl, who)
+    except Forbidden:
+        tokens = None  # shown as "needs an admin token"
+    return {"info": info, "key": key, "tokens": tokens, "created": None, **extra}
+
+
+@router.get("/settings")
+def settings(ws: str, request: Request, who: Who) -> HTMLResponse:
+    return render.full(request, "settings.html", who, ws, "settings", **_settings(request, who, ws))
+
+
+@router.post("/settings/executor")
+def set_executor(ws: str, request: Request, who: Who, form: CheckedForm) -> Response:
+    choice = form.get("executor", "default")
+    service.set_executor(
+        render.controller(request), who, ws, None if choice == "default" else choice
+    )
+    return render.see_other(f"/ui/w/{quote(ws, safe='')}/settings")
+
+
+@router.post("/tokens")
+def create_token(ws: str, request: Request, who: Who, form: CheckedForm) -> HTMLResponse:
+    """Makes a token and shows it, this once (only its hash is kept)."""
+    created = service.create_token(
+        render.controller(request),
+        who,
+        form.get("name", "").strip() or "dashboard token",
+        form.get("role", "read"),
+        ws if form.get("scope") == "workspace" else None,
+    )
+    context = _settings(request, who, ws, created=created)
+    return render.full(request, "settings.html", who, ws, "settings", **context)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(ws: str, token_id: int, request: Request, who: Who, form: CheckedForm) -> Response:
+    service.revoke_token(render.controller(request), who, token_id)
+    return render.see_other(f"/ui/w/{quote(ws, safe='')}/settings")
