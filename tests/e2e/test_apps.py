@@ -94,9 +94,11 @@ def open_notebook(
     url: str,
     headers: dict[str, str] | None = None,
     on_load: Callable[[Any], None] | None = None,
+    token: str | None = None,
 ) -> Any:
     """A new page on the notebook, once marimo has rendered its cells through the kernel
-    (which talks to the page over the WebSocket only); returns (page, websockets)."""
+    (which talks to the page over the WebSocket only); returns (page, websockets). With
+    `token`, the page first goes through the dashboard's login form."""
     context = browser.new_context(extra_http_headers=headers or {})
     page = context.new_page()
     sockets: list[Any] = []
@@ -104,6 +106,9 @@ def open_notebook(
     if on_load is not None:
         page.on("domcontentloaded", on_load)
     page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    if token is not None:
+        page.fill("#token", token)
+        page.click("form[action='/ui/login'] button")
     page.get_by_text("Warmest over 7 days").wait_for(timeout=120_000)
     return page, sockets
 
@@ -111,7 +116,13 @@ def open_notebook(
 def test_the_notebook_loads_in_chromium_and_its_websocket_connects(
     apps_cli: Cli, chromium: Any
 ) -> None:
-    page, sockets = open_notebook(chromium, app_url(apps_cli, NOTEBOOK), bearer(apps_cli))
+    url = app_url(apps_cli, NOTEBOOK)
+
+    # not logged in: the dashboard's login page, then back to the app with the session cookie
+    page, sockets = open_notebook(chromium, url, token=apps_cli.server.token)
+
+    assert page.url == url
+    assert [c["name"] for c in page.context.cookies()] == ["dockyard_session"]
 
     kernel = [s for s in sockets if "/ws" in s.url]
     assert kernel and not kernel[-1].is_closed()
