@@ -13,7 +13,6 @@ and gets a page that reloads itself until the app answers (API clients: 503 + Re
 
 import asyncio
 import contextlib
-import html
 import http.cookiejar
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +23,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import StreamingResponse
@@ -35,13 +34,12 @@ from websockets.typing import Subprotocol
 from dockyard import errors
 from dockyard.controller import app_service, apps, auth, links
 from dockyard.controller.core import Controller
+from dockyard.web import app_answers as answers
 from dockyard.web import forwarding, sessions
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-RETRY_AFTER_S = 2
-STATE_HEADER = "x-dockyard-app"  # on the proxy's own answers: starting | failed
 CLIENT_KEY = "proxy_client"
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a Content-Length) are not streamed
 _NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -153,14 +151,14 @@ async def close_client(state: Any) -> None:
 
 async def _http(request: Request, open_target: Callable[[], Target], mount: str) -> Response:
     if not forwarding.is_safe(request.url.path):
-        return _problem(request, 400, "the path has `.` or `..` segments")
+        return answers.problem(request, 400, "the path has `.` or `..` segments")
     try:
         target = await run_in_threadpool(open_target)
     except errors.DockyardError as exc:
-        return _refused(request, exc)
+        return answers.refused(request, exc)
     app = target.app
     if app.status != "running" or app.port is None or app.run_id is None:
-        return _not_ready(request, app)
+        return answers.not_ready(request, app)
     ctl = controller(request)
     ctl.apps.activity.touch(app.run_id)
     upstream = _upstream_request(request, target, _rest(request, mount))
@@ -170,7 +168,7 @@ async def _http(request: Request, open_target: Callable[[], Target], mount: str)
             return await _whole(target, response)
     except httpx.TransportError:
         ctl.apps.recent.forget_run(app.run_id)
-        return _not_ready(request, app, answering=False)
+        return answers.not_ready(request, app, answering=False)
     return _streamed(ctl, target, response)
 
 
@@ -254,69 +252,6 @@ def _streamed(ctl: Controller, target: Target, response: httpx.Response) -> Stre
     streamed = StreamingResponse(body(), status_code=response.status_code)
     streamed.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     return streamed
-
-
-# the proxy's own answers --------------------------------------------------------------------
-def _wants_html(conn: HTTPConnection) -> bool:
-    return "text/html" in conn.headers.get("accept", "")
-
-
-def _problem(request: Request, status: int, message: str) -> Response:
-    if _wants_html(request):
-        return HTMLResponse(_page("dockyard", message), status_code=status)
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _refused(request: Request, exc: errors.DockyardError) -> Response:
-    from dockyard.web.app import status_of  # the one status table
-
-    status = status_of(exc)
-    if status == 401 and _wants_html(request):
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
-    response = _problem(request, status, exc.message)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-def _not_ready(request: Request, app: apps.App, answering: bool = True) -> Response:
-    """A page that reloads itself while the app starts (503 + Retry-After for API clients);
-    502 without reloading when its start failed."""
-    failed = app.status == "failed"
-    run = f"run #{app.number}" if app.number else "a new run"
-    if failed:
-        message = (
-            f"{app.job_ref} could not start ({run}: {app.reason or 'failed'})."
-            f" It is tried again on a request after {apps.RETRY_AFTER_FAILURE_S:g} s;"
-            f" `dockyard logs {app.name}` shows why."
-        )
-    elif app.status == "stopping":
-        message = f"{app.job_ref} is stopping ({run}); it starts again in a moment."
-    else:
-        waiting = "starting" if answering else "started, waiting for it to answer"
-        message = f"{app.job_ref} is {waiting} ({run}). This page reloads until it answers."
-    status = 502 if failed else 503
-    headers = {STATE_HEADER: "failed" if failed else "starting"}
-    if not failed:
-        headers["Retry-After"] = str(RETRY_AFTER_S)
-    if _wants_html(request):
-        title = f"{app.name} could not start" if failed else f"Starting {app.name}…"
-        page = _page(title, message, refresh=None if failed else RETRY_AFTER_S)
-        return HTMLResponse(page, status_code=status, headers=headers)
-    body: dict[str, Any] = {"status": "failed" if failed else "starting", "job_ref": app.job_ref}
-    body |= {"run_id": app.run_id, "number": app.number, "message": message}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _page(title: str, message: str, refresh: int | None = None) -> str:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"{meta}<title>{html.escape(title)}</title><style>body{{font-family:system-ui,"
-        "sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2937}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
-    )
 
 
 # WebSocket ----------------------------------------------------------------------------------
