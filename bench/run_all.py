@@ -30,6 +30,7 @@ SCRIPTS = (
     "scheduler_idle.py",
     "docker_start.py",
     "pages.py",
+    "proxy.py",
 )
 COLUMNS = (
     "median_s",

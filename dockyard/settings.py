@@ -9,6 +9,7 @@ DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT_S = 120 * 60.0
 DEFAULT_GRACE_S = 30.0
 DEFAULT_MAX_WORKSPACE_BYTES = 50 * 1024 * 1024
+DEFAULT_APP_IDLE_S = 5 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,9 @@ class Settings:
     docker_keep_images: int = 5
     prewarm_s: float = 5.0
     prewarm_max: int = 4
+    # an app (interactive job) without proxied traffic or an open connection for this long is
+    # stopped, unless its job declares its own `idle_timeout` (docs/apps.md)
+    app_idle_s: float = DEFAULT_APP_IDLE_S
     start_loops: bool = True
 
     @classmethod
@@ -96,5 +100,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DOCKER_CA_BUNDLE": ("docker_ca_bundle", str),
     "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
+    "DOCKYARD_APP_IDLE_S": ("app_idle_s", float),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

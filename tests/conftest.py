@@ -1,5 +1,6 @@
 """Shared fixtures: a real dockyard server process, the real CLI, real workspaces."""
 
+import importlib.util
 import json
 import os
 import re
@@ -20,6 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 WORKSPACES = Path(__file__).resolve().parent / "workspaces"
 EXAMPLES = REPO / "examples"
 ADMIN_TOKEN = "dy_test_admin_token_0123456789"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -210,3 +221,30 @@ def wait_run(
         if time.monotonic() > deadline:
             raise AssertionError(f"run did not reach {statuses}: {run or proc.stderr}")
         time.sleep(0.3)
+
+
+def browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
+        return f"no Chromium at {CHROMIUM}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """The system's Chromium driven by Playwright, once per session (Playwright's sync API
+    allows one instance per thread). Missing: the test skips, in CI it fails."""
+    missing = browser_missing()
+    if missing is not None:
+        how = "run tests/setup_machine.sh as root: it installs chromium (apt)"
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {missing}; {how}")
+        pytest.skip(f"browser tests need Chromium and Playwright: {missing}; {how}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        path = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

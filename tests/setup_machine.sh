@@ -4,8 +4,8 @@
 # - a Docker engine (docker.io, started in the background) and dockyard's base image
 #   (scripts/build-base-image.sh, debootstrap) for the Docker executor tests;
 # - age (the stock age CLI), to check that a recovery identity decrypts secrets without dockyard;
-# - chromium, the browser the dashboard tests (tests/browser, Playwright) drive; Playwright
-#   never downloads a browser of its own here.
+# - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
+#   Playwright) drive; Playwright never downloads a browser of its own here.
 # Outside CI, a machine without root can still run the tests; the Docker and browser tests then
 # skip with a message saying how to enable them (in CI a skipped one is a failure).
 set -euo pipefail

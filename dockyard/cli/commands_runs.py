@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from dockyard.cli import output
+from dockyard.cli import commands_apps, output
 from dockyard.cli.client import Client
 from dockyard.cli.commands_workspace import client_for, show_deploy
-from dockyard.errors import InvalidInput, Unavailable
+from dockyard.errors import InvalidInput
 
 POLL_S = 0.3
-SERVE_WAIT_S = 120.0
+SERVE_WAIT_S = 600.0  # the first start of an app may build its environment
 TERMINAL = ("completed", "failed", "cancelled", "skipped")
 
 
@@ -108,54 +108,22 @@ def launch(
 
 @click.command()
 @click.argument("target")
-@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@click.option("-f", "--follow", "follow_logs", is_flag=True, help="Then follow the app's log.")
 @output.workspace_option
 @output.output_option
 def serve(target: str, follow_logs: bool, workspace: str | None, output_fmt: str) -> None:
-    """Start an interactive job (or script) and print where it listens."""
+    """Start an app (an interactive job, or a script.py deployed ad hoc) or find it running;
+    return once it answers through the server, and print its URL."""
     client = client_for(workspace)
-    started = _start(client, target, False, output_fmt)
-    run = _wait_listening(client, started["run_id"])
-    port = (run.get("entry_point") or {}).get("run_args", {}).get("port")
-    url = f"http://127.0.0.1:{port}/"
+    if target.endswith(".py"):
+        target = _deploy_script(client, target, output_fmt)
+    url, run = commands_apps.wait_served(client, target, SERVE_WAIT_S)
     if output_fmt == "json":
         output.emit_json({**run, "url": url})
     else:
-        click.echo(f"{run['job_ref']} run #{run['number']} listening on {url}")
+        click.echo(f"{run['job_ref']} run #{run['number']} serving at {url}")
     if follow_logs:
         _finish(follow(client, run["run_id"]))
-
-
-def _wait_listening(client: Client, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + SERVE_WAIT_S
-    while time.monotonic() < deadline:
-        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}")
-        if run["status"] in TERMINAL:
-            raise Unavailable(
-                f"the job ended before it served anything: {run['status']}"
-                f" ({run.get('reason')}); `dockyard logs {run['job_ref']}`"
-            )
-        port = (run.get("entry_point") or {}).get("run_args", {}).get("port")
-        if run["status"] == "running" and port and _answers(int(port)):
-            return run
-        time.sleep(POLL_S)
-    raise Unavailable(f"the job did not start listening within {SERVE_WAIT_S:.0f}s")
-
-
-def _answers(port: int) -> bool:
-    """The app answers HTTP (any status): an open port alone is not enough, a proxy in front
-    of a container accepts connections before the app inside listens."""
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        connection.request("GET", "/")
-        connection.getresponse()
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-    return True
 
 
 @click.command()

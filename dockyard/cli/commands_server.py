@@ -104,6 +104,7 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
             port=settings.port,
             log_level=log_level,
             access_log=access,
+            ws="websockets-sansio",  # apps' WebSockets (the proxy); fails loudly if missing
         )
     ]
     gateway = _beacon_host(settings, ctl)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from dockyard.cli import commands_runs, commands_server, commands_workspace
+from dockyard.cli import commands_apps, commands_runs, commands_server, commands_workspace
 from dockyard.errors import DockyardError, one_line
 
 
@@ -22,6 +22,7 @@ def cli() -> None:
 commands_server.register(cli)
 commands_workspace.register(cli)
 commands_runs.register(cli)
+commands_apps.register(cli)
 
 
 def main() -> None:

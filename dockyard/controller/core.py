@@ -5,7 +5,7 @@ runner and executor, plus the periodic sweep that catches any missed push event.
 import sys
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import auth, beacon, keys, workspaces
+from dockyard.controller import apps, auth, beacon, keys, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
@@ -34,7 +34,9 @@ class Controller:
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
         self.keys = keys.Keyring(keys.load_master(settings.data_dir), settings.repos_dir)
         self.hooks = workspaces.HookInstaller(sys.executable, settings.max_workspace_bytes)
-        self.defaults = Defaults(settings.default_timeout_s, settings.default_grace_s)
+        self.defaults = Defaults(
+            settings.default_timeout_s, settings.default_grace_s, settings.app_idle_s
+        )
         self.executor = make_fleet(settings, executor)
         self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys)
         self.dispatcher = Dispatcher(settings.repos_dir, self.defaults, settings.executor)
@@ -63,6 +65,10 @@ class Controller:
             self.prewarmer,
             self.runner.release_prepared,
         )
+        self.apps = apps.Apps(
+            self.db, self.clock, self.dispatcher, self.runner.wake, settings.app_idle_s
+        )
+        self.runner.on_finished = self.apps.recent.forget_run
         self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
 
@@ -94,8 +100,10 @@ class Controller:
         self.runner.start()
         self.scheduler.start()
         self.sweeper.start()
+        self.apps.monitor.start()
 
     def stop(self) -> None:
+        self.apps.monitor.stop()
         self.sweeper.stop()
         self.scheduler.stop()
         self.runner.stop()

@@ -14,7 +14,15 @@ from typing import Any
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from dockyard.controller import beacon, dltadapter, gitstore, planning, runs, schedules, service
+from dockyard.controller import (
+    apps,
+    beacon,
+    gitstore,
+    planning,
+    runs,
+    schedules,
+    service,
+)
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import BeaconPayload, IntervalWindow, Job, Run, Workspace
 from dockyard.errors import InvalidInput, NotFound
@@ -301,11 +309,8 @@ def job_history(ctl: Controller, principal: Principal, name: str, job_name: str)
 
 
 def app_name(job_ref: str, all_refs: list[str]) -> str:
-    """An interactive job's name under `/apps/<workspace>/`: its short name, or
-    `section.name` when another job of the workspace has the same short name."""
-    short = dltadapter.short_name(job_ref)
-    clashes = [r for r in all_refs if dltadapter.short_name(r) == short]
-    return short if len(clashes) <= 1 else job_ref.removeprefix("jobs.")
+    """An interactive job's name under `/apps/<workspace>/`: the proxy's own rule."""
+    return apps.path_name(job_ref, all_refs)
 
 
 def _ledger(session: Session, job: Job, limit: int = 50) -> list[dict[str, Any]]:

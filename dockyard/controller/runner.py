@@ -88,14 +88,13 @@ class Runner(Loop):
                     prewarm.requeue_unreleased(self.executor, run_dir)
                     runs.move(session, run.id, ["starting"], status="pending")
                     continue
-                deadline = now + timedelta(seconds=run.timeout_s)
                 runs.move(
                     session,
                     run.id,
                     ["starting"],
                     status="running",
                     started_at=now,
-                    deadline_at=deadline,
+                    deadline_at=_deadline(session, run, now),
                 )
 
     def prebuild(self, workspace: str) -> None:
@@ -288,7 +287,7 @@ class Runner(Loop):
         if run.stop_requested_at is None:
             reason = None
             if run.status == "cancelling":
-                reason = "cancel"
+                reason = run.stop_reason or "cancel"  # "idle": an app nobody used
             elif run.deadline_at is not None and now >= run.deadline_at:
                 reason = "timeout"
             if reason is None:
@@ -308,7 +307,7 @@ class Runner(Loop):
 
     def _finish(self, run: Run, exit_status: ExitStatus, now: datetime) -> None:
         crashpoints.reached("run_finished")  # the process ended, nothing recorded yet
-        status, reason = outcome(run.stop_reason, exit_status)
+        status, reason = outcome(run.stop_reason, exit_status, run.timeout_s)
         run_dir = self.preparer.run_dir(run.id)
         logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))
         moved = self._end(
@@ -330,9 +329,18 @@ class Runner(Loop):
             self.on_finished(run_id)
 
 
-def _mark_running(session: Any, run: Run, now: datetime, **values: Any) -> datetime:
+def _deadline(session: Any, run: Run, now: datetime) -> datetime | None:
+    """When the run's timeout stops it. Apps (interactive jobs) have none: their timeout is
+    an idle window, enforced by the app monitor (`controller/apps.py`)."""
+    job = session.get(Job, run.job_id)
+    if job is not None and job.job_type == "interactive":
+        return None
+    return now + timedelta(seconds=run.timeout_s)
+
+
+def _mark_running(session: Any, run: Run, now: datetime, **values: Any) -> datetime | None:
     """starting -> running, with its start time and the deadline its timeout gives."""
-    deadline = now + timedelta(seconds=run.timeout_s)
+    deadline = _deadline(session, run, now)
     runs.move(
         session,
         run.id,
@@ -345,10 +353,14 @@ def _mark_running(session: Any, run: Run, now: datetime, **values: Any) -> datet
     return deadline
 
 
-def outcome(stop_reason: str | None, exit_status: ExitStatus) -> tuple[str, str | None]:
+def outcome(
+    stop_reason: str | None, exit_status: ExitStatus, idle_s: float = 0.0
+) -> tuple[str, str | None]:
     """Final status and reason from why we stopped it (if we did) and how it exited."""
     if stop_reason == "cancel":
         return "cancelled", "cancelled by request"
+    if stop_reason == "idle":
+        return "cancelled", f"stopped after {duration(idle_s)} idle"
     if stop_reason == "timeout":
         return "failed", "timeout"
     if exit_status.error:
@@ -358,3 +370,12 @@ def outcome(stop_reason: str | None, exit_status: ExitStatus) -> tuple[str, str 
     if exit_status.signal is not None:
         return "failed", f"killed by signal {signal.Signals(exit_status.signal).name}"
     return "failed", f"exit code {exit_status.returncode}"
+
+
+def duration(seconds: float) -> str:
+    """`300` → "5 min", `90` → "90 s", `7200` → "2 h" (for reasons a person reads)."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

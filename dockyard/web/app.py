@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dockyard import __version__, errors
 from dockyard.controller.core import Controller
 from dockyard.settings import Settings
-from dockyard.web import api, git_http, pages
+from dockyard.web import api, api_apps, git_http, pages, proxy
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await proxy.close_client(app.state)
             if settings.start_loops:
                 controller.stop()
 
@@ -64,7 +65,9 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.include_router(proxy.router)  # first: an app's many small requests match it at once
     app.include_router(api.router)
+    app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     pages.install(app)

@@ -1,12 +1,12 @@
 """A real server, a real deploy of tests/workspaces/basic and a real Chromium (Playwright).
 
 The browser is the system's Chromium (`tests/setup_machine.sh` installs it); Playwright never
-downloads one. Without it the tests skip with a message, except in CI, where they fail.
+downloads one. Without it the tests skip with a message, except in CI, where they fail. The
+`chromium` fixture is in tests/conftest.py: one Playwright per test session (the apps' e2e
+tests use it too).
 """
 
-import importlib.util
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,44 +16,9 @@ import pytest
 
 from tests.conftest import REPO, WORKSPACES, Cli, Server, copy_workspace, make_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WORKSPACE = "dash"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
-
-
-def browser_missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
-        return f"no Chromium at {CHROMIUM}"
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    missing = browser_missing()
-    if missing is not None:
-        how = "run tests/setup_machine.sh as root: it installs chromium (apt)"
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {missing}; {how}")
-        pytest.skip(f"browser tests need Chromium and Playwright: {missing}; {how}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        path = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @dataclass

@@ -139,8 +139,12 @@ def test_an_interactive_job_is_published_on_loopback(dcli: Cli) -> None:
     import httpx
 
     served = dcli.json("serve", "tiny_api")
-    assert served["url"].startswith("http://127.0.0.1:")
-    assert httpx.get(served["url"], timeout=5).text == "tiny api in a container"
+    port = served["entry_point"]["run_args"]["port"]
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "tiny api in a container"
+    # and through the server's proxy, like an app of the local executor
+    assert served["url"] == f"{dcli.server.url}/apps/{dcli.workspace}/tiny_api/"
+    bearer = {"Authorization": f"Bearer {dcli.server.token}"}
+    assert httpx.get(served["url"], headers=bearer, timeout=5).text == "tiny api in a container"
     dcli.run("job-run", "tiny_api", "cancel")
     assert wait_run(dcli, "tiny_api", timeout=60)["status"] == "cancelled"
 

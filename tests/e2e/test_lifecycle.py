@@ -84,7 +84,13 @@ def test_serve_starts_an_interactive_job_and_prints_its_url(cli: Cli, basic_ws: 
     cli.run("deploy", cwd=basic_ws)
     served = cli.json("serve", "tiny_api")
     assert served["status"] == "running" and served["profile"] == "prod"
-    assert httpx.get(served["url"], timeout=5).text == "tiny api ok"
+    # through the server's proxy, with a token; the app's own port stays on loopback
+    assert served["url"] == f"{cli.server.url}/apps/{cli.workspace}/tiny_api/"
+    bearer = {"Authorization": f"Bearer {cli.server.token}"}
+    assert httpx.get(served["url"], headers=bearer, timeout=5).text == "tiny api ok"
+    assert httpx.get(served["url"], timeout=5).status_code == 401
+    # serving it again finds the running instance
+    assert cli.json("serve", "tiny_api")["run_id"] == served["run_id"]
     cli.run("job-run", "tiny_api", "cancel")
     assert wait_run(cli, "tiny_api", timeout=60)["status"] == "cancelled"
 

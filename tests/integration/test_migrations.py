@@ -25,6 +25,7 @@ MODEL_TABLES = {
     "schedule",
     "interval_window",
     "workspace_key",
+    "public_link",
 }
 
 

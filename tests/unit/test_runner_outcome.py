@@ -43,3 +43,19 @@ def test_a_requested_cancel_is_cancelled_however_the_process_ended(status: ExitS
 @pytest.mark.parametrize("status", [OK, TERMINATED, KILLED, LOST])
 def test_a_timeout_fails_however_the_process_ended(status: ExitStatus) -> None:
     assert runner.outcome("timeout", status) == ("failed", "timeout")
+
+
+@pytest.mark.parametrize("status", [OK, TERMINATED, KILLED])
+def test_an_idle_app_is_cancelled_with_its_idle_window(status: ExitStatus) -> None:
+    assert runner.outcome("idle", status, 300.0) == ("cancelled", "stopped after 5 min idle")
+    assert runner.outcome("idle", status, 8.0) == ("cancelled", "stopped after 8 s idle")
+
+
+def test_durations_read_like_a_person_would_say_them() -> None:
+    assert [runner.duration(s) for s in (5, 90, 300, 7200, 5400)] == [
+        "5 s",
+        "90 s",
+        "5 min",
+        "2 h",
+        "90 min",
+    ]

@@ -218,3 +218,20 @@ class BeaconPayload(Base):
     kind: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime]
     body: Mapped[dict[str, Any]]
+
+
+class PublicLink(Base):
+    """A revocable link that serves one app without login (`/p/<token>/`). Only the SHA-256
+    of the token is kept; the clear token is shown once, when the link is made."""
+
+    __tablename__ = "public_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("token.id"))
+    revoked_at: Mapped[datetime | None]

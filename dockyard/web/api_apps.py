@@ -1,0 +1,59 @@
+"""The apps part of the JSON API: serve an app (start it or find it running), list apps,
+and make, list and revoke public links. Thin routes over `controller.app_service`."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from dockyard.controller import app_service, auth
+from dockyard.controller.core import Controller
+from dockyard.web.deps import controller, principal
+
+router = APIRouter(prefix="/api/v1/workspaces/{ws}/apps")
+Ctl = Annotated[Controller, Depends(controller)]
+Who = Annotated[auth.Principal, Depends(principal)]
+
+
+class LinkIn(BaseModel):
+    note: str | None = Field(default=None, max_length=200)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url)
+
+
+@router.get("")
+def list_apps(ws: str, request: Request, ctl: Ctl, who: Who) -> list[dict[str, Any]]:
+    """The workspace's apps (interactive jobs): URL, status, running run, public links."""
+    return app_service.list_apps(ctl, who, ws, _base(request))
+
+
+@router.post("/{job}")
+def serve(ws: str, job: str, request: Request, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Start the app, or find its running instance; `url` answers once it runs."""
+    return app_service.serve(ctl, who, ws, job, _base(request))
+
+
+@router.post("/{job}/links", status_code=201)
+def create_link(
+    ws: str, job: str, request: Request, ctl: Ctl, who: Who, body: LinkIn | None = None
+) -> dict[str, Any]:
+    """A public link to the app (its URL is shown once)."""
+    note = body.note if body else None
+    return app_service.create_link(ctl, who, ws, job, note, _base(request))
+
+
+@router.get("/{job}/links")
+def list_links(ws: str, job: str, ctl: Ctl, who: Who) -> list[dict[str, Any]]:
+    return app_service.list_links(ctl, who, ws, job)
+
+
+@router.delete("/{job}/links")
+def revoke_all_links(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return app_service.revoke_links(ctl, who, ws, job, None)
+
+
+@router.delete("/{job}/links/{link_id}")
+def revoke_link(ws: str, job: str, link_id: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+    return app_service.revoke_links(ctl, who, ws, job, link_id)

@@ -1,0 +1,377 @@
+"""The reverse proxy for apps: `/apps/<workspace>/<app>/…` and public links `/p/<token>/…`.
+
+HTTP and WebSocket traffic goes to the app's port on 127.0.0.1 (the local executor's process
+or the port the Docker executor publishes there), bodies streamed both ways. Apps whose
+launcher honours a base path (marimo, streamlit) are started with the mount as `base_path`;
+every other app (MCP servers, the dlt dashboard, custom servers) gets the prefix stripped.
+
+Who may pass: the dashboard's session cookie or `Authorization: Bearer <API token>` with the
+`read` role on the workspace; a public link instead serves its one app without login. The
+app never sees dockyard's credentials. A request for an app that is not running starts it
+and gets a page that reloads itself until the app answers (API clients: 503 + Retry-After).
+"""
+
+import asyncio
+import contextlib
+import http.cookiejar
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import StreamingResponse
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from dockyard import errors
+from dockyard.controller import app_service, apps, auth, links
+from dockyard.controller.core import Controller
+from dockyard.web import app_answers as answers
+from dockyard.web import forwarding, sessions
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CLIENT_KEY = "proxy_client"
+SMALL_BODY = 256 * 1024  # bodies up to this size (with a Content-Length) are not streamed
+_NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    app: apps.App
+    mount: str  # what the client sees: /apps/<ws>/<app> or /p/<token>
+    link_id: int | None = None
+
+
+# routes -------------------------------------------------------------------------------------
+@router.api_route("/apps/{ws}/{job}", methods=METHODS)
+async def app_root(ws: str, job: str, request: Request) -> Response:
+    return _to_slash(request)
+
+
+@router.api_route("/apps/{ws}/{job}/{rest:path}", methods=METHODS)
+async def app_http(ws: str, job: str, rest: str, request: Request) -> Response:
+    return await _http(request, lambda: _open_app(request, ws, job), f"/apps/{ws}/{job}")
+
+
+@router.websocket("/apps/{ws}/{job}/{rest:path}")
+async def app_websocket(ws: str, job: str, rest: str, websocket: WebSocket) -> None:
+    await _websocket(websocket, lambda: _open_app(websocket, ws, job), f"/apps/{ws}/{job}")
+
+
+@router.api_route("/p/{token}", methods=METHODS)
+async def link_root(token: str, request: Request) -> Response:
+    return _to_slash(request)
+
+
+@router.api_route("/p/{token}/{rest:path}", methods=METHODS)
+async def link_http(token: str, rest: str, request: Request) -> Response:
+    return await _http(request, lambda: _open_link(request, token), f"{links.PUBLIC_ROOT}/{token}")
+
+
+@router.websocket("/p/{token}/{rest:path}")
+async def link_websocket(token: str, rest: str, websocket: WebSocket) -> None:
+    mount = f"{links.PUBLIC_ROOT}/{token}"
+    await _websocket(websocket, lambda: _open_link(websocket, token), mount)
+
+
+def _to_slash(request: Request) -> Response:
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(request.url.path + "/" + query, status_code=307)
+
+
+# who is asking, and which app -------------------------------------------------------------
+def controller(conn: HTTPConnection) -> Controller:
+    ctl: Controller = conn.app.state.controller
+    return ctl
+
+
+def _principal(conn: HTTPConnection) -> auth.Principal:
+    ctl = controller(conn)
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        with ctl.db.session() as session:
+            return auth.authenticate(session, value.strip())
+    principal = sessions.from_cookie(ctl, conn.cookies.get(sessions.COOKIE))
+    if principal is None:
+        raise errors.Unauthorized("log in first (or send Authorization: Bearer <token>)")
+    return principal
+
+
+def _open_app(conn: HTTPConnection, ws: str, job: str) -> Target:
+    ctl = controller(conn)
+    app = app_service.open_app(ctl, _principal(conn), ws, job)
+    return Target(app, f"/apps/{ws}/{job}")
+
+
+def _open_link(conn: HTTPConnection, token: str) -> Target:
+    app, link_id = app_service.open_link(controller(conn), token)
+    return Target(app, f"{links.PUBLIC_ROOT}/{token}", link_id)
+
+
+def _rest(conn: HTTPConnection, mount: str) -> str:
+    """The path after the mount, as the client sent it (still percent-encoded)."""
+    raw = conn.scope.get("raw_path") or conn.url.path.encode()
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    if not path.startswith(mount + "/"):
+        path = quote(conn.url.path)
+    return path[len(mount) + 1 :] if path.startswith(mount + "/") else ""
+
+
+# HTTP ---------------------------------------------------------------------------------------
+def _client(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient | None = getattr(request.app.state, CLIENT_KEY, None)
+    if client is None:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            follow_redirects=False,
+            trust_env=False,  # never through the machine's HTTP proxy: the app is local
+            cookies=_NO_COOKIES,  # one client for every user: it must never keep a cookie
+        )
+        setattr(request.app.state, CLIENT_KEY, client)
+    return client
+
+
+async def close_client(state: Any) -> None:
+    client: httpx.AsyncClient | None = getattr(state, CLIENT_KEY, None)
+    if client is not None:
+        await client.aclose()
+        setattr(state, CLIENT_KEY, None)
+
+
+async def _http(request: Request, open_target: Callable[[], Target], mount: str) -> Response:
+    if not forwarding.is_safe(request.url.path):
+        return answers.problem(request, 400, "the path has `.` or `..` segments")
+    try:
+        target = await run_in_threadpool(open_target)
+    except errors.DockyardError as exc:
+        return answers.refused(request, exc)
+    app = target.app
+    if app.status != "running" or app.port is None or app.run_id is None:
+        return answers.not_ready(request, app)
+    ctl = controller(request)
+    ctl.apps.activity.touch(app.run_id)
+    upstream = _upstream_request(request, target, _rest(request, mount))
+    try:
+        response = await _client(request).send(upstream, stream=True)
+        if _small(response):  # read at once: cheaper than a streamed response
+            return await _whole(target, response)
+    except httpx.TransportError:
+        ctl.apps.recent.forget_run(app.run_id)
+        return answers.not_ready(request, app, answering=False)
+    return _streamed(ctl, target, response)
+
+
+def _small(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= SMALL_BODY
+
+
+async def _whole(target: Target, response: httpx.Response) -> Response:
+    app = target.app
+    assert app.port is not None
+    try:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    headers = forwarding.response_headers(
+        response.headers.multi_items(), target.mount, app.base_path, app.port, sessions.COOKIE
+    )
+    whole = Response(body, status_code=response.status_code)
+    whole.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return whole
+
+
+def _forwarded(conn: HTTPConnection, mount: str) -> dict[str, str]:
+    client = conn.client.host if conn.client else ""
+    previous = conn.headers.get("x-forwarded-for")
+    return {
+        "For": f"{previous}, {client}" if previous else client,
+        "Proto": conn.url.scheme.replace("ws", "http"),
+        "Host": conn.headers.get("host", ""),
+        "Prefix": mount,
+    }
+
+
+def _upstream_request(request: Request, target: Target, rest: str) -> httpx.Request:
+    app = target.app
+    path = forwarding.upstream_path(rest, app.base_path)
+    query = request.url.query
+    url = f"http://127.0.0.1:{app.port}{path}" + (f"?{query}" if query else "")
+    headers = forwarding.request_headers(
+        request.headers.items(), sessions.COOKIE, _forwarded(request, target.mount)
+    )
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    return _client(request).build_request(
+        request.method,
+        url,
+        headers=headers,
+        content=request.stream() if has_body else None,
+    )
+
+
+def _streamed(ctl: Controller, target: Target, response: httpx.Response) -> StreamingResponse:
+    app = target.app
+    assert app.run_id is not None and app.port is not None
+    headers = forwarding.response_headers(
+        response.headers.multi_items(), target.mount, app.base_path, app.port, sessions.COOKIE
+    )
+    loop = asyncio.get_running_loop()
+
+    def revoke() -> None:
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(response.aclose()))
+
+    async def body() -> AsyncIterator[bytes]:
+        ctl.apps.activity.opened(str(app.run_id))
+        if target.link_id is not None:
+            ctl.apps.connections.add(target.link_id, revoke)
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except (httpx.TransportError, httpx.StreamError):
+            pass  # the app (or a revoked link) ended the stream: so does the response
+        finally:
+            if target.link_id is not None:
+                ctl.apps.connections.discard(target.link_id, revoke)
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            ctl.apps.activity.closed(str(app.run_id))
+
+    streamed = StreamingResponse(body(), status_code=response.status_code)
+    streamed.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return streamed
+
+
+# WebSocket ----------------------------------------------------------------------------------
+async def _websocket(websocket: WebSocket, open_target: Callable[[], Target], mount: str) -> None:
+    if not forwarding.is_safe(websocket.url.path):
+        await websocket.close(code=1008)
+        return
+    try:
+        target = await run_in_threadpool(open_target)
+    except errors.DockyardError:
+        await websocket.close(code=1008)  # policy violation: not allowed (or no such app)
+        return
+    app = target.app
+    if app.status != "running" or app.port is None or app.run_id is None:
+        await websocket.close(code=1013)  # try again later: the app is starting
+        return
+    upstream = await _connect_upstream(websocket, target, _rest(websocket, mount))
+    if upstream is None:
+        controller(websocket).apps.recent.forget_run(app.run_id)
+        await websocket.close(code=1013)
+        return
+    await websocket.accept(subprotocol=upstream.subprotocol)
+    await _relay(controller(websocket), websocket, upstream, target)
+
+
+async def _connect_upstream(
+    websocket: WebSocket, target: Target, rest: str
+) -> ClientConnection | None:
+    app = target.app
+    path = forwarding.upstream_path(rest, app.base_path)
+    query = websocket.url.query
+    url = f"ws://127.0.0.1:{app.port}{path}" + (f"?{query}" if query else "")
+    headers = forwarding.request_headers(
+        websocket.headers.items(),
+        sessions.COOKIE,
+        _forwarded(websocket, target.mount),
+        websocket=True,
+    )
+    offered = websocket.headers.get("sec-websocket-protocol", "")
+    protocols = [Subprotocol(p.strip()) for p in offered.split(",") if p.strip()]
+    try:
+        return await connect(
+            url,
+            additional_headers=headers,
+            subprotocols=protocols or None,
+            user_agent_header=None,
+            open_timeout=10,
+            max_size=None,
+            proxy=None,
+        )
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        log.info("app websocket refused", extra={"action": "proxy_ws", "error": repr(exc)})
+        return None
+
+
+async def _relay(
+    ctl: Controller, websocket: WebSocket, upstream: ClientConnection, target: Target
+) -> None:
+    """Both directions until one side closes (or the public link is revoked)."""
+    run_id = str(target.app.run_id)
+    revoked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def revoke() -> None:
+        loop.call_soon_threadsafe(revoked.set)
+
+    ctl.apps.activity.opened(run_id)
+    if target.link_id is not None:
+        ctl.apps.connections.add(target.link_id, revoke)
+    tasks = [
+        asyncio.ensure_future(_client_to_app(websocket, upstream)),
+        asyncio.ensure_future(_app_to_client(websocket, upstream)),
+        asyncio.ensure_future(revoked.wait()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:  # a side that went away mid-send: the relay ends, nothing more
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("websocket relay ended", extra={"action": "proxy_ws"})
+    finally:
+        for task in tasks:
+            task.cancel()
+        if target.link_id is not None:
+            ctl.apps.connections.discard(target.link_id, revoke)
+        ctl.apps.activity.closed(run_id)
+        code = 1008 if revoked.is_set() else _close_code(upstream.close_code)
+        with anyio.CancelScope(shield=True):
+            await upstream.close()
+            await _close_quietly(websocket, code)
+
+
+async def _client_to_app(websocket: WebSocket, upstream: ClientConnection) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await upstream.send(message["text"])
+        elif message.get("bytes") is not None:
+            await upstream.send(message["bytes"])
+
+
+async def _app_to_client(websocket: WebSocket, upstream: ClientConnection) -> None:
+    try:
+        async for message in upstream:
+            if isinstance(message, str):
+                await websocket.send_text(message)
+            else:
+                await websocket.send_bytes(message)
+    except ConnectionClosed:
+        return
+
+
+def _close_code(code: int | None) -> int:
+    """The app's close code, unless it is one that must not be sent (1005, 1006, 1015)."""
+    if code is None or code in (1005, 1006, 1015):
+        return 1000
+    return code
+
+
+async def _close_quietly(websocket: WebSocket, code: int) -> None:
+    with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
+        await websocket.close(code=code)
