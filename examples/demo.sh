@@ -47,6 +47,7 @@ echo "==> dockyard job-run ingest_weather info"
 cat <<INFO
 
 dockyard is running:
+  dashboard              $DOCKYARD_SERVER/ui/  (log in with the token in $DATA/admin-token)
   API and OpenAPI docs   $DOCKYARD_SERVER/docs
   git (what is deployed) git -c http.extraHeader="Authorization: Bearer \$DOCKYARD_TOKEN" clone $DOCKYARD_SERVER/git/demo.git
   try the CLI in another shell:
