@@ -238,7 +238,7 @@ def _show_jobs(data: list[dict[str, Any]]) -> None:
 @output.workspace_option
 @output.output_option
 def job(args: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
-    """`job list` or `job NAME info`."""
+    """`job list`, `job NAME info`, or `job NAME pause|resume` (its timed triggers)."""
     client = client_for(workspace)
     if list(args) == ["list"]:
         data = client.get(f"{client.ws}/jobs")
@@ -251,7 +251,15 @@ def job(args: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
             return
         _show_job(data)
         return
-    raise InvalidInput("usage: dockyard job list | dockyard job NAME info")
+    if len(args) == 2 and args[1] in ("pause", "resume"):
+        data = client.post(f"{client.ws}/jobs/{args[0]}/{args[1]}")
+        if output_fmt == "json":
+            output.emit_json(data)
+            return
+        state = f"paused since {output.when(data['paused_at'])}" if data["paused_at"] else "active"
+        click.echo(f"{data['job_ref']}: timed triggers {state}")
+        return
+    raise InvalidInput("usage: dockyard job list | dockyard job NAME info|pause|resume")
 
 
 def _show_job(data: dict[str, Any]) -> None:

@@ -48,3 +48,19 @@ def test_dry_run_and_job_info_show_the_schedule(cli: Cli, basic_ws: Path) -> Non
     assert (
         "schedule  jobs.__deployment__.nightly: schedule:0 3 * * * -> schedule:30 4 * * *" in shown
     )
+
+
+def test_pause_and_resume_from_the_cli(cli: Cli, basic_ws: Path) -> None:
+    add_nightly(basic_ws, "0 3 * * *")
+    cli.run("deploy", cwd=basic_ws)
+    paused = cli.json("job", "nightly", "pause")
+    assert paused["paused_at"] is not None and paused["paused_by"]
+    assert "timed triggers paused since" in cli.run("job", "nightly", "pause").stdout
+    listed = {j["job_ref"]: j for j in cli.json("job", "list")}
+    assert listed["jobs.__deployment__.nightly"]["paused_at"] == paused["paused_at"]
+    cli.run("deploy", cwd=basic_ws)  # a redeploy keeps the pause
+    assert cli.json("job", "nightly", "info")["paused_at"] == paused["paused_at"]
+    resumed = cli.json("job", "nightly", "resume")
+    assert resumed["paused_at"] is None and resumed["next_fire_at"] is not None
+    assert "timed triggers active" in cli.run("job", "nightly", "resume").stdout
+    assert "usage: dockyard job list" in cli.fails("job", "nightly", "stop")
