@@ -84,15 +84,13 @@ class Controller:
             for ws in workspaces.list_all(session):
                 names.append(ws.name)
                 self.keys.ensure(session, ws)  # workspaces made before keys existed
+                self.keys.publish(session, ws)  # the key ids the receive hook accepts
         for name in names:
             path = workspaces.repo_path(self.settings.repos_dir, name)
             if path.exists():
                 import pygit2
 
                 self.hooks(pygit2.Repository(str(path)))
-        with self.db.session() as session:
-            for ws in workspaces.list_all(session):
-                self.keys.publish(session, ws)
         return generated
 
     def start(self) -> None:

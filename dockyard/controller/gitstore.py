@@ -103,6 +103,11 @@ def iter_files(repo: pygit2.Repository, sha: str, prefix: str) -> Iterator[tuple
     yield from _walk(repo, repo[top.id], "")
 
 
+def config_files(repo: pygit2.Repository, sha: str) -> dict[str, bytes]:
+    """The configuration files of a commit (`config/…`), by name relative to `config/`."""
+    return {name: entry.data for name, entry in iter_files(repo, sha, CONFIG)}
+
+
 def _walk(
     repo: pygit2.Repository, tree: pygit2.Object, base: str
 ) -> Iterator[tuple[str, FileEntry]]:

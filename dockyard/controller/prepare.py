@@ -240,7 +240,7 @@ class Preparer:
         (settings_dir / ".workspace").touch()
         if sha is None:
             return settings_dir
-        files = {n: e.data for n, e in gitstore.iter_files(repo, sha, gitstore.CONFIG)}
+        files = gitstore.config_files(repo, sha)
         try:
             opened, redact = crypto.open_files(
                 {f"config/{n}": d for n, d in files.items()}, identities

@@ -162,7 +162,7 @@ def configuration_info(
         against = history[index + 1] if index + 1 < len(history) else None
     elif against is not None:
         against = gitstore.version_info(repo, against).sha
-    files = _config_files(repo, version.sha)
+    files = gitstore.config_files(repo, version.sha)
     marks = key_marks(files)
     listed = [
         {
@@ -178,12 +178,8 @@ def configuration_info(
         "files": listed,
         "profiles": sorted({f["profile"] for f in listed if f["profile"]}),
         "compared_with": against,
-        "changes": diff_versions(_config_files(repo, against) if against else {}, files),
+        "changes": diff_versions(gitstore.config_files(repo, against) if against else {}, files),
     }
-
-
-def _config_files(repo: pygit2.Repository, sha: str) -> dict[str, bytes]:
-    return {p: e.data for p, e in gitstore.iter_files(repo, sha, gitstore.CONFIG)}
 
 
 def _profile_of(file_name: str) -> str | None:

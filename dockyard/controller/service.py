@@ -488,9 +488,7 @@ def _run_secrets(ctl: Controller, session: Session, run_id: str) -> list[str]:
     ws = session.get(Workspace, run.workspace_id)
     assert ws is not None
     repo = _repo(ctl, ws.name)
-    files = {
-        n: e.data for n, e in gitstore.iter_files(repo, run.configuration_version, gitstore.CONFIG)
-    }
+    files = gitstore.config_files(repo, run.configuration_version)
     if not any(crypto.is_secret_file(n) for n in files):
         return []
     try:
