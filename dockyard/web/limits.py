@@ -115,7 +115,7 @@ def declared_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    """The ASGI middleware (installed outermost by `web/app.py`)."""
+    """The ASGI middleware, in front of every route of both listeners (`web/app.py`)."""
 
     def __init__(
         self,
@@ -142,8 +142,9 @@ class BodyLimit:
             await self.app(scope, guard.receive, guard.send)
         except BodyTooLarge:
             if guard.started:
-                raise
-            await refuse(send, guard.message)
+                raise  # too late for a 413: the server drops the connection
+            if not guard.replaced:
+                await refuse(send, guard.message)
             return
         if guard.exceeded and not (guard.started or guard.replaced):
             await refuse(send, guard.message)  # the application swallowed it and said nothing

@@ -3,6 +3,7 @@ gets to read, and what the client gets back (real servers: tests/security/test_b
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -73,8 +74,8 @@ def run(app: Any, scope: Message, chunks: list[bytes]) -> tuple[list[Message], i
         taken += 1
         return queue[taken - 1]
 
-    async def send(message: Message) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     asyncio.run(limits.BodyLimit(app, LIMITS)(scope, receive, send))
     return sent, taken
