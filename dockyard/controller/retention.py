@@ -150,6 +150,7 @@ class Retention(Loop):
                 aside = self.preparer.retire_checkout(checkout, unused_since)
                 if aside is not None:
                     retention_files.remove(aside)
+                    self._drop_bytecode(checkout)
                     log.info(
                         "checkout removed",
                         extra={"action": "retention", "checkout": str(checkout)},
@@ -170,7 +171,14 @@ class Retention(Loop):
             aside = builder.retire(env.name, unused_since)
             if aside is not None:
                 retention_files.remove(aside)
+                self._drop_bytecode(env)
                 log.info("environment removed", extra={"action": "retention", "env": env.name})
+
+    def _drop_bytecode(self, removed: Path) -> None:
+        """The bytecode runs wrote for a removed folder's modules: local runs write it under
+        `<data-dir>/pycache`, mirroring the folder's absolute path (PYTHONPYCACHEPREFIX)."""
+        cache = self.preparer.settings.data_dir / "pycache"
+        retention_files.remove(cache / removed.absolute().relative_to(removed.anchor))
 
     # what is in use ----------------------------------------------------------------------------
     def in_use(self) -> InUse:

@@ -50,6 +50,11 @@ def log_lines(yard: Yard, run_id: str) -> list[str]:
     return [line["m"] for line in service.run_logs(yard.ctl, ADMIN, run_id)["lines"]]
 
 
+def bytecode_of(yard: Yard, folder: Path) -> Path:
+    """Where PYTHONPYCACHEPREFIX puts the bytecode of a folder's modules."""
+    return yard.ctl.settings.data_dir / "pycache" / folder.absolute().relative_to("/")
+
+
 def age(path: Path, days: float) -> None:
     then = time.time() - days * DAY
     os.utime(path, (then, then))
@@ -126,10 +131,15 @@ def test_checkouts_of_old_deployments_go_the_current_one_stays(yard: Yard) -> No
     old, current = checkout(yard, v1), checkout(yard, v2)
     age(old, 8)
     age(current, 8)
+    bytecode = bytecode_of(yard, old)  # what local runs of it compiled
+    bytecode.mkdir(parents=True)
+    (bytecode / "__deployment__.cpython-311.pyc").write_bytes(b"pyc")
 
     sweeper(yard, checkouts_days=7).checkouts()
 
     assert not old.exists()
+    assert not bytecode.exists()
+    assert bytecode.parent.exists()
     assert (current / "__deployment__.py").read_bytes() == b"x = 2\n"
     assert os.listdir(old.parent) == [v2]  # nothing left aside
 
@@ -203,12 +213,14 @@ def test_unused_environments_go_those_of_current_jobs_and_active_runs_stay(yard:
     of_active_run = env_dir(yard, "e" * 32, 30)
     unused = env_dir(yard, "0" * 32, 15)
     recently_used = env_dir(yard, "1" * 32, 13)
+    bytecode_of(yard, unused).mkdir(parents=True)
 
     sweeper(yard, envs_days=14).environments()
 
     assert current.exists()
     assert of_active_run.exists()
     assert not unused.exists()
+    assert not bytecode_of(yard, unused).exists()
     assert recently_used.exists()
 
 
