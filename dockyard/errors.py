@@ -17,6 +17,10 @@ class InvalidInput(DockyardError):
     """The request or the workspace is malformed; retrying unchanged will not help."""
 
 
+class TooLarge(InvalidInput):
+    """A request body, a payload or a count is over its limit (the message names the setting)."""
+
+
 class NotFound(DockyardError):
     """The named workspace, job, run or version does not exist."""
 

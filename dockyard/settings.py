@@ -10,6 +10,7 @@ DEFAULT_TIMEOUT_S = 120 * 60.0
 DEFAULT_GRACE_S = 30.0
 DEFAULT_MAX_WORKSPACE_BYTES = 50 * 1024 * 1024
 DEFAULT_APP_IDLE_S = 5 * 60.0
+KIB, MIB = 1024, 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,22 @@ class Settings:
     # an app (interactive job) without proxied traffic or an open connection for this long is
     # stopped, unless its job declares its own `idle_timeout` (docs/apps.md)
     app_idle_s: float = DEFAULT_APP_IDLE_S
+    # request bodies, per kind of endpoint: a declared length over the cap is refused (413)
+    # before any byte is read, a streamed body as soon as it passes the cap (web/limits.py)
+    max_form_bytes: int = 64 * KIB  # the login form and the dashboard's forms
+    max_api_bytes: int = 1 * MIB  # the JSON API
+    max_git_bytes: int = 512 * MIB  # git pushes (a backstop: web/git_http.py has its own)
+    max_app_bytes: int = 256 * MIB  # requests proxied to apps (uploads)
+    max_other_bytes: int = 64 * KIB  # everything else
+    # the beacon (controller/beacon.py): one payload, payloads per run and kind, bytes per run
+    beacon_max_bytes: int = 8 * MIB
+    beacon_max_payloads: int = 1000
+    beacon_max_run_bytes: int = 64 * MIB
+    # retention (controller/retention.py), in days; 0 keeps forever
+    retain_runs_days: float = 30.0  # logs and folders of runs that ended this long ago
+    retain_checkouts_days: float = 7.0  # checkouts of deployments nothing uses any more
+    retain_envs_days: float = 14.0  # environments nothing uses any more
+    retention_interval_s: float = 3600.0
     start_loops: bool = True
 
     @classmethod
@@ -101,5 +118,17 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
     "DOCKYARD_APP_IDLE_S": ("app_idle_s", float),
+    "DOCKYARD_MAX_FORM_BYTES": ("max_form_bytes", int),
+    "DOCKYARD_MAX_API_BYTES": ("max_api_bytes", int),
+    "DOCKYARD_MAX_GIT_BYTES": ("max_git_bytes", int),
+    "DOCKYARD_MAX_APP_BYTES": ("max_app_bytes", int),
+    "DOCKYARD_MAX_OTHER_BYTES": ("max_other_bytes", int),
+    "DOCKYARD_BEACON_MAX_BYTES": ("beacon_max_bytes", int),
+    "DOCKYARD_BEACON_MAX_PAYLOADS": ("beacon_max_payloads", int),
+    "DOCKYARD_BEACON_MAX_RUN_BYTES": ("beacon_max_run_bytes", int),
+    "DOCKYARD_RETAIN_RUNS_DAYS": ("retain_runs_days", float),
+    "DOCKYARD_RETAIN_CHECKOUTS_DAYS": ("retain_checkouts_days", float),
+    "DOCKYARD_RETAIN_ENVS_DAYS": ("retain_envs_days", float),
+    "DOCKYARD_RETENTION_INTERVAL": ("retention_interval_s", float),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

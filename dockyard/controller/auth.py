@@ -2,10 +2,15 @@
 
 Roles: `admin` (everything, including tokens and new workspaces), `deploy` (push, trigger,
 cancel), `read` (list, info, logs, clone). A token may be limited to one workspace.
+
+`DOCKYARD_ADMIN_TOKEN` is stored like any token, marked as coming from the environment; the
+server starting with another value revokes the one it replaces, so changing the variable is
+how an operator rotates a leaked admin token.
 """
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
@@ -16,8 +21,11 @@ from dockyard.clock import utcnow
 from dockyard.controller.store.models import Token, Workspace
 from dockyard.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
+log = logging.getLogger(__name__)
 ROLES = ("read", "deploy", "admin")
 TOKEN_PREFIX = "dy_"  # noqa: S105 (a prefix, not a secret)
+FROM_ENV = "env"
+ENV_TOKEN_NAME = "admin (DOCKYARD_ADMIN_TOKEN)"  # noqa: S105 (a name, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +79,12 @@ def create(
 
 
 def ensure_admin(session: Session, env_token: str | None) -> str | None:
-    """Make sure an admin token exists; return a newly generated one (to print once)."""
+    """Make sure an admin token exists; return a newly generated one (to print once).
+
+    With `env_token` (DOCKYARD_ADMIN_TOKEN), that token is valid and every earlier one that
+    came from the environment is revoked; tokens made through the API are left alone."""
     if env_token:
-        digest = hash_token(env_token)
-        if session.scalar(select(Token).where(Token.token_hash == digest)) is None:
-            session.add(
-                Token(
-                    name="admin (DOCKYARD_ADMIN_TOKEN)",
-                    token_hash=digest,
-                    prefix=env_token[:7],
-                    role="admin",
-                    created_at=utcnow(),
-                )
-            )
+        _from_env(session, env_token)
         return None
     exists = session.scalar(
         select(Token.id).where(Token.role == "admin", Token.revoked_at.is_(None)).limit(1)
@@ -92,6 +93,41 @@ def ensure_admin(session: Session, env_token: str | None) -> str | None:
         return None
     clear, _ = create(session, "admin (generated at first start)", "admin", None)
     return clear
+
+
+def _from_env(session: Session, env_token: str) -> None:
+    digest = hash_token(env_token)
+    row = session.scalar(select(Token).where(Token.token_hash == digest))
+    if row is not None and row.revoked_at is not None:
+        # never revived (it was revoked for a reason), and the one it would replace stays
+        # valid, so the server is not left without its admin token
+        log.warning(
+            "DOCKYARD_ADMIN_TOKEN names a revoked token, which stays revoked; set a new value",
+            extra={"action": "rotate_admin_token", "token_id": row.id},
+        )
+        return
+    replaced = session.scalars(
+        select(Token).where(
+            Token.source == FROM_ENV, Token.token_hash != digest, Token.revoked_at.is_(None)
+        )
+    )
+    for old in replaced:
+        old.revoked_at = utcnow()
+        log.warning(
+            "an earlier DOCKYARD_ADMIN_TOKEN was revoked: the server started with another",
+            extra={"action": "rotate_admin_token", "token_id": old.id, "prefix": old.prefix},
+        )
+    if row is None:
+        session.add(
+            Token(
+                name=ENV_TOKEN_NAME,
+                token_hash=digest,
+                prefix=env_token[:7],
+                role="admin",
+                created_at=utcnow(),
+                source=FROM_ENV,
+            )
+        )
 
 
 def revoke(session: Session, token_id: int) -> Token:

@@ -1,26 +1,43 @@
 """The per-run beacon: where dlt inside a run PUTs its job result, traces and state.
 
 A run's DSN carries `<run id>.<HMAC of the run id>` under a server secret, so the server
-needs no stored token to check it and a run can only ever write to itself.
+needs no stored token to check it and a run can only ever write to itself. The DSN is in the
+run's environment and may end up in its log, so it is only good while the run is: once the
+run's end is recorded, its beacon takes nothing more (`check_open`). What a run may store is
+capped too: each payload's size, payloads per kind, bytes in all (`Limits`).
 """
 
 import hashlib
 import hmac
 import secrets
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.clock import utcnow
 from dockyard.controller.store.models import BeaconPayload, Run
-from dockyard.errors import InvalidInput, NotFound, Unauthorized
+from dockyard.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized
 
 KINDS = ("job_result", "trace", "state")
 TERMINAL = ("completed", "failed", "cancelled", "skipped")
+OPEN = ("starting", "running", "cancelling")
+"""A run's beacon takes payloads while its process may be alive: from the moment it is
+started until its end is recorded (dlt sends its last trace and job result before the
+process exits, so they arrive while the run is still `running` or `cancelling`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one run may store: bytes per payload, payloads per kind, bytes in all."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_payloads: int = 1000
+    max_run_bytes: int = 64 * 1024 * 1024
 
 
 def load_secret(path: Path) -> bytes:
@@ -43,19 +60,69 @@ def run_id_of(secret: bytes, token: str) -> str:
     return run_id
 
 
-def record(
-    session: Session, run_id: str, kind: str, body: Any, secrets: Collection[str] = ()
-) -> None:
-    """Store what dlt sent, every secret value of the run replaced by `***` first."""
+def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise NotFound(f"unknown beacon payload {kind!r}; dlt sends {', '.join(KINDS)}")
+
+
+def check_open(session: Session, run_id: str, kind: str, size: int, limits: Limits) -> Run:
+    """The run, if its beacon may store one more payload of `kind` and `size` bytes; else
+    the reason, as an error: the run has ended (409), or a cap would be passed (413)."""
+    check_kind(kind)
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound("no such run")
+    if run.status not in OPEN:
+        raise Conflict(
+            f"run {run_id} is {run.status}; its beacon takes payloads only while it runs"
+        )
+    if size > limits.max_bytes:
+        raise TooLarge(
+            f"beacon payload of {size} bytes is over the limit of {limits.max_bytes}"
+            " (DOCKYARD_BEACON_MAX_BYTES)"
+        )
+    count, stored = _usage(session, run_id, kind)
+    if count >= limits.max_payloads:
+        raise TooLarge(
+            f"run {run_id} has sent {count} {kind} payloads, the most a run may"
+            " (DOCKYARD_BEACON_MAX_PAYLOADS)"
+        )
+    if stored + size > limits.max_run_bytes:
+        raise TooLarge(
+            f"run {run_id} has sent {stored} bytes to its beacon; {size} more would pass the"
+            f" limit of {limits.max_run_bytes} (DOCKYARD_BEACON_MAX_RUN_BYTES)"
+        )
+    return run
+
+
+def _usage(session: Session, run_id: str, kind: str) -> tuple[int, int]:
+    """Payloads of `kind` and bytes of all kinds the run has stored."""
+    rows = session.execute(
+        select(BeaconPayload.kind, func.count(), func.coalesce(func.sum(BeaconPayload.size), 0))
+        .where(BeaconPayload.run_id == run_id)
+        .group_by(BeaconPayload.kind)
+    ).all()
+    count = sum(int(n) for k, n, _ in rows if k == kind)
+    return count, sum(int(b) for _, _, b in rows)
+
+
+def record(
+    session: Session,
+    run_id: str,
+    kind: str,
+    body: Any,
+    secrets: Collection[str] = (),
+    size: int = 0,
+) -> None:
+    """Store what dlt sent, every secret value of the run replaced by `***` first."""
+    check_kind(kind)
     if not isinstance(body, dict):
         raise InvalidInput("beacon payload must be a JSON object")
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound("no such run")
     body = _redacted(body, secrets) if secrets else body
-    session.add(BeaconPayload(run_id=run_id, kind=kind, received_at=utcnow(), body=body))
+    session.add(BeaconPayload(run_id=run_id, kind=kind, received_at=utcnow(), body=body, size=size))
     if kind == "job_result":
         run.result = body
 

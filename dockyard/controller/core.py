@@ -5,7 +5,7 @@ runner and executor, plus the periodic sweep that catches any missed push event.
 import sys
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import apps, auth, beacon, keys, workspaces
+from dockyard.controller import apps, auth, beacon, envs, keys, retention, workspaces
 from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
@@ -71,6 +71,23 @@ class Controller:
         self.runner.on_finished = self.apps.recent.forget_run
         self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
+        self.retention = retention.Retention(
+            self.db,
+            self.clock,
+            self.preparer,
+            self._local_envs,
+            retention.Windows(
+                settings.retain_runs_days,
+                settings.retain_checkouts_days,
+                settings.retain_envs_days,
+            ),
+            settings.retention_interval_s,
+        )
+
+    def _local_envs(self) -> envs.EnvBuilder | None:
+        """The local executor's virtualenvs (what retention may prune)."""
+        builder = getattr(self.executor.get("local"), "builder", None)
+        return builder if isinstance(builder, envs.EnvBuilder) else None
 
     def _deployed(self, workspace: str) -> None:
         self.scheduler.wake()
@@ -99,8 +116,10 @@ class Controller:
         self.scheduler.start()
         self.sweeper.start()
         self.apps.monitor.start()
+        self.retention.start()
 
     def stop(self) -> None:
+        self.retention.stop()
         self.apps.monitor.stop()
         self.sweeper.stop()
         self.scheduler.stop()

@@ -11,6 +11,7 @@ not configure). A workspace that needs any of them lists it in its own dependenc
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from dockyard.controller import dltadapter
+from dockyard.controller import dltadapter, retention_files
 from dockyard.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -110,14 +111,33 @@ class EnvBuilder:
     def is_ready(self, spec: EnvSpec) -> bool:
         return (self.path(spec) / READY).exists()
 
-    def ensure(self, spec: EnvSpec, sink: LineSink) -> Path:
-        """Build the environment unless it exists; return its interpreter."""
+    def _lock(self, key: str) -> threading.Lock:
         with self._guard:
-            lock = self._locks.setdefault(spec.key, threading.Lock())
-        with lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def ensure(self, spec: EnvSpec, sink: LineSink) -> Path:
+        """Build the environment unless it exists; return its interpreter. The modification
+        time of its ready marker says when a run last took it (for retention)."""
+        with self._lock(spec.key):
             if not self.is_ready(spec):
                 self._build(spec, sink)
+            os.utime(self.path(spec) / READY)
         return self.python(spec)
+
+    def retire(self, key: str, unused_since: float) -> Path | None:
+        """Move environment `key` out of the way if no run has taken it since `unused_since`
+        (POSIX time), under the lock `ensure` takes: a run preparing at this moment either
+        took it just now (it stays) or builds it again. Returns where it went, to delete."""
+        target = self.envs_dir / key
+        with self._lock(key):
+            marker = target / READY
+            try:
+                used = (marker if marker.exists() else target).stat().st_mtime
+            except FileNotFoundError:
+                return None
+            if used >= unused_since:
+                return None
+            return retention_files.set_aside(target)
 
     def _build(self, spec: EnvSpec, sink: LineSink) -> None:
         target = self.path(spec)

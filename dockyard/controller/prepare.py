@@ -16,7 +16,7 @@ import pygit2
 from sqlalchemy.orm import object_session
 
 from dockyard import crypto
-from dockyard.controller import apps, dltadapter, envs, gitstore, keys, logs
+from dockyard.controller import apps, dltadapter, envs, gitstore, keys, logs, retention_files
 from dockyard.controller.executors.base import RunPlan
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -208,7 +208,8 @@ class Preparer:
         _cleanup(self.run_dir(run_id))
 
     def checkout(self, repo: pygit2.Repository, workspace: str, sha: str) -> Path:
-        """The deployment's code, checked out once per SHA and shared by its runs."""
+        """The deployment's code, checked out once per SHA and shared by its runs. Its
+        modification time says when a run last took it (retention keeps what is in use)."""
         target = self.settings.checkouts_dir / workspace / sha
         with self._checkout_lock:
             if not target.exists():
@@ -217,7 +218,20 @@ class Preparer:
                     shutil.rmtree(tmp)
                 gitstore.checkout(repo, sha, gitstore.CODE, tmp)
                 os.replace(tmp, target)
+            os.utime(target)
         return target
+
+    def retire_checkout(self, target: Path, unused_since: float) -> Path | None:
+        """Move a checkout no run has taken since `unused_since` (POSIX time) out of the way,
+        under the lock `checkout` takes, so a run preparing at this moment either took it
+        just now (and it stays) or makes it again. Returns where it went, to be deleted."""
+        with self._checkout_lock:
+            try:
+                if target.stat().st_mtime >= unused_since:
+                    return None
+            except FileNotFoundError:
+                return None
+            return retention_files.set_aside(target)
 
     def _identities(self, ws: Workspace) -> dict[str, str]:
         session = object_session(ws)

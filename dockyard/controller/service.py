@@ -4,6 +4,9 @@ Each function takes the controller, the caller's principal and plain arguments, 
 principal's rights, does the work in one transaction and returns JSON-ready data.
 """
 
+import json
+import threading
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +31,10 @@ from dockyard.controller import (
 )
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
-from dockyard.errors import Conflict, DockyardError, NotFound
+from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
 
 Principal = auth.Principal
+_beacon_lock = threading.Lock()  # a run's caps are checked and its payload stored as one step
 
 
 def _workspace(session: Session, principal: Principal, name: str, role: str) -> Workspace:
@@ -462,7 +466,10 @@ def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0
         run, _job = _run(session, run_id)
         _workspace_by_id(session, principal, run.workspace_id, "read")
         status = run.status
-    chunk = logs.read(ctl.preparer.run_dir(run_id), offset)
+    run_dir = ctl.preparer.run_dir(run_id)
+    # past the end there is nothing to read (and past the filesystem's largest file, a read
+    # fails): start at most at the end
+    chunk = logs.read(run_dir, min(offset, _size(logs.path(run_dir))))
     return {
         "run_id": run_id,
         "status": status,
@@ -472,10 +479,35 @@ def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0
     }
 
 
-def record_beacon(ctl: Controller, token: str, kind: str, body: Any) -> None:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def beacon_run(ctl: Controller, token: str, kind: str) -> str:
+    """The run a beacon token names (checked before its payload is read)."""
     run_id = beacon.run_id_of(ctl.beacon_secret, token)
-    with ctl.db.session() as session:
-        beacon.record(session, run_id, kind, body, _run_secrets(ctl, session, run_id))
+    beacon.check_kind(kind)
+    return run_id
+
+
+def record_beacon(ctl: Controller, run_id: str, kind: str, raw: bytes) -> None:
+    """Store a payload a run sent to its beacon, if the run is still going and within its
+    caps (settings `beacon_max_*`)."""
+    settings = ctl.settings
+    limits = beacon.Limits(
+        settings.beacon_max_bytes, settings.beacon_max_payloads, settings.beacon_max_run_bytes
+    )
+    with _beacon_lock, ctl.db.session() as session:
+        beacon.check_open(session, run_id, kind, len(raw), limits)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput("beacon payload is not JSON") from exc
+        secrets = _run_secrets(ctl, session, run_id)
+        beacon.record(session, run_id, kind, body, secrets, size=len(raw))
 
 
 def _run_secrets(ctl: Controller, session: Session, run_id: str) -> list[str]:

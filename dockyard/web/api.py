@@ -1,15 +1,14 @@
 """The JSON API (`/api/v1`): thin routes over `controller.service`."""
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.controller import auth, sealing, service
 from dockyard.controller.core import Controller
-from dockyard.errors import InvalidInput
-from dockyard.web.deps import controller, principal
+from dockyard.web.deps import PathNumber, QueryOffset, controller, principal
 
 router = APIRouter(prefix="/api/v1")
 Ctl = Annotated[Controller, Depends(controller)]
@@ -92,7 +91,7 @@ def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+def revoke_token(token_id: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
     return service.revoke_token(ctl, who, token_id)
 
 
@@ -119,7 +118,8 @@ def resume_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.get("/workspaces/{ws}/jobs/{job}/runs/{number}")
-def run_info(ws: str, job: str, number: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+def run_info(ws: str, job: str, number: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Run `number` of the job (0: its latest run)."""
     return service.run_info(ctl, who, ws, job, number if number > 0 else None)
 
 
@@ -157,9 +157,7 @@ def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}/logs")
-def run_logs(
-    run_id: str, ctl: Ctl, who: Who, offset: Annotated[int, Query(ge=0)] = 0
-) -> dict[str, Any]:
+def run_logs(run_id: str, ctl: Ctl, who: Who, offset: QueryOffset = 0) -> dict[str, Any]:
     return service.run_logs(ctl, who, run_id, offset)
 
 
@@ -209,10 +207,10 @@ beacon_router = APIRouter(include_in_schema=False)
 
 @beacon_router.put("/beacon/{token}/{kind}")
 async def beacon(token: str, kind: str, request: Request, ctl: Ctl) -> dict[str, str]:
-    """dlt's platform tracker PUTs JSON here without a content type or auth header."""
-    try:
-        body = json.loads(await request.body())
-    except ValueError as exc:
-        raise InvalidInput("beacon payload is not JSON") from exc
-    service.record_beacon(ctl, token, kind, body)
+    """dlt's platform tracker PUTs JSON here without a content type or auth header. The
+    token is checked before the body is read; the body's size is capped by `web/limits.py`
+    (DOCKYARD_BEACON_MAX_BYTES) while it is read."""
+    run_id = service.beacon_run(ctl, token, kind)
+    raw = await request.body()
+    await run_in_threadpool(service.record_beacon, ctl, run_id, kind, raw)
     return {"status": "ok"}

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from dockyard.controller import app_service, auth
 from dockyard.controller.core import Controller
-from dockyard.web.deps import controller, principal
+from dockyard.web.deps import PathNumber, controller, principal
 
 router = APIRouter(prefix="/api/v1/workspaces/{ws}/apps")
 Ctl = Annotated[Controller, Depends(controller)]
@@ -55,5 +55,5 @@ def revoke_all_links(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.delete("/{job}/links/{link_id}")
-def revoke_link(ws: str, job: str, link_id: int, ctl: Ctl, who: Who) -> dict[str, Any]:
+def revoke_link(ws: str, job: str, link_id: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
     return app_service.revoke_links(ctl, who, ws, job, link_id)

@@ -16,12 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dockyard import __version__, errors
 from dockyard.controller.core import Controller
 from dockyard.settings import Settings
-from dockyard.web import api, api_apps, git_http, pages, proxy
+from dockyard.web import api, api_apps, git_http, limits, pages, proxy
 
 log = logging.getLogger(__name__)
 
 STATUS = {
     errors.InvalidInput: 400,
+    errors.TooLarge: 413,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -58,6 +59,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
 
     app = FastAPI(title="dockyard", version=__version__, lifespan=lifespan)
     app.state.controller = controller
+    app.add_middleware(limits.BodyLimit, limits=limits.BodyLimits.from_settings(settings))
 
     _error_handlers(app)
 
@@ -119,6 +121,7 @@ def create_beacon_app(ctl: Controller) -> FastAPI:
     """Only the beacon, for a second listener on the containers' network (Docker executor)."""
     app = FastAPI(title="dockyard beacon", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.controller = ctl
+    app.add_middleware(limits.BodyLimit, limits=limits.BodyLimits.from_settings(ctl.settings))
 
     @app.exception_handler(errors.DockyardError)
     async def _dockyard_error(_request: Request, exc: errors.DockyardError) -> JSONResponse:

@@ -2,11 +2,20 @@
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Query, Request
 
 from dockyard.controller import auth
 from dockyard.controller.core import Controller
+
+MAX_INT = 2**63 - 1
+"""The largest integer the database (SQLite's INTEGER) and a file offset can hold: a number
+in a path or query above it is refused as invalid (400) instead of overflowing (500)."""
+PathNumber = Annotated[int, Path(ge=0, le=MAX_INT)]
+"""A run number, token id or link id in a path."""
+QueryOffset = Annotated[int, Query(ge=0, le=MAX_INT)]
+"""A byte or row offset in a query string."""
 
 
 def controller(request: Request) -> Controller:

@@ -84,6 +84,9 @@ class Token(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # "env": DOCKYARD_ADMIN_TOKEN (revoked when the server starts with another); None: made
+    # through the API, the dashboard or at first start
+    source: Mapped[str | None] = mapped_column(String(16))
 
 
 class Job(Base):
@@ -218,6 +221,7 @@ class BeaconPayload(Base):
     kind: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime]
     body: Mapped[dict[str, Any]]
+    size: Mapped[int] = mapped_column(Integer, server_default="0")  # bytes as received
 
 
 class PublicLink(Base):

@@ -1,13 +1,13 @@
 """The overview, the jobs list (grouped by tag, filtered) and a job's page with its actions:
 run now, pause and resume its schedule."""
 
-from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from dockyard.controller import dashboard, service
+from dockyard.web import deps
 from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who
 
@@ -44,7 +44,7 @@ def jobs(
     tag: str = "",
     type: str = "",
     state: str = "active",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: deps.QueryOffset = 0,
 ) -> HTMLResponse:
     state = state if state in dashboard.JOB_STATES else "active"
     filters = dashboard.JobFilter(q, tag, type, state)

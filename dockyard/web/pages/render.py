@@ -24,7 +24,7 @@ from dockyard.web import deps, formatting, sessions
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"
 STATIC = WEB / "static"
-MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 100  # the dashboard's forms have a handful
 SECTIONS = ("overview", "jobs", "runs", "deployments", "configuration", "pipelines", "settings")
 HEADERS = {
     # scripts and styles only from /ui/static; no framing, forms post only here
@@ -148,11 +148,20 @@ def see_other(url: str) -> RedirectResponse:
 
 # forms -----------------------------------------------------------------------------------
 async def form_data(request: Request) -> dict[str, str]:
-    """An url-encoded form body (the only kind the dashboard posts), last value per field."""
+    """An url-encoded form body (the only kind the dashboard posts), last value per field.
+
+    Starlette's form parser (`request.form()`, multipart included) is not used: the body is
+    capped before it is read (`web/limits.py`, DOCKYARD_MAX_FORM_BYTES) and parsed here, with
+    at most `MAX_FORM_FIELDS` fields."""
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    if len(body) > controller(request).settings.max_form_bytes:  # a backstop, see above
         raise InvalidInput("the form is too large")
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        fields = parse_qs(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except ValueError as exc:
+        raise InvalidInput(f"the form has more than {MAX_FORM_FIELDS} fields") from exc
     return {name: values[-1] for name, values in fields.items()}
 
 

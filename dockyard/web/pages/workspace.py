@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from dockyard.controller import dashboard, sealing, service
 from dockyard.errors import Forbidden, NotFound
+from dockyard.web import deps
 from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who
 
@@ -98,6 +99,8 @@ def create_token(ws: str, request: Request, who: Who, form: CheckedForm) -> HTML
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(ws: str, token_id: int, request: Request, who: Who, form: CheckedForm) -> Response:
+def revoke_token(
+    ws: str, token_id: deps.PathNumber, request: Request, who: Who, form: CheckedForm
+) -> Response:
     service.revoke_token(render.controller(request), who, token_id)
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/settings")
