@@ -36,6 +36,12 @@ class Settings:
     # an app (interactive job) without proxied traffic or an open connection for this long is
     # stopped, unless its job declares its own `idle_timeout` (docs/apps.md)
     app_idle_s: float = DEFAULT_APP_IDLE_S
+    # jobs on the local executor: a bubblewrap sandbox ("auto": when it works, "bwrap":
+    # required, "off"), as uid sandbox_uid_base + workspace id when the server is root;
+    # without a sandbox, workspace-limited tokens may deploy only if this says "allow"
+    sandbox: str = "auto"
+    sandbox_uid_base: int = 1_800_000_000
+    unisolated_deploys: str = "refuse"
     start_loops: bool = True
 
     @classmethod
@@ -101,5 +107,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
     "DOCKYARD_APP_IDLE_S": ("app_idle_s", float),
+    "DOCKYARD_SANDBOX": ("sandbox", str),
+    "DOCKYARD_SANDBOX_UID_BASE": ("sandbox_uid_base", int),
+    "DOCKYARD_UNISOLATED_DEPLOYS": ("unisolated_deploys", str),
 }
 """Server settings from the environment: variable -> (field, conversion)."""
