@@ -123,8 +123,9 @@ def test_admin_token_of_the_server_is_not_in_reach_of_a_job(
 
 
 def test_data_dir_and_everything_in_it_is_private(tmp_path: Path, cli: Cli) -> None:
-    """0700/0600 for all the server creates; shared environments are readable by the jobs'
-    group only (they hold public packages and are reached through the sandbox alone)."""
+    """0700/0600 for all the server creates. Environments keep uv's modes (public packages,
+    hardlinked from uv's cache, never writable by others): jobs of every workspace read them,
+    reached only through their sandbox, since the data dir itself is 0700."""
     srv = make_server(tmp_path).start()
     try:
         own = Cli(srv, cli.cache_home, tmp_path / "config", "private")
@@ -138,13 +139,11 @@ def test_data_dir_and_everything_in_it_is_private(tmp_path: Path, cli: Cli) -> N
         for root, dirs, files in os.walk(srv.data_dir):
             for name in (*dirs, *files):
                 path = Path(root, name)
-                info = path.lstat()
-                shared = path.relative_to(srv.data_dir).parts[0] == "envs"
-                if (info.st_mode & 0o007 and not stat.S_ISLNK(info.st_mode)) or (
-                    info.st_mode & 0o070 and not shared and not stat.S_ISLNK(info.st_mode)
-                ):
-                    loose.append(path)
-        assert loose == [], [f"{p} {oct(p.lstat().st_mode)}" for p in loose[:20]]
+                mode = path.lstat().st_mode
+                public = path.relative_to(srv.data_dir).parts[0] == "envs"
+                if not stat.S_ISLNK(mode) and mode & (0o022 if public else 0o077):
+                    loose.append(f"{path} {oct(mode)}")
+        assert loose == []
     finally:
         srv.stop()
 

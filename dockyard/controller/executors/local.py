@@ -23,7 +23,6 @@ from dockyard.shim import SHIM, SUPERVISOR
 LOST_AFTER_S = 30.0
 JOB_DIR = "job"  # in the run directory: the job's own scratch (home, tmp, markers)
 RELEASED = "released"  # in the job's folder: a held run got its launch arguments
-SHARED = ".dockyard-shared"  # in an environment: made readable by every job's group
 
 
 PASSED_ENV = (
@@ -80,14 +79,6 @@ class LocalExecutor:
 
     def ensure_env(self, spec: envs.EnvSpec, sink: LineSink) -> None:
         self._envs().ensure(spec, sink)
-        self._share(self._envs().path(spec))
-
-    def _share(self, env_dir: Path) -> None:
-        """Jobs run as their workspace's user: a shared environment is made readable by
-        their common group once (the server's umask makes it 0700 otherwise)."""
-        if self.isolation.separate_users and not (env_dir / SHARED).exists():
-            sandbox.share(env_dir, self.isolation.runs_gid)
-            (env_dir / SHARED).touch()
 
     # runs --------------------------------------------------------------------------------
     def start(self, plan: RunPlan) -> None:
@@ -149,13 +140,9 @@ class LocalExecutor:
             writable.append(Path(env["PYTHONPYCACHEPREFIX"]))
         for folder in writable:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.isolation.separate_users:
-            return
-        uid = self.isolation.uid(plan.workspace_id or 0)
-        for folder in (job_dir, plan.settings, *writable[2:], plan.code):
-            if folder.exists() and folder.stat().st_uid != uid:
-                sandbox.give(folder, uid, uid)
-        self._share(self._envs().path(plan.env))
+        if self.isolation.separate_users:
+            uid = self.isolation.uid(plan.workspace_id or 0)
+            sandbox.give_all((job_dir, plan.settings, *writable[2:], plan.code), uid)
 
     def _view(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> sandbox.View:
         env_dir = self._envs().path(plan.env)

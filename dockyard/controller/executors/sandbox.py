@@ -10,10 +10,11 @@ namespace: it cannot see or signal the server or other runs, and when the job's 
 the kernel kills everything it left behind (double forks and `setsid` included).
 
 When the server runs as root, the job also runs as a separate OS user per workspace
-(`sandbox_uid_base + workspace id`, no capabilities, `no_new_privs`), so what a job writes
-is owned by its workspace's uid, and an escape from the mount namespace still meets ordinary
-Unix permissions (the data dir is 0700). Without root, bubblewrap uses a user namespace and
-the job keeps the server's uid: the mount namespace is then the whole boundary.
+(`sandbox_uid_base + workspace id`, no capabilities, `no_new_privs`; the Docker executor uses
+the same uid), so what a job writes is owned by its workspace's uid, and an escape from the
+mount namespace still meets ordinary Unix permissions (the data dir is 0700). Without root,
+bubblewrap uses a user namespace and the job keeps the server's uid: the mount namespace is
+then the whole boundary.
 
 Why bubblewrap rather than only separate users: users alone still show every path of the
 host (a 0700 data dir must then be made traversable for the job's folders inside it, and
@@ -54,11 +55,6 @@ class Isolation:
     @property
     def separate_users(self) -> bool:
         return self.mode == "users"
-
-    @property
-    def runs_gid(self) -> int:
-        """The group every job is in: it may read the shared environments."""
-        return self.uid_base
 
     def uid(self, workspace_id: int) -> int:
         return self.uid_base + workspace_id
@@ -142,7 +138,7 @@ def command(
             SETPRIV,
             f"--reuid={uid}",
             f"--regid={uid}",
-            f"--groups={isolation.runs_gid}",
+            "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
             "--no-new-privs",
@@ -227,6 +223,21 @@ def interpreter_home(env_dir: Path) -> Path | None:
     return None
 
 
+def workspace_user(uid_base: int, workspace_id: int | None) -> int | None:
+    """The uid a workspace's jobs run as on either executor: its own when the server is
+    root (which can switch users), else None (the server's own uid)."""
+    if os.geteuid() != 0 or workspace_id is None:
+        return None
+    return uid_base + workspace_id
+
+
+def give_all(paths: Iterable[Path], uid: int) -> None:
+    """Folders a run uses, made its workspace user's (skipped when already theirs)."""
+    for path in paths:
+        if path.exists() and path.stat().st_uid != uid:
+            give(path, uid, uid)
+
+
 def give(path: Path, uid: int, gid: int) -> None:
     """Make a folder tree the job's own (as root): children first, the top last, so a top
     already owned by `uid` means the whole tree is."""
@@ -234,24 +245,3 @@ def give(path: Path, uid: int, gid: int) -> None:
         for name in (*files, *dirs):
             os.lchown(os.path.join(root, name), uid, gid)
     os.lchown(path, uid, gid)
-
-
-def share(path: Path, gid: int) -> None:
-    """A shared environment readable (never writable) by every job's group, and by no one
-    else (uv leaves some files writable by all)."""
-    for root, dirs, files in os.walk(path):
-        for name in (*files, *dirs):
-            _group_readable(os.path.join(root, name), gid)
-    _group_readable(str(path), gid)
-
-
-def _group_readable(path: str, gid: int) -> None:
-    st = os.lstat(path)
-    if os.path.islink(path):
-        os.lchown(path, -1, gid)
-        return
-    os.chown(path, -1, gid)
-    mode = st.st_mode & 0o7777
-    read = (mode & 0o400) >> 3
-    execute = (mode & 0o100) >> 3
-    os.chmod(path, (mode & ~0o077) | read | execute)
