@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from dockyard.controller.executors import sandbox
-from tests.conftest import Cli, Server, copy_workspace, make_server, wait_run
+from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, make_server, wait_run
+from tests.e2e.test_docker import docker_engine, docker_server
 from tests.security.conftest import probes
+
+__all__ = ["docker_engine"]  # the fixture, shared with the Docker executor's tests
 
 ROOT = os.geteuid() == 0
 UID_BASE = 1_800_000_000
@@ -206,3 +209,43 @@ def test_unisolated_server_refuses_a_workspace_token_deploy(
         limited.run("deploy", cwd=hostile_ws)
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def docker_cli(
+    docker_engine: None, tmp_path_factory: pytest.TempPathFactory, cache_home: Path
+) -> Iterator[Cli]:
+    """The hostile workspace deployed to a server whose runs go to Docker."""
+    tmp = tmp_path_factory.mktemp("docker-hostile")
+    srv = docker_server(tmp / "server")
+    try:
+        cli = Cli(srv, cache_home, tmp / "config", "hostile-docker")
+        cli.run("deploy", cwd=copy_workspace(WORKSPACES / "hostile", tmp / "ws"))
+        yield cli
+    finally:
+        srv.stop()
+
+
+def test_job_in_a_container_cannot_reach_the_control_plane(docker_cli: Cli) -> None:
+    """The same attacks from a container: nothing of the data dir is mounted, the Docker
+    socket is not there, the server's processes are in another PID namespace."""
+    docker_cli.run("launch", "sandbox_escape")
+    run = wait_run(docker_cli, "sandbox_escape", timeout=600)
+    assert run["status"] == "completed", run
+    found = probes(docker_cli, str(run["run_id"]))
+    attacks = {k: v for k, v in found.items() if k not in ("uid", "network")}
+    attacks = {k: v for k, v in attacks.items() if not k.startswith("own_")}
+    assert len(attacks) == 14, found
+    assert {k: v for k, v in attacks.items() if v != "denied"} == {}
+    assert all(found[k] == "ok" for k in ("own_configuration", "own_data", "own_tmp", "own_home"))
+    if ROOT:
+        assert int(found["uid"]) > UID_BASE
+
+
+def test_processes_a_container_job_leaves_behind_die_with_its_run(docker_cli: Cli) -> None:
+    docker_cli.run("launch", "sandbox_linger_exit")
+    run = wait_run(docker_cli, "sandbox_linger_exit", timeout=600)
+    assert run["status"] == "completed", run
+    mark = f"dockyard-linger-{run['run_id']}"
+    assert probes(docker_cli, str(run["run_id"]))["lingering"] == mark
+    assert lingering(mark) == []
