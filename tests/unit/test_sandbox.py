@@ -1,6 +1,7 @@
 """The sandbox's command line, the supervisor's reading of an exit, and who may deploy to an
 unisolated server: pure logic (tests/security runs the real thing)."""
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,18 @@ def test_an_unknown_sandbox_setting_is_refused_with_the_choices() -> None:
     with pytest.raises(Exception, match="auto, bwrap, off"):
         sandbox.probe("maybe")
     assert not sandbox.probe("off").isolated
+
+
+def test_an_environment_is_opened_for_reading_never_for_writing(tmp_path: Path) -> None:
+    package = tmp_path / "lib" / "pkg"
+    package.mkdir(parents=True, mode=0o700)
+    module = package / "__init__.py"
+    module.write_text("x = 1\n")
+    module.chmod(0o600)
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o700)
+    sandbox.readable(tmp_path)
+    assert stat.S_IMODE(module.stat().st_mode) == 0o644
+    assert stat.S_IMODE(package.stat().st_mode) == 0o755
+    assert stat.S_IMODE(tool.stat().st_mode) == 0o755

@@ -49,6 +49,7 @@ class RunSpec:
     env: dict[str, str]
     held: bool = False  # a run prepared ahead of its tick, waiting to be released
     sandboxed: bool = False  # argv starts bwrap (the supervisor reads its --info-fd)
+    uid: int | None = None  # the job's own user (it must be able to read the release FIFO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from dockyard.shim import SHIM, SUPERVISOR
 LOST_AFTER_S = 30.0
 JOB_DIR = "job"  # in the run directory: the job's own scratch (home, tmp, markers)
 RELEASED = "released"  # in the job's folder: a held run got its launch arguments
+READABLE = ".dockyard-readable"  # in an environment: every job's user may read it
 
 
 PASSED_ENV = (
@@ -79,6 +80,14 @@ class LocalExecutor:
 
     def ensure_env(self, spec: envs.EnvSpec, sink: LineSink) -> None:
         self._envs().ensure(spec, sink)
+        self._readable(self._envs().path(spec))
+
+    def _readable(self, env_dir: Path) -> None:
+        """Jobs run as their workspace's user: the environment must be readable by others
+        (once per environment; it is reached only through a sandbox's mount)."""
+        if self.isolation.separate_users and not (env_dir / READABLE).exists():
+            sandbox.readable(env_dir)
+            (env_dir / READABLE).touch()
 
     # runs --------------------------------------------------------------------------------
     def start(self, plan: RunPlan) -> None:
@@ -108,8 +117,15 @@ class LocalExecutor:
                 env,
                 held=plan.held,
                 sandboxed=self.isolation.isolated,
+                uid=self._uid(plan),
             )
         )
+
+    def _uid(self, plan: RunPlan) -> int | None:
+        """The workspace's own user, when jobs run as one."""
+        if not self.isolation.separate_users:
+            return None
+        return self.isolation.uid(plan.workspace_id or 0)
 
     def _environment(self, plan: RunPlan, python: Path, job_dir: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
@@ -140,9 +156,10 @@ class LocalExecutor:
             writable.append(Path(env["PYTHONPYCACHEPREFIX"]))
         for folder in writable:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.isolation.separate_users:
-            uid = self.isolation.uid(plan.workspace_id or 0)
+        uid = self._uid(plan)
+        if uid is not None:
             sandbox.give_all((job_dir, plan.settings, *writable[2:], plan.code), uid)
+            self._readable(self._envs().path(plan.env))
 
     def _view(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> sandbox.View:
         env_dir = self._envs().path(plan.env)
@@ -166,6 +183,8 @@ class LocalExecutor:
             # and a write never blocks either; when the controller dies the job reads EOF
             fifo = spec.run_dir / "release"
             os.mkfifo(fifo, 0o600)
+            if spec.uid is not None:
+                os.chown(fifo, spec.uid, spec.uid)
             self._releases[spec.run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         tmp = spec.run_dir / "spec.tmp"
         tmp.write_text(

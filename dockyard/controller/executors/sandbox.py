@@ -25,6 +25,7 @@ unprivileged user namespaces are allowed. Both together when the server can.
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -245,3 +246,22 @@ def give(path: Path, uid: int, gid: int) -> None:
         for name in (*files, *dirs):
             os.lchown(os.path.join(root, name), uid, gid)
     os.lchown(path, uid, gid)
+
+
+def readable(path: Path) -> None:
+    """An environment readable by every job's user: read (and search/exec) bits for others
+    wherever the owner has them. Its files are hardlinks into uv's cache, whose modes come
+    from whoever filled the cache; packages are public, only write bits stay the owner's."""
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            _open_up(os.path.join(root, name))
+    _open_up(str(path))
+
+
+def _open_up(path: str) -> None:
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return
+    wanted = mode | ((mode & 0o500) >> 6) | ((mode & 0o500) >> 3)
+    if wanted != mode:
+        os.chmod(path, stat.S_IMODE(wanted))
