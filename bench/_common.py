@@ -406,3 +406,9 @@ def pyproject(name: str) -> str:
         'requires-python = ">=3.11"\n'
         'dependencies = ["dlt==1.31.0"]\n'
     )
+
+
+def job_python(spec: dict[str, Any]) -> str:
+    """The job's interpreter in a run's `spec.json` argv (which starts with bwrap and setpriv
+    when the run is sandboxed): floors run it bare, so the sandbox counts as overhead."""
+    return next(str(a) for a in spec["argv"] if str(a).endswith("/bin/python"))

@@ -33,6 +33,7 @@ from _common import (
     Cli,
     Report,
     int_arg,
+    job_python,
     json_out,
     median,
     parse_time,
@@ -114,7 +115,7 @@ def floor_sample(spec: dict[str, Any]) -> dict[str, float]:
     """Each floor command once, with the job's own interpreter, environment (bytecode cache
     included) and folder, timed like the job: from just before the process is started to the
     moment its code has run (its own `time.time()`), so interpreter exit is not counted."""
-    python, env, cwd = spec["argv"][0], spec["env"], Path(spec["cwd"])
+    python, env, cwd = job_python(spec), spec["env"], Path(spec["cwd"])
     sample: dict[str, float] = {}
     for name, code in FLOORS.items():
         started = time.time()
@@ -148,7 +149,7 @@ def bench(repeat: int) -> Report:
                 wall, run = timed(lambda: cli.json("launch", "noop", "-f"))
                 walls.append(wall)
                 samples.append(measure(run, server.data_dir))
-    return report(samples, floors, walls, setup, Path(spec["argv"][0]))
+    return report(samples, floors, walls, setup, Path(job_python(spec)))
 
 
 def report(

@@ -27,6 +27,7 @@ from _common import (
     Cli,
     Report,
     int_arg,
+    job_python,
     json_out,
     median,
     print_machine,
@@ -82,7 +83,7 @@ def wait_runs(cli: Cli, count: int, timeout: float) -> list[dict[str, Any]]:
 def import_dlt_s(spec: dict[str, Any]) -> float:
     started = time.time()
     proc = subprocess.run(
-        [spec["argv"][0], "-c", "import dlt, time; print(time.time())"],
+        [job_python(spec), "-c", "import dlt, time; print(time.time())"],
         env=spec["env"],
         cwd=spec["cwd"],
         capture_output=True,

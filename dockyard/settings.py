@@ -53,6 +53,12 @@ class Settings:
     retain_checkouts_days: float = 7.0  # checkouts of deployments nothing uses any more
     retain_envs_days: float = 14.0  # environments nothing uses any more
     retention_interval_s: float = 3600.0
+    # jobs on the local executor: a bubblewrap sandbox ("auto": when it works, "bwrap":
+    # required, "off"), as uid sandbox_uid_base + workspace id when the server is root;
+    # without a sandbox, workspace-limited tokens may deploy only if this says "allow"
+    sandbox: str = "auto"
+    sandbox_uid_base: int = 1_800_000_000
+    unisolated_deploys: str = "refuse"
     start_loops: bool = True
 
     @classmethod
@@ -130,5 +136,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_RETAIN_CHECKOUTS_DAYS": ("retain_checkouts_days", float),
     "DOCKYARD_RETAIN_ENVS_DAYS": ("retain_envs_days", float),
     "DOCKYARD_RETENTION_INTERVAL": ("retention_interval_s", float),
+    "DOCKYARD_SANDBOX": ("sandbox", str),
+    "DOCKYARD_SANDBOX_UID_BASE": ("sandbox_uid_base", int),
+    "DOCKYARD_UNISOLATED_DEPLOYS": ("unisolated_deploys", str),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

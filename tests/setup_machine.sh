@@ -4,6 +4,7 @@
 # - a Docker engine (docker.io, started in the background) and dockyard's base image
 #   (scripts/build-base-image.sh, debootstrap) for the Docker executor tests;
 # - age (the stock age CLI), to check that a recovery identity decrypts secrets without dockyard;
+# - bubblewrap, the local executor's sandbox (tests/security runs jobs that try to escape it);
 # - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
 #   Playwright) drive; Playwright never downloads a browser of its own here.
 # Outside CI, a machine without root can still run the tests; the Docker and browser tests then
@@ -15,6 +16,7 @@ command -v git >/dev/null || need+=(git)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v age >/dev/null || need+=(age)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

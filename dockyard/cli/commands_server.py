@@ -1,6 +1,7 @@
 """`dockyard server`, `login`, `logout`, `token …`."""
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import click
@@ -63,6 +64,9 @@ def server(
     from dockyard.settings import Settings
 
     configure(log_level)
+    # the data dir holds keys, the database and every workspace's repository and data:
+    # whatever the server (and git, uv) creates there is the server's only (0700/0600)
+    os.umask(0o077)
     settings = Settings.from_env(
         data_dir=data_dir,
         db_url=db_url,
@@ -84,6 +88,7 @@ def server(
         f" API docs at {settings.base_url}/docs, executor {settings.executor})",
         err=True,
     )
+    click.echo(ctl.isolation.describe(), err=True)
     _serve(settings, ctl, log_level)
 
 

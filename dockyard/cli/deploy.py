@@ -174,7 +174,12 @@ def schedule_changes(
 
 
 def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult) -> None:
-    mirror.push(sha)
+    try:
+        mirror.push(sha)
+    except DockyardError as exc:
+        if "403" in exc.message:  # git shows no reason for a refusal: the API says why
+            client.get(f"{client.ws}/key", purpose="deploy")
+        raise
     applied = wait_reconciled(client, sha)
     result.deployment_version = applied.get("deployment_version")
     result.configuration_version = applied.get("configuration_version")

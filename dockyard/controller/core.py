@@ -7,6 +7,7 @@ import sys
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import apps, auth, beacon, envs, keys, retention, workspaces
 from dockyard.controller.dispatch import Dispatcher
+from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.executors.local import LocalExecutor
@@ -18,6 +19,7 @@ from dockyard.controller.runner import Runner
 from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduler import Scheduler
 from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Workspace
 from dockyard.settings import Settings
 
 
@@ -28,7 +30,9 @@ class Controller:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         for path in (settings.data_dir, settings.repos_dir, settings.runs_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.data_dir.chmod(0o700)  # keys, database, repositories: the server's only
+        self.isolation = sandbox.probe(settings.sandbox, settings.sandbox_uid_base)
         self.db = Database(settings.database_url)
         self.db.migrate()
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
@@ -37,7 +41,7 @@ class Controller:
         self.defaults = Defaults(
             settings.default_timeout_s, settings.default_grace_s, settings.app_idle_s
         )
-        self.executor = make_fleet(settings, executor)
+        self.executor = make_fleet(settings, executor, self.isolation)
         self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys)
         self.dispatcher = Dispatcher(settings.repos_dir, self.defaults, settings.executor)
         self.runner = Runner(
@@ -89,6 +93,10 @@ class Controller:
         builder = getattr(self.executor.get("local"), "builder", None)
         return builder if isinstance(builder, envs.EnvBuilder) else None
 
+    def executor_of(self, ws: Workspace) -> str:
+        """The executor a workspace's runs go to: its own choice, else the server's."""
+        return ws.executor or self.executor.default
+
     def _deployed(self, workspace: str) -> None:
         self.scheduler.wake()
         self.runner.prebuild(workspace)
@@ -127,7 +135,9 @@ class Controller:
         self.db.dispose()
 
 
-def make_fleet(settings: Settings, local: Executor | None = None) -> Fleet:
+def make_fleet(
+    settings: Settings, local: Executor | None = None, isolation: sandbox.Isolation | None = None
+) -> Fleet:
     """The executors runs can use: the server's default (`--executor`) and, per workspace,
     the other; each is made on first use."""
 
@@ -138,7 +148,7 @@ def make_fleet(settings: Settings, local: Executor | None = None) -> Fleet:
 
     def local_executor() -> Executor:
         return local or LocalExecutor(
-            settings.envs_dir, settings.base_url, settings.data_dir / "pycache"
+            settings.envs_dir, settings.base_url, settings.data_dir / "pycache", isolation
         )
 
     return Fleet(settings.executor, {"local": local_executor, "docker": docker})

@@ -156,7 +156,11 @@ class EnvBuilder:
 
 
 def _run(argv: list[str], sink: LineSink) -> None:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # uv's own modes (public packages, 0755/0644, hardlinked from its cache), not the server's
+    # umask 077: jobs of every workspace read them, through their sandbox only
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=0o022
+    )
     assert proc.stdout is not None
     tail: list[str] = []
     for line in proc.stdout:

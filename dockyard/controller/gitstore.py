@@ -132,8 +132,9 @@ def checkout(repo: pygit2.Repository, sha: str, prefix: str, dest: Path) -> None
             os.symlink(entry.data.decode(), target)
             continue
         target.write_bytes(entry.data)
-        if entry.mode == MODE_EXEC:
-            target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        if entry.mode == MODE_EXEC:  # executable for whoever may read it (the umask decides)
+            mode = target.stat().st_mode
+            target.chmod(mode | (mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)) >> 2)
 
 
 def write_tree(repo: pygit2.Repository, files: Mapping[str, FileEntry]) -> pygit2.Oid:

@@ -201,6 +201,7 @@ class Preparer:
             ports=ports,
             hold_timeout_s=hold_timeout_s,
             executor=executor or self.executor.default,
+            workspace_id=ws.id,
         )
 
     def cleanup(self, run_id: str) -> None:
@@ -300,4 +301,6 @@ def _write_private(target: Path, data: bytes) -> None:
 
 
 def _cleanup(run_dir: Path) -> None:
+    """The run's decrypted configuration and its scratch folder (home, tmp)."""
     shutil.rmtree(run_dir / "dlt", ignore_errors=True)
+    shutil.rmtree(run_dir / "job", ignore_errors=True)

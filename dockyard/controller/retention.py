@@ -176,9 +176,12 @@ class Retention(Loop):
 
     def _drop_bytecode(self, removed: Path) -> None:
         """The bytecode runs wrote for a removed folder's modules: local runs write it under
-        `<data-dir>/pycache`, mirroring the folder's absolute path (PYTHONPYCACHEPREFIX)."""
+        `<data-dir>/pycache/<workspace>`, mirroring the folder's absolute path
+        (PYTHONPYCACHEPREFIX)."""
         cache = self.preparer.settings.data_dir / "pycache"
-        retention_files.remove(cache / removed.absolute().relative_to(removed.anchor))
+        relative = removed.absolute().relative_to(removed.anchor)
+        for workspace in cache.iterdir() if cache.is_dir() else ():  # one folder per workspace
+            retention_files.remove(workspace / relative)
 
     # what is in use ----------------------------------------------------------------------------
     def in_use(self) -> InUse:

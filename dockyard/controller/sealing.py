@@ -14,7 +14,7 @@ from typing import Any
 import pygit2
 
 from dockyard import crypto
-from dockyard.controller import gitstore, service
+from dockyard.controller import gitstore, isolation, service
 from dockyard.controller.core import Controller
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import Conflict
@@ -29,6 +29,8 @@ def key_info(
     role = "deploy" if purpose == "deploy" else "read"
     with ctl.db.session() as session:
         ws = service._workspace(session, principal, name, role)
+        if purpose == "deploy":  # what the CLI asks before a deploy (and after a refused push)
+            isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
         key = ctl.keys.sealing_key(session, ws)
         rows = ctl.keys.all_keys(session, ws)
         info: dict[str, Any] = {

@@ -74,4 +74,4 @@ class HookInstaller:
             f"DOCKYARD_MAX_WORKSPACE_BYTES={self.max_bytes} "
             f"exec '{self.python}' -m dockyard.controller.prereceive\n"
         )
-        hook.chmod(0o755)
+        hook.chmod(0o700)  # the server runs it; nobody else needs to

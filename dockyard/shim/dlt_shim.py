@@ -5,14 +5,14 @@ works once `dlt.hub.run` has been imported. This shim pre-imports it, then hands
 own modules unchanged, so plain open-source dlt is enough.
 
     python dlt_shim.py launch <launcher module> --run-id … --trigger … --entry-point …
-    python dlt_shim.py held <run dir> <launcher module> <timeout s>
+    python dlt_shim.py held <release FIFO> <released marker> <launcher module> <timeout s>
     python dlt_shim.py inspect <workspace dir> <stage dir> <module | file.py> [--no-use-all]
 
 `held` is a run prepared ahead of its tick: it imports dlt and the launcher and creates dlt's
-run context, then waits on
-the run directory's `release` FIFO for one JSON line: `{"args": [--run-id …]}` starts the
-launcher at once (after touching `released`), anything else (`{"discard": true}`, end of file
-when the controller is gone, or the timeout) exits with 75 without running the job.
+run context, then waits on the run directory's `release` FIFO for one JSON line:
+`{"args": [--run-id …]}` starts the launcher at once (after creating the `released` marker
+in the job's own folder), anything else (`{"discard": true}`, end of file when the controller
+is gone, or the timeout) exits with 75 without running the job.
 
 `inspect` selects the files dlt would ship (code: `WorkspaceFileSelector`, configuration:
 `ConfigurationFileSelector`), copies them into the stage dir, runs dlt's manifest worker
@@ -52,7 +52,7 @@ def launch(module: str, args: list[str]) -> None:
 NOT_RELEASED = 75  # EX_TEMPFAIL: a prepared run that was never released
 
 
-def held(run_dir: Path, launcher: str, timeout_s: float) -> int:
+def held(release: Path, marker: Path, launcher: str, timeout_s: float) -> int:
     import importlib
     import select
 
@@ -64,7 +64,7 @@ def held(run_dir: Path, launcher: str, timeout_s: float) -> int:
     dlt.current.run_context()
     # non-blocking open: with no writer left (the controller died before we got here) the
     # first read is end-of-file instead of an open() that waits forever
-    fd = os.open(run_dir / "release", os.O_RDONLY | os.O_NONBLOCK)
+    fd = os.open(release, os.O_RDONLY | os.O_NONBLOCK)
     line = b""
     while not line.endswith(b"\n"):
         try:
@@ -80,7 +80,8 @@ def held(run_dir: Path, launcher: str, timeout_s: float) -> int:
     payload = json.loads(line)
     if "args" not in payload:
         return NOT_RELEASED
-    (run_dir / "released").touch()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     import warnings
 
     # runpy warns that the launcher module was imported before it runs as __main__: on purpose
@@ -179,7 +180,7 @@ def main() -> int:
         launch(rest[0], rest[1:])
         return 0
     if command == "held":
-        return held(Path(rest[0]), rest[1], float(rest[2]))
+        return held(Path(rest[0]), Path(rest[1]), rest[2], float(rest[3]))
     if command == "inspect":
         return inspect(Path(rest[0]).resolve(), Path(rest[1]).resolve(), rest[2:])
     sys.stderr.write(f"unknown shim command {command!r}\n")

@@ -11,19 +11,32 @@ run directory, so a run outlives a controller restart and is adopted afterwards:
 
 Secret values of the run's profile (`dlt/.dockyard-redact.json`, written by the controller
 with the run's configuration) are replaced by `***` in every line before it is written.
+
+Every process of the run dies with it. In the sandbox (`"sandboxed"` in spec.json: argv starts
+bubblewrap) the job has its own PID namespace: the kernel kills all of it when the job's
+process ends, and the process group recorded in proc.json is that of the sandbox's init, which
+passes signals on to nothing but dies with the job. Without a sandbox the supervisor is a
+child subreaper: orphans of the job (double forks, `setsid`) become its children, and when the
+job's process has ended it kills every process still below it before it writes exit.json.
 """
 
+import contextlib
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 MAX_LINE = 64 * 1024
+PR_SET_CHILD_SUBREAPER = 36
+INFO_FD = "{info_fd}"  # in a sandboxed argv: where bwrap reports its first process
 
 
 def now() -> str:
@@ -76,16 +89,10 @@ def main() -> int:
     run_dir = Path(sys.argv[1])
     spec = json.loads((run_dir / "spec.json").read_text())
     log = Log(run_dir / "log.jsonl", secrets_pattern(run_dir))
+    sandboxed = bool(spec.get("sandboxed"))
+    become_subreaper()
     try:
-        child = subprocess.Popen(
-            spec["argv"],
-            cwd=spec["cwd"],
-            env=spec["env"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            process_group=0,
-        )
+        child, leader = start(spec, sandboxed)
     except OSError as exc:
         log.write("sys", f"could not start the job: {exc}")
         write_atomic(
@@ -96,9 +103,9 @@ def main() -> int:
     write_atomic(
         run_dir / "proc.json",
         {
-            "pid": child.pid,
-            "pgid": child.pid,
-            "ticks": start_ticks(child.pid),
+            "pid": leader,
+            "pgid": leader,
+            "ticks": start_ticks(leader),
             "supervisor_pid": os.getpid(),
             "supervisor_ticks": start_ticks(os.getpid()),
             "started_at": now(),
@@ -111,17 +118,112 @@ def main() -> int:
     for pump in pumps:
         pump.start()
     code = child.wait()
+    killed = kill_descendants(os.getpid())
+    if killed:
+        log.write("sys", f"killed {killed} process(es) the job left running")
     for pump in pumps:
         pump.join(timeout=5)
-    write_atomic(
-        run_dir / "exit.json",
-        {
-            "returncode": code if code >= 0 else None,
-            "signal": -code if code < 0 else None,
-            "finished_at": now(),
-        },
-    )
+    write_atomic(run_dir / "exit.json", {**outcome(code, sandboxed), "finished_at": now()})
     return 0
+
+
+def start(spec: dict[str, Any], sandboxed: bool) -> "tuple[subprocess.Popen[bytes], int]":
+    """The job's process and the process group its signals go to: the job itself, or in the
+    sandbox bwrap's init (reported on --info-fd, in its own session)."""
+    argv = list(spec["argv"])
+    info_read, info_write = os.pipe() if sandboxed else (-1, -1)
+    if sandboxed:
+        argv = [str(info_write) if a == INFO_FD else a for a in argv]
+    try:
+        child = subprocess.Popen(
+            argv,
+            cwd=spec["cwd"],
+            env=spec["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            pass_fds=(info_write,) if sandboxed else (),
+        )
+    finally:
+        if sandboxed:
+            os.close(info_write)
+    leader = child.pid
+    if sandboxed:
+        # empty when bwrap failed before it made the sandbox (its error is on stderr)
+        with os.fdopen(info_read, "rb") as info, contextlib.suppress(ValueError):
+            leader = int(json.loads(info.read() or b"{}").get("child-pid") or child.pid)
+    return child, leader
+
+
+def outcome(code: int, sandboxed: bool) -> dict[str, Any]:
+    """bwrap reports a job killed by signal N as exit code 128 + N (as a shell does)."""
+    if code < 0:
+        return {"returncode": None, "signal": -code}
+    if sandboxed and 128 < code <= 128 + 64:
+        return {"returncode": None, "signal": code - 128}
+    return {"returncode": code, "signal": None}
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of the job are re-parented here instead of to init."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: lingering processes are not tracked
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root` (from /proc: pid -> parent)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        current = frontier.pop()
+        children = [pid for pid, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def kill_descendants(root: int, rounds: int = 50) -> int:
+    """SIGKILL everything below `root` until nothing is left (a process forking while it is
+    killed is caught in the next round); reap what was ours. Returns how many were killed."""
+    killed: set[int] = set()
+    for _ in range(rounds):
+        alive = descendants(root)
+        if not alive:
+            break
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        reap()
+        time.sleep(0.01)
+    reap()
+    return len(killed)
+
+
+def reap() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 if __name__ == "__main__":

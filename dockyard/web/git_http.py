@@ -11,7 +11,7 @@ import shutil
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
-from dockyard.controller import auth, workspaces
+from dockyard.controller import auth, isolation, workspaces
 from dockyard.errors import DockyardError, NotFound, Unauthorized
 from dockyard.web.deps import controller, token_from
 
@@ -42,7 +42,10 @@ async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTask
         with ctl.db.session() as session:
             principal = auth.authenticate(session, token_from(request))
             ws = workspaces.get(session, name)
-            principal.require(_needed_role(path, query), ws.id)
+            role = _needed_role(path, query)
+            principal.require(role, ws.id)
+            if role == "deploy":
+                isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
     except Unauthorized as exc:
         return Response(
             exc.message + "\n",

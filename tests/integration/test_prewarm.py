@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.controller.executors.base import ExitStatus, RunSpec
-from dockyard.controller.executors.local import LocalExecutor
+from dockyard.controller.executors.local import JOB_DIR, RELEASED, LocalExecutor
 from dockyard.shim import SHIM
 from tests.integration.test_local_executor import runs_dir, wait_done, wait_for
 
@@ -35,7 +35,9 @@ def held_spec(runs_dir: Path, ws: Path, name: str) -> RunSpec:
         "WORKSPACE__PROFILE": "prod",
         "HOME": os.environ.get("HOME", "/tmp"),
     }
-    argv = [sys.executable, "-u", str(SHIM), "held", str(runs_dir / name), LAUNCHER, "60"]
+    run_dir = runs_dir / name
+    release, marker = str(run_dir / "release"), str(run_dir / JOB_DIR / RELEASED)
+    argv = [sys.executable, "-u", str(SHIM), "held", release, marker, LAUNCHER, "60"]
     return RunSpec(name, runs_dir / name, argv, ws, env, held=True)
 
 

@@ -50,9 +50,11 @@ def log_lines(yard: Yard, run_id: str) -> list[str]:
     return [line["m"] for line in service.run_logs(yard.ctl, ADMIN, run_id)["lines"]]
 
 
-def bytecode_of(yard: Yard, folder: Path) -> Path:
-    """Where PYTHONPYCACHEPREFIX puts the bytecode of a folder's modules."""
-    return yard.ctl.settings.data_dir / "pycache" / folder.absolute().relative_to("/")
+def bytecode_of(yard: Yard, folder: Path, workspace: str = "ws") -> Path:
+    """Where PYTHONPYCACHEPREFIX puts the bytecode of a folder's modules (one prefix per
+    workspace: `<data>/pycache/<workspace>`)."""
+    cache = yard.ctl.settings.data_dir / "pycache" / workspace
+    return cache / folder.absolute().relative_to("/")
 
 
 def age(path: Path, days: float) -> None:
@@ -214,6 +216,7 @@ def test_unused_environments_go_those_of_current_jobs_and_active_runs_stay(yard:
     unused = env_dir(yard, "0" * 32, 15)
     recently_used = env_dir(yard, "1" * 32, 13)
     bytecode_of(yard, unused).mkdir(parents=True)
+    bytecode_of(yard, unused, "other").mkdir(parents=True)  # environments are shared
 
     sweeper(yard, envs_days=14).environments()
 
@@ -221,6 +224,7 @@ def test_unused_environments_go_those_of_current_jobs_and_active_runs_stay(yard:
     assert of_active_run.exists()
     assert not unused.exists()
     assert not bytecode_of(yard, unused).exists()
+    assert not bytecode_of(yard, unused, "other").exists()
     assert recently_used.exists()
 
 

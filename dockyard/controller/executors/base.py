@@ -33,6 +33,7 @@ class RunPlan:
     ports: tuple[int, ...] = ()  # interactive jobs listen here
     hold_timeout_s: float = 0.0
     executor: str | None = None  # which executor places it (None: the server's default)
+    workspace_id: int | None = None  # jobs run as this workspace's user where that is possible
 
     @property
     def held(self) -> bool:
@@ -47,6 +48,8 @@ class RunSpec:
     cwd: Path
     env: dict[str, str]
     held: bool = False  # a run prepared ahead of its tick, waiting to be released
+    sandboxed: bool = False  # argv starts bwrap (the supervisor reads its --info-fd)
+    uid: int | None = None  # the job's own user (it must be able to read the release FIFO)
 
 
 @dataclass(frozen=True, slots=True)

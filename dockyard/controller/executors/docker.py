@@ -36,6 +36,7 @@ from requests.exceptions import RequestException
 
 from dockyard import crypto
 from dockyard.controller import envs, logs
+from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
 from dockyard.errors import Unavailable
 from dockyard.settings import Settings
@@ -80,6 +81,7 @@ class DockerConfig:
     state_dir: Path | None = None  # where image use times are kept (the data directory)
     runs_dir: Path | None = None  # run directories (an `exit.json` there: the run ended)
     user: str = field(default_factory=lambda: f"{os.getuid()}:{os.getgid()}")
+    uid_base: int | None = None  # as root: a workspace's runs use uid_base + workspace id
 
 
 class DockerExecutor:
@@ -111,6 +113,7 @@ class DockerExecutor:
             beacon_url=settings.base_url,
             state_dir=settings.data_dir,
             runs_dir=settings.runs_dir,
+            uid_base=settings.sandbox_uid_base,
         )
         executor = cls(config)
         executor.port = settings.port
@@ -342,6 +345,7 @@ class DockerExecutor:
         work = plan.run_dir / "work"
         (work / "scratch").mkdir(parents=True, exist_ok=True)
         plan.var.mkdir(parents=True, exist_ok=True)
+        user = self._user(plan, work)
         name = self.container_name(plan.run_id)
         command = ["python", "-u", IN_CONTAINER["shim"], "launch", plan.launcher, *plan.launch_args]
         self.client.containers.run(
@@ -353,7 +357,7 @@ class DockerExecutor:
             labels=plan.labels,
             environment=self._environment(plan),
             working_dir=IN_CONTAINER["code"],
-            user=self.config.user,
+            user=user,
             volumes=self._run_volumes(plan, work),
             network_mode=self.config.network,
             ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
@@ -365,6 +369,19 @@ class DockerExecutor:
         self._secrets(plan.run_dir)  # read while the run's configuration is there
         self._follow(plan.run_id, plan.run_dir)
         self.record_use(self.image_tag(plan.env))
+
+    def _user(self, plan: RunPlan, work: Path) -> str:
+        """The workspace's own uid when the server is root (as on the local executor), with
+        the run's folders made its; else the server's uid."""
+        uid = (
+            sandbox.workspace_user(self.config.uid_base, plan.workspace_id)
+            if self.config.uid_base is not None
+            else None
+        )
+        if uid is None:
+            return self.config.user
+        sandbox.give_all((plan.settings, plan.code, plan.var, work), uid)
+        return f"{uid}:{uid}"
 
     def _run_volumes(self, plan: RunPlan, work: Path) -> dict[str, dict[str, str]]:
         volumes = {

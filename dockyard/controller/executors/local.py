@@ -15,19 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.controller import envs
+from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan, RunSpec
 from dockyard.errors import DockyardError
 from dockyard.shim import SHIM, SUPERVISOR
 
 LOST_AFTER_S = 30.0
+JOB_DIR = "job"  # in the run directory: the job's own scratch (home, tmp, markers)
+RELEASED = "released"  # in the job's folder: a held run got its launch arguments
+READABLE = ".dockyard-readable"  # in an environment: every job's user may read it
 
 
 PASSED_ENV = (
-    "HOME",
     "LANG",
     "LC_ALL",
     "TZ",
-    "TMPDIR",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
@@ -50,11 +52,16 @@ class LocalExecutor:
     supports_held = True
 
     def __init__(
-        self, envs_dir: Path | None = None, beacon_url: str = "", pycache: Path | None = None
+        self,
+        envs_dir: Path | None = None,
+        beacon_url: str = "",
+        pycache: Path | None = None,
+        isolation: sandbox.Isolation | None = None,
     ) -> None:
         self.builder = envs.EnvBuilder(envs_dir) if envs_dir is not None else None
         self.beacon_url = beacon_url
-        self.pycache = pycache
+        self.pycache = pycache  # one folder per workspace below it
+        self.isolation = isolation or sandbox.Isolation("none", "not configured")
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._wake: Callable[[], None] = lambda: None
         self._releases: dict[Path, int] = {}
@@ -73,28 +80,54 @@ class LocalExecutor:
 
     def ensure_env(self, spec: envs.EnvSpec, sink: LineSink) -> None:
         self._envs().ensure(spec, sink)
+        self._readable(self._envs().path(spec))
+
+    def _readable(self, env_dir: Path) -> None:
+        """Jobs run as their workspace's user: the environment must be readable by others
+        (once per environment; it is reached only through a sandbox's mount)."""
+        if self.isolation.separate_users and not (env_dir / READABLE).exists():
+            sandbox.readable(env_dir)
+            (env_dir / READABLE).touch()
 
     # runs --------------------------------------------------------------------------------
     def start(self, plan: RunPlan) -> None:
-        """The plan as a supervised process: the virtualenv's Python runs the shim."""
+        """The plan as a supervised process: the virtualenv's Python runs the shim, in the
+        sandbox when this server has one."""
         python = self._envs().python(plan.env)
+        job_dir = plan.run_dir / JOB_DIR
         if plan.launch_args is None:
-            args = ["held", str(plan.run_dir), plan.launcher, str(plan.hold_timeout_s)]
+            release = str(plan.run_dir / "release")
+            marker = str(job_dir / RELEASED)
+            args = ["held", release, marker, plan.launcher, str(plan.hold_timeout_s)]
         else:
             args = ["launch", plan.launcher, *plan.launch_args]
         argv = [str(python), "-u", str(SHIM), *args]
+        env = self._environment(plan, python, job_dir)
+        self._make_folders(plan, job_dir, env)
+        if self.isolation.isolated:
+            view = self._view(plan, job_dir, env)
+            argv = sandbox.command(self.isolation, view, argv, plan.workspace_id)
+            env["TMPDIR"] = "/tmp"  # noqa: S108 - the run's own folder, mounted there
         self.spawn(
             RunSpec(
                 plan.run_id,
                 plan.run_dir,
                 argv,
                 plan.code,
-                self._environment(plan, python),
+                env,
                 held=plan.held,
+                sandboxed=self.isolation.isolated,
+                uid=self._uid(plan),
             )
         )
 
-    def _environment(self, plan: RunPlan, python: Path) -> dict[str, str]:
+    def _uid(self, plan: RunPlan) -> int | None:
+        """The workspace's own user, when jobs run as one."""
+        if not self.isolation.separate_users:
+            return None
+        return self.isolation.uid(plan.workspace_id or 0)
+
+    def _environment(self, plan: RunPlan, python: Path, job_dir: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update(plan.environment)
         env.update(
@@ -102,15 +135,45 @@ class LocalExecutor:
                 "PATH": f"{python.parent}:{SYSTEM_PATH}",
                 "VIRTUAL_ENV": str(python.parent.parent),
                 "PYTHONUNBUFFERED": "1",
+                "HOME": str(job_dir / "home"),
+                "TMPDIR": str(job_dir / "tmp"),
                 "DLT_CONFIG_FOLDER": str(plan.settings),
                 "DLT_DATA_DIR": str(plan.var / "pipelines"),
                 "DLT_LOCAL_DIR": str(plan.var / "local"),
                 "RUNTIME__DLTHUB_DSN": f"{self.beacon_url}/beacon/{plan.beacon_token}",
             }
         )
-        if self.pycache is not None:  # keeps checkouts clean
-            env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
+        if self.pycache is not None:  # keeps checkouts clean; one folder per workspace
+            workspace = plan.labels.get("dockyard.workspace", "_")
+            env["PYTHONPYCACHEPREFIX"] = str(self.pycache / workspace)
         return env
+
+    def _make_folders(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> None:
+        """The run's scratch folder, its data folder and its pycache, owned by the
+        workspace's user when jobs run as one (with its configuration and checkout)."""
+        writable = [job_dir / "home", job_dir / "tmp", plan.var]
+        if "PYTHONPYCACHEPREFIX" in env:
+            writable.append(Path(env["PYTHONPYCACHEPREFIX"]))
+        for folder in writable:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        uid = self._uid(plan)
+        if uid is not None:
+            sandbox.give_all((job_dir, plan.settings, *writable[2:], plan.code), uid)
+            self._readable(self._envs().path(plan.env))
+
+    def _view(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> sandbox.View:
+        env_dir = self._envs().path(plan.env)
+        read_only = [env_dir, plan.code, plan.settings, SHIM.parent]
+        home = sandbox.interpreter_home(env_dir)
+        if home is not None:
+            read_only.append(home)
+        read_only += [p for p in _ca_files(env) if not _inside(p, read_only)]
+        if plan.held:
+            read_only.append(plan.run_dir / "release")
+        writable = [job_dir, plan.var]
+        if "PYTHONPYCACHEPREFIX" in env:
+            writable.append(Path(env["PYTHONPYCACHEPREFIX"]))
+        return sandbox.View(tuple(read_only), tuple(writable), job_dir / "tmp", plan.code)
 
     def spawn(self, spec: RunSpec) -> None:
         """Start the supervisor for a process spec (argv, cwd, env) in the run directory."""
@@ -120,6 +183,8 @@ class LocalExecutor:
             # and a write never blocks either; when the controller dies the job reads EOF
             fifo = spec.run_dir / "release"
             os.mkfifo(fifo, 0o600)
+            if spec.uid is not None:
+                os.chown(fifo, spec.uid, spec.uid)
             self._releases[spec.run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         tmp = spec.run_dir / "spec.tmp"
         tmp.write_text(
@@ -129,6 +194,7 @@ class LocalExecutor:
                     "cwd": str(spec.cwd),
                     "env": spec.env,
                     "held": spec.held,
+                    "sandboxed": spec.sandboxed,
                     "executor": "local",
                 }
             )
@@ -167,7 +233,8 @@ class LocalExecutor:
             spec = json.loads((run_dir / "spec.json").read_text())
         except (OSError, ValueError):
             return False
-        return bool(spec.get("held")) and not (run_dir / "released").exists()
+        released = run_dir / JOB_DIR / RELEASED
+        return bool(spec.get("held")) and not released.exists()
 
     def launched(self, run_dir: Path) -> bool:
         return (run_dir / "spec.json").exists()
@@ -217,6 +284,16 @@ class LocalExecutor:
             return not (run_dir / "exit.json").exists() and not _same_process(proc)
         spec = run_dir / "spec.json"
         return spec.exists() and _age(spec) > LOST_AFTER_S
+
+
+def _ca_files(env: dict[str, str]) -> list[Path]:
+    """CA bundles the server passes on (SSL_CERT_FILE …): the job must be able to read them."""
+    names = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT")
+    return [Path(env[n]).resolve() for n in names if n in env and Path(env[n]).exists()]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots) or sandbox.under(path, sandbox.SYSTEM)
 
 
 def _proc(run_dir: Path) -> dict[str, int] | None:
