@@ -220,7 +220,11 @@ def docker_cli(
     srv = docker_server(tmp / "server")
     try:
         cli = Cli(srv, cache_home, tmp / "config", "hostile-docker")
-        cli.run("deploy", cwd=copy_workspace(WORKSPACES / "hostile", tmp / "ws"))
+        ws = copy_workspace(WORKSPACES / "hostile", tmp / "ws")
+        # the host's paths of the server's keys and database, in case they are mounted
+        targets = [srv.data_dir / "master.key", srv.data_dir / "dockyard.db"]
+        (ws / "targets.json").write_text(json.dumps([str(t) for t in targets]))
+        cli.run("deploy", cwd=ws)
         yield cli
     finally:
         srv.stop()
@@ -235,7 +239,7 @@ def test_job_in_a_container_cannot_reach_the_control_plane(docker_cli: Cli) -> N
     found = probes(docker_cli, str(run["run_id"]))
     attacks = {k: v for k, v in found.items() if k not in ("uid", "network")}
     attacks = {k: v for k, v in attacks.items() if not k.startswith("own_")}
-    assert len(attacks) == 14, found
+    assert len(attacks) == 16, found
     assert {k: v for k, v in attacks.items() if v != "denied"} == {}
     assert all(found[k] == "ok" for k in ("own_configuration", "own_data", "own_tmp", "own_home"))
     if ROOT:

@@ -127,7 +127,11 @@ def test_an_environment_is_opened_for_reading_never_for_writing(tmp_path: Path) 
     tool = tmp_path / "tool"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o700)
+    lock = tmp_path / ".lock"
+    lock.touch()
+    lock.chmod(0o666)
     sandbox.readable(tmp_path)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644
     assert stat.S_IMODE(module.stat().st_mode) == 0o644
     assert stat.S_IMODE(package.stat().st_mode) == 0o755
     assert stat.S_IMODE(tool.stat().st_mode) == 0o755

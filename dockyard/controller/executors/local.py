@@ -83,9 +83,9 @@ class LocalExecutor:
         self._readable(self._envs().path(spec))
 
     def _readable(self, env_dir: Path) -> None:
-        """Jobs run as their workspace's user: the environment must be readable by others
-        (once per environment; it is reached only through a sandbox's mount)."""
-        if self.isolation.separate_users and not (env_dir / READABLE).exists():
+        """Every job's user may read an environment, nobody but the server writes it (once
+        per environment; jobs reach it only through their sandbox's read-only mount)."""
+        if not (env_dir / READABLE).exists():
             sandbox.readable(env_dir)
             (env_dir / READABLE).touch()
 
@@ -159,7 +159,7 @@ class LocalExecutor:
         uid = self._uid(plan)
         if uid is not None:
             sandbox.give_all((job_dir, plan.settings, *writable[2:], plan.code), uid)
-            self._readable(self._envs().path(plan.env))
+        self._readable(self._envs().path(plan.env))
 
     def _view(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> sandbox.View:
         env_dir = self._envs().path(plan.env)

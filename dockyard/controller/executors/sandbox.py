@@ -249,9 +249,10 @@ def give(path: Path, uid: int, gid: int) -> None:
 
 
 def readable(path: Path) -> None:
-    """An environment readable by every job's user: read (and search/exec) bits for others
-    wherever the owner has them. Its files are hardlinks into uv's cache, whose modes come
-    from whoever filled the cache; packages are public, only write bits stay the owner's."""
+    """An environment readable by every job's user and writable by its owner only: read
+    (and search/exec) bits for others wherever the owner has them, no write bits but the
+    owner's (uv makes its `.lock` writable by all). Its files are hardlinks into uv's cache,
+    whose modes come from whoever filled it; the packages are public."""
     for root, dirs, files in os.walk(path):
         for name in (*dirs, *files):
             _open_up(os.path.join(root, name))
@@ -262,6 +263,6 @@ def _open_up(path: str) -> None:
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         return
-    wanted = mode | ((mode & 0o500) >> 6) | ((mode & 0o500) >> 3)
+    wanted = (mode | ((mode & 0o500) >> 6) | ((mode & 0o500) >> 3)) & ~0o022
     if wanted != mode:
         os.chmod(path, stat.S_IMODE(wanted))
