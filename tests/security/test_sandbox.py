@@ -88,7 +88,7 @@ def test_job_deployed_with_a_workspace_token_cannot_reach_the_control_plane(
     attacker = as_token(cli, cli.workspace)
     targets = [victim["configuration"], victim["data"], victim["repository"]]
     assert Path(victim["configuration"]).exists()  # the victim's secret is on disk right now
-    (hostile_ws / "targets.json").write_text(json.dumps(targets))
+    (hostile_ws / "targets.json").write_text(json.dumps({"paths": targets}))
     attacker.run("deploy", cwd=hostile_ws)
     attacker.run("launch", "sandbox_escape")
     run = wait_run(attacker, "sandbox_escape")
@@ -221,9 +221,8 @@ def docker_cli(
     try:
         cli = Cli(srv, cache_home, tmp / "config", "hostile-docker")
         ws = copy_workspace(WORKSPACES / "hostile", tmp / "ws")
-        # the host's paths of the server's keys and database, in case they are mounted
-        targets = [srv.data_dir / "master.key", srv.data_dir / "dockyard.db"]
-        (ws / "targets.json").write_text(json.dumps([str(t) for t in targets]))
+        # the host's data dir, by name: the container must not have it
+        (ws / "targets.json").write_text(json.dumps({"data": str(srv.data_dir)}))
         cli.run("deploy", cwd=ws)
         yield cli
     finally:
@@ -239,7 +238,7 @@ def test_job_in_a_container_cannot_reach_the_control_plane(docker_cli: Cli) -> N
     found = probes(docker_cli, str(run["run_id"]))
     attacks = {k: v for k, v in found.items() if k not in ("uid", "network")}
     attacks = {k: v for k, v in attacks.items() if not k.startswith("own_")}
-    assert len(attacks) == 16, found
+    assert len(attacks) == 14, found
     assert {k: v for k, v in attacks.items() if v != "denied"} == {}
     assert all(found[k] == "ok" for k in ("own_configuration", "own_data", "own_tmp", "own_home"))
     if ROOT:

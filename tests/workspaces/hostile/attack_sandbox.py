@@ -4,7 +4,8 @@
 `<data>/runs/<run id>/dlt`) and tries to read the keys, the database, other workspaces'
 repositories, data and runs, the server's environment through /proc, and the Docker socket;
 it also checks that what it is allowed to use still works. Extra paths to try (another run's
-decrypted configuration, say) come from `targets.json`, which a test may add before deploying.
+decrypted configuration, say) come from `targets.json` (`{"data": …, "paths": […]}`), which a
+test may add before deploying.
 
 The `sandbox_linger_*` jobs leave processes behind (`setsid`, a double fork, a plain child),
 each carrying `dockyard-linger-<run id>` on its command line so a test can look for them.
@@ -91,14 +92,15 @@ def _allowed() -> dict[str, object]:
 
 @run.job
 def sandbox_escape() -> None:
-    # <data>/runs/<run id>/dlt on the host; in a container its folder is /run/dlt
-    parents = Path(os.environ["DLT_CONFIG_FOLDER"]).resolve().parents
-    data = parents[2] if len(parents) > 2 else Path("/")
+    given = json.loads(Path("targets.json").read_text()) if Path("targets.json").exists() else {}
+    # <data>/runs/<run id>/dlt on the host; a container sees /run/dlt: there the attacker
+    # aims at the host's data dir by name (as one who read the server's docs would)
+    data = Path(os.environ["DLT_CONFIG_FOLDER"]).resolve().parents[2:3]
+    data = Path(given["data"]) if "data" in given else data[0]
     print(f"PROBE uid {os.getuid()}", flush=True)
     for name, action in _attacks(data).items():
         _probe(name, True, action)
-    targets = Path("targets.json")
-    for index, target in enumerate(json.loads(targets.read_text()) if targets.exists() else []):
+    for index, target in enumerate(given.get("paths", [])):
         _probe(f"target_{index}", True, lambda t=target: _read(Path(t)))  # type: ignore[misc]
     _probe("write_checkout", True, lambda: _write(Path.cwd() / "planted.py"))
     _probe("write_environment", True, lambda: _write(Path(sys.prefix) / "planted"))
