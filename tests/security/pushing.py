@@ -259,9 +259,15 @@ def raw_request(server: Server, head: str, body: bytes = b"", read_first: bool =
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-            if read_first and b"\r\n\r\n" in answer:
+            if read_first and _complete(answer):
                 break
     return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    return bool(sep) and (length is None or len(body) >= int(length.group(1)))
 
 
 def status_of(answer: bytes) -> int:

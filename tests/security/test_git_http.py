@@ -3,6 +3,7 @@ needs, which paths it serves, and how big a push body may be (docs/security.md, 
 every commit checked")."""
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,13 @@ import pytest
 
 from dockyard.controller import gitstore
 from tests.conftest import Server, make_server
+from tests.integration.helpers import Committer
 from tests.security.pushing import (
     Remote,
     blob_oid,
     good_files,
+    pack_of,
+    pkt,
     raw_request,
     status_of,
     workspace_name,
@@ -137,9 +141,7 @@ def test_a_push_body_over_the_limit_is_refused_while_streaming(
     assert not remote.has(blob_oid(noise))
     wait_for_no_leftovers(remote)
     # a push under the limit goes through
-    again = Remote(
-        remote.server, remote.name, remote.client.__class__(gitstore.init_bare(tmp_path / "again"))
-    )
+    again = Remote(remote.server, remote.name, Committer(gitstore.init_bare(tmp_path / "again")))
     again.commit({**good_files(), "code/noise.bin": noise[: PUSH_LIMIT // 2]})
     assert again.push() == ""
 
@@ -171,8 +173,6 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(
 
 def test_a_push_cut_off_midway_leaves_nothing_behind(srv: Server, remote: Remote) -> None:
     sha = remote.commit({**good_files(), "code/noise.bin": os.urandom(PUSH_LIMIT // 2)})
-    from tests.security.pushing import pack_of, pkt
-
     command = f"{'0' * 40} {sha} {gitstore.BRANCH}\0report-status\n".encode()
     body = pkt(command) + b"0000" + pack_of(remote, sha)
     head = (
@@ -182,11 +182,18 @@ def test_a_push_cut_off_midway_leaves_nothing_behind(srv: Server, remote: Remote
         f"Content-Length: {len(body)}\n"
     )
     port = int(srv.url.rsplit(":", 1)[1])
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body[: len(body) // 2])
 
+    # the server notices, ends git's input, and git removes what it had received
+    deadline = time.monotonic() + 60
+    ended = (
+        "git request ended early action=git_http reason=the client went away"
+        f" workspace={remote.name}"
+    )
+    while ended not in srv.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ended in srv.log.read_text()
     wait_for_no_leftovers(remote)
     assert remote.head() is None
     assert remote.get("/healthz").status_code == 200
