@@ -284,7 +284,7 @@ def test_git_metadata_inside_the_workspace_is_refused(remote: Remote, path: byte
     node = tree
     for part in dirs:
         node = node.setdefault(part, {})  # type: ignore[assignment]
-    node[leaf] = FileEntry(gitstore.MODE_EXEC, b"#!/bin/sh\necho pwned\n")  # type: ignore[index]
+    node[leaf] = FileEntry(gitstore.MODE_EXEC, b"#!/bin/sh\necho pwned\n")
     raw_commit(remote, tree)
 
     reason = rejection(remote.push())
@@ -400,10 +400,10 @@ def test_a_deploy_that_landed_before_the_server_crashed_is_reported_as_landed(
         cli.run("deploy", cwd=basic_ws)
         before = cli.json("deployment", "list")
         (basic_ws / "extra.py").write_text("VALUE = 1\n")
-        # the server dies after the branch moved and before git's report reaches the client
-        hook = server.data_dir / "repos" / "crashy.git" / "hooks" / "post-receive"
+        # the server dies the moment the branch moved, before git's report reaches the client
+        hook = server.data_dir / "repos" / "crashy.git" / "hooks" / "reference-transaction"
         assert server.proc is not None
-        hook.write_text(f"#!/bin/sh\nkill -9 {server.proc.pid}\n")
+        hook.write_text(f'#!/bin/sh\n[ "$1" = committed ] && kill -9 {server.proc.pid}\nexit 0\n')
         hook.chmod(0o755)
         deploy = subprocess.Popen(
             [sys.executable, "-m", "dockyard", "deploy"],
