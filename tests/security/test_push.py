@@ -9,15 +9,19 @@ ordinary version of the same thing and sees it accepted.
 import base64
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pygit2
 import pytest
 
+from dockyard.cli import gitpush
 from dockyard.cli.sealing import Key, seal
 from dockyard.controller import gitstore, manifests
 from dockyard.controller.gitstore import FileEntry
+from dockyard.errors import Conflict
 from tests.conftest import Cli, Server, make_server
 from tests.integration.helpers import Committer
 from tests.security.pushing import (
@@ -427,3 +431,36 @@ def test_a_deploy_that_landed_before_the_server_crashed_is_reported_as_landed(
         assert cli.json("info")["head_sha"] == after[0]["version"]
     finally:
         server.stop()
+
+
+def test_concurrent_deploys_all_but_one_are_told_to_deploy_again(
+    remote: Remote, tmp_path: Path
+) -> None:
+    base = accepted(remote, good_files())
+    mirrors = []
+    for i in range(4):
+        repo = pygit2.init_repository(str(tmp_path / f"mirror{i}.git"), bare=True)
+        repo.remotes.create("origin", remote.url, "+refs/heads/main:" + gitpush.REMOTE_MAIN)
+        mirror = gitpush.Mirror(repo, remote.url, remote.server.token)
+        assert mirror.fetch() == base
+        files = Committer.entries({**good_files(), f"code/deploy_{i}.py": b"x = %d\n" % i})
+        commit = mirror.commit(files, base, f"deploy {i}")
+        assert commit is not None
+        mirrors.append((mirror, commit))
+    start = threading.Barrier(len(mirrors))
+
+    def push(mirror: gitpush.Mirror, sha: str) -> str:
+        start.wait()
+        try:
+            mirror.push(sha)
+        except Conflict as exc:
+            return exc.message
+        return "landed"
+
+    with ThreadPoolExecutor(len(mirrors)) as pool:
+        outcomes = list(pool.map(lambda m: push(*m), mirrors))
+
+    # however the race went (git's fast-forward check, the hook's, the ref lock), one deploy
+    # landed and every other one is told the same thing
+    assert sorted(outcomes) == [gitpush.RACE] * 3 + ["landed"], outcomes
+    assert remote.head() == mirrors[outcomes.index("landed")][1]
