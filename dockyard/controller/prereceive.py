@@ -22,6 +22,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pygit2
 
@@ -33,6 +34,7 @@ ZERO = "0" * 40
 RACE = "another deploy landed first; run deploy again"
 DEFAULT_MAX_WORKSPACE_BYTES = 50 * 1024 * 1024
 MAX_REQUIREMENTS_BYTES = 1024 * 1024
+_Obj = TypeVar("_Obj", pygit2.Tree, pygit2.Blob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +103,7 @@ class Walk:
             pushrules.check_mode(path, mode)
             self.reached.add(entry.id)
             if mode == pushrules.MODE_TREE:
-                sub = self.repo[entry.id]
-                assert isinstance(sub, pygit2.Tree)
-                self._tree(sub, path + "/")
+                self._tree(self._object(entry.id, pygit2.Tree, path), path + "/")
             else:
                 self._blob(path, entry.id, mode)
         self._trees.add((tree.id, base))
@@ -118,21 +118,25 @@ class Walk:
                 " exclude data files in .gitignore or raise DOCKYARD_MAX_WORKSPACE_BYTES"
             )
         if mode == gitstore.MODE_LINK:
-            pushrules.check_link(path, self._data(oid))
+            pushrules.check_link(path, self._data(oid, path))
         elif path == gitstore.MANIFEST:
-            manifests.check_yaml(self._data(oid))
+            manifests.check_yaml(self._data(oid, path))
         elif pushrules.is_config_toml(path):
-            data = self._data(oid)
+            data = self._data(oid, path)
             if crypto.is_secret_file(path):
                 pushrules.check_secrets(path, data, self.known_kids)
             else:
                 pushrules.check_toml(path, data)
         self._blobs.add((oid, path))
 
-    def _data(self, oid: pygit2.Oid) -> bytes:
-        blob = self.repo[oid]
-        assert isinstance(blob, pygit2.Blob)
-        return bytes(blob.data)
+    def _data(self, oid: pygit2.Oid, path: str) -> bytes:
+        return bytes(self._object(oid, pygit2.Blob, path).data)
+
+    def _object(self, oid: pygit2.Oid, kind: type[_Obj], path: str) -> _Obj:
+        found = self.repo[oid]
+        if not isinstance(found, kind):
+            raise InvalidInput(f"{path!r} is a malformed tree entry (its mode and object differ)")
+        return found
 
     def size(self, oid: pygit2.Oid) -> int:
         if oid not in self.sizes:
@@ -145,9 +149,7 @@ class Walk:
             total = 0
             for entry in tree:
                 if int(entry.filemode) == pushrules.MODE_TREE:
-                    sub = self.repo[entry.id]
-                    assert isinstance(sub, pygit2.Tree)
-                    total += self._total(sub)
+                    total += self._total(self._object(entry.id, pygit2.Tree, entry.name or ""))
                 elif int(entry.filemode) != pushrules.MODE_SUBMODULE:
                     total += self.size(entry.id)
             self._totals[tree.id] = total
@@ -215,9 +217,9 @@ def check_contents(repo: pygit2.Repository, sha: str, current_kid: str | None) -
     _check_requirements(repo, sha)
     pushrules.check_entry_points(manifest, lambda path: _is_file(commit.tree, path))
     kids = [current_kid] if current_kid else []
-    for name, data in gitstore.config_files(repo, sha).items():
-        if crypto.is_secret_file(name):
-            pushrules.check_secrets(f"{gitstore.CONFIG}/{name}", data, kids)
+    for name, entry in gitstore.iter_files(repo, sha, gitstore.CONFIG):
+        if crypto.is_secret_file(name) and entry.mode != gitstore.MODE_LINK:
+            pushrules.check_secrets(f"{gitstore.CONFIG}/{name}", entry.data, kids)
 
 
 def _check_requirements(repo: pygit2.Repository, sha: str) -> None:
