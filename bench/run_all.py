@@ -31,6 +31,7 @@ SCRIPTS = (
     "docker_start.py",
     "pages.py",
     "proxy.py",
+    "push_history.py",
 )
 COLUMNS = (
     "median_s",
