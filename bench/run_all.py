@@ -32,6 +32,7 @@ SCRIPTS = (
     "pages.py",
     "proxy.py",
     "push_history.py",
+    "push_body_memory.py",
 )
 COLUMNS = (
     "median_s",
