@@ -179,7 +179,11 @@ class Cgi:
     async def respond(
         self, request: Request, limit: int, name: str, tasks: BackgroundTasks, ctl: object
     ) -> Response:
-        fed = await self.feed(request, limit)
+        try:
+            fed = await self.feed(request, limit)
+        except Exception:  # e.g. a body limit in front of the route (web/limits.py) tripped
+            await self.settle()  # git saw the end of its input: let it clean up, then stop it
+            raise
         if fed == "ok":
             try:
                 status, headers, rest = await self.head()
