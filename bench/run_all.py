@@ -32,6 +32,8 @@ SCRIPTS = (
     "pages.py",
     "proxy.py",
     "bodies.py",
+    "push_history.py",
+    "push_body_memory.py",
 )
 COLUMNS = (
     "median_s",

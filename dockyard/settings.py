@@ -22,6 +22,9 @@ class Settings:
     public_url: str | None = None
     admin_token: str | None = None
     max_workspace_bytes: int = DEFAULT_MAX_WORKSPACE_BYTES
+    # what one push may add (its HTTP body, and its new objects uncompressed); None: 4 times
+    # max_workspace_bytes (a first deploy plus a few versions of history)
+    max_push_bytes: int | None = None
     sweep_interval_s: float = 5.0
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     default_grace_s: float = DEFAULT_GRACE_S
@@ -85,6 +88,10 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
+    def push_limit(self) -> int:
+        return self.max_push_bytes or 4 * self.max_workspace_bytes
+
+    @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
 
@@ -113,6 +120,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_PUBLIC_URL": ("public_url", str),
     "DOCKYARD_ADMIN_TOKEN": ("admin_token", str),
     "DOCKYARD_MAX_WORKSPACE_BYTES": ("max_workspace_bytes", int),
+    "DOCKYARD_MAX_PUSH_BYTES": ("max_push_bytes", int),
     "DOCKYARD_SWEEP_INTERVAL": ("sweep_interval_s", float),
     "DOCKYARD_PENDING_TIMEOUT": ("pending_timeout_s", float),
     "DOCKYARD_STARTING_TIMEOUT": ("starting_timeout_s", float),

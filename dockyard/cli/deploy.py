@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
 from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
-from dockyard.controller import gitstore, manifests, planning
+from dockyard.controller import gitstore, manifests, planning, pushrules
 from dockyard.controller.gitstore import FileEntry
-from dockyard.errors import DockyardError, NotFound, Unavailable
+from dockyard.errors import DockyardError, InvalidInput, NotFound, Unavailable
 
 RECONCILE_WAIT_S = 120.0
+# after the connection broke during a push: how long to wait for the server to answer whether
+# the commit landed (a restarted server is back within seconds)
+LANDED_WAIT_S = 60.0
 
 
 @dataclass
@@ -66,7 +71,8 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         exists = _workspace_exists(client)
         mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
         head = mirror.fetch() if exists else None
-        old = mirror.manifest(head)
+        warnings = list(seen.warnings)
+        old = _deployed_manifest(mirror, head, seen.ad_hoc, warnings)
         if seen.ad_hoc:
             manifest = planning.merge_ad_hoc(old, manifest)
         plan = planning.plan(old, manifest)
@@ -75,7 +81,8 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         files = gitpush.deploy_files(
             seen.stage, seen.files, seen.config, manifest, seen.requirements
         )
-        warnings = [*seen.warnings, *sealing.profile_warnings(files, _interactive(manifest))]
+        check_commit(files, manifest)
+        warnings += sealing.profile_warnings(files, _interactive(manifest))
         created = False
         if options.keep_configuration:  # `deployment sync`: code only
             files = _replace_config(files, mirror.files(head))
@@ -104,6 +111,40 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
             result.created_workspace = True
         _push(client, mirror, sha, result)
     return result
+
+
+def _deployed_manifest(
+    mirror: gitpush.Mirror, head: str | None, ad_hoc: bool, warnings: list[str]
+) -> dict[str, Any] | None:
+    """The manifest at the server's HEAD. One that cannot be read (stored before the server
+    bounded manifests) is replaced by a full deploy; an ad-hoc deploy, which merges into it,
+    cannot proceed."""
+    try:
+        return mirror.manifest(head)
+    except InvalidInput as exc:
+        if ad_hoc:
+            raise InvalidInput(
+                f"the deployed {exc.message}; run `dockyard deploy` to replace it first"
+            ) from None
+        warnings.append(f"the deployed {exc.message}; this deploy replaces it")
+        return None
+
+
+def check_commit(files: dict[str, FileEntry], manifest: dict[str, Any]) -> None:
+    """What the server's receive hook checks in every commit, checked before committing, with
+    the workspace's own file names: configuration TOML, links, paths, entry points."""
+    for path, entry in sorted(files.items()):
+        parent = ""
+        for part in path.split("/"):
+            parent = pushrules.entry_path(parent, part.encode()) + "/"
+        if entry.mode == gitstore.MODE_LINK:
+            pushrules.check_link(path, entry.data)
+        elif pushrules.is_config_toml(path):
+            shown = ".dlt/" + path.removeprefix(gitstore.CONFIG + "/")
+            pushrules.check_toml(shown, entry.data)
+    pushrules.check_entry_points(
+        manifest, lambda p: p in files and files[p].mode in pushrules.FILE_MODES
+    )
 
 
 def _interactive(manifest: dict[str, Any]) -> bool:
@@ -176,6 +217,11 @@ def schedule_changes(
 def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult) -> None:
     try:
         mirror.push(sha)
+    except gitpush.Interrupted as exc:
+        _confirm_landed(mirror, sha, exc)
+        result.warnings.append(
+            f"the connection broke during the push, but {sha[:12]} landed on the server"
+        )
     except DockyardError as exc:
         if "403" in exc.message:  # git shows no reason for a refusal: the API says why
             client.get(f"{client.ws}/key", purpose="deploy")
@@ -183,6 +229,32 @@ def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult
     applied = wait_reconciled(client, sha)
     result.deployment_version = applied.get("deployment_version")
     result.configuration_version = applied.get("configuration_version")
+
+
+def _confirm_landed(mirror: gitpush.Mirror, sha: str, exc: gitpush.Interrupted) -> None:
+    """The push's answer was lost (a dropped connection, a server that crashed after moving
+    the branch): ask the server whether the commit is there, waiting for it to come back."""
+    click.echo(
+        f"the connection broke during the push ({exc.message}); checking whether"
+        f" {sha[:12]} landed…",
+        err=True,
+    )
+    deadline = time.monotonic() + LANDED_WAIT_S
+    while True:
+        try:
+            head = mirror.fetch()
+        except Unavailable as down:
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"cannot tell whether {sha[:12]} landed: the server does not answer"
+                    f" ({down.message}); once it is back, run `dockyard deploy` again (it finds"
+                    " a landed commit and does not deploy it twice)"
+                ) from None
+            time.sleep(1.0)
+            continue
+        if mirror.contains(head, sha):
+            return
+        raise Unavailable(f"the push of {sha[:12]} did not land ({exc.message}); run deploy again")
 
 
 def _replace_config(
@@ -211,6 +283,7 @@ def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResul
         for e in config
     }
     files = _replace_config(mirror.files(head), local)
+    check_commit(files, manifest)
     files, _created = _sealed(client, files, mirror, head, True, dry_run)
     plan = planning.plan(manifest, manifest)
     sha = mirror.commit(files, head, "deploy: configuration changed\n")

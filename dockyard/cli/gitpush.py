@@ -15,10 +15,25 @@ import pygit2
 from dockyard.cli.config import cache_dir
 from dockyard.controller import gitstore, manifests
 from dockyard.controller.gitstore import FileEntry
-from dockyard.errors import Conflict, InvalidInput, Unauthorized, Unavailable
+from dockyard.errors import Conflict, Forbidden, InvalidInput, Unauthorized, Unavailable
 
 REMOTE_MAIN = "refs/remotes/origin/main"
 LOCAL_DEPLOY = "refs/heads/deploy"
+RACE = "another deploy landed first; run deploy again"
+# what git and libgit2 report when `main` moved between the fetch and the update
+_RACE_SIGNS = (
+    "non-fast-forward",
+    "fetch first",
+    "failed to update ref",
+    "cannot lock ref",
+    "failed to lock",
+    "stale info",
+    RACE,
+)
+
+
+class Interrupted(Unavailable):
+    """The connection broke during a push: the commit may or may not have landed."""
 
 
 class Callbacks(pygit2.RemoteCallbacks):
@@ -84,6 +99,14 @@ class Mirror:
         data = self.read(sha, gitstore.MANIFEST)
         return None if data is None else manifests.load_yaml(data)
 
+    def contains(self, head: str | None, sha: str) -> bool:
+        """Whether the fetched `head` is `sha` or has it in its history."""
+        if head is None:
+            return False
+        if head == sha:
+            return True
+        return bool(self.repo.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=sha)))
+
     def commit(
         self, files: Mapping[str, FileEntry], parent: str | None, message: str
     ) -> str | None:
@@ -124,11 +147,12 @@ class Mirror:
 
 def _rejection(callbacks: Callbacks) -> Exception:
     text = "".join(callbacks.remote_messages)
+    seen = f"{callbacks.rejected or ''}\n{text}"
+    if any(sign in seen for sign in _RACE_SIGNS):
+        return Conflict(RACE)
     for line in text.splitlines():
         if "dockyard:" in line:
             return InvalidInput(line.split("dockyard:", 1)[1].strip())
-    if "non-fast-forward" in (callbacks.rejected or "") or "fetch first" in text:
-        return Conflict("the workspace changed on the server meanwhile; run deploy again")
     return InvalidInput(f"the server rejected the push: {callbacks.rejected}")
 
 
@@ -138,11 +162,18 @@ def _git_error(exc: pygit2.GitError, url: str, callbacks: Callbacks) -> Exceptio
         return Unauthorized(f"the server refused the token for {url}; run `dockyard login`")
     if "404" in text:
         return InvalidInput(f"no git repository at {url}; does the workspace exist?")
+    if "403" in text:  # git shows no reason: `dockyard deploy` asks the API why (HTTP 403)
+        return Forbidden(f"the server refused this token's push to {url} (HTTP 403)")
+    if "413" in text:
+        return InvalidInput(
+            f"the push is larger than {url} accepts (HTTP 413); exclude data files in"
+            " .gitignore, or ask the operator to raise DOCKYARD_MAX_PUSH_BYTES"
+        )
     if callbacks.remote_messages:
         return _rejection(callbacks)
     if "failed to connect" in text.lower() or "could not connect" in text.lower():
         return Unavailable(f"cannot reach the dockyard server at {url}: {text}")
-    return Unavailable(f"git transfer with {url} failed: {text}")
+    return Interrupted(f"git transfer with {url} failed: {text}")
 
 
 def _signature() -> pygit2.Signature:

@@ -37,7 +37,9 @@ class Controller:
         self.db.migrate()
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
         self.keys = keys.Keyring(keys.load_master(settings.data_dir), settings.repos_dir)
-        self.hooks = workspaces.HookInstaller(sys.executable, settings.max_workspace_bytes)
+        self.hooks = workspaces.HookInstaller(
+            sys.executable, settings.max_workspace_bytes, settings.push_limit
+        )
         self.defaults = Defaults(
             settings.default_timeout_s, settings.default_grace_s, settings.app_idle_s
         )

@@ -25,6 +25,12 @@ SCHEMA_NAME = "manifest.schema.json"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _EPOCH = "1970-01-01T00:00:00+00:00"
+# bounds of a stored manifest: the 5,000-job workspaces of bench/ are about 3 MB and 300,000
+# values; aliases (which make a small file huge) are refused outright
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+MAX_YAML_NODES = 1_000_000
+MAX_YAML_DEPTH = 64
+MAX_JOBS = 10_000
 
 
 def to_jsonable(value: Any) -> Any:
@@ -58,17 +64,80 @@ def dump_yaml(manifest: Manifest) -> str:
 
 
 def load_yaml(text: str | bytes) -> Manifest:
+    """A manifest from YAML, within bounds (`check_yaml`, `MAX_JOBS`): what a push, an old
+    commit or a hand-edited file holds is read the same way, and fails with one line."""
+    data = text.encode() if isinstance(text, str) else text
+    check_yaml(data)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        loaded = yaml.load(data, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or "parse error"
-        raise InvalidInput(f"manifest.yaml is not valid YAML: {problem}{at}") from exc
-    if not isinstance(data, dict):
+        raise _yaml_error(exc) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
+        raise InvalidInput(f"manifest.yaml holds a value that cannot be read: {exc}") from None
+    if not isinstance(loaded, dict):
         raise InvalidInput("manifest.yaml must hold a mapping with `engine_version` and `jobs`")
+    check_shape(loaded)
     # a hand-edited file may hold unquoted timestamps, which YAML turns into datetimes
-    return dict(to_jsonable(data))
+    return dict(to_jsonable(loaded))
+
+
+def check_yaml(data: bytes) -> None:
+    """Refuse YAML that costs more to load than its size: anchors and aliases (600 bytes of
+    nested aliases expand to gigabytes, the "billion laughs"), more than `MAX_YAML_NODES`
+    nodes, nesting deeper than `MAX_YAML_DEPTH`, more than `MAX_MANIFEST_BYTES` bytes. The
+    events are scanned (libyaml, linear) before anything is built."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidInput(
+            f"manifest.yaml is {len(data)} bytes, over the limit of {MAX_MANIFEST_BYTES};"
+            " split the workspace"
+        )
+    nodes = depth = 0
+    try:
+        for event in yaml.parse(data, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise InvalidInput(
+                    f"manifest.yaml uses a YAML anchor or alias{_line(event)}; manifests"
+                    " never need them (dockyard deploy writes none): write the values out"
+                )
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if nodes > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
+                raise InvalidInput(
+                    f"manifest.yaml has more than {MAX_YAML_NODES} values or is nested deeper"
+                    f" than {MAX_YAML_DEPTH} levels{_line(event)}"
+                )
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc) from None
+
+
+def check_shape(manifest: Manifest) -> None:
+    """What every reader relies on: `jobs` is a list of at most `MAX_JOBS` mappings, each
+    with a string `job_ref` (the full validation is `validate`, for what is deployed)."""
+    jobs = manifest.get("jobs", [])
+    if not isinstance(jobs, list) or not all(
+        isinstance(j, dict) and isinstance(j.get("job_ref"), str) for j in jobs
+    ):
+        raise InvalidInput("manifest.yaml: `jobs` must be a list of jobs, each with a job_ref")
+    if len(jobs) > MAX_JOBS:
+        raise InvalidInput(
+            f"manifest.yaml has {len(jobs)} jobs, over the limit of {MAX_JOBS}; split the workspace"
+        )
+
+
+def _line(event: Any) -> str:
+    mark = getattr(event, "start_mark", None)
+    return f" at line {mark.line + 1}" if mark is not None else ""
+
+
+def _yaml_error(exc: yaml.YAMLError) -> InvalidInput:
+    where = getattr(exc, "problem_mark", None)
+    at = f" at line {where.line + 1}" if where is not None else ""
+    problem = getattr(exc, "problem", None) or "parse error"
+    return InvalidInput(f"manifest.yaml is not valid YAML: {problem}{at}")
 
 
 def job_fingerprint(job_def: dict[str, Any]) -> str:

@@ -62,16 +62,21 @@ def list_all(session: Session) -> list[Workspace]:
 class HookInstaller:
     """Writes the repository's pre-receive hook, which runs dockyard's push validation."""
 
-    def __init__(self, python: str, max_bytes: int) -> None:
+    def __init__(self, python: str, max_bytes: int, max_push_bytes: int | None = None) -> None:
         self.python = python
         self.max_bytes = max_bytes
+        self.max_push_bytes = max_push_bytes or 4 * max_bytes
 
     def __call__(self, repo: pygit2.Repository) -> None:
+        # git itself stops reading a pack stream over the limit (also one inflated from a
+        # gzip request body, which the HTTP body cap cannot see)
+        repo.config["receive.maxInputSize"] = self.max_push_bytes
         hook = Path(repo.path) / "hooks" / "pre-receive"
         hook.parent.mkdir(exist_ok=True)
         hook.write_text(
             "#!/bin/sh\n"
             f"DOCKYARD_MAX_WORKSPACE_BYTES={self.max_bytes} "
+            f"DOCKYARD_MAX_PUSH_BYTES={self.max_push_bytes} "
             f"exec '{self.python}' -m dockyard.controller.prereceive\n"
         )
         hook.chmod(0o700)  # the server runs it; nobody else needs to

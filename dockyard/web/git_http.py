@@ -1,22 +1,81 @@
-"""git smart HTTP at `/git/<workspace>.git`, served by `git http-backend` (CGI).
+"""git smart HTTP at `/git/<workspace>.git`, served by `git http-backend` (CGI), streamed.
 
 Tokens work as HTTP Basic passwords (what git and libgit2 send after a 401) or as bearer
-headers. A finished receive-pack is the push event: the workspace is reconciled right away.
+headers. Only the three requests of the smart protocol are served (`info/refs?service=…`,
+`git-upload-pack`, `git-receive-pack`): the role is decided on exactly what git will run, and
+the CGI is given that canonical request, never the client's path or query (no dumb-protocol
+file reads, no `..`, no percent-encoded `service=`). A workspace-limited token gets the same
+answer for another workspace as for one that does not exist.
+
+Bodies are streamed both ways: the request is piped into the CGI as it arrives (libgit2 sends
+it chunked) and capped at `DOCKYARD_MAX_PUSH_BYTES` while it streams (413, checked first on
+`Content-Length`); who is asking is known before any body byte is read. A push that goes over
+the cap, or whose client goes away, gets an end of input instead of the rest: git fails on the
+cut pack the ordinary way, removing its quarantine, and the branch has not moved. A finished
+receive-pack is the push event: the workspace is reconciled right away.
 """
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from dockyard.controller import auth, isolation, workspaces
-from dockyard.errors import DockyardError, NotFound, Unauthorized
+from dockyard.errors import DockyardError, InvalidInput, NotFound, Unauthorized
 from dockyard.web.deps import controller, token_from
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 BACKEND = "/usr/lib/git-core/git-http-backend"
+SERVICES = {"git-upload-pack": "read", "git-receive-pack": "deploy"}
+MAX_HEAD_BYTES = 64 * 1024  # the CGI's response headers
+_QUEUED_CHUNKS = 16  # CGI output read ahead of a slow client (64 KiB chunks)
+STOP_GRACE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class GitRequest:
+    """One of the three requests of git's smart protocol."""
+
+    service: str
+    advertise: bool  # GET info/refs?service=…; else POST of the service itself
+
+    @property
+    def role(self) -> str:
+        return SERVICES[self.service]
+
+    @property
+    def path(self) -> str:
+        return "info/refs" if self.advertise else self.service
+
+    @property
+    def query(self) -> str:
+        return f"service={self.service}" if self.advertise else ""
+
+
+def parse_request(method: str, path: str, query: str) -> GitRequest:
+    """The smart-protocol request `path` and `query` make, as git would decode them."""
+    if method == "GET" and path == "info/refs":
+        params = parse_qs(query, keep_blank_values=True)
+        services = params.get("service", [])
+        if set(params) != {"service"} or len(services) != 1 or services[0] not in SERVICES:
+            raise InvalidInput(
+                "only git's smart protocol is served: info/refs?service=git-upload-pack"
+                " or service=git-receive-pack"
+            )
+        return GitRequest(services[0], advertise=True)
+    if method == "POST" and path in SERVICES:
+        return GitRequest(path, advertise=False)
+    raise NotFound(f"no git endpoint {path!r}; clone or push the URL …/git/<workspace>.git")
 
 
 def _backend() -> list[str]:
@@ -28,41 +87,59 @@ def _backend() -> list[str]:
     return [git, "http-backend"]
 
 
-def _needed_role(path: str, query: str) -> str:
-    pushing = path.endswith("git-receive-pack") or "service=git-receive-pack" in query
-    return "deploy" if pushing else "read"
-
-
 @router.api_route("/git/{repo}/{path:path}", methods=["GET", "POST"], include_in_schema=False)
 async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTasks) -> Response:
     ctl = controller(request)
     name = repo.removesuffix(".git")
-    query = request.url.query
     try:
-        with ctl.db.session() as session:
-            principal = auth.authenticate(session, token_from(request))
-            ws = workspaces.get(session, name)
-            role = _needed_role(path, query)
-            principal.require(role, ws.id)
-            if role == "deploy":
-                isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
+        git = parse_request(request.method, path, request.url.query)
+        _authorize(ctl, request, name, git.role)
     except Unauthorized as exc:
-        return Response(
-            exc.message + "\n",
-            status_code=401,
-            headers={"WWW-Authenticate": 'Basic realm="dockyard"'},
-        )
+        return _answer(401, exc.message, {"WWW-Authenticate": 'Basic realm="dockyard"'})
     except NotFound as exc:
-        return Response(exc.message + "\n", status_code=404)
+        return _answer(404, exc.message)
+    except InvalidInput as exc:
+        return _answer(400, exc.message)
     except DockyardError as exc:
-        return Response(exc.message + "\n", status_code=403)
-    body = await request.body()
-    status, headers, payload = await _cgi(
-        ctl.settings.repos_dir, f"/{name}.git/{path}", request, query, body
+        return _answer(403, exc.message)
+    limit = ctl.settings.push_limit
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return _too_big(limit)
+    cgi = await Cgi.start(str(ctl.settings.repos_dir), name, git, request)
+    return await cgi.respond(request, limit, name, tasks, ctl)
+
+
+def _authorize(ctl: object, request: Request, name: str, role: str) -> None:
+    """Who is asking, then whether they may: a name that is no workspace is answered like a
+    workspace the token may not see (`service._workspace` does the same for the API)."""
+    from dockyard.controller.core import Controller
+
+    assert isinstance(ctl, Controller)
+    with ctl.db.session() as session:
+        principal = auth.authenticate(session, token_from(request))
+        try:
+            if not workspaces.NAME_RE.match(name):
+                raise NotFound(f"no workspace {name!r} on this server")
+            ws = workspaces.get(session, name)
+        except NotFound:
+            principal.require(role, -1)
+            raise
+        principal.require(role, ws.id)
+        if role == "deploy":  # code that would run unsandboxed (controller/isolation.py)
+            isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
+
+
+def _answer(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(message + "\n", status_code=status, headers=headers)
+
+
+def _too_big(limit: int) -> Response:
+    return _answer(
+        413,
+        f"the push is over the limit of {limit} bytes (DOCKYARD_MAX_PUSH_BYTES); exclude data"
+        " files in .gitignore, or ask the operator to raise the limit",
     )
-    if path == "git-receive-pack" and status == 200:
-        tasks.add_task(_reconcile_quietly, ctl, name)
-    return Response(payload, status_code=status, headers=headers)
 
 
 def _reconcile_quietly(ctl: object, name: str) -> None:
@@ -73,38 +150,141 @@ def _reconcile_quietly(ctl: object, name: str) -> None:
         ctl.reconciler.reconcile(name)
 
 
-async def _cgi(
-    root: object, path_info: str, request: Request, query: str, body: bytes
-) -> tuple[int, dict[str, str], bytes]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_PROJECT_ROOT": str(root),
-        "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": path_info,
-        "REQUEST_METHOD": request.method,
-        "QUERY_STRING": query,
-        "CONTENT_TYPE": request.headers.get("content-type", ""),
-        "CONTENT_LENGTH": str(len(body)),
-        "REMOTE_USER": "dockyard",
-        "REMOTE_ADDR": request.client.host if request.client else "",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
-    }
-    if "content-encoding" in request.headers:
-        env["HTTP_CONTENT_ENCODING"] = request.headers["content-encoding"]
-    if "git-protocol" in request.headers:
-        env["GIT_PROTOCOL"] = request.headers["git-protocol"]
-    proc = await asyncio.create_subprocess_exec(
-        *_backend(),
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, _err = await proc.communicate(body)
-    head, _, payload = out.partition(b"\r\n\r\n")
-    if not _:
-        head, _, payload = out.partition(b"\n\n")
+@dataclass
+class Cgi:
+    """A running `git http-backend` and the tasks that move its bytes."""
+
+    proc: asyncio.subprocess.Process
+    git: GitRequest
+    out: "asyncio.Queue[bytes | None]"
+    tasks: list["asyncio.Task[object]"]
+
+    @classmethod
+    async def start(cls, root: str, name: str, git: GitRequest, request: Request) -> "Cgi":
+        proc = await asyncio.create_subprocess_exec(
+            *_backend(),
+            env=_environment(root, f"/{name}.git/{git.path}", git, request),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # one signal reaches receive-pack, index-pack and the hook
+        )
+        out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
+        cgi = cls(proc, git, out, [])
+        assert proc.stdout is not None and proc.stderr is not None
+        cgi.tasks = [
+            asyncio.create_task(_read_into(proc.stdout, out)),
+            asyncio.create_task(_log_stderr(proc.stderr, name)),
+        ]
+        return cgi
+
+    async def respond(
+        self, request: Request, limit: int, name: str, tasks: BackgroundTasks, ctl: object
+    ) -> Response:
+        try:
+            fed = await self.feed(request, limit)
+        except Exception:  # e.g. a body limit in front of the route (web/limits.py) tripped
+            await self.settle()  # git saw the end of its input: let it clean up, then stop it
+            raise
+        if fed == "ok":
+            try:
+                status, headers, rest = await self.head()
+            except DockyardError as exc:
+                await self.stop()
+                return _answer(502, exc.message)
+            if status == 200:
+                self._pushed(tasks, ctl, name)
+            return StreamingResponse(self.body(rest), status_code=status, headers=headers)
+        log.warning(
+            "git request ended early",
+            extra={"action": "git_http", "workspace": name, "reason": fed},
+        )
+        # git saw the end of its input: a cut pack fails (and git removes its quarantine); a
+        # pack that was complete before the extra bytes is a push git went on to check
+        answer = await self.settle()
+        if b"ok refs/heads/" not in answer:
+            return _too_big(limit) if fed == "over the limit" else _answer(400, fed)
+        status, headers, rest = _parse_head(answer)
+        self._pushed(tasks, ctl, name)
+        return Response(rest, status_code=status, headers=headers)
+
+    def _pushed(self, tasks: BackgroundTasks, ctl: object, name: str) -> None:
+        if self.git.service == "git-receive-pack" and not self.git.advertise:
+            tasks.add_task(_reconcile_quietly, ctl, name)
+
+    async def feed(self, request: Request, limit: int) -> str:
+        """Pipe the request body into the CGI as it arrives, then close git's input; "ok", or
+        why it stopped early (never more than `limit` bytes are passed on)."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        total = 0
+        try:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    return "over the limit"
+                stdin.write(chunk)
+                await stdin.drain()
+        except ClientDisconnect:
+            return "the client went away"
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # git stopped reading: its answer says why
+        finally:
+            stdin.close()
+        return "ok"
+
+    async def head(self) -> tuple[int, dict[str, str], bytes]:
+        """The CGI's status and headers, and the body bytes read with them."""
+        data = b""
+        while b"\r\n\r\n" not in data and b"\n\n" not in data:
+            chunk = await self.out.get()
+            if chunk is None or len(data) > MAX_HEAD_BYTES:
+                raise DockyardError("git http-backend gave no valid answer; see the server log")
+            data += chunk
+        return _parse_head(data)
+
+    async def settle(self) -> bytes:
+        """Everything git answers until it exits (a short answer: an aborted push's)."""
+
+        async def collect() -> bytes:
+            data = b""
+            while (chunk := await self.out.get()) is not None and len(data) < MAX_HEAD_BYTES:
+                data += chunk
+            return data
+
+        try:
+            data = await asyncio.wait_for(collect(), STOP_GRACE_S)
+        except TimeoutError:
+            data = b""
+        await self.stop()
+        return data
+
+    async def body(self, rest: bytes) -> AsyncIterator[bytes]:
+        try:
+            if rest:
+                yield rest
+            while (chunk := await self.out.get()) is not None:
+                yield chunk
+            await self.proc.wait()
+        finally:
+            await self.stop()  # the client went away mid-answer: stop git too
+
+    async def stop(self) -> None:
+        """End git's processes (all of them: receive-pack removes its quarantine on SIGTERM)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.returncode is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), STOP_GRACE_S)
+        for task in self.tasks:
+            task.cancel()
+
+
+def _parse_head(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    sep = b"\r\n\r\n" if b"\r\n\r\n" in data else b"\n\n"
+    head, _, rest = data.partition(sep)
     status, headers = 200, {}
     for line in head.decode("latin-1").splitlines():
         key, _, value = line.partition(":")
@@ -112,4 +292,46 @@ async def _cgi(
             status = int(value.strip().split()[0])
         elif key:
             headers[key.strip()] = value.strip()
-    return status, headers, payload
+    return status, headers, rest
+
+
+def _environment(root: str, path_info: str, git: GitRequest, request: Request) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_PROJECT_ROOT": root,
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": path_info,
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": git.query,
+        "CONTENT_TYPE": request.headers.get("content-type", ""),
+        "REMOTE_USER": "dockyard",
+        "REMOTE_ADDR": request.client.host if request.client else "",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
+    }
+    # no CONTENT_LENGTH, even when the client sent one: git then reads to the end of its input,
+    # and a body cut short is a truncated pack that receive-pack refuses and cleans up itself
+    # (with a length, http-backend dies on the short read and its SIGTERM races the cleanup)
+    if "content-encoding" in request.headers:
+        env["HTTP_CONTENT_ENCODING"] = request.headers["content-encoding"]
+    if "git-protocol" in request.headers:
+        env["GIT_PROTOCOL"] = request.headers["git-protocol"]
+    return env
+
+
+async def _read_into(stream: asyncio.StreamReader, out: "asyncio.Queue[bytes | None]") -> None:
+    """The CGI's output into a short queue: read while the body is still being fed (git never
+    blocks on a full pipe), and no further ahead of a slow client than the queue holds."""
+    with contextlib.suppress(OSError, ValueError):
+        while chunk := await stream.read(64 * 1024):
+            await out.put(chunk)
+    await out.put(None)
+
+
+async def _log_stderr(stream: asyncio.StreamReader, name: str) -> None:
+    while line := await stream.readline():
+        log.info(
+            "git http-backend: %s",
+            line[:500].decode("utf-8", "replace").rstrip(),
+            extra={"action": "git_http", "workspace": name},
+        )

@@ -1,8 +1,9 @@
-"""The pure checks of the pre-receive hook: which ref may be pushed, where a symlink may point."""
+"""The pure checks of the pre-receive hook: which ref may be pushed, where a symlink may point
+(`pushrules`, shared with `dockyard deploy`), what its limits are."""
 
 import pytest
 
-from dockyard.controller import gitstore, prereceive
+from dockyard.controller import gitstore, prereceive, pushrules
 from dockyard.errors import InvalidInput
 
 OLD = "1" * 40
@@ -40,7 +41,7 @@ def test_deleting_main_is_refused() -> None:
     ],
 )
 def test_links_inside_their_top_level_folder_are_allowed(path: str, target: str) -> None:
-    prereceive.check_link(path, target)
+    pushrules.check_link(path, target)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_links_inside_their_top_level_folder_are_allowed(path: str, target: str)
 )
 def test_links_leaving_their_top_level_folder_are_refused(path: str, target: str) -> None:
     with pytest.raises(InvalidInput, match="points outside the workspace") as err:
-        prereceive.check_link(path, target)
+        pushrules.check_link(path, target)
 
     assert repr(path) in err.value.message
     assert target in err.value.message
@@ -66,4 +67,22 @@ def test_links_leaving_their_top_level_folder_are_refused(path: str, target: str
 
 def test_a_top_level_link_is_refused() -> None:
     with pytest.raises(InvalidInput, match="points outside the workspace"):
-        prereceive.check_link("manifest.yaml", "code/manifest.yaml")
+        pushrules.check_link("manifest.yaml", "code/manifest.yaml")
+
+
+def test_the_push_limit_defaults_to_four_workspaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKYARD_MAX_WORKSPACE_BYTES", "1000")
+    monkeypatch.delenv("DOCKYARD_MAX_PUSH_BYTES", raising=False)
+    assert prereceive.Limits.from_env() == prereceive.Limits(1000, 4000)
+    monkeypatch.setenv("DOCKYARD_MAX_PUSH_BYTES", "1500")
+    assert prereceive.Limits.from_env() == prereceive.Limits(1000, 1500)
+
+
+def test_git_s_input_is_read_as_bytes() -> None:
+    raw = f"{OLD} {NEW} refs/heads/main\n{OLD} {NEW} refs/heads/caf\xe9\n".encode("latin-1")
+
+    updates = prereceive.read_updates(raw)
+
+    assert updates[0] == (OLD, NEW, "refs/heads/main")
+    with pytest.raises(InvalidInput, match="only refs/heads/main can be pushed"):
+        prereceive.check_ref(*updates[1])
