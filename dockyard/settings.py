@@ -36,6 +36,12 @@ class Settings:
     # an app (interactive job) without proxied traffic or an open connection for this long is
     # stopped, unless its job declares its own `idle_timeout` (docs/apps.md)
     app_idle_s: float = DEFAULT_APP_IDLE_S
+    # apps are served on origins of their own, `<app>--<ws>.<apps_domain>` (docs/apps.md);
+    # None: `apps.localhost` on the server's port
+    apps_domain: str | None = None
+    # addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto/-Host are
+    # believed; nobody's by default (docs/security.md)
+    trusted_proxies: tuple[str, ...] = ()
     start_loops: bool = True
 
     @classmethod
@@ -83,6 +89,11 @@ class Settings:
         return self.data_dir / "var"
 
 
+def _split(value: str) -> tuple[str, ...]:
+    """A comma-separated list (spaces allowed)."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DATA_DIR": ("data_dir", Path),
     "DOCKYARD_DB": ("db_url", str),
@@ -101,5 +112,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
     "DOCKYARD_APP_IDLE_S": ("app_idle_s", float),
+    "DOCKYARD_APPS_DOMAIN": ("apps_domain", str),
+    "DOCKYARD_TRUSTED_PROXIES": ("trusted_proxies", _split),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

@@ -47,7 +47,7 @@ def localhost_names() -> Iterator[None]:
             host = "localhost"
         return original(host, *args, **kwargs)
 
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.getaddrinfo = getaddrinfo
     yield
     socket.getaddrinfo = original
 

@@ -124,6 +124,8 @@ def test_an_apps_javascript_cannot_read_the_dashboard_or_mint_a_token(
     attack: dict[str, str] = page.evaluate("window.attack")
 
     assert not [k for k, v in attack.items() if "csrf-read" in v or "minted" in v], attack
+    for i, _ in enumerate(viewer.dashboards, start=1):  # another origin: nothing readable
+        assert attack[f"read_{i}"] == attack[f"mint_{i}_include"] == "blocked", attack
     assert token_names(sec) == before  # nothing was minted, by any of the requests
     assert not attack["echo_ws"].startswith("open"), attack  # no WebSocket with its cookie
     # ordinary use still works: the page ran, its own requests reached it, and the viewer's
