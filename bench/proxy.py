@@ -1,11 +1,14 @@
 """Proxy overhead: sequential small GETs to a tiny app, straight to its port (the floor) and
-through the server's proxy (`/apps/<ws>/<app>/` with a bearer token), and the difference.
+through the server's proxy (the app's own origin, `http://<app>--<ws>.apps.localhost:<port>/`,
+with a bearer token), and the difference.
 
 A real server process and the real CLI: a workspace with one interactive job (a stdlib HTTP
 server speaking HTTP/1.1 with keep-alive) is deployed and served (`dockyard serve`). Then N
 sequential GETs each way, in alternating blocks so that drift on the shared machine hits
 both, each with one keep-alive client (httpx). Every proxied request is authenticated (a
-token lookup), finds the app's running instance, and is streamed through.
+token lookup), is routed by its `Host` header to the app's origin, finds the app's running
+instance, and is streamed through. `*.localhost` names resolve to loopback here as in
+browsers (the system's resolver may not know them).
 
 Also, for scale: `GET /api/v1/me` on the same server (a request that checks the token and
 answers, no app behind it), and a 4 MiB response, direct and proxied (median of 20), for the
@@ -14,11 +17,13 @@ streaming cost.
 Usage: python bench/proxy.py [-n 2000] [--json-out FILE]
 """
 
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _common import (
@@ -165,7 +170,20 @@ def report(
     return rep
 
 
+def resolve_localhost() -> None:
+    """`*.localhost` → loopback (RFC 6761), as browsers resolve apps' origins."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.lower().endswith(".localhost"):
+            host = "localhost"
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+
+
 def main(argv: list[str]) -> int:
+    resolve_localhost()
     requests = int_arg(argv, "-n", 2000)
     print_machine()
     rep = bench(requests)

@@ -62,6 +62,12 @@ class Settings:
     sandbox: str = "auto"
     sandbox_uid_base: int = 1_800_000_000
     unisolated_deploys: str = "refuse"
+    # apps are served on origins of their own, `<app>--<ws>.<apps_domain>` (docs/apps.md);
+    # None: `apps.localhost` on the server's port
+    apps_domain: str | None = None
+    # addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto/-Host are
+    # believed; nobody's by default (docs/security.md)
+    trusted_proxies: tuple[str, ...] = ()
     start_loops: bool = True
 
     @classmethod
@@ -113,6 +119,11 @@ class Settings:
         return self.data_dir / "var"
 
 
+def _split(value: str) -> tuple[str, ...]:
+    """A comma-separated list (spaces allowed)."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DATA_DIR": ("data_dir", Path),
     "DOCKYARD_DB": ("db_url", str),
@@ -147,5 +158,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_SANDBOX": ("sandbox", str),
     "DOCKYARD_SANDBOX_UID_BASE": ("sandbox_uid_base", int),
     "DOCKYARD_UNISOLATED_DEPLOYS": ("unisolated_deploys", str),
+    "DOCKYARD_APPS_DOMAIN": ("apps_domain", str),
+    "DOCKYARD_TRUSTED_PROXIES": ("trusted_proxies", _split),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

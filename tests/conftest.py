@@ -33,6 +33,25 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def localhost_names() -> Iterator[None]:
+    """`*.localhost` resolves to loopback, as browsers do (RFC 6761), so that Python clients
+    reach apps on their own origins (`http://<app>--<ws>.apps.localhost:<port>/`); glibc
+    without systemd's nss-myhostname does not resolve those names by itself."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, bytes):
+            host = host.decode()
+        if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
+            host = "localhost"
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = original
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,8 @@
 """`app list`, `app link create|list|revoke`, and the wait behind `serve`.
 
-Apps are interactive jobs served by the server at `/apps/<workspace>/<app>/`; a public link
-(`/p/<token>/`) serves one app without login until it is revoked.
+Apps are interactive jobs, each served by the server on an origin of its own
+(`http://<app>--<workspace>.<apps domain>:<port>/`); a public link (`<that origin>/p/<token>/`)
+serves one app without login until it is revoked. The URLs come from the server.
 """
 
 import http.client
@@ -29,7 +30,7 @@ def wait_served(client: Client, job: str, timeout_s: float) -> tuple[str, dict[s
     """Start the app (or find it running) and wait until it answers through the server's
     proxy; returns its URL and its run."""
     served = client.post(f"{client.ws}/apps/{job}")
-    url = client.server + served["path"]
+    url = str(served["url"])
     deadline = time.monotonic() + timeout_s
     while True:
         state, detail = _probe(url, client.target.token)
@@ -54,9 +55,9 @@ def _probe(url: str, token: str | None) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme == "https"
     connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
-        parts.netloc, timeout=10
+        _address(parts), timeout=10
     )
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", "Host": parts.netloc}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
@@ -77,9 +78,18 @@ def _probe(url: str, token: str | None) -> tuple[str, str]:
     return ("failed" if state == "failed" else "starting"), message
 
 
+def _address(parts: urllib.parse.SplitResult) -> str:
+    """Where to connect for a URL: `*.localhost` names are loopback (RFC 6761), as browsers
+    read them, even where the system's resolver does not know them."""
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"127.0.0.1:{parts.port}" if parts.port else "127.0.0.1"
+    return parts.netloc
+
+
 @click.group()
 def app() -> None:
-    """Apps (interactive jobs) served at /apps/<workspace>/<app>/, and their public links."""
+    """Apps (interactive jobs), each on an origin of its own, and their public links."""
 
 
 @app.command("list")
@@ -89,14 +99,19 @@ def app_list(workspace: str | None, output_fmt: str) -> None:
     """The workspace's apps: status, running run, URL, active public links."""
     client = client_for(workspace)
     data = client.get(f"{client.ws}/apps")
-    for entry in data:
-        entry["url"] = client.server + entry["path"]
     if output_fmt == "json":
         output.emit_json(data)
         return
     output.table(
         [
-            [a["name"], a["interface"], a["status"], a["number"], a["url"], a["public_links"]]
+            [
+                a["name"],
+                a["interface"],
+                a["status"],
+                a["number"],
+                a["url"] or a["url_problem"],
+                a["public_links"],
+            ]
             for a in data
         ],
         ["app", "interface", "status", "run", "url", "links"],
@@ -117,7 +132,6 @@ def link_create(job: str, note: str | None, workspace: str | None, output_fmt: s
     """Make a public link to JOB's app; the URL is printed once."""
     client = client_for(workspace)
     data = client.post(f"{client.ws}/apps/{job}/links", {"note": note})
-    data["url"] = client.server + data["path"]
     if output_fmt == "json":
         output.emit_json(data)
         return

@@ -59,6 +59,7 @@ def server(
     log_level: str,
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
+    from dockyard.controller import app_origins
     from dockyard.controller.core import Controller
     from dockyard.logsetup import configure
     from dockyard.settings import Settings
@@ -75,6 +76,7 @@ def server(
         executor=executor,
         docker_base_image=docker_base_image,
     )
+    apps = app_origins.check(settings)  # a bad DOCKYARD_APPS_DOMAIN: refused before anything
     ctl = Controller(settings)
     generated = ctl.bootstrap()
     if generated:
@@ -85,7 +87,8 @@ def server(
         click.echo("=" * 72, err=True)
     click.echo(
         f"dockyard server on {settings.base_url} (data in {settings.data_dir},"
-        f" API docs at {settings.base_url}/docs, executor {settings.executor})",
+        f" API docs at {settings.base_url}/docs, executor {settings.executor});"
+        f" apps at {apps.origin('<app>--<workspace>')}/",
         err=True,
     )
     click.echo(ctl.isolation.describe(), err=True)
@@ -110,6 +113,7 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
             log_level=log_level,
             access_log=access,
             ws="websockets-sansio",  # apps' WebSockets (the proxy); fails loudly if missing
+            proxy_headers=False,  # X-Forwarded-*: only from DOCKYARD_TRUSTED_PROXIES (web/origins)
         )
     ]
     gateway = _beacon_host(settings, ctl)

@@ -1,4 +1,5 @@
-"""Apps: interactive jobs served behind one URL, `/apps/<workspace>/<app>/`.
+"""Apps: interactive jobs, each served on an origin of its own
+(`http://<app>--<workspace>.<apps domain>/`, see `app_origins`).
 
 An app runs as an ordinary run of its interactive job. A request for an app without an
 active run starts one through the dispatcher, like any trigger (interactive jobs have
@@ -19,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,10 +32,6 @@ from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import InvalidInput
 
 log = logging.getLogger(__name__)
-LAUNCHERS = "dlt._workspace.deployment.launchers."
-# launchers that serve under `run_args.base_path`; every other app is served at `/` on its
-# port and the proxy strips the prefix (MCP at `/mcp`, the dlt dashboard, custom servers)
-BASE_PATH_LAUNCHERS = {LAUNCHERS + "marimo", LAUNCHERS + "streamlit"}
 # a start that failed this recently is not retried by the next request (a page that reloads
 # itself must not start a crashing app over and over)
 RETRY_AFTER_FAILURE_S = 30.0
@@ -49,27 +45,21 @@ class App:
 
     workspace: str
     job_ref: str
-    name: str  # the path segment: /apps/<workspace>/<name>/
+    name: str  # the app's name: the job's short name (or section.name when shared)
     status: str  # running | starting | stopping | failed | stopped
     workspace_id: int = 0
     run_id: str | None = None
     number: int | None = None
     port: int | None = None
-    base_path: str = ""  # where the app itself serves ("": at `/`, the prefix is stripped)
+    # where the app itself serves: "" (at `/` of its origin); runs started before apps had
+    # origins of their own kept the `/apps/<ws>/<app>` they were started with
+    base_path: str = ""
     reason: str | None = None
-
-    @property
-    def path(self) -> str:
-        return mount(self.workspace, self.name) + "/"
-
-
-def mount(workspace: str, name: str) -> str:
-    return f"/apps/{workspace}/{name}"
 
 
 def path_name(job_ref: str, all_refs: Iterable[str]) -> str:
-    """The app's name in its URL: the job's short name, or `section.name` when another job of
-    the workspace has the same short name."""
+    """The app's name (in its host name): the job's short name, or `section.name` when
+    another job of the workspace has the same short name."""
     short = dltadapter.short_name(job_ref)
     clashes = [r for r in all_refs if dltadapter.short_name(r) == short]
     return short if len(clashes) <= 1 else job_ref.removeprefix("jobs.")
@@ -78,17 +68,6 @@ def path_name(job_ref: str, all_refs: Iterable[str]) -> str:
 def app_name(session: Session, ws: Workspace, job: Job) -> str:
     refs = session.scalars(select(Job.job_ref).where(Job.workspace_id == ws.id))
     return path_name(job.job_ref, refs)
-
-
-def honours_base_path(job_def: dict[str, Any]) -> bool:
-    return str(job_def["entry_point"].get("launcher")) in BASE_PATH_LAUNCHERS
-
-
-def base_path(session: Session, ws: Workspace, job: Job) -> str | None:
-    """The prefix a launcher that honours `run_args.base_path` is started with, else None."""
-    if not honours_base_path(job.definition):
-        return None
-    return mount(ws.name, app_name(session, ws, job))
 
 
 def is_idle(

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from dockyard.controller import (
+    app_origins,
     apps,
     beacon,
     gitstore,
@@ -304,12 +305,20 @@ def job_history(ctl: Controller, principal: Principal, name: str, job_name: str)
             "runs": [runs.as_dict(r, ref) for r in latest],
             "latest_skip": runs.as_dict(skipped, ref) if skipped else None,
             "ledger": _ledger(session, job),
-            "app_path": f"/apps/{ws.name}/{app_name(ref, refs)}/",
+            "app_url": _app_url(ctl, ws.name, app_name(ref, refs)),
         }
 
 
+def _app_url(ctl: Controller, workspace: str, app: str) -> str | None:
+    """An interactive job's URL on its own origin (None: its names make no host name)."""
+    try:
+        return app_origins.app_url(ctl.settings, workspace, app)
+    except InvalidInput:
+        return None
+
+
 def app_name(job_ref: str, all_refs: list[str]) -> str:
-    """An interactive job's name under `/apps/<workspace>/`: the proxy's own rule."""
+    """An interactive job's name as an app (in its host name): the proxy's own rule."""
     return apps.path_name(job_ref, all_refs)
 
 

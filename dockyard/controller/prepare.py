@@ -16,7 +16,7 @@ import pygit2
 from sqlalchemy.orm import object_session
 
 from dockyard import crypto
-from dockyard.controller import apps, dltadapter, envs, gitstore, keys, logs, retention_files
+from dockyard.controller import dltadapter, envs, gitstore, keys, logs, retention_files
 from dockyard.controller.executors.base import RunPlan
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -75,9 +75,7 @@ class Preparer:
     def prepare(self, ws: Workspace, job: Job, run: Run) -> Prepared:
         """Everything a run needs; its launch command starts the job at once."""
         requirements = self._requirements_of(ws, run.deployment_version)
-        session = object_session(job)
-        base_path = apps.base_path(session, ws, job) if session is not None else None
-        entry_point = self.entry_point(job, run, requirements, base_path)
+        entry_point = self.entry_point(job, run, requirements)
         ports = (int(entry_point["run_args"]["port"]),) if "run_args" in entry_point else ()
         plan = self._plan(
             ws,
@@ -99,16 +97,12 @@ class Preparer:
         plan = self._plan(ws, job, identity, requirements, None, (), timeout_s, "local")
         return Prepared(plan, {})
 
-    def entry_point(
-        self, job: Job, run: Run, requirements: dict[str, Any], base_path: str | None = None
-    ) -> dict[str, Any]:
-        """dlt's entry point; an interactive job gets a free port, and the proxy's prefix as
-        `base_path` when its launcher honours one (marimo, streamlit)."""
+    def entry_point(self, job: Job, run: Run, requirements: dict[str, Any]) -> dict[str, Any]:
+        """dlt's entry point; an interactive job gets a free port (and no base path: it is
+        served at `/` of an origin of its own)."""
         run_args: dict[str, Any] | None = None
         if job.job_type == "interactive":
             run_args = {"port": free_port()}
-            if base_path:
-                run_args["base_path"] = base_path
         return dltadapter.build_entry_point(
             job.definition,
             profile=run.profile,

@@ -1,9 +1,10 @@
 """The apps part of the JSON API: serve an app (start it or find it running), list apps,
-and make, list and revoke public links. Thin routes over `controller.app_service`."""
+and make, list and revoke public links. Thin routes over `controller.app_service`; the URLs
+it hands out are the apps' own origins (`controller.app_origins`)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from dockyard.controller import app_service, auth
@@ -19,29 +20,25 @@ class LinkIn(BaseModel):
     note: str | None = Field(default=None, max_length=200)
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url)
-
-
 @router.get("")
-def list_apps(ws: str, request: Request, ctl: Ctl, who: Who) -> list[dict[str, Any]]:
+def list_apps(ws: str, ctl: Ctl, who: Who) -> list[dict[str, Any]]:
     """The workspace's apps (interactive jobs): URL, status, running run, public links."""
-    return app_service.list_apps(ctl, who, ws, _base(request))
+    return app_service.list_apps(ctl, who, ws)
 
 
 @router.post("/{job}")
-def serve(ws: str, job: str, request: Request, ctl: Ctl, who: Who) -> dict[str, Any]:
+def serve(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Start the app, or find its running instance; `url` answers once it runs."""
-    return app_service.serve(ctl, who, ws, job, _base(request))
+    return app_service.serve(ctl, who, ws, job)
 
 
 @router.post("/{job}/links", status_code=201)
 def create_link(
-    ws: str, job: str, request: Request, ctl: Ctl, who: Who, body: LinkIn | None = None
+    ws: str, job: str, ctl: Ctl, who: Who, body: LinkIn | None = None
 ) -> dict[str, Any]:
     """A public link to the app (its URL is shown once)."""
     note = body.note if body else None
-    return app_service.create_link(ctl, who, ws, job, note, _base(request))
+    return app_service.create_link(ctl, who, ws, job, note)
 
 
 @router.get("/{job}/links")

@@ -1,5 +1,11 @@
 """`create_app(settings)`: the server's one FastAPI application: the JSON API, the beacon,
-git smart HTTP and the dashboard pages (errors as JSON for the API, as a page under `/ui`)."""
+git smart HTTP and the dashboard pages (errors as JSON for the API, as a page under `/ui`),
+and in front of it all, by the `Host` header, the apps on their own origins
+(`web/app_host.py`).
+
+Serve it with uvicorn's `proxy_headers=False` (as `dockyard server` does): which
+`X-Forwarded-*` headers to believe is `DOCKYARD_TRUSTED_PROXIES`'s to say (`web/origins.py`).
+"""
 
 import gc
 import logging
@@ -14,9 +20,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockyard import __version__, errors
+from dockyard.controller import app_origins
 from dockyard.controller.core import Controller
 from dockyard.settings import Settings
-from dockyard.web import api, api_apps, git_http, limits, pages, proxy
+from dockyard.web import (
+    api,
+    api_apps,
+    app_host,
+    app_sessions,
+    apps_dashboard,
+    forwarding,
+    git_http,
+    limits,
+    pages,
+    proxy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +57,14 @@ def status_of(exc: errors.DockyardError) -> int:
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
+    app_origins.check(settings)  # a bad apps domain or proxy list: refused before anything
+    try:
+        forwarding.networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc)) from None
     controller = ctl or Controller(settings)
+    codes = app_sessions.Codes()
+    apps = app_host.create(controller, codes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,12 +78,13 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await proxy.close_client(app.state)
+            await proxy.close_client(apps.state)
             if settings.start_loops:
                 controller.stop()
 
     app = FastAPI(title="dockyard", version=__version__, lifespan=lifespan)
     app.state.controller = controller
+    app.state.app_codes = codes
     app.add_middleware(limits.BodyLimit, limits=limits.BodyLimits.from_settings(settings))
 
     _error_handlers(app)
@@ -67,12 +93,13 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    app.include_router(proxy.router)  # first: an app's many small requests match it at once
     app.include_router(api.router)
     app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
+    app.include_router(apps_dashboard.router)
     pages.install(app)
+    app.add_middleware(app_host.HostRouter, apps=apps, settings=settings)
     return app
 
 

@@ -1,6 +1,7 @@
-"""The proxy's own answers, when it does not pass a request on: refused (a browser without a
-session goes to the login page), not found, and the page that reloads itself while an app
-starts (503 + Retry-After for API clients; 502 when its start failed)."""
+"""The proxy's own answers, when it does not pass a request on: refused (a browser without
+credentials goes to sign in), not found, a redirect off the app's origin refused, and the
+page that reloads itself while an app starts (503 + Retry-After for API clients; 502 when
+its start failed)."""
 
 import html
 from typing import Any
@@ -27,17 +28,34 @@ def problem(request: Request, status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def refused(request: Request, exc: errors.DockyardError) -> Response:
+def here(request: Request) -> str:
+    """The path and query the client asked for."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def refused(request: Request, exc: errors.DockyardError, sign_in: str | None = None) -> Response:
+    """A refusal; a browser's page request without credentials goes to `sign_in` (the
+    dashboard's login page, or its app sign-in) instead."""
     from dockyard.web.app import status_of  # the one status table
 
     status = status_of(exc)
-    if status == 401 and wants_html(request):
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+    if status == 401 and wants_html(request) and request.method in ("GET", "HEAD"):
+        target = sign_in or f"/ui/login?next={quote(here(request), safe='')}"
+        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response = problem(request, status, exc.message)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def off_origin(request: Request, app: apps.App, location: str) -> Response:
+    """The app redirected off its own origin: not passed on (no open redirects)."""
+    shown = location if len(location) <= 200 else location[:200] + "…"
+    message = (
+        f"{app.name} redirected to {shown!r}, outside its own origin; dockyard passes on"
+        " only redirects that stay on the app's origin (link to other sites instead)"
+    )
+    return problem(request, 502, message)
 
 
 def not_ready(request: Request, app: apps.App, answering: bool = True) -> Response:
@@ -69,11 +87,16 @@ def not_ready(request: Request, app: apps.App, answering: bool = True) -> Respon
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def page(title: str, message: str, refresh: int | None = None) -> str:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+def page(title: str, message: str, refresh: int | None = None, to: str | None = None) -> str:
+    """A one-line page; `refresh` reloads it (or goes `to` a URL) after so many seconds."""
+    target = f";url={to}" if to is not None else ""
+    meta = f'<meta http-equiv="refresh" content="{refresh}{html.escape(target)}">'
+    meta = meta if refresh is not None else ""
+    link = f' <a href="{html.escape(to)}">Continue</a>' if to is not None else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"{meta}<title>{html.escape(title)}</title><style>body{{font-family:system-ui,"
         "sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2937}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(message)}{link}</p>"
+        "</body></html>"
     )

@@ -1,12 +1,21 @@
-"""The proxy's rules for what crosses it, as pure functions: paths, headers, redirects, cookies.
+"""The proxy's rules for what crosses it, as pure functions: paths, headers, redirects,
+cookies, and which `X-Forwarded-*` headers to believe.
 
-Words used here: the *mount* is the prefix the client sees (`/apps/<ws>/<app>` or
-`/p/<token>`); the *base path* is the prefix the app itself serves under: the mount it was
-started with for launchers that honour `run_args.base_path` (marimo, streamlit), else `""`
-(the app serves at `/` and the proxy strips the prefix).
+Words used here: the *mount* is the prefix the client sees on the app's own origin (`""` for
+the app itself, `/p/<token>` for a public link); the *base path* is the prefix the app
+itself serves under: `""` (at `/`), or for a run started before apps had origins of their
+own, the `/apps/<ws>/<app>` it was given as `run_args.base_path`. The *host* is the app's
+origin as the client sees it (`<app>--<ws>.apps.localhost:8765`).
+
+An app decides where its redirects go, but not off its own origin: a `Location` (or
+`Refresh`) to another host, scheme-relative (`//evil.example`) or disguised the way
+browsers read it (`/\\evil.example`, tabs and newlines dropped) makes `OffOrigin`.
 """
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 Headers = list[tuple[str, str]]
@@ -36,6 +45,15 @@ WEBSOCKET_OWN = frozenset(
     }
 )
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1"})  # noqa: S104
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class OffOrigin(ValueError):
+    """The app redirected somewhere outside its own origin."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 def is_safe(path: str) -> bool:
@@ -49,12 +67,13 @@ def upstream_path(rest: str, base_path: str) -> str:
     return f"{base_path}/{rest.lstrip('/')}"
 
 
-def without_session_cookie(value: str, cookie_name: str) -> str:
-    """The Cookie header without dockyard's session cookie (the app never sees it)."""
+def without_cookies(value: str, names: Iterable[str]) -> str:
+    """The Cookie header without dockyard's own cookies (the app never sees them)."""
+    drop = set(names)
     kept = [
         part.strip()
         for part in value.split(";")
-        if part.strip() and part.strip().partition("=")[0].strip() != cookie_name
+        if part.strip() and part.strip().partition("=")[0].strip() not in drop
     ]
     return "; ".join(kept)
 
@@ -69,12 +88,14 @@ def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
 
 def request_headers(
     headers: Iterable[tuple[str, str]],
-    cookie_name: str,
+    cookie_names: Iterable[str],
     forwarded: dict[str, str],
     websocket: bool = False,
 ) -> Headers:
-    """Headers for the app: hop-by-hop ones, `Host`, `Authorization` and dockyard's session
-    cookie dropped; `X-Forwarded-*` set from `forwarded` (For, Proto, Host, Prefix)."""
+    """Headers for the app: hop-by-hop ones, `Host`, `Authorization` and dockyard's cookies
+    dropped; `X-Forwarded-*` only as set from `forwarded` (For, Proto, Host, Prefix; an
+    empty value is left out), never the client's own."""
+    cookie_names = tuple(cookie_names)
     pairs = list(headers)
     drop = NOT_FORWARDED | _connection_listed(pairs) | (WEBSOCKET_OWN if websocket else set())
     out: Headers = []
@@ -83,27 +104,65 @@ def request_headers(
         if lower in drop or lower.startswith("x-forwarded-"):
             continue
         if lower == "cookie":
-            value = without_session_cookie(value, cookie_name)
+            value = without_cookies(value, cookie_names)
             if not value:
                 continue
         out.append((lower, value))
-    out += [(f"x-forwarded-{k.lower()}", v) for k, v in forwarded.items()]
+    out += [(f"x-forwarded-{k.lower()}", v) for k, v in forwarded.items() if v]
     return out
 
 
-def rewrite_location(value: str, mount: str, base_path: str, port: int) -> str:
-    """A redirect the app sends, as the client must follow it: the app's own origin
-    (`http://127.0.0.1:<port>`, `localhost`, `0.0.0.0`) and its base path become the mount."""
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https"):
-        if parts.hostname not in LOOPBACK or parts.port not in (port, None):
-            return value  # somewhere else entirely
-        value = parts.path or "/"
-        value += f"?{parts.query}" if parts.query else ""
-        value += f"#{parts.fragment}" if parts.fragment else ""
-    elif parts.scheme or parts.netloc or not value.startswith("/"):
-        return value  # relative, or another scheme: the client resolves it as it should
-    return _remount(value, mount, base_path)
+def as_browsers_read(url: str) -> str:
+    """A URL as a browser's parser takes it: C0 controls and spaces at either end and every
+    tab and newline removed, `\\` read as `/`."""
+    cleaned = url.strip("".join(chr(c) for c in range(33)))
+    for char in "\t\n\r":
+        cleaned = cleaned.replace(char, "")
+    return cleaned.replace("\\", "/")
+
+
+def rewrite_location(value: str, mount: str, base_path: str, port: int, host: str) -> str:
+    """A redirect the app sends, as the client must follow it: the app's own loopback
+    address (`http://127.0.0.1:<port>`, `localhost`, `0.0.0.0`) and its base path become the
+    mount; a URL on `host` (the app's origin as the client sees it) and relative ones stay.
+    Anywhere else, another scheme included, raises OffOrigin."""
+    cleaned = as_browsers_read(value)
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc:
+        try:
+            own_port = parts.port
+        except ValueError:
+            raise OffOrigin(value) from None
+        if parts.scheme not in ("", "http", "https"):
+            raise OffOrigin(value)
+        if parts.netloc.lower() == host.lower():
+            return cleaned
+        if parts.hostname not in LOOPBACK or own_port != port:
+            raise OffOrigin(value)
+        cleaned = parts.path or "/"
+        cleaned += f"?{parts.query}" if parts.query else ""
+        cleaned += f"#{parts.fragment}" if parts.fragment else ""
+    if not cleaned.startswith("/"):
+        return cleaned  # relative: the client resolves it against the page, as it should
+    moved = _remount(cleaned, mount, base_path)
+    if moved.startswith("//"):  # `///evil.example`: browsers read any run of slashes as `//`
+        raise OffOrigin(value)
+    return moved
+
+
+def rewrite_refresh(value: str, mount: str, base_path: str, port: int, host: str) -> str | None:
+    """`Refresh: <seconds>; url=<target>` (a redirect too): its target as for `Location`;
+    None (drop the header) when it leaves the origin."""
+    delay, _, rest = value.partition(";")
+    key, _, target = rest.strip().partition("=")
+    if key.strip().lower() != "url":
+        return value
+    try:
+        return (
+            f"{delay.strip()}; url={rewrite_location(target.strip(), mount, base_path, port, host)}"
+        )
+    except OffOrigin:
+        return None
 
 
 def _remount(path: str, mount: str, base_path: str) -> str:
@@ -114,41 +173,117 @@ def _remount(path: str, mount: str, base_path: str) -> str:
     return path  # outside the app's own base path: not ours to move
 
 
-def rewrite_set_cookie(value: str, mount: str, base_path: str, cookie_name: str) -> str | None:
-    """The app's cookie scoped to the mount (`Path`), never to a loopback `Domain`; None for
-    a cookie that would replace dockyard's own session cookie."""
+def rewrite_set_cookie(
+    value: str, mount: str, base_path: str, cookie_names: Iterable[str]
+) -> str | None:
+    """The app's cookie scoped to the mount (`Path`) and to the app's own host (no `Domain`:
+    an app cannot set cookies for its neighbours); None for a cookie that would replace one
+    of dockyard's own."""
     parts = [p.strip() for p in value.split(";")]
-    if parts[0].partition("=")[0].strip() == cookie_name:
+    if parts[0].partition("=")[0].strip() in set(cookie_names):
         return None
     out = [parts[0]]
     for attribute in parts[1:]:
         key, _, attr_value = attribute.partition("=")
         if key.strip().lower() == "path" and attr_value.startswith("/"):
             attribute = f"Path={_remount(attr_value, mount, base_path)}"
-        elif key.strip().lower() == "domain" and attr_value.strip().lstrip(".") in LOOPBACK:
+        elif key.strip().lower() == "domain":
             continue
         out.append(attribute)
     return "; ".join(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """Where the client sees the app (see the module's words)."""
+
+    mount: str
+    base_path: str
+    port: int
+    host: str
+
+
 def response_headers(
-    headers: Iterable[tuple[str, str]], mount: str, base_path: str, port: int, cookie_name: str
+    headers: Iterable[tuple[str, str]], where: Mount, cookie_names: Iterable[str]
 ) -> Headers:
     """The app's response headers for the client: hop-by-hop ones dropped, redirects and
-    cookie paths moved under the mount."""
+    cookie paths moved under the mount; OffOrigin for a redirect off the app's origin."""
     pairs = list(headers)
     drop = HOP_BY_HOP | _connection_listed(pairs)
+    names = tuple(cookie_names)
     out: Headers = []
     for name, value in pairs:
         lower = name.lower()
         if lower in drop:
             continue
+        rewritten: str | None = value
         if lower == "location":
-            value = rewrite_location(value, mount, base_path, port)
+            rewritten = rewrite_location(
+                value, where.mount, where.base_path, where.port, where.host
+            )
+        elif lower == "refresh":
+            rewritten = rewrite_refresh(value, where.mount, where.base_path, where.port, where.host)
         elif lower == "set-cookie":
-            rewritten = rewrite_set_cookie(value, mount, base_path, cookie_name)
-            if rewritten is None:
-                continue
-            value = rewritten
-        out.append((lower, value))
+            rewritten = rewrite_set_cookie(value, where.mount, where.base_path, names)
+        if rewritten is not None:
+            out.append((lower, rewritten))
     return out
+
+
+# who is asking: X-Forwarded-* only from trusted proxies ------------------------------------
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the server believes about a request: the client's address, the chain of
+    addresses to pass on (`X-Forwarded-For`), the scheme and the host the client used."""
+
+    client: str
+    chain: str
+    proto: str
+    host: str
+
+
+@lru_cache(maxsize=16)
+def networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    """`DOCKYARD_TRUSTED_PROXIES` as networks; ValueError names a bad entry."""
+    out = []
+    for entry in proxies:
+        try:
+            out.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"DOCKYARD_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+                " (e.g. 10.0.0.5 or 10.0.0.0/24); fix the setting"
+            ) from None
+    return tuple(out)
+
+
+def trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def _first(value: str | None) -> str:
+    return (value or "").split(",")[0].strip()
+
+
+def seen(peer: str, scheme: str, headers: Mapping[str, str], proxies: Sequence[Network]) -> Seen:
+    """The request as the server should believe it. From anyone but a trusted proxy the
+    client's own `X-Forwarded-*` headers count for nothing; from a trusted proxy they are
+    taken: the client is the nearest address of `X-Forwarded-For` that is no trusted proxy."""
+    host = headers.get("host", "")
+    if not proxies or not trusted(peer, proxies):
+        return Seen(peer, peer, scheme, host)
+    previous = headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in previous.split(",") if h.strip()]
+    client = next((h for h in reversed(hops) if not trusted(h, proxies)), hops[0] if hops else peer)
+    chain = f"{previous}, {peer}" if previous else peer
+    proto = _first(headers.get("x-forwarded-proto")).lower()
+    return Seen(
+        client,
+        chain,
+        proto if proto in ("http", "https") else scheme,
+        _first(headers.get("x-forwarded-host")) or host,
+    )

@@ -76,11 +76,13 @@ class BodyLimits:
         )
 
 
+APP_LABEL = "dockyard.app_label"  # set in the scope by web/app_host.HostRouter
+
+
 def is_app_traffic(scope: Scope) -> bool:
-    """Requests the app proxy serves (web/proxy.py): by path today. When apps move to their
-    own host names, this is the one place that has to learn them."""
-    path: str = scope.get("path", "")
-    return path.startswith(("/apps/", "/p/"))
+    """Requests for an app's own host (web/app_host.py): the host router has put the app's
+    label in the scope before this middleware of the apps' application sees them."""
+    return APP_LABEL in scope
 
 
 def endpoint_class(scope: Scope) -> str:

@@ -1,14 +1,14 @@
-"""The reverse proxy for apps: `/apps/<workspace>/<app>/…` and public links `/p/<token>/…`.
+"""The reverse proxy's transport: a request on an app's origin, passed to the app's port.
 
-HTTP and WebSocket traffic goes to the app's port on 127.0.0.1 (the local executor's process
-or the port the Docker executor publishes there), bodies streamed both ways. Apps whose
-launcher honours a base path (marimo, streamlit) are started with the mount as `base_path`;
-every other app (MCP servers, the dlt dashboard, custom servers) gets the prefix stripped.
+HTTP and WebSocket traffic goes to the app's port on 127.0.0.1 (the local executor's process,
+which listens on loopback only, or the port the Docker executor publishes there), bodies
+streamed both ways. Which app, and who may pass, is decided on the app's origin
+(`web/app_host.py`); here the request is passed on: never with dockyard's own credentials
+(`Authorization`, the session and app cookies), with `X-Forwarded-*` as the server believes
+them (`web/origins.py`), and the app's answer back without redirects off its origin.
 
-Who may pass: the dashboard's session cookie or `Authorization: Bearer <API token>` with the
-`read` role on the workspace; a public link instead serves its one app without login. The
-app never sees dockyard's credentials. A request for an app that is not running starts it
-and gets a page that reloads itself until the app answers (API clients: 503 + Retry-After).
+A request for an app that is not running starts it and gets a page that reloads itself until
+the app answers (API clients: 503 + Retry-After).
 """
 
 import asyncio
@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import RedirectResponse, Response
+from fastapi import Request, WebSocket
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import StreamingResponse
@@ -32,90 +32,32 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from dockyard import errors
-from dockyard.controller import app_service, apps, auth, links
+from dockyard.controller import apps
 from dockyard.controller.core import Controller
 from dockyard.web import app_answers as answers
-from dockyard.web import forwarding, sessions
+from dockyard.web import app_sessions, forwarding, origins, sessions
 
 log = logging.getLogger(__name__)
-router = APIRouter(include_in_schema=False)
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CLIENT_KEY = "proxy_client"
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a Content-Length) are not streamed
 _NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+OWN_COOKIES = (sessions.COOKIE, app_sessions.COOKIE)  # never sent to an app, never set by one
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     app: apps.App
-    mount: str  # what the client sees: /apps/<ws>/<app> or /p/<token>
+    mount: str  # what the client sees on the app's origin: "" or /p/<token>
     link_id: int | None = None
+    set_cookie: str | None = None  # a renewed app cookie to send back with the answer
 
 
-# routes -------------------------------------------------------------------------------------
-@router.api_route("/apps/{ws}/{job}", methods=METHODS)
-async def app_root(ws: str, job: str, request: Request) -> Response:
-    return _to_slash(request)
+Opener = Callable[[], Target]
 
 
-@router.api_route("/apps/{ws}/{job}/{rest:path}", methods=METHODS)
-async def app_http(ws: str, job: str, rest: str, request: Request) -> Response:
-    return await _http(request, lambda: _open_app(request, ws, job), f"/apps/{ws}/{job}")
-
-
-@router.websocket("/apps/{ws}/{job}/{rest:path}")
-async def app_websocket(ws: str, job: str, rest: str, websocket: WebSocket) -> None:
-    await _websocket(websocket, lambda: _open_app(websocket, ws, job), f"/apps/{ws}/{job}")
-
-
-@router.api_route("/p/{token}", methods=METHODS)
-async def link_root(token: str, request: Request) -> Response:
-    return _to_slash(request)
-
-
-@router.api_route("/p/{token}/{rest:path}", methods=METHODS)
-async def link_http(token: str, rest: str, request: Request) -> Response:
-    return await _http(request, lambda: _open_link(request, token), f"{links.PUBLIC_ROOT}/{token}")
-
-
-@router.websocket("/p/{token}/{rest:path}")
-async def link_websocket(token: str, rest: str, websocket: WebSocket) -> None:
-    mount = f"{links.PUBLIC_ROOT}/{token}"
-    await _websocket(websocket, lambda: _open_link(websocket, token), mount)
-
-
-def _to_slash(request: Request) -> Response:
-    query = f"?{request.url.query}" if request.url.query else ""
-    return RedirectResponse(request.url.path + "/" + query, status_code=307)
-
-
-# who is asking, and which app -------------------------------------------------------------
 def controller(conn: HTTPConnection) -> Controller:
     ctl: Controller = conn.app.state.controller
     return ctl
-
-
-def _principal(conn: HTTPConnection) -> auth.Principal:
-    ctl = controller(conn)
-    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        with ctl.db.session() as session:
-            return auth.authenticate(session, value.strip())
-    principal = sessions.from_cookie(ctl, conn.cookies.get(sessions.COOKIE))
-    if principal is None:
-        raise errors.Unauthorized("log in first (or send Authorization: Bearer <token>)")
-    return principal
-
-
-def _open_app(conn: HTTPConnection, ws: str, job: str) -> Target:
-    ctl = controller(conn)
-    app = app_service.open_app(ctl, _principal(conn), ws, job)
-    return Target(app, f"/apps/{ws}/{job}")
-
-
-def _open_link(conn: HTTPConnection, token: str) -> Target:
-    app, link_id = app_service.open_link(controller(conn), token)
-    return Target(app, f"{links.PUBLIC_ROOT}/{token}", link_id)
 
 
 def _rest(conn: HTTPConnection, mount: str) -> str:
@@ -125,6 +67,13 @@ def _rest(conn: HTTPConnection, mount: str) -> str:
     if not path.startswith(mount + "/"):
         path = quote(conn.url.path)
     return path[len(mount) + 1 :] if path.startswith(mount + "/") else ""
+
+
+def _where(conn: HTTPConnection, target: Target) -> forwarding.Mount:
+    assert target.app.port is not None
+    return forwarding.Mount(
+        target.mount, target.app.base_path, target.app.port, origins.seen(conn).host
+    )
 
 
 # HTTP ---------------------------------------------------------------------------------------
@@ -149,13 +98,20 @@ async def close_client(state: Any) -> None:
         setattr(state, CLIENT_KEY, None)
 
 
-async def _http(request: Request, open_target: Callable[[], Target], mount: str) -> Response:
+async def forward_http(
+    request: Request,
+    open_target: Opener,
+    mount: str,
+    sign_in: Callable[[Request], str] | None = None,
+) -> Response:
+    """Pass one HTTP request to the app `open_target` names (it raises when the caller may
+    not); `sign_in` says where a browser without credentials goes to get some."""
     if not forwarding.is_safe(request.url.path):
         return answers.problem(request, 400, "the path has `.` or `..` segments")
     try:
         target = await run_in_threadpool(open_target)
     except errors.DockyardError as exc:
-        return answers.refused(request, exc)
+        return answers.refused(request, exc, sign_in(request) if sign_in else None)
     app = target.app
     if app.status != "running" or app.port is None or app.run_id is None:
         return answers.not_ready(request, app)
@@ -164,12 +120,21 @@ async def _http(request: Request, open_target: Callable[[], Target], mount: str)
     upstream = _upstream_request(request, target, _rest(request, mount))
     try:
         response = await _client(request).send(upstream, stream=True)
-        if _small(response):  # read at once: cheaper than a streamed response
-            return await _whole(target, response)
     except httpx.TransportError:
         ctl.apps.recent.forget_run(app.run_id)
         return answers.not_ready(request, app, answering=False)
-    return _streamed(ctl, target, response)
+    try:
+        headers = _response_headers(request, target, response)
+    except forwarding.OffOrigin as exc:
+        await response.aclose()
+        return answers.off_origin(request, app, exc.location)
+    if _small(response):  # read at once: cheaper than a streamed response
+        try:
+            return await _whole(response, headers)
+        except httpx.TransportError:
+            ctl.apps.recent.forget_run(app.run_id)
+            return answers.not_ready(request, app, answering=False)
+    return _streamed(ctl, target, response, headers)
 
 
 def _small(response: httpx.Response) -> bool:
@@ -177,30 +142,36 @@ def _small(response: httpx.Response) -> bool:
     return length.isdigit() and int(length) <= SMALL_BODY
 
 
-async def _whole(target: Target, response: httpx.Response) -> Response:
-    app = target.app
-    assert app.port is not None
+def _response_headers(
+    conn: HTTPConnection, target: Target, response: httpx.Response
+) -> forwarding.Headers:
+    headers = forwarding.response_headers(
+        response.headers.multi_items(), _where(conn, target), OWN_COOKIES
+    )
+    if target.set_cookie is not None:
+        headers.append(("set-cookie", target.set_cookie))
+    return headers
+
+
+def _raw(headers: forwarding.Headers) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _whole(response: httpx.Response, headers: forwarding.Headers) -> Response:
     try:
         body = b"".join([chunk async for chunk in response.aiter_raw()])
     finally:
         await response.aclose()
-    headers = forwarding.response_headers(
-        response.headers.multi_items(), target.mount, app.base_path, app.port, sessions.COOKIE
-    )
     whole = Response(body, status_code=response.status_code)
-    whole.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    whole.raw_headers = _raw(headers)
     return whole
 
 
 def _forwarded(conn: HTTPConnection, mount: str) -> dict[str, str]:
-    client = conn.client.host if conn.client else ""
-    previous = conn.headers.get("x-forwarded-for")
-    return {
-        "For": f"{previous}, {client}" if previous else client,
-        "Proto": conn.url.scheme.replace("ws", "http"),
-        "Host": conn.headers.get("host", ""),
-        "Prefix": mount,
-    }
+    """`X-Forwarded-*` for the app: what the server believes, never what a client wrote
+    (unless it is a trusted proxy)."""
+    seen = origins.seen(conn)
+    return {"For": seen.chain, "Proto": seen.proto, "Host": seen.host, "Prefix": mount}
 
 
 def _upstream_request(request: Request, target: Target, rest: str) -> httpx.Request:
@@ -209,7 +180,7 @@ def _upstream_request(request: Request, target: Target, rest: str) -> httpx.Requ
     query = request.url.query
     url = f"http://127.0.0.1:{app.port}{path}" + (f"?{query}" if query else "")
     headers = forwarding.request_headers(
-        request.headers.items(), sessions.COOKIE, _forwarded(request, target.mount)
+        request.headers.items(), OWN_COOKIES, _forwarded(request, target.mount)
     )
     has_body = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers
@@ -222,12 +193,11 @@ def _upstream_request(request: Request, target: Target, rest: str) -> httpx.Requ
     )
 
 
-def _streamed(ctl: Controller, target: Target, response: httpx.Response) -> StreamingResponse:
+def _streamed(
+    ctl: Controller, target: Target, response: httpx.Response, headers: forwarding.Headers
+) -> StreamingResponse:
     app = target.app
-    assert app.run_id is not None and app.port is not None
-    headers = forwarding.response_headers(
-        response.headers.multi_items(), target.mount, app.base_path, app.port, sessions.COOKIE
-    )
+    assert app.run_id is not None
     loop = asyncio.get_running_loop()
 
     def revoke() -> None:
@@ -250,13 +220,15 @@ def _streamed(ctl: Controller, target: Target, response: httpx.Response) -> Stre
             ctl.apps.activity.closed(str(app.run_id))
 
     streamed = StreamingResponse(body(), status_code=response.status_code)
-    streamed.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    streamed.raw_headers = _raw(headers)
     return streamed
 
 
 # WebSocket ----------------------------------------------------------------------------------
-async def _websocket(websocket: WebSocket, open_target: Callable[[], Target], mount: str) -> None:
-    if not forwarding.is_safe(websocket.url.path):
+async def forward_websocket(websocket: WebSocket, open_target: Opener, mount: str) -> None:
+    """Relay one WebSocket to the app `open_target` names. A handshake from another origin
+    is refused (cross-site WebSocket hijacking: a foreign page riding the viewer's cookie)."""
+    if not forwarding.is_safe(websocket.url.path) or origins.is_foreign(websocket):
         await websocket.close(code=1008)
         return
     try:
@@ -285,10 +257,7 @@ async def _connect_upstream(
     query = websocket.url.query
     url = f"ws://127.0.0.1:{app.port}{path}" + (f"?{query}" if query else "")
     headers = forwarding.request_headers(
-        websocket.headers.items(),
-        sessions.COOKIE,
-        _forwarded(websocket, target.mount),
-        websocket=True,
+        websocket.headers.items(), OWN_COOKIES, _forwarded(websocket, target.mount), websocket=True
     )
     offered = websocket.headers.get("sec-websocket-protocol", "")
     protocols = [Subprotocol(p.strip()) for p in offered.split(",") if p.strip()]

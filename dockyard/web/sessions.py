@@ -5,8 +5,10 @@ under `<data-dir>/session.key`, never the token itself. Every request looks the 
 again, so revoking a token ends its sessions at once. Each session has a CSRF token (an HMAC
 of the cookie) that every state-changing form must send back.
 
-Pages and apps accept either the cookie or the API's `Authorization: Bearer …` header (not
-HTTP Basic, which browsers replay by themselves); the JSON API stays bearer-only.
+Pages accept either the cookie or the API's `Authorization: Bearer …` header (not HTTP
+Basic, which browsers replay by themselves); the JSON API stays bearer-only. The cookie is
+host-only on the dashboard's host and is never accepted anywhere else: apps, on origins of
+their own, get cookies of their own (`web/app_sessions.py`, keyed from the same secret).
 """
 
 import hashlib
@@ -17,12 +19,13 @@ from pathlib import Path
 
 from fastapi import Request, Response
 from sqlalchemy import select
+from starlette.requests import HTTPConnection
 
 from dockyard.controller import auth
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import Token
 from dockyard.errors import Forbidden, Unauthorized
-from dockyard.web import deps
+from dockyard.web import deps, origins
 
 COOKIE = "dockyard_session"
 MAX_AGE_S = 12 * 3600
@@ -58,24 +61,41 @@ def login(ctl: Controller, token: str) -> str:
     return f"{payload}.{_sign(_key(ctl), payload)}"
 
 
-def from_cookie(ctl: Controller, value: str | None) -> auth.Principal | None:
-    """The principal of a valid, unexpired session cookie whose token is not revoked."""
+def app_key(ctl: Controller) -> bytes:
+    """The key of apps' own cookies and nothing else (derived: a session cookie can never
+    pass for an app cookie, nor the other way round)."""
+    return hmac.new(_key(ctl), b"dockyard app cookies", hashlib.sha256).digest()
+
+
+def issued_at(ctl: Controller, value: str | None) -> int | None:
+    """When a valid, unexpired session cookie was issued (seconds since the epoch)."""
     if not value or value.count(".") != 2:
         return None
     token_id, issued, signature = value.split(".")
-    payload = f"{token_id}.{issued}"
-    if not hmac.compare_digest(_sign(_key(ctl), payload), signature):
+    if not hmac.compare_digest(_sign(_key(ctl), f"{token_id}.{issued}"), signature):
         return None
     if not (token_id.isdigit() and issued.isdigit()) or time.time() - int(issued) > MAX_AGE_S:
         return None
+    return int(issued)
+
+
+def from_cookie(ctl: Controller, value: str | None) -> auth.Principal | None:
+    """The principal of a valid, unexpired session cookie whose token is not revoked."""
+    if value is None or issued_at(ctl, value) is None:
+        return None
+    return principal_of(ctl, int(value.split(".")[0]))
+
+
+def principal_of(ctl: Controller, token_id: int) -> auth.Principal | None:
+    """The principal of a token that exists and is not revoked (looked up every time)."""
     with ctl.db.session() as session:
-        row = session.scalar(select(Token).where(Token.id == int(token_id)))
+        row = session.scalar(select(Token).where(Token.id == token_id))
         if row is None or row.revoked_at is not None:
             return None
         return auth.Principal(row.id, row.role, row.workspace_id)
 
 
-def bearer(request: Request) -> str | None:
+def bearer(request: HTTPConnection) -> str | None:
     """A bearer token only: HTTP Basic credentials are what a browser may replay on its
     own (cached from a git URL), so they never stand in for a session here."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -117,9 +137,9 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:
-    """The session cookie: HttpOnly, SameSite=Lax, Secure when the page came over https
-    (directly, through a proxy that says so, or by the server's public URL)."""
-    public = deps.controller(request).settings.public_url or ""
+    """The session cookie: host-only (no Domain), HttpOnly, SameSite=Lax, Secure when the
+    page came over https (directly, through a trusted proxy that says so, or by the server's
+    public URL)."""
     response.set_cookie(
         COOKIE,
         value,
@@ -127,7 +147,7 @@ def set_cookie(response: Response, request: Request, value: str) -> None:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https" or public.startswith("https://"),
+        secure=origins.is_https(request),
     )
 
 

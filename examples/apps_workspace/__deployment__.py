@@ -1,12 +1,12 @@
-"""Apps workspace: a marimo notebook and an MCP server, served by the runtime behind one URL."""
+"""Apps workspace: a marimo notebook and an MCP server, each served by the runtime on its own origin."""
 
 # Jobs:
 #   jobs.weather_notebook              the marimo notebook in weather_notebook.py, detected by
 #                                      dlt (interactive, launcher `marimo`); served at
-#                                      /apps/<workspace>/weather_notebook/
+#                                      http://weather-notebook--<workspace>.apps.localhost:8765/
 #   jobs.__deployment__.weather_tools  an MCP server (FastMCP) returned by an
 #                                      @run.interactive job; served at
-#                                      /apps/<workspace>/weather_tools/mcp
+#                                      http://weather-tools--<workspace>.apps.localhost:8765/mcp
 # Both start when first requested and stop when idle: the notebook after the server's idle
 # window (5 minutes by default), the MCP server after its own `idle_timeout` (10 minutes).
 # Nothing runs at import time: generating the manifest only imports these modules.

@@ -59,9 +59,8 @@ def test_the_jobs_page_groups_by_tag_and_filters_without_a_reload(dash: Dash, co
     page.fill("input[name=q]", "tiny")
     expect(page.locator("tr[data-job]")).to_have_count(1)
     page.click("tr[data-job] a")
-    expect(page.locator("a.button", has_text="open app")).to_have_attribute(
-        "href", f"/apps/{WORKSPACE}/tiny_api/"
-    )
+    origin = f"http://tiny-api--{WORKSPACE}.apps.localhost:{dash.server.port}/"
+    expect(page.locator("a.button", has_text="open app")).to_have_attribute("href", origin)
 
 
 def nap_numbers(text: str) -> list[int]:

@@ -1,6 +1,8 @@
-"""Apps behind the server's proxy, for real: the example workspace's marimo notebook in
-headless Chromium (page and WebSocket), its FastMCP server with fastmcp's own client, public
-links, idle stop and start on demand, refused requests, and `dockyard serve`.
+"""Apps behind the server's proxy, for real, each on its own origin
+(`http://<app>--apps.apps.localhost:<port>/`): the example workspace's marimo notebook in
+headless Chromium (page and WebSocket, signed in through the dashboard), its FastMCP server
+with fastmcp's own client, public links, idle stop and start on demand, refused requests,
+the old URLs' redirects, and `dockyard serve`.
 
 One server and one deploy for the module: both apps share one environment, built once.
 """
@@ -48,7 +50,8 @@ def stop_apps(cli: Cli) -> None:
 
 
 def app_url(cli: Cli, name: str) -> str:
-    return f"{cli.server.url}/apps/{cli.workspace}/{name}/"
+    label = f"{name.replace('_', '-')}--{cli.workspace}"
+    return f"http://{label}.apps.localhost:{cli.server.port}/"
 
 
 def bearer(cli: Cli) -> dict[str, str]:
@@ -68,8 +71,7 @@ def test_serve_prints_the_proxy_url_and_it_answers(apps_cli: Cli) -> None:
     assert served["url"] == app_url(apps_cli, NOTEBOOK)
     assert f"serving at {served['url']}" in text
     assert served["status"] == "running" and served["job_ref"] == "jobs.weather_notebook"
-    base_path = served["entry_point"]["run_args"]["base_path"]
-    assert base_path == f"/apps/{apps_cli.workspace}/{NOTEBOOK}"
+    assert "base_path" not in served["entry_point"]["run_args"]  # at `/` of its own origin
     page = httpx.get(served["url"], headers=bearer(apps_cli), timeout=30)
     assert page.status_code == 200 and "<marimo-version" in page.text
     assert "cdn.jsdelivr.net" not in page.text  # assets from the app's own server (asset_url="")
@@ -83,9 +85,19 @@ def test_requests_without_credentials_are_refused(apps_cli: Cli) -> None:
     wrong = httpx.get(url, headers={"Authorization": "Bearer dy_nope"}, timeout=10)
 
     assert api.status_code == 401 and api.headers["www-authenticate"] == "Bearer"
-    assert browser.status_code == 303
-    assert browser.headers["location"].startswith("/ui/login?next=%2Fapps%2Fapps%2F")
+    assert browser.status_code == 303  # to sign in on the dashboard, then back
+    sign_in = f"{apps_cli.server.url}/ui/app-session?app=weather-notebook--apps&next=%2F"
+    assert browser.headers["location"] == sign_in
     assert wrong.status_code == 401
+
+
+def test_the_old_url_redirects_to_the_apps_own_origin(apps_cli: Cli) -> None:
+    old = f"{apps_cli.server.url}/apps/{apps_cli.workspace}/{NOTEBOOK}/x?y=1"
+
+    moved = httpx.get(old, headers=bearer(apps_cli), timeout=10)
+
+    assert moved.status_code == 307
+    assert moved.headers["location"] == app_url(apps_cli, NOTEBOOK) + "x?y=1"
 
 
 # the notebook in a real browser -------------------------------------------------------------
@@ -98,7 +110,8 @@ def open_notebook(
 ) -> Any:
     """A new page on the notebook, once marimo has rendered its cells through the kernel
     (which talks to the page over the WebSocket only); returns (page, websockets). With
-    `token`, the page first goes through the dashboard's login form."""
+    `token`, the page first goes through the dashboard's login form (then the app's own
+    sign-in, by redirects)."""
     context = browser.new_context(extra_http_headers=headers or {})
     page = context.new_page()
     sockets: list[Any] = []
@@ -118,15 +131,17 @@ def test_the_notebook_loads_in_chromium_and_its_websocket_connects(
 ) -> None:
     url = app_url(apps_cli, NOTEBOOK)
 
-    # not logged in: the dashboard's login page, then back to the app with the session cookie
+    # not logged in: the dashboard's login page, then back to the app with its own cookie
     page, sockets = open_notebook(chromium, url, token=apps_cli.server.token)
 
     assert page.url == url
-    assert [c["name"] for c in page.context.cookies()] == ["dockyard_session"]
+    cookies = {c["name"]: c["domain"] for c in page.context.cookies()}
+    app_host = url.split("/")[2].split(":")[0]
+    assert cookies == {"dockyard_session": "127.0.0.1", "dockyard_app": app_host}
 
     kernel = [s for s in sockets if "/ws" in s.url]
     assert kernel and not kernel[-1].is_closed()
-    assert kernel[-1].url.startswith(f"ws://127.0.0.1:{apps_cli.server.port}/apps/apps/")
+    assert kernel[-1].url.startswith(url.replace("http", "ws", 1))
     # a change in the page goes to the kernel and the new output comes back
     page.get_by_role("slider").first.focus()
     page.keyboard.press("ArrowRight")
@@ -138,12 +153,13 @@ def test_a_public_link_serves_the_notebook_without_login_until_revoked(
     apps_cli: Cli, chromium: Any
 ) -> None:
     link = apps_cli.json("app", "link", "create", NOTEBOOK, "--note", "demo")
-    assert link["url"].startswith(f"{apps_cli.server.url}/p/dyp_")
+    assert link["url"].startswith(app_url(apps_cli, NOTEBOOK) + "p/dyp_")
     assert [x["note"] for x in apps_cli.json("app", "link", "list", NOTEBOOK)] == ["demo"]
 
     page, sockets = open_notebook(chromium, link["url"])  # no credentials at all
     kernel = [s for s in sockets if "/ws" in s.url]
-    assert kernel and kernel[-1].url.startswith(f"ws://127.0.0.1:{apps_cli.server.port}/p/")
+    origin = app_url(apps_cli, NOTEBOOK).replace("http", "ws", 1)
+    assert kernel and kernel[-1].url.startswith(origin + "p/")
     assert not kernel[-1].is_closed()
 
     apps_cli.run("app", "link", "revoke", NOTEBOOK, str(link["id"]))

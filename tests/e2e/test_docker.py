@@ -142,7 +142,8 @@ def test_an_interactive_job_is_published_on_loopback(dcli: Cli) -> None:
     port = served["entry_point"]["run_args"]["port"]
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "tiny api in a container"
     # and through the server's proxy, like an app of the local executor
-    assert served["url"] == f"{dcli.server.url}/apps/{dcli.workspace}/tiny_api/"
+    label = f"tiny-api--{dcli.workspace}"
+    assert served["url"] == f"http://{label}.apps.localhost:{dcli.server.port}/"
     bearer = {"Authorization": f"Bearer {dcli.server.token}"}
     assert httpx.get(served["url"], headers=bearer, timeout=5).text == "tiny api in a container"
     dcli.run("job-run", "tiny_api", "cancel")

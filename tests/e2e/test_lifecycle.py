@@ -84,8 +84,10 @@ def test_serve_starts_an_interactive_job_and_prints_its_url(cli: Cli, basic_ws: 
     cli.run("deploy", cwd=basic_ws)
     served = cli.json("serve", "tiny_api")
     assert served["status"] == "running" and served["profile"] == "prod"
-    # through the server's proxy, with a token; the app's own port stays on loopback
-    assert served["url"] == f"{cli.server.url}/apps/{cli.workspace}/tiny_api/"
+    # through the server's proxy on the app's own origin, with a token; the app's own port
+    # stays on loopback
+    origin = f"http://tiny-api--{cli.workspace}.apps.localhost:{cli.server.port}"
+    assert served["url"] == origin + "/"
     bearer = {"Authorization": f"Bearer {cli.server.token}"}
     assert httpx.get(served["url"], headers=bearer, timeout=5).text == "tiny api ok"
     assert httpx.get(served["url"], timeout=5).status_code == 401

@@ -323,7 +323,9 @@ def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
 ) -> None:
     app = create_app(dash.ctl.settings, dash.ctl)
     with TestClient(app, base_url=base, follow_redirects=False) as browser:
-        response = browser.post("/ui/login", data={"token": TOKEN, "next": "/ui/w/dash/runs"})
+        response = browser.post(
+            "/ui/login", data={"token": TOKEN, "next": "/ui/w/dash/runs"}, headers={"Origin": base}
+        )
         assert response.status_code == 303 and response.headers["location"] == "/ui/w/dash/runs"
         cookie = response.headers["set-cookie"]
         assert "dockyard_session=" in cookie and TOKEN not in cookie
@@ -334,9 +336,41 @@ def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
 def test_a_login_posted_from_another_site_is_refused(dash: Dash) -> None:
     app = create_app(dash.ctl.settings, dash.ctl)
     with TestClient(app, follow_redirects=False) as browser:
-        forged = browser.post(
-            "/ui/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"}
+        for origin in ("https://evil.example", "http://nb--dash.apps.localhost:8765", "null"):
+            forged = browser.post("/ui/login", data={"token": TOKEN}, headers={"Origin": origin})
+            assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        # a session is a credential: minted only for a form posted from this origin
+        bare = browser.post("/ui/login", data={"token": TOKEN})
+        assert bare.status_code == 403 and "no Origin header" in bare.text
+        elsewhere = browser.post(
+            "/ui/login",
+            data={"token": TOKEN, "next": "//evil.example"},
+            headers={"Origin": "http://testserver"},
         )
-        assert forged.status_code == 403 and "set-cookie" not in forged.headers
-        elsewhere = browser.post("/ui/login", data={"token": TOKEN, "next": "//evil.example"})
         assert elsewhere.headers["location"] == "/ui/"
+
+
+def test_minting_a_token_takes_the_csrf_token_and_a_same_origin_origin(dash: Dash) -> None:
+    app = create_app(dash.ctl.settings, dash.ctl)
+    own = {"Origin": "http://testserver"}
+    with TestClient(app, follow_redirects=False) as browser:
+        browser.post("/ui/login", data={"token": TOKEN}, headers=own)
+        page = browser.get(f"/ui/w/{WS}/settings").text
+        csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"name": "minted", "role": "admin", "csrf_token": csrf}
+        refused = [
+            browser.post(f"/ui/w/{WS}/tokens", data=form),
+            browser.post(f"/ui/w/{WS}/tokens", data=form, headers={"Origin": "null"}),
+            browser.post(
+                f"/ui/w/{WS}/tokens",
+                data=form,
+                headers={"Origin": "http://nb--dash.apps.localhost:8765"},
+            ),
+            browser.post(f"/ui/w/{WS}/tokens", data={**form, "csrf_token": "x"}, headers=own),
+        ]
+        assert [r.status_code for r in refused] == [403, 403, 403, 403]
+        assert "Origin" in refused[0].text and "CSRF" in refused[3].text
+        assert "minted" not in [t["name"] for t in service.list_tokens(dash.ctl, ADMIN)]
+        made = browser.post(f"/ui/w/{WS}/tokens", data=form, headers=own)
+    assert made.status_code == 200 and "new-token-value" in made.text
+    assert "minted" in [t["name"] for t in service.list_tokens(dash.ctl, ADMIN)]

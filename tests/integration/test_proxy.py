@@ -1,9 +1,13 @@
 """The app proxy over real sockets: dockyard's ASGI app and a small upstream app, each served
 by uvicorn in a thread, with real SQLite and real tokens. The runner is not started: app runs
-are rows whose entry point names the upstream's port (the e2e tests start real apps)."""
+are rows whose entry point names the upstream's port (the e2e tests start real apps).
+
+Apps answer on their own origins, `http://<app>--ws.apps.localhost:<port>/` (the tests'
+resolver maps `*.localhost` to loopback, as browsers do); the dashboard on 127.0.0.1."""
 
 import asyncio
 import hashlib
+import html
 import http.client
 import threading
 import time
@@ -49,10 +53,13 @@ async def echo(request: Request) -> Response:
     if path.endswith("/redirect"):
         port = request.url.port
         return Response(status_code=302, headers={"Location": f"http://127.0.0.1:{port}/t?x=1"})
+    if path.endswith("/go"):
+        return Response(status_code=302, headers={"Location": request.query_params["to"]})
     if path.endswith("/cookies"):
         response = Response("ok")
-        response.set_cookie("app_cookie", "1", path="/")
+        response.set_cookie("app_cookie", "1", path="/", domain="apps.localhost")
         response.set_cookie("dockyard_session", "forged", path="/")
+        response.set_cookie("dockyard_app", "forged", path="/")
         return response
     return JSONResponse(
         {
@@ -95,12 +102,18 @@ UPSTREAM = Starlette(
 
 
 class Served:
-    """An ASGI app served by uvicorn on a free port, in a thread."""
+    """An ASGI app served by uvicorn on a free port, in a thread (as `dockyard server` serves
+    it: uvicorn believes no X-Forwarded-* header itself)."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets-sansio"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            ws="websockets-sansio",
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -125,24 +138,37 @@ class Served:
 @dataclass
 class World:
     ctl: Controller
-    url: str
+    url: str  # the dashboard's origin
+    port: int
     upstream_port: int
     read_token: str
     other_token: str  # read, limited to another workspace
     deploy_token: str
 
-    def get(self, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+    def origin(self, app: str, ws: str = "ws") -> str:
+        return f"http://{app}--{ws}.apps.localhost:{self.port}"
+
+    def get(
+        self, path: str, token: str | None = None, app: str = "tiny", **kwargs: Any
+    ) -> httpx.Response:
+        """GET `path` on an app's own origin."""
         headers = dict(kwargs.pop("headers", {}))
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.get(self.url + path, headers=headers, timeout=10, **kwargs)
+        return httpx.get(self.origin(app) + path, headers=headers, timeout=10, **kwargs)
 
-    def add_app(self, ref: str, launcher: str, port: int | None, base_path: str | None) -> str:
+    def add_app(
+        self, ref: str, launcher: str, port: int | None, base_path: str | None, ws_name: str = "ws"
+    ) -> str:
         definition = samples.job(samples.TINY_API)
         definition["job_ref"] = ref
         definition["entry_point"]["launcher"] = launcher
         with self.ctl.db.session() as session:
-            ws = session.query(Workspace).filter_by(name="ws").one()
+            ws = session.query(Workspace).filter_by(name=ws_name).one_or_none()
+            if ws is None:
+                ws = Workspace(name=ws_name, created_at=utcnow())
+                session.add(ws)
+                session.flush()
             now = utcnow()
             job = Job(
                 workspace_id=ws.id,
@@ -184,7 +210,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("proxy")
-    ctl = Controller(Settings(data_dir=tmp, start_loops=False))
+    port = free_port()
+    ctl = Controller(Settings(data_dir=tmp, start_loops=False, port=port))
     with ctl.db.session() as session:
         ws = Workspace(name="ws", created_at=utcnow(), deployment_version="a" * 40)
         other = Workspace(name="other", created_at=utcnow())
@@ -193,21 +220,47 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         read, _ = auth.create(session, "reader", "read", ws)
         limited, _ = auth.create(session, "elsewhere", "read", other)
         deploy, _ = auth.create(session, "deployer", "deploy", ws)
-    with Served(UPSTREAM) as upstream, Served(create_app(ctl.settings, ctl)) as dockyard:
-        w = World(ctl, dockyard.url, upstream.port, read, limited, deploy)
+    app = create_app(ctl.settings, ctl)
+    with Served(UPSTREAM) as upstream, Served(app, port) as dockyard:
+        w = World(ctl, dockyard.url, port, upstream.port, read, limited, deploy)
         w.add_app("jobs.api.tiny", samples.JOB_LAUNCHER, upstream.port, None)
+        # a run started before apps had origins of their own: marimo with a base path
         w.add_app("jobs.nb", MARIMO, upstream.port, "/apps/ws/nb")
         w.add_app("jobs.api.sleepy", samples.JOB_LAUNCHER, None, None)
         yield w
     ctl.db.dispose()
 
 
+def session_cookie(world: World, token: str | None = None) -> str:
+    return sessions.login(world.ctl, token or world.read_token)
+
+
+def goes_on_to(page: httpx.Response) -> str:
+    """Where the dashboard's sign-in page sends the browser (by itself, at once)."""
+    assert page.status_code == 200, page.text
+    assert '<meta http-equiv="refresh" content="0;url=' in page.text
+    return html.unescape(page.text.split('<a href="', 1)[1].split('"', 1)[0])
+
+
+def sign_in(world: World, app: str, next_path: str = "/") -> httpx.Cookies:
+    """The browser's way in: the dashboard's session, a one-time code, the app's cookie."""
+    with httpx.Client(timeout=10) as browser:
+        browser.cookies.set("dockyard_session", session_cookie(world), domain="127.0.0.1")
+        start = browser.get(
+            f"{world.url}/ui/app-session", params={"app": f"{app}--ws", "next": next_path}
+        )
+        handshake = browser.get(goes_on_to(start))
+        assert handshake.status_code == 303, handshake.text
+        assert handshake.headers["location"] == next_path
+        return httpx.Cookies({"dockyard_app": handshake.cookies["dockyard_app"]})
+
+
 # HTTP ---------------------------------------------------------------------------------------
 def test_requests_reach_the_app_without_dockyards_credentials(world: World) -> None:
     response = world.get(
-        "/apps/ws/tiny/echo/x?a=1&b=%2F",
+        "/echo/x?a=1&b=%2F",
         world.read_token,
-        headers={"Cookie": "theme=dark; dockyard_session=1.2.3; other=x"},
+        headers={"Cookie": "theme=dark; dockyard_session=1.2.3; dockyard_app=1.2.3.4; other=x"},
     )
 
     assert response.status_code == 200
@@ -215,20 +268,32 @@ def test_requests_reach_the_app_without_dockyards_credentials(world: World) -> N
     assert seen["path"] == "/echo/x" and seen["query"] == "a=1&b=%2F"
     assert "authorization" not in seen["headers"]
     assert seen["headers"]["cookie"] == "theme=dark; other=x"
-    assert seen["headers"]["x-forwarded-prefix"] == "/apps/ws/tiny"
-    assert seen["headers"]["x-forwarded-host"] == world.url.removeprefix("http://")
+    assert "x-forwarded-prefix" not in seen["headers"]  # the app is at `/` of its origin
+    assert seen["headers"]["x-forwarded-host"] == f"tiny--ws.apps.localhost:{world.port}"
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
 
 
-def test_an_app_that_honours_a_base_path_gets_the_full_path(world: World) -> None:
-    seen = world.get("/apps/ws/nb/echo", world.read_token).json()
+def test_forwarded_headers_from_a_client_are_not_believed(world: World) -> None:
+    forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
+    forged["X-Forwarded-Host"] = "evil.example"
+
+    seen = world.get("/echo", world.read_token, headers=forged).json()["headers"]
+
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == f"tiny--ws.apps.localhost:{world.port}"
+
+
+def test_a_run_started_with_a_base_path_still_gets_the_full_path(world: World) -> None:
+    seen = world.get("/echo", world.read_token, app="nb").json()
 
     assert seen["path"] == "/apps/ws/nb/echo"
 
 
-def test_a_job_may_be_named_by_its_full_ref_and_methods_and_bodies_pass(world: World) -> None:
+def test_methods_and_bodies_pass(world: World) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
     response = httpx.post(
-        world.url + "/apps/ws/api.tiny/upload",
+        world.origin("tiny") + "/upload",
         content=body,
         headers={"Authorization": f"Bearer {world.read_token}"},
     )
@@ -239,30 +304,51 @@ def test_a_job_may_be_named_by_its_full_ref_and_methods_and_bodies_pass(world: W
     assert seen["body_sha"] == hashlib.sha256(body).hexdigest()
 
 
-def test_the_app_root_without_a_slash_redirects(world: World) -> None:
-    response = world.get("/apps/ws/tiny?x=1", world.read_token)
+def test_the_old_urls_on_the_dashboard_redirect_to_the_apps_origin(world: World) -> None:
+    bearer = {"Authorization": f"Bearer {world.read_token}"}
+    cookie = {"Cookie": f"dockyard_session={session_cookie(world)}"}
 
-    assert response.status_code == 307
-    assert response.headers["location"] == "/apps/ws/tiny/?x=1"
+    root = httpx.get(f"{world.url}/apps/ws/tiny?x=1", headers=bearer)
+    deep = httpx.post(f"{world.url}/apps/ws/api.tiny/up/load?y=%2F", headers=cookie)
+    anonymous = httpx.get(f"{world.url}/apps/ws/tiny/a", headers={"Accept": "text/html"})
+
+    assert root.status_code == 307 and root.headers["location"] == world.origin("tiny") + "/?x=1"
+    assert deep.status_code == 307
+    assert deep.headers["location"] == world.origin("tiny") + "/up/load?y=%2F"
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/ui/login?next=%2Fapps%2Fws%2Ftiny%2Fa"
+    assert httpx.get(f"{world.url}/apps/ws/tiny/").status_code == 401
+    assert httpx.get(f"{world.url}/apps/other/tiny/", headers=bearer).status_code == 403
 
 
-def test_redirects_to_the_apps_origin_and_cookie_paths_stay_under_the_mount(world: World) -> None:
-    redirect = world.get("/apps/ws/tiny/redirect", world.read_token)
-    cookies = world.get("/apps/ws/tiny/cookies", world.read_token)
+def test_redirects_to_the_apps_own_address_and_cookies_stay_on_its_host(world: World) -> None:
+    redirect = world.get("/redirect", world.read_token)
+    cookies = world.get("/cookies", world.read_token)
 
-    assert redirect.headers["location"] == "/apps/ws/tiny/t?x=1"
+    assert redirect.headers["location"] == "/t?x=1"
     set_cookies = cookies.headers.get_list("set-cookie")
-    assert len(set_cookies) == 1  # the forged session cookie is dropped
-    assert set_cookies[0].startswith("app_cookie=1") and "Path=/apps/ws/tiny/" in set_cookies[0]
+    assert len(set_cookies) == 1  # the forged session and app cookies are dropped
+    assert set_cookies[0].startswith("app_cookie=1") and "Path=/" in set_cookies[0]
+    assert "domain" not in set_cookies[0].lower()  # host-only: never for a neighbour
     # the proxy keeps no cookie jar: what the app set for one client never reaches another
-    assert "cookie" not in world.get("/apps/ws/tiny/echo", world.read_token).json()["headers"]
+    assert "cookie" not in world.get("/echo", world.read_token).json()["headers"]
+
+
+def test_a_redirect_off_the_apps_origin_is_not_passed_on(world: World) -> None:
+    for target in ("//evil.example/x", "/\\evil.example", "https://evil.example/"):
+        response = world.get("/go", world.read_token, params={"to": target})
+        assert response.status_code == 502, target
+        assert "location" not in response.headers
+        assert "outside its own origin" in response.json()["error"]
+    inside = world.get("/go", world.read_token, params={"to": world.origin("tiny") + "/in"})
+    assert inside.status_code == 302 and inside.headers["location"] == world.origin("tiny") + "/in"
 
 
 def test_event_streams_arrive_as_they_are_sent(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.read_token}"}
     arrivals = []
     start = time.monotonic()
-    with httpx.stream("GET", world.url + "/apps/ws/tiny/events", headers=headers) as response:
+    with httpx.stream("GET", world.origin("tiny") + "/events", headers=headers) as response:
         for line in response.iter_lines():
             if line.startswith("data:"):
                 arrivals.append(time.monotonic() - start)
@@ -272,16 +358,19 @@ def test_event_streams_arrive_as_they_are_sent(world: World) -> None:
 
 
 def test_a_large_response_is_passed_whole(world: World) -> None:
-    response = world.get("/apps/ws/tiny/big", world.read_token)
+    response = world.get("/big", world.read_token)
 
     assert len(response.content) == 4 << 20
 
 
 def test_a_dot_dot_path_is_refused(world: World) -> None:
     # sent as is (httpx would resolve the dots before sending)
-    connection = http.client.HTTPConnection("127.0.0.1", int(world.url.rsplit(":", 1)[1]))
-    headers = {"Authorization": f"Bearer {world.read_token}"}
-    for path in ("/apps/ws/tiny/x/../../nb/echo", "/apps/ws/tiny/%2e%2e/echo"):
+    connection = http.client.HTTPConnection("127.0.0.1", world.port)
+    headers = {
+        "Authorization": f"Bearer {world.read_token}",
+        "Host": f"tiny--ws.apps.localhost:{world.port}",
+    }
+    for path in ("/x/../../echo", "/%2e%2e/echo"):
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         response.read()
@@ -289,41 +378,120 @@ def test_a_dot_dot_path_is_refused(world: World) -> None:
     connection.close()
 
 
+def test_nothing_of_the_dashboard_answers_on_an_apps_host(world: World) -> None:
+    bearer = {"Authorization": f"Bearer {world.read_token}"}
+    for path in ("/api/v1/workspaces", "/ui/", "/git/ws.git/info/refs", "/healthz"):
+        answer = httpx.get(world.origin("tiny") + path, headers=bearer)
+        assert answer.status_code == 200 and answer.json()["path"] == path  # the app's own
+
+
 # who may pass -------------------------------------------------------------------------------
-def test_without_credentials_a_browser_goes_to_the_login_page(world: World) -> None:
-    response = world.get("/apps/ws/tiny/a?b=1", headers={"Accept": "text/html,*/*"})
+def test_without_credentials_a_browser_goes_to_sign_in_on_the_dashboard(world: World) -> None:
+    response = world.get("/a?b=1", headers={"Accept": "text/html,*/*"})
 
     assert response.status_code == 303
-    assert response.headers["location"] == "/ui/login?next=%2Fapps%2Fws%2Ftiny%2Fa%3Fb%3D1"
+    assert response.headers["location"] == (
+        f"{world.url}/ui/app-session?app=tiny--ws&next=%2Fa%3Fb%3D1"
+    )
 
 
 def test_without_credentials_an_api_client_gets_401(world: World) -> None:
-    response = world.get("/apps/ws/tiny/")
+    response = world.get("/")
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert "log in first" in response.json()["error"]
+    assert "sign in first" in response.json()["error"]
 
 
 def test_a_wrong_or_foreign_token_is_refused(world: World) -> None:
-    assert world.get("/apps/ws/tiny/", "dy_not_a_token").status_code == 401
-    assert world.get("/apps/ws/tiny/", world.other_token).status_code == 403
-    assert world.get("/apps/other/tiny/", world.read_token).status_code == 403
-    assert world.get("/apps/ws/nope/", world.read_token).status_code == 404
+    assert world.get("/", "dy_not_a_token").status_code == 401
+    assert world.get("/", world.other_token).status_code == 403
+    # no such app: 404 for a token that sees every workspace, 403 for one limited to one
+    with world.ctl.db.session() as session:
+        everywhere, _ = auth.create(session, "everywhere", "read", None)
+    assert world.get("/", everywhere, app="nope").status_code == 404
+    assert world.get("/", world.read_token, app="nope").status_code == 403
 
 
-def test_the_dashboards_session_cookie_lets_a_browser_in(world: World) -> None:
-    cookie = sessions.login(world.ctl, world.read_token)
+def test_two_apps_with_one_host_name_are_refused(world: World) -> None:
+    for ws_name in ("twin-ws", "twin_ws"):  # both are `twin-ws` in a host name
+        world.add_app("jobs.twin", samples.JOB_LAUNCHER, world.upstream_port, None, ws_name)
+    with world.ctl.db.session() as session:
+        everywhere, _ = auth.create(session, "twins", "read", None)
 
-    response = world.get("/apps/ws/tiny/echo", headers={"Cookie": f"dockyard_session={cookie}"})
-
-    assert response.status_code == 200
-    assert "cookie" not in response.json()["headers"]  # and the app does not see it
-    forged = cookie.rsplit(".", 1)[0] + ".0000"
-    assert (
-        world.get("/apps/ws/tiny/", headers={"Cookie": f"dockyard_session={forged}"}).status_code
-        == 401
+    answer = httpx.get(
+        f"http://twin--twin-ws.apps.localhost:{world.port}/",
+        headers={"Authorization": f"Bearer {everywhere}"},
     )
+
+    assert answer.status_code == 409
+    assert "share the host name twin--twin-ws; rename one" in answer.json()["error"]
+
+
+def test_the_dashboards_session_cookie_is_not_accepted_on_an_apps_host(world: World) -> None:
+    cookie = {"Cookie": f"dockyard_session={session_cookie(world)}"}
+
+    assert world.get("/echo", headers=cookie).status_code == 401
+
+
+def test_signing_in_gives_a_cookie_for_one_app_only(world: World) -> None:
+    cookies = sign_in(world, "tiny", "/echo?a=1")
+
+    seen = httpx.get(world.origin("tiny") + "/echo", cookies=cookies)
+    assert seen.status_code == 200 and "cookie" not in seen.json()["headers"]
+    assert httpx.get(world.origin("nb") + "/echo", cookies=cookies).status_code == 401
+    cookie = cookies["dockyard_app"]
+    assert httpx.get(world.url + "/ui/", cookies={"dockyard_session": cookie}).status_code == 303
+
+
+def test_a_sign_in_code_works_once_and_for_its_app_only(world: World) -> None:
+    with httpx.Client(timeout=10) as browser:
+        browser.cookies.set("dockyard_session", session_cookie(world), domain="127.0.0.1")
+        start = browser.get(f"{world.url}/ui/app-session", params={"app": "tiny--ws"})
+    handshake = goes_on_to(start)
+    elsewhere = handshake.replace(world.origin("tiny"), world.origin("nb"))
+
+    assert httpx.get(elsewhere).status_code == 400  # bound to the app it was made for
+    assert httpx.get(handshake).status_code == 400  # … and spent by that attempt
+    with httpx.Client(timeout=10) as browser:
+        browser.cookies.set("dockyard_session", session_cookie(world), domain="127.0.0.1")
+        start = browser.get(f"{world.url}/ui/app-session", params={"app": "tiny--ws"})
+    code_url = goes_on_to(start)
+    first, again = httpx.get(code_url), httpx.get(code_url)
+    assert first.status_code == 303 and "dockyard_app" in first.cookies
+    assert again.status_code == 400 and "set-cookie" not in again.headers
+
+
+def test_signing_in_needs_the_role_on_the_apps_workspace(world: World) -> None:
+    with httpx.Client(timeout=10) as browser:
+        cookie = session_cookie(world, world.other_token)
+        browser.cookies.set("dockyard_session", cookie, domain="127.0.0.1")
+        refused = browser.get(f"{world.url}/ui/app-session", params={"app": "tiny--ws"})
+        scripted = browser.get(
+            f"{world.url}/ui/app-session",
+            params={"app": "tiny--ws"},
+            headers={"Sec-Fetch-Mode": "cors"},
+        )
+    anonymous = httpx.get(f"{world.url}/ui/app-session", params={"app": "tiny--ws"})
+
+    assert refused.status_code == 403 and "dockyard_app" not in refused.text
+    assert scripted.status_code == 403
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/ui/login")
+
+
+def test_the_apps_cookie_from_another_origin_is_refused(world: World) -> None:
+    cookies = sign_in(world, "tiny")
+    neighbour = {"Origin": world.origin("nb")}
+
+    refused = httpx.post(world.origin("tiny") + "/echo", cookies=cookies, headers=neighbour)
+    own = httpx.post(
+        world.origin("tiny") + "/echo", cookies=cookies, headers={"Origin": world.origin("tiny")}
+    )
+    bearer = world.get("/echo", world.read_token, headers=neighbour)
+
+    assert refused.status_code == 403 and "may not use this app's sign-in" in refused.text
+    assert own.status_code == 200
+    assert bearer.status_code == 200  # a token in the request is no ambient credential
 
 
 def test_the_apps_api_needs_read_to_serve_and_deploy_to_share(world: World) -> None:
@@ -336,10 +504,11 @@ def test_the_apps_api_needs_read_to_serve_and_deploy_to_share(world: World) -> N
     listed = call("GET", "", world.read_token).json()
     assert {a["name"]: a["status"] for a in listed}["tiny"] == "running"
     served = call("POST", "/tiny", world.read_token).json()
-    assert served["url"] == f"{world.url}/apps/ws/tiny/" and served["run"]["status"] == "running"
+    assert served["url"] == world.origin("tiny") + "/" and served["run"]["status"] == "running"
     assert call("POST", "/tiny/links", world.read_token).status_code == 403
     made = call("POST", "/tiny/links", world.deploy_token)
     assert made.status_code == 201 and made.json()["token"].startswith("dyp_")
+    assert made.json()["url"] == world.origin("tiny") + "/p/" + made.json()["token"] + "/"
     assert "token" not in call("GET", "/tiny/links", world.deploy_token).json()[0]
     assert call("DELETE", "/tiny/links", world.deploy_token).json()["revoked"][0]["active"] is False
     assert call("POST", "/tiny/links", world.other_token).status_code == 403
@@ -347,9 +516,9 @@ def test_the_apps_api_needs_read_to_serve_and_deploy_to_share(world: World) -> N
 
 # start on demand ----------------------------------------------------------------------------
 def test_an_app_without_a_run_is_started_once_and_answers_starting(world: World) -> None:
-    api = world.get("/apps/ws/sleepy/", world.read_token)
-    again = world.get("/apps/ws/sleepy/x", world.read_token)
-    page = world.get("/apps/ws/sleepy/", world.read_token, headers={"Accept": "text/html"})
+    api = world.get("/", world.read_token, app="sleepy")
+    again = world.get("/x", world.read_token, app="sleepy")
+    page = world.get("/", world.read_token, app="sleepy", headers={"Accept": "text/html"})
 
     assert api.status_code == 503 and api.headers["retry-after"] == "2"
     assert api.headers["x-dockyard-app"] == "starting"
@@ -364,30 +533,53 @@ def test_an_app_without_a_run_is_started_once_and_answers_starting(world: World)
 def test_a_running_app_that_does_not_answer_yet_is_starting(world: World) -> None:
     world.add_app("jobs.api.silent", samples.JOB_LAUNCHER, free_port(), None)
 
-    response = world.get("/apps/ws/silent/", world.read_token)
+    response = world.get("/", world.read_token, app="silent")
 
     assert response.status_code == 503
     assert response.json()["status"] == "starting"
 
 
 # WebSockets ---------------------------------------------------------------------------------
+def ws_url(world: World, app: str, path: str = "/ws") -> str:
+    return world.origin(app).replace("http", "ws", 1) + path
+
+
 def test_websockets_pass_both_ways_with_the_subprotocol(world: World) -> None:
-    url = world.url.replace("http", "ws") + "/apps/ws/nb/ws"
     headers = {
         "Authorization": f"Bearer {world.read_token}",
         "Cookie": "dockyard_session=1.2.3; app=1",
     }
-    with ws_connect(url, additional_headers=headers, subprotocols=["marimo"]) as ws:  # type: ignore[list-item]
+    with ws_connect(ws_url(world, "nb"), additional_headers=headers, subprotocols=["marimo"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "marimo"
         assert ws.recv(timeout=5) == "cookie=app=1"
         ws.send("hello")
         assert ws.recv(timeout=5) == "echo:hello"
 
 
-def test_a_websocket_without_credentials_is_refused(world: World) -> None:
-    url = world.url.replace("http", "ws") + "/apps/ws/nb/ws"
+def test_a_websocket_with_the_apps_cookie_from_its_own_origin_connects(world: World) -> None:
+    cookies = sign_in(world, "tiny")
+    headers = {
+        "Cookie": f"dockyard_app={cookies['dockyard_app']}",
+        "Origin": world.origin("tiny"),
+    }
+    with ws_connect(ws_url(world, "tiny"), additional_headers=headers) as ws:
+        assert ws.recv(timeout=5) == "cookie="  # the app never sees the app cookie
+
+
+def test_a_websocket_from_another_origin_is_refused(world: World) -> None:
+    cookies = sign_in(world, "tiny")
+    for origin in (world.origin("nb"), "http://evil.example", "null"):
+        headers = {"Cookie": f"dockyard_app={cookies['dockyard_app']}", "Origin": origin}
+        with pytest.raises(InvalidStatus, match="403"):
+            ws_connect(ws_url(world, "tiny"), additional_headers=headers)
+    bearer = {"Authorization": f"Bearer {world.read_token}", "Origin": "http://evil.example"}
     with pytest.raises(InvalidStatus, match="403"):
-        ws_connect(url)
+        ws_connect(ws_url(world, "tiny"), additional_headers=bearer)
+
+
+def test_a_websocket_without_credentials_is_refused(world: World) -> None:
+    with pytest.raises(InvalidStatus, match="403"):
+        ws_connect(ws_url(world, "nb"))
 
 
 # public links -------------------------------------------------------------------------------
@@ -397,37 +589,42 @@ def deployer(world: World) -> auth.Principal:
 
 
 def test_a_public_link_serves_its_app_without_login_until_revoked(world: World) -> None:
-    link = app_service.create_link(world.ctl, deployer(world), "ws", "tiny", "demo", world.url)
-    assert link["url"].startswith(world.url + "/p/dyp_")
+    link = app_service.create_link(world.ctl, deployer(world), "ws", "tiny", "demo")
+    assert link["url"] == world.origin("tiny") + link["path"]
 
     served = httpx.get(link["url"] + "echo?z=1")
     assert served.status_code == 200
     assert served.json()["path"] == "/echo"
     assert served.json()["headers"]["x-forwarded-prefix"] == link["path"].rstrip("/")
     assert httpx.get(link["url"] + "redirect").headers["location"] == link["path"] + "t?x=1"
+    old = httpx.get(f"{world.url}{link['path']}echo?z=1")  # the old URL, on the dashboard
+    assert old.status_code == 307 and old.headers["location"] == link["url"] + "echo?z=1"
 
     app_service.revoke_links(world.ctl, deployer(world), "ws", "tiny", link["id"])
 
     assert httpx.get(link["url"] + "echo").status_code == 404
+    assert httpx.get(f"{world.url}{link['path']}echo").status_code == 404
 
 
 def test_a_public_link_reaches_nothing_but_its_app(world: World) -> None:
-    link = app_service.create_link(world.ctl, deployer(world), "ws", "nb", None, world.url)
+    link = app_service.create_link(world.ctl, deployer(world), "ws", "nb", None)
     token = link["token"]
+    nb = world.origin("nb")
 
-    assert httpx.get(f"{world.url}/p/{token}/echo").json()["path"] == "/apps/ws/nb/echo"
-    assert httpx.get(f"{world.url}/p/{token}x/echo").status_code == 404
-    assert httpx.get(f"{world.url}/p/dyp_guess/echo").status_code == 404
-    # the link is no credential anywhere else
-    cookie = {"Cookie": f"dockyard_session={token}"}
-    assert httpx.get(f"{world.url}/apps/ws/nb/", headers=cookie).status_code == 401
+    assert httpx.get(f"{nb}/p/{token}/echo").json()["path"] == "/apps/ws/nb/echo"
+    assert httpx.get(f"{nb}/p/{token}x/echo").status_code == 404
+    assert httpx.get(f"{nb}/p/dyp_guess/echo").status_code == 404
+    # not on another app's origin, and the link is no credential anywhere else
+    assert httpx.get(f"{world.origin('tiny')}/p/{token}/echo").status_code == 404
+    cookie = {"Cookie": f"dockyard_app={token}"}
+    assert httpx.get(f"{nb}/", headers=cookie).status_code == 401
     bearer = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{world.url}/api/v1/workspaces", headers=bearer).status_code == 401
 
 
 def test_revoking_a_link_closes_its_open_websockets(world: World) -> None:
-    link = app_service.create_link(world.ctl, deployer(world), "ws", "nb", None, world.url)
-    url = link["url"].replace("http", "ws") + "ws"
+    link = app_service.create_link(world.ctl, deployer(world), "ws", "nb", None)
+    url = link["url"].replace("http", "ws", 1) + "ws"
     with ws_connect(url) as ws:
         ws.recv(timeout=5)
         ws.send("before")
@@ -442,7 +639,7 @@ def test_revoking_a_link_closes_its_open_websockets(world: World) -> None:
 
 
 def test_revoking_a_link_ends_its_open_event_streams(world: World) -> None:
-    link = app_service.create_link(world.ctl, deployer(world), "ws", "tiny", None, world.url)
+    link = app_service.create_link(world.ctl, deployer(world), "ws", "tiny", None)
     received = []
     with httpx.stream("GET", link["url"] + "events") as response:
         for line in response.iter_lines():
@@ -457,7 +654,7 @@ def test_revoking_a_link_ends_its_open_event_streams(world: World) -> None:
 def test_an_app_nobody_uses_is_stopped_after_its_idle_window(world: World) -> None:
     run_id = world.add_app("jobs.api.idle", samples.JOB_LAUNCHER, world.upstream_port, None)
     apps = world.ctl.apps
-    world.get("/apps/ws/idle/echo", world.read_token)
+    world.get("/echo", world.read_token, app="idle")
     now = utcnow()
 
     assert run_id not in apps.monitor.sweep(now + timedelta(seconds=200))  # window: 300 s
@@ -468,10 +665,9 @@ def test_an_app_nobody_uses_is_stopped_after_its_idle_window(world: World) -> No
 
 
 def test_an_open_websocket_keeps_an_app_from_idling(world: World) -> None:
-    run_id = world.add_app("jobs.busy", MARIMO, world.upstream_port, "/apps/ws/busy")
-    url = world.url.replace("http", "ws") + "/apps/ws/busy/ws"
+    run_id = world.add_app("jobs.busy", MARIMO, world.upstream_port, None)
     headers = {"Authorization": f"Bearer {world.read_token}"}
-    with ws_connect(url, additional_headers=headers) as ws:
+    with ws_connect(ws_url(world, "busy"), additional_headers=headers) as ws:
         ws.recv(timeout=5)
         assert run_id not in world.ctl.apps.monitor.sweep(utcnow() + timedelta(hours=3))
     deadline = time.monotonic() + 5

@@ -1,5 +1,5 @@
-"""The built wheel ships the JSON Schemas and the dashboard's templates and static files,
-and works in a clean virtualenv."""
+"""The built wheel ships the JSON Schemas, the dashboard's templates and static files and
+the apps' loopback hook, and works in a clean virtualenv."""
 
 import json
 import subprocess
@@ -29,10 +29,11 @@ def test_wheel_installs_and_loads_its_schemas(tmp_path: Path) -> None:
     subprocess.run([uv(), "pip", "install", "-q", "-p", str(python), str(wheel)], check=True)
     probe = (
         "import json; from dockyard.controller import manifests;"
-        "from dockyard.web.pages import render;"
+        "from dockyard.web.pages import render; from dockyard import shim;"
         "print(json.dumps({'dir': str(manifests.schema_dir()),"
         " 'id': manifests.load_schema()['$id'],"
-        " 'web': [str(render.TEMPLATES / 'base.html'), str(render.STATIC / 'htmx.min.js')],"
+        " 'web': [str(render.TEMPLATES / 'base.html'), str(render.STATIC / 'htmx.min.js'),"
+        " str(shim.LOOPBACK / 'sitecustomize.py')],"
         " 'page': render.make_environment().get_template('login.html').name}))"
     )
     out = subprocess.run(
@@ -41,7 +42,7 @@ def test_wheel_installs_and_loads_its_schemas(tmp_path: Path) -> None:
     loaded = json.loads(out)
     assert loaded["dir"].startswith(str(venv)), loaded  # from the wheel, not the checkout
     assert loaded["id"].endswith("manifest.schema.json")
-    for shipped in loaded["web"]:  # the dashboard's templates and vendored htmx
+    for shipped in loaded["web"]:  # the dashboard's templates, vendored htmx, the apps' hook
         assert shipped.startswith(str(venv)) and Path(shipped).is_file(), shipped
     assert loaded["page"] == "login.html"
     help_text = subprocess.run(

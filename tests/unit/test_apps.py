@@ -1,4 +1,4 @@
-"""Apps: their names in URLs, which launchers get a base path, and when an app is idle."""
+"""Apps: their names, and when an app is idle."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -15,16 +15,6 @@ def test_the_name_is_the_short_name_unless_another_job_shares_it() -> None:
     assert apps.path_name("jobs.notebook", refs) == "notebook"
     assert apps.path_name("jobs.tools.serve", refs) == "tools.serve"
     assert apps.path_name("jobs.mcp_server", refs) == "mcp_server"
-
-
-def test_only_marimo_and_streamlit_are_started_with_a_base_path() -> None:
-    job = samples.job(samples.TINY_API)
-    assert not apps.honours_base_path(job)
-    for launcher in ("marimo", "streamlit"):
-        job["entry_point"]["launcher"] = f"dlt._workspace.deployment.launchers.{launcher}"
-        assert apps.honours_base_path(job)
-    job["entry_point"]["launcher"] = "dlt._workspace.deployment.launchers.dashboard"
-    assert not apps.honours_base_path(job)
 
 
 def test_idle_counts_from_the_latest_of_start_last_request_and_watch_start() -> None:

@@ -140,8 +140,7 @@ def test_a_request_without_a_body_keeps_its_connection() -> None:
         ("/ui/w/x/tokens", "form"),
         ("/api/v1/workspaces", "api"),
         ("/git/ws.git/git-receive-pack", "git"),
-        ("/apps/ws/app/upload", "apps"),
-        ("/p/token/upload", "apps"),
+        ("/apps/ws/app/upload", "other"),  # the dashboard's old app URLs only redirect
         ("/healthz", "other"),
         ("/uix", "other"),
         ("/", "other"),
@@ -149,6 +148,12 @@ def test_a_request_without_a_body_keeps_its_connection() -> None:
 )
 def test_each_endpoint_has_its_class(path: str, kind: str) -> None:
     assert limits.endpoint_class(scope(path)) == kind
+
+
+@pytest.mark.parametrize("path", ["/upload", "/p/token/upload", "/api/v1/x", "/beacon/x"])
+def test_everything_on_an_apps_host_is_app_traffic(path: str) -> None:
+    on_app_host = {**scope(path), limits.APP_LABEL: "notebook--ws"}
+    assert limits.endpoint_class(on_app_host) == "apps"
 
 
 def test_caps_come_from_the_settings() -> None:

@@ -18,7 +18,7 @@ from dockyard.controller import envs
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan, RunSpec
 from dockyard.errors import DockyardError
-from dockyard.shim import SHIM, SUPERVISOR
+from dockyard.shim import LOOPBACK, SHIM, SUPERVISOR
 
 LOST_AFTER_S = 30.0
 JOB_DIR = "job"  # in the run directory: the job's own scratch (home, tmp, markers)
@@ -45,6 +45,15 @@ PASSED_ENV = (
 )
 """The only parts of the controller's own environment a run sees (never its tokens)."""
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def app_environment(plan: RunPlan) -> dict[str, str]:
+    """An app (a run with a port) listens on loopback only: `dockyard/shim/loopback` first on
+    `PYTHONPATH`, whose `sitecustomize` maps wildcard binds (dlt's launchers pass `0.0.0.0`)
+    to loopback in every Python process of the run. The proxy is its only way in."""
+    if not plan.ports:
+        return {}
+    return {"PYTHONPATH": str(LOOPBACK)}
 
 
 class LocalExecutor:
@@ -146,6 +155,7 @@ class LocalExecutor:
         if self.pycache is not None:  # keeps checkouts clean; one folder per workspace
             workspace = plan.labels.get("dockyard.workspace", "_")
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache / workspace)
+        env.update(app_environment(plan))
         return env
 
     def _make_folders(self, plan: RunPlan, job_dir: Path, env: dict[str, str]) -> None:

@@ -4,14 +4,14 @@ Logging in checks an API token once and sets the session cookie (`web/sessions.p
 token itself is never stored in the browser.
 """
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from dockyard.controller import service
-from dockyard.errors import Forbidden, Unauthorized
-from dockyard.web import sessions
+from dockyard.errors import Unauthorized
+from dockyard.web import origins, sessions
 from dockyard.web.pages import render
 from dockyard.web.pages.render import Form, Who
 
@@ -57,7 +57,9 @@ def _login_form(request: Request, next_url: str, error: str = "", status: int = 
 
 @router.post("/ui/login", include_in_schema=False)
 def login(request: Request, form: Form) -> Response:
-    _same_origin(request)
+    """A session is a credential: minted only for a form posted from this very origin (there
+    is no session yet, hence no CSRF token, to check)."""
+    origins.check_same_origin(request, "logging in")
     next_url = render.safe_next(form.get("next"))
     try:
         cookie = sessions.login(render.controller(request), form.get("token", ""))
@@ -66,14 +68,6 @@ def login(request: Request, form: Form) -> Response:
     response = RedirectResponse(next_url, status_code=303)
     sessions.set_cookie(response, request, cookie)
     return response
-
-
-def _same_origin(request: Request) -> None:
-    """A login form posted from another site is refused (there is no session, hence no
-    CSRF token yet, to check)."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
-        raise Forbidden("log in from dockyard's own login page")
 
 
 @router.post("/ui/logout", include_in_schema=False)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from dockyard.controller import dashboard, sealing, service
 from dockyard.errors import Forbidden, NotFound
-from dockyard.web import deps
+from dockyard.web import deps, origins, sessions
 from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who
 
@@ -86,7 +86,10 @@ def set_executor(ws: str, request: Request, who: Who, form: CheckedForm) -> Resp
 
 @router.post("/tokens")
 def create_token(ws: str, request: Request, who: Who, form: CheckedForm) -> HTMLResponse:
-    """Makes a token and shows it, this once (only its hash is kept)."""
+    """Makes a token and shows it, this once (only its hash is kept). Minting a credential
+    takes the CSRF token and a same-origin `Origin` header both."""
+    if not sessions.bearer(request):
+        origins.check_same_origin(request, "making a token")
     created = service.create_token(
         render.controller(request),
         who,
