@@ -31,6 +31,7 @@ SCRIPTS = (
     "docker_start.py",
     "pages.py",
     "proxy.py",
+    "loglines.py",
 )
 COLUMNS = (
     "median_s",
