@@ -22,12 +22,12 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-if __package__:  # imported by the controller or the tests
+if TYPE_CHECKING or __package__:  # imported by the controller or the tests
     from dockyard.shim import loglines
 else:  # run as a script (`python -S supervisor.py`): its own folder is on sys.path
-    import loglines  # type: ignore[no-redef,import-not-found]
+    import loglines
 
 
 def now() -> str:
