@@ -73,7 +73,7 @@ def ts(iso: str) -> float:
 
 
 def user_start(cli: Cli, run: dict[str, Any]) -> float:
-    lines = cli.json("job-run", "noop", str(run["number"]), "logs")["lines"]
+    lines = cli.json("job-run", "noop", str(run["number"]), "logs", "--all")["lines"]
     return next(float(ln["m"].split()[1]) for ln in lines if ln["m"].startswith(MARK))
 
 
@@ -165,11 +165,8 @@ def bench(repeat: int) -> Report:
             took = time.time() - began
             lost = 0
             for run in runs:
-                lines = [
-                    ln["m"]
-                    for ln in cli.json("job-run", "chatty", str(run["number"]), "logs")["lines"]
-                    if ln["s"] == "out"
-                ]
+                log = cli.json("job-run", "chatty", str(run["number"]), "logs", "--all")
+                lines = [ln["m"] for ln in log["lines"] if ln["s"] == "out"]
                 lost += LINES - len([m for m in lines if m.startswith("chatty ")])
                 if lines != [f"chatty {i}" for i in range(LINES)]:
                     lost += 0 if len(lines) == LINES else 1

@@ -34,6 +34,7 @@ SCRIPTS = (
     "bodies.py",
     "push_history.py",
     "push_body_memory.py",
+    "loglines.py",
 )
 COLUMNS = (
     "median_s",

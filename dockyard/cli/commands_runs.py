@@ -1,18 +1,16 @@
 """`launch`, `serve`, `trigger`, `run-pipeline`, `cancel`, `logs`, `job …`, `job-run …`."""
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from dockyard.cli import commands_apps, output
+from dockyard.cli import commands_apps, output, runlogs
 from dockyard.cli.client import Client
 from dockyard.cli.commands_workspace import client_for, show_deploy
 from dockyard.errors import InvalidInput
 
-POLL_S = 0.3
 SERVE_WAIT_S = 600.0  # the first start of an app may build its environment
 TERMINAL = ("completed", "failed", "cancelled", "skipped")
 
@@ -58,28 +56,6 @@ def _start(client: Client, target: str, refresh: bool, fmt: str) -> dict[str, An
     return dict(result["triggered"][0])
 
 
-def follow(client: Client, run_id: str, out: Any = None) -> dict[str, Any]:
-    """Print the run's log as it grows until the run ends; return the final run."""
-    offset = 0
-    while True:
-        chunk = client.get(f"/api/v1/runs/{run_id}/logs", offset=offset)
-        for line in chunk["lines"]:
-            click.echo(output.log_line(line), file=out)
-        offset = chunk["next_offset"]
-        if chunk["done"] and not chunk["lines"]:
-            run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}")
-            return run
-        if not chunk["lines"]:
-            time.sleep(POLL_S)
-
-
-def _finish(run: dict[str, Any]) -> None:
-    reason = f" ({run['reason']})" if run.get("reason") else ""
-    click.echo(f"run #{run['number']} of {run['job_ref']}: {run['status']}{reason}", err=True)
-    if run["status"] != "completed":
-        sys.exit(1)
-
-
 @click.command()
 @click.argument("target")
 @click.option("-f", "--follow", "follow_logs", is_flag=True, help="Follow the run's log.")
@@ -100,10 +76,10 @@ def launch(
                 f"started run #{started['number']} of {started['job_ref']} ({started['run_id']})"
             )
         return
-    run = follow(client, started["run_id"], sys.stderr if output_fmt == "json" else None)
+    run = runlogs.follow(client, started["run_id"], sys.stderr if output_fmt == "json" else None)
     if output_fmt == "json":
         output.emit_json(run)
-    _finish(run)
+    runlogs.finish(run)
 
 
 @click.command()
@@ -123,7 +99,7 @@ def serve(target: str, follow_logs: bool, workspace: str | None, output_fmt: str
     else:
         click.echo(f"{run['job_ref']} run #{run['number']} serving at {url}")
     if follow_logs:
-        _finish(follow(client, run["run_id"]))
+        runlogs.finish(runlogs.follow(client, run["run_id"]))
 
 
 @click.command()
@@ -164,7 +140,7 @@ def run_pipeline(
         else:
             click.echo(f"started run #{started['number']} of {started['job_ref']}")
         return
-    _finish(follow(client, started["run_id"]))
+    runlogs.finish(runlogs.follow(client, started["run_id"]))
 
 
 @click.command()
@@ -189,30 +165,40 @@ def _run(client: Client, job_name: str, number: int | None) -> dict[str, Any]:
     return run
 
 
-def _logs(client: Client, job_name: str, number: int | None, follow_logs: bool, fmt: str) -> None:
+def _logs(
+    client: Client,
+    job_name: str,
+    number: int | None,
+    follow_logs: bool,
+    fmt: str,
+    win: runlogs.Window,
+) -> None:
     run = _run(client, job_name, number)
+    offset = runlogs.show(client, run["run_id"], win, "text" if follow_logs else fmt)
     if follow_logs:
-        _finish(follow(client, run["run_id"]))
-        return
-    chunk = client.get(f"/api/v1/runs/{run['run_id']}/logs")
-    if fmt == "json":
-        output.emit_json(chunk)
-        return
-    for line in chunk["lines"]:
-        click.echo(output.log_line(line))
+        runlogs.finish(runlogs.follow(client, run["run_id"], offset=offset))
 
 
 @click.command()
 @click.argument("job_name")
 @click.argument("number", type=int, required=False)
-@click.option("-f", "--follow", "follow_logs", is_flag=True)
+@click.option("-f", "--follow", "follow_logs", is_flag=True, help="Then follow the log.")
+@runlogs.window_options
 @output.workspace_option
 @output.output_option
 def logs(
-    job_name: str, number: int | None, follow_logs: bool, workspace: str | None, output_fmt: str
+    job_name: str,
+    number: int | None,
+    follow_logs: bool,
+    head: int | None,
+    tail: int | None,
+    everything: bool,
+    workspace: str | None,
+    output_fmt: str,
 ) -> None:
-    """Logs of a job's latest run (or run NUMBER)."""
-    _logs(client_for(workspace), job_name, number, follow_logs, output_fmt)
+    """Logs of a job's latest run (or run NUMBER): the last 200 lines unless told."""
+    win = runlogs.window(head, tail, everything, follow_logs)
+    _logs(client_for(workspace), job_name, number, follow_logs, output_fmt, win)
 
 
 def _show_jobs(data: list[dict[str, Any]]) -> None:
@@ -333,12 +319,20 @@ def _show_runs(data: list[dict[str, Any]]) -> None:
 @click.command("job-run")
 @click.argument("args", nargs=-1, required=True)
 @click.option("-f", "--follow", "follow_logs", is_flag=True)
+@runlogs.window_options
 @output.workspace_option
 @output.output_option
 def job_run(
-    args: tuple[str, ...], follow_logs: bool, workspace: str | None, output_fmt: str
+    args: tuple[str, ...],
+    follow_logs: bool,
+    head: int | None,
+    tail: int | None,
+    everything: bool,
+    workspace: str | None,
+    output_fmt: str,
 ) -> None:
-    """`job-run list [NAME|SELECTOR]` or `job-run NAME [N] info|logs|cancel`."""
+    """`job-run list [NAME|SELECTOR]` or `job-run NAME [N] info|logs|cancel` (`logs` takes
+    -f, --head, --tail, --all like `dockyard logs`)."""
     client = client_for(workspace)
     if args[0] == "list" and len(args) <= 2:
         data = client.get(f"{client.ws}/runs", job=args[1] if len(args) == 2 else None)
@@ -350,7 +344,8 @@ def job_run(
     if len(rest) > 1 or action not in ("info", "logs", "cancel"):
         raise InvalidInput("usage: dockyard job-run NAME [N] info|logs|cancel")
     if action == "logs":
-        _logs(client, name, number, follow_logs, output_fmt)
+        win = runlogs.window(head, tail, everything, follow_logs)
+        _logs(client, name, number, follow_logs, output_fmt, win)
         return
     run = _run(client, name, number)
     if action == "cancel":
@@ -386,7 +381,8 @@ def _show_run(run: dict[str, Any]) -> None:
         ]
     )
     if run.get("result"):
-        click.echo(f"result: {run['result']}")
+        click.echo(output.visible(f"result: {run['result']}"))
     for p in run.get("pipelines") or []:
         tables = ", ".join(f"{t}={n}" for t, n in p["tables"].items())
-        click.echo(f"pipeline {p['pipeline']} → {p['destination']}/{p['dataset']}: {tables}")
+        line = f"pipeline {p['pipeline']} → {p['destination']}/{p['dataset']}: {tables}"
+        click.echo(output.visible(line))

@@ -1,6 +1,7 @@
 """Rendering: `-o json` prints the data as JSON; otherwise a compact human form."""
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +27,35 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or "-"
-    return str(value)
+        return visible(", ".join(str(v) for v in value), keep="\t\n") or "-"
+    return visible(str(value), keep="\t\n")
+
+
+# C0 controls, DEL and C1 controls: what a terminal acts on (colours, cursor moves, clearing
+# the screen, the window title, `\r` over-printing) instead of showing
+_CONTROLS = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
+
+
+def visible(text: str, keep: str = "\t") -> str:
+    """Text that a job (or anyone else) wrote, made safe to print: every control character
+    but those in `keep` is shown as an escape (`\\x1b`, `\\r`) instead of acting on the
+    reader's terminal."""
+    return _control_pattern(keep).sub(_escape, text)
+
+
+def _escape(match: "re.Match[str]") -> str:
+    char = match.group()
+    return {"\r": "\\r", "\n": "\\n"}.get(char) or f"\\x{ord(char):02x}"
+
+
+_patterns: dict[str, "re.Pattern[str]"] = {}
+
+
+def _control_pattern(keep: str) -> "re.Pattern[str]":
+    if keep not in _patterns:
+        chars = "".join(c for c in _CONTROLS if c not in keep)
+        _patterns[keep] = re.compile(f"[{re.escape(chars)}]")
+    return _patterns[keep]
 
 
 def short(sha: str | None) -> str:
@@ -39,9 +67,10 @@ def when(iso: str | None) -> str:
 
 
 def log_line(line: dict[str, Any]) -> str:
-    stamp = (line.get("t") or "")[11:19]
+    """One log line for the terminal: time, `» ` for dockyard's own, the text made visible."""
+    stamp = visible(str(line.get("t") or ""))[11:19]
     prefix = "» " if line.get("s") == "sys" else ""
-    return f"{stamp} {prefix}{line.get('m', '')}"
+    return f"{stamp} {prefix}{visible(str(line.get('m', '')))}"
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:

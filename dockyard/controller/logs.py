@@ -2,18 +2,31 @@
 
 Each line is `{"t": time, "s": stream, "m": text}` with stream `out`/`err` (the job) or `sys`
 (dockyard: environment build, start, stop, exit). The database only knows where it is.
+
+Every read is bounded, whatever the log holds (a job decides how much it prints): a read
+returns the complete lines from a byte offset, at most `READ_LINES` of them and at most
+`READ_BYTES` bytes, and says whether more is waiting; the tail is found by scanning back from
+the end; line counts are kept per file and only ever extended over the bytes appended since.
+Memory per read is a few `READ_BYTES` at most, so many readers of a big log cost little.
 """
 
 import json
+import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dockyard.clock import isoformat, utcnow
+from dockyard.shim import loglines
 
 LOG_NAME = "log.jsonl"
 REDACT_FILE = ".dockyard-redact.json"  # in the run's `dlt` folder: what its log must hide
+READ_LINES = 5000  # the most lines one read returns
+READ_BYTES = 1 << 20  # the most bytes of log one read returns
+BLOCK = 64 * 1024  # how much a scan (tail, count, skip) reads at once
+MAX_OFFSET = 1 << 53  # offsets and line counts a client may ask for (a file seek's range)
 _write_lock = threading.Lock()
 
 
@@ -22,61 +35,181 @@ def path(run_dir: Path) -> Path:
 
 
 def system(run_dir: Path, text: str) -> None:
-    """Append a dockyard line (not the job's own output)."""
+    """Append a dockyard line (not the job's own output), bounded like the job's."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    text = loglines.render(text.encode(), 0, None, loglines.MAX_LINE)
     line = json.dumps({"t": isoformat(utcnow()), "s": "sys", "m": text}, ensure_ascii=False)
     with _write_lock, path(run_dir).open("a", encoding="utf-8") as f:
         f.write(line + "\n")
 
 
 def append(run_dir: Path, stream: str, text: str, at: str | None) -> None:
-    """Append one line of a run's own output (`out`/`err`), stamped `at` (ISO) or now."""
+    """Append one line of a run's own output (`out`/`err`, already cut and redacted by
+    `dockyard.shim.loglines`), stamped `at` (ISO) or now."""
     line = json.dumps({"t": at or isoformat(utcnow()), "s": stream, "m": text}, ensure_ascii=False)
     with _write_lock, path(run_dir).open("a", encoding="utf-8") as f:
         f.write(line + "\n")
 
 
 def last_time(run_dir: Path, stream: str) -> str | None:
-    """The timestamp of the stream's last line (where a re-attached log reader resumes)."""
-    file = path(run_dir)
-    if not file.exists():
+    """The timestamp of the stream's last line (where a re-attached log reader resumes),
+    read backwards from the end."""
+    try:
+        f = path(run_dir).open("rb")
+    except FileNotFoundError:
         return None
-    last = None
-    with file.open("rb") as f:
-        for raw in f:
+    with f:
+        for raw in _lines_backwards(f):
             try:
                 entry = json.loads(raw)
             except ValueError:
                 continue
-            if entry.get("s") == stream:
-                last = entry.get("t")
-    return last
+            if isinstance(entry, dict) and entry.get("s") == stream:
+                return str(entry["t"]) if entry.get("t") else None
+    return None
+
+
+def _lines_backwards(f: IO[bytes], longest: int = 4 * READ_BYTES) -> Any:
+    """The file's complete lines, last first; a line longer than `longest` is skipped."""
+    position = f.seek(0, os.SEEK_END)
+    carry = b""
+    skipping = False
+    while position > 0:
+        step = min(BLOCK, position)
+        position -= step
+        f.seek(position)
+        parts = (f.read(step) + carry).split(b"\n")
+        carry = parts[0]
+        for raw in reversed(parts[1:]):
+            if raw and not skipping:
+                yield raw
+            skipping = False
+        if len(carry) > longest:
+            carry, skipping = b"", True
+    if carry and not skipping:
+        yield carry
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
     lines: list[dict[str, Any]]
-    next_offset: int
+    next_offset: int  # where the next read goes on
+    size: int = 0  # the log's size when it was read
+    more: bool = False  # complete lines are waiting after next_offset: read again at once
 
 
-def read(run_dir: Path, offset: int = 0, limit: int = 5000) -> Chunk:
-    """Complete lines from byte `offset` on; `next_offset` is where to continue."""
-    file = path(run_dir)
-    if not file.exists():
+def read(
+    run_dir: Path, offset: int = 0, limit: int = READ_LINES, max_bytes: int = READ_BYTES
+) -> Chunk:
+    """Complete lines from byte `offset` on (at most `limit` lines, `max_bytes` bytes);
+    `next_offset` is where to continue."""
+    try:
+        f = path(run_dir).open("rb")
+    except FileNotFoundError:
         return Chunk([], offset)
-    lines: list[dict[str, Any]] = []
-    with file.open("rb") as f:
+    with f:
         f.seek(offset)
-        position = offset
-        for raw in f:
-            if not raw.endswith(b"\n") or len(lines) >= limit:
-                break  # a line still being written, or enough for one answer
-            position += len(raw)
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                lines.append({"t": None, "s": "sys", "m": raw.decode("utf-8", "replace")})
-    return Chunk(lines, position)
+        data = f.read(max_bytes)
+        size = max(os.fstat(f.fileno()).st_size, offset + len(data))
+        if data and b"\n" not in data and len(data) == max_bytes:
+            return _skip_long_line(f, offset, size)
+    lines: list[dict[str, Any]] = []
+    start = 0
+    while len(lines) < limit and (end := data.find(b"\n", start)) >= 0:
+        lines.append(_parse(data[start:end]))
+        start = end + 1
+    capped = len(lines) == limit or len(data) == max_bytes
+    return Chunk(lines, offset + start, size, capped and offset + start < size)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        entry = None
+    if isinstance(entry, dict):
+        return entry
+    return {"t": None, "s": "sys", "m": raw.decode("utf-8", "replace")}
+
+
+def _skip_long_line(f: IO[bytes], offset: int, size: int) -> Chunk:
+    """A line longer than a read (only a log written by something else than dockyard's
+    splitter has one): stands in for it with a note, or waits while it is being written."""
+    position = f.tell()
+    while block := f.read(BLOCK):
+        end = block.find(b"\n")
+        if end >= 0:
+            after = position + end + 1
+            note = f"[a log line of {after - 1 - offset} bytes was skipped: longer than one read]"
+            line = {"t": None, "s": "sys", "m": note}
+            return Chunk([line], after, size, after < size)
+        position += len(block)
+    return Chunk([], offset, size)
+
+
+def tail_offset(run_dir: Path, count: int) -> int:
+    """Where the last `count` complete lines of the log start (0 when it has fewer)."""
+    try:
+        f = path(run_dir).open("rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        position = f.seek(0, os.SEEK_END)
+        wanted = count + 1  # the newline before the first of them
+        while position > 0:
+            step = min(BLOCK, position)
+            position -= step
+            f.seek(position)
+            block = f.read(step)
+            found = block.count(b"\n")
+            if found < wanted:
+                wanted -= found
+                continue
+            end = len(block)
+            for _ in range(wanted):
+                end = block.rindex(b"\n", 0, end)
+            return position + end + 1
+    return 0
+
+
+class _Counts:
+    """Complete lines per log file, extended over what was appended since the last count
+    (logs only grow), for the most recently counted files."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._known: OrderedDict[Path, tuple[int, int]] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def count(self, file: Path) -> int:
+        with self._lock:
+            done, lines = self._known.pop(file, (0, 0))
+        try:
+            with file.open("rb") as f:
+                if os.fstat(f.fileno()).st_size < done:  # not the file counted before
+                    done, lines = 0, 0
+                position = f.seek(done)
+                while block := f.read(BLOCK * 16):
+                    found = block.count(b"\n")
+                    if found:  # counted up to the last complete line
+                        lines += found
+                        done = position + block.rindex(b"\n") + 1
+                    position += len(block)
+        except FileNotFoundError:
+            return 0
+        with self._lock:
+            self._known[file] = (done, lines)
+            while len(self._known) > self._keep:
+                self._known.popitem(last=False)
+        return lines
+
+
+_counts = _Counts()
+
+
+def count_lines(run_dir: Path) -> int:
+    """How many complete lines the log has."""
+    return _counts.count(path(run_dir))
 
 
 def redactions(run_dir: Path) -> list[str]:

@@ -461,7 +461,17 @@ def _run_details(session: Session, run: Run, job: Job) -> dict[str, Any]:
     return info
 
 
-def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0) -> dict[str, Any]:
+def run_logs(
+    ctl: Controller,
+    principal: Principal,
+    run_id: str,
+    offset: int = 0,
+    tail: int | None = None,
+    limit: int = logs.READ_LINES,
+    count: bool = False,
+) -> dict[str, Any]:
+    """One bounded page of a run's log: from byte `offset`, or from where its last `tail`
+    lines start; `line_count` (complete lines in the whole log) when `count` is asked."""
     with ctl.db.session() as session:
         run, _job = _run(session, run_id)
         _workspace_by_id(session, principal, run.workspace_id, "read")
@@ -469,12 +479,18 @@ def run_logs(ctl: Controller, principal: Principal, run_id: str, offset: int = 0
     run_dir = ctl.preparer.run_dir(run_id)
     # past the end there is nothing to read (and past the filesystem's largest file, a read
     # fails): start at most at the end
-    chunk = logs.read(run_dir, min(offset, _size(logs.path(run_dir))))
+    start = logs.tail_offset(run_dir, tail) if tail is not None else offset
+    start = min(start, _size(logs.path(run_dir)))
+    chunk = logs.read(run_dir, start, min(max(1, limit), logs.READ_LINES))
     return {
         "run_id": run_id,
         "status": status,
         "lines": chunk.lines,
+        "offset": start,
         "next_offset": chunk.next_offset,
+        "size": chunk.size,
+        "more": chunk.more,
+        "line_count": logs.count_lines(run_dir) if count else None,
         "done": status in runs.TERMINAL,
     }
 

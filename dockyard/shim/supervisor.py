@@ -9,8 +9,10 @@ run directory, so a run outlives a controller restart and is adopted afterwards:
 - `log.jsonl`  one JSON object per line: {"t": ISO time, "s": "out"|"err"|"sys", "m": text}
 - `exit.json`  (written here, atomically, last) returncode, signal, finished_at
 
-Secret values of the run's profile (`dlt/.dockyard-redact.json`, written by the controller
-with the run's configuration) are replaced by `***` in every line before it is written.
+Output is cut into lines by `loglines.py`, the splitter the Docker executor uses too: lines
+are bounded (`[line truncated: N bytes]`), and the secret values of the run's profile
+(`dlt/.dockyard-redact.json`, written by the controller with the run's configuration) are
+replaced by `***` on the whole line before it is written, whatever the pipe cut it into.
 
 Every process of the run dies with it. In the sandbox (`"sandboxed"` in spec.json: argv starts
 bubblewrap) the job has its own PID namespace: the kernel kills all of it when the job's
@@ -24,7 +26,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,11 +33,15 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-MAX_LINE = 64 * 1024
 PR_SET_CHILD_SUBREAPER = 36
 INFO_FD = "{info_fd}"  # in a sandboxed argv: where bwrap reports its first process
+
+if TYPE_CHECKING or __package__:  # imported by the controller or the tests
+    from dockyard.shim import loglines
+else:  # run as a script (`python -S supervisor.py`): its own folder is on sys.path
+    import loglines
 
 
 def now() -> str:
@@ -57,32 +62,36 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def secrets_pattern(run_dir: Path) -> "re.Pattern[str] | None":
+def secrets_pattern(run_dir: Path) -> "loglines.Redactor | None":
+    """What the run's log must hide (None: nothing)."""
     try:
         values = json.loads((run_dir / "dlt" / ".dockyard-redact.json").read_text())
     except (OSError, ValueError):
         return None
-    wanted = sorted({str(v) for v in values if v}, key=lambda v: (-len(v), v))
-    return re.compile("|".join(map(re.escape, wanted))) if wanted else None
+    redactor = loglines.Redactor(str(v) for v in values)
+    return redactor if redactor else None
 
 
 class Log:
-    def __init__(self, path: Path, secrets: "re.Pattern[str] | None" = None) -> None:
+    def __init__(self, path: Path, secrets: "loglines.Redactor | None" = None) -> None:
         self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self._secrets = secrets
 
     def write(self, stream: str, text: str) -> None:
-        if self._secrets is not None and stream != "sys":
-            text = self._secrets.sub("***", text)
+        """Append one line as it is (the job's lines come redacted from `pump`)."""
         line = json.dumps({"t": now(), "s": stream, "m": text}, ensure_ascii=False)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
 
     def pump(self, pipe: IO[bytes], stream: str) -> None:
-        for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
-            self.write(stream, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        """Copy one of the job's pipes into the log until it closes, line by line."""
+        splitter = loglines.LineSplitter(lambda text: self.write(stream, text), self._secrets)
+        fd = pipe.fileno()
+        while chunk := os.read(fd, loglines.READ_SIZE):
+            splitter.feed(chunk)
+        splitter.close()
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.controller import auth, sealing, service
+from dockyard.controller import auth, logs, sealing, service
 from dockyard.controller.core import Controller
 from dockyard.web.deps import PathNumber, QueryOffset, controller, principal
 
@@ -157,8 +157,18 @@ def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}/logs")
-def run_logs(run_id: str, ctl: Ctl, who: Who, offset: QueryOffset = 0) -> dict[str, Any]:
-    return service.run_logs(ctl, who, run_id, offset)
+def run_logs(
+    run_id: str,
+    ctl: Ctl,
+    who: Who,
+    offset: QueryOffset = 0,
+    tail: Annotated[int | None, Query(ge=0, le=logs.MAX_OFFSET)] = None,
+    limit: Annotated[int, Query(ge=1, le=logs.READ_LINES)] = logs.READ_LINES,
+    count: bool = False,
+) -> dict[str, Any]:
+    """A page of the run's log (at most `limit` lines and 1 MiB): from byte `offset`, or
+    the last `tail` lines; go on from `next_offset` while `more`."""
+    return service.run_logs(ctl, who, run_id, offset, tail, limit, count)
 
 
 @router.post("/runs/{run_id}/cancel")

@@ -188,7 +188,9 @@ def test_a_restarted_controller_adopts_its_containers(
         ended = wait_run(cli, "counter", timeout=60)
         assert ended["status"] == "completed" and ended["run_id"] == run["run_id"]
         lines = [
-            ln["m"] for ln in cli.json("job-run", "counter", "logs")["lines"] if ln["s"] == "out"
+            ln["m"]
+            for ln in cli.json("job-run", "counter", "logs", "--all")["lines"]
+            if ln["s"] == "out"
         ]
         assert lines == [f"line {i}" for i in range(60)]  # complete, nothing twice
         assert len(cli.json("job-run", "list", "counter")) == 1
@@ -255,9 +257,10 @@ def test_unused_images_are_collected_newest_use_kept(docker_engine: None, tmp_pa
         DockerConfig(BASE_IMAGE, keep_images=2, image_repo=repo, state_dir=tmp_path)
     )
     tags = [f"{repo}:{n}" for n in ("old", "used-long-ago", "mid", "new", "in-container")]
+    labels = executor.image_labels("test")  # as the images this server builds
     for tag in tags:  # distinct images, built one after another
         container = executor.client.containers.create(BASE_IMAGE, ["true"])
-        container.commit(repository=repo, tag=tag.split(":")[1])
+        container.commit(repository=repo, tag=tag.split(":")[1], conf={"Labels": labels})
         container.remove()
         time.sleep(1.1)  # Created has one-second resolution in some engines
     executor.record_use(f"{repo}:used-long-ago")  # a run started from it just now
@@ -310,7 +313,8 @@ def test_a_run_ends_with_a_reason_when_dockerd_restarts(dcli: Cli) -> None:
     ended = wait_run(dcli, "napper", timeout=60)
     assert ended["run_id"] == run["run_id"] and ended["status"] == "failed"
     assert ended["reason"].startswith("the docker engine stopped or restarted during the run")
-    out = [ln for ln in dcli.json("job-run", "napper", "logs")["lines"] if ln["s"] == "out"]
+    log = dcli.json("job-run", "napper", "logs", "--all")["lines"]
+    out = [ln for ln in log if ln["s"] == "out"]
     assert [ln["m"] for ln in out] == [f"nap {i}" for i in range(len(out))]  # no gap, no twice
     # napper lets dlt absorb SIGTERM, so dockerd kills it after its 10 s shutdown timeout:
     # what it printed while the engine's socket was already closed is in the log too

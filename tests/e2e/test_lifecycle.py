@@ -163,7 +163,7 @@ def test_runs_survive_a_controller_restart(
         assert running["status"] == "running" and running["number"] == 1
         cli.run("cancel", "napper")
         assert wait_run(cli, "napper", timeout=60)["status"] == "cancelled"
-        log = cli.run("logs", "napper").stdout
+        log = cli.run("logs", "napper", "--all").stdout
         assert log.count("» starting") == 1  # adopted, never launched twice
         assert len(cli.json("job-run", "list", "napper")) == 1
     finally:

@@ -2,13 +2,17 @@
 
 Images: one per requirement set (`dockyard-env:<key>`), built on a base image without a
 registry: a builder container runs uv (the controller's own binary and cache, mounted) to
-create `/env`, and is committed as the image. Code is never baked in: the deployment's
+create `/env`, and is committed as the image, labelled with this server's id; image
+collection removes only images with that label (an engine may serve several servers, and
+other images may look like ours). Code is never baked in: the deployment's
 checkout and the run's configuration are mounted read-only, and each run gets its own
 writable working area (`/work`).
 
 Runs: one container per run (`dockyard-run-<run id>`), labelled with workspace, job, run and
 deployment, running the same shim and launcher command as the local executor under Docker's
-init (so signals reach the job). Logs are streamed into the run log as they arrive; Docker's
+init (so signals reach the job). Logs are streamed into the run log as they arrive, cut into
+lines by the same splitter as the local supervisor's (`dockyard.shim.loglines`: Docker's
+16 KiB fragments re-joined, bounded, redacted on the whole line); Docker's
 event stream wakes the runner when a container dies; the exit code (and OOM kill) is read
 from the container, which is removed once its logs are collected. Everything is found again
 by name and label after a controller restart.
@@ -34,13 +38,12 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
-from dockyard import crypto
-from dockyard.controller import envs, logs
+from dockyard.controller import envs, logs, server_id
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
 from dockyard.errors import Unavailable
 from dockyard.settings import Settings
-from dockyard.shim import SHIM
+from dockyard.shim import SHIM, loglines
 
 log = logging.getLogger(__name__)
 ENV_REPO = "dockyard-env"
@@ -68,6 +71,7 @@ OUTAGE_WINDOW_S = 30.0
 # how long a run waits for an engine that went away before it ends without its container
 ENGINE_GIVE_UP_S = 120.0
 ENGINE_STOP = "engine-stop.json"  # a run's container ended with the engine; logs pending
+SERVER_LABEL = "dockyard.server"  # on images and containers: the id of the server that made them
 
 
 @dataclass
@@ -102,6 +106,7 @@ class DockerExecutor:
         self._away_since: float | None = None  # the engine is unreachable since then
         self._build_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._server_id: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DockerExecutor":
@@ -120,6 +125,21 @@ class DockerExecutor:
         return executor
 
     port: int | None = None
+
+    @property
+    def server_id(self) -> str | None:
+        """This server's id (`<data-dir>/server-id`), None without a data directory (then
+        no image is ever collected: none can be told apart as ours)."""
+        if self._server_id is None and self.config.state_dir is not None:
+            self._server_id = server_id.ensure(self.config.state_dir)
+        return self._server_id
+
+    def image_labels(self, env_key: str) -> dict[str, str]:
+        """The labels of an environment image this server builds."""
+        labels = {"dockyard.env": env_key}
+        if self.server_id is not None:
+            labels[SERVER_LABEL] = self.server_id
+        return labels
 
     @property
     def beacon_url(self) -> str:
@@ -202,14 +222,15 @@ class DockerExecutor:
             base,
             ["sh", "-c", script],
             detach=True,
-            labels={"dockyard.build": spec.key},
+            labels={"dockyard.build": spec.key, **self.image_labels(spec.key)},
             mounts=self._build_mounts(),
             network_mode=self.config.network,
         )
         try:
-            for chunk in builder.logs(stream=True, follow=True):
-                for line in chunk.decode("utf-8", "replace").splitlines():
-                    sink(line)
+            lines = loglines.LineSplitter(sink)
+            for message in builder.logs(stream=True, follow=True):
+                lines.feed(message)
+            lines.close()
             code = builder.wait()["StatusCode"]
             if code != 0:
                 raise Unavailable(
@@ -222,7 +243,7 @@ class DockerExecutor:
                 conf={
                     "Env": [f"PATH={PATH}", "VIRTUAL_ENV=/env", "LANG=C.UTF-8"],
                     "Cmd": ["python"],
-                    "Labels": {"dockyard.env": spec.key},
+                    "Labels": self.image_labels(spec.key),
                 },
             )
         finally:
@@ -287,10 +308,15 @@ class DockerExecutor:
         return env
 
     def collect_images(self) -> list[str]:
-        """Keep the `keep_images` environment images used (or built) most recently, and any
-        a container still uses; remove the rest. Returns the tags removed."""
+        """Keep the `keep_images` environment images this server built that were used (or
+        built) most recently, and any a container still uses; remove the rest of this
+        server's. Images without this server's label are never touched. Returns the tags
+        removed."""
+        if self.server_id is None:
+            return []
+        mine = {"label": f"{SERVER_LABEL}={self.server_id}"}
         try:
-            images = self.client.images.list(name=self.config.image_repo)
+            images = self.client.images.list(name=self.config.image_repo, filters=mine)
             in_use = {c.attrs.get("Image") for c in self.client.containers.list(all=True)}
         except ENGINE_ERRORS as exc:
             log.warning("image collection failed", extra={"action": "gc_images", "error": str(exc)})
@@ -354,7 +380,7 @@ class DockerExecutor:
             name=name,
             detach=True,
             init=True,
-            labels=plan.labels,
+            labels={**plan.labels, **self._server_label()},
             environment=self._environment(plan),
             working_dir=IN_CONTAINER["code"],
             user=user,
@@ -382,6 +408,9 @@ class DockerExecutor:
             return self.config.user
         sandbox.give_all((plan.settings, plan.code, plan.var, work), uid)
         return f"{uid}:{uid}"
+
+    def _server_label(self) -> dict[str, str]:
+        return {SERVER_LABEL: self.server_id} if self.server_id is not None else {}
 
     def _run_volumes(self, plan: RunPlan, work: Path) -> dict[str, dict[str, str]]:
         volumes = {
@@ -612,6 +641,10 @@ class DockerExecutor:
             thread.start()
 
     def _pump(self, run_id: str, run_dir: Path, stream: str) -> None:
+        """Copy one stream of the container's output into the run log. With timestamps,
+        Docker sends one message per line, or per 16 KiB fragment of a longer one, each
+        `<RFC 3339 time> <text>`: the time is taken off every message (a line gets its last
+        fragment's), the texts go through the splitter, which joins the fragments."""
         since = logs.last_time(run_dir, stream)
         kwargs: dict[str, Any] = {
             "stdout": stream == "out",
@@ -622,30 +655,27 @@ class DockerExecutor:
         }
         if since is not None:
             kwargs["since"] = datetime.fromisoformat(since)
+        stamp: str | None = None
+
+        def write(text: str) -> None:
+            if since is not None and stamp is not None and stamp <= since:
+                return  # already in the log before the restart
+            logs.append(run_dir, stream, text, stamp)
+
+        lines = loglines.LineSplitter(write, loglines.Redactor(self._secrets(run_dir)))
         try:
             container = self.client.containers.get(self.container_name(run_id))
-            pending = b""
-            for chunk in container.logs(**kwargs):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    self._write(run_dir, stream, raw, since)
-            if pending:
-                self._write(run_dir, stream, pending, since)
-        except ENGINE_ERRORS as exc:
+            for message in container.logs(**kwargs):
+                stamp, text = _message(message, stamp)
+                lines.feed(text)
+            lines.close()  # a last line without a newline
+        except ENGINE_ERRORS as exc:  # an unfinished line is read again on resuming
             with self._guard:
                 self._broken.add(run_id)
             log.warning(
                 "log stream broke",
                 extra={"action": "container_logs", "run_id": run_id, "error": str(exc)},
             )
-
-    def _write(self, run_dir: Path, stream: str, raw: bytes, since: str | None) -> None:
-        stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
-        at = _iso(stamp)
-        if since is not None and at is not None and at <= since:
-            return  # already in the log before the restart
-        logs.append(run_dir, stream, crypto.redact(text.rstrip("\r"), self._secrets(run_dir)), at)
 
     def _secrets(self, run_dir: Path) -> list[str]:
         """The run's secret values (kept while it runs: its configuration is removed at
@@ -654,6 +684,13 @@ class DockerExecutor:
             if run_dir.name not in self._redact:
                 self._redact[run_dir.name] = logs.redactions(run_dir)
             return self._redact[run_dir.name]
+
+
+def _message(message: bytes, last: str | None) -> tuple[str | None, bytes]:
+    """A Docker log message with timestamps as (its time, ISO; its text)."""
+    head, _, text = message.partition(b" ")
+    at = _iso(head.decode("ascii", "replace")) if len(head) <= 40 else None
+    return (at, text) if at is not None else (last, message)
 
 
 def _iso(docker_time: str) -> str | None:

@@ -1,20 +1,22 @@
 """The runs list (filters, keyset pages), a run's page, its cancel button and its live log.
 
 The live log is a server-sent event stream that follows `service.run_logs` by byte offset
-(polled every 0.2 s). Each stream lasts at most `STREAM_S` and says where it stopped (the
-event id is the offset); the browser's EventSource reconnects at once and resumes there, so
-no connection outlives a server shutdown by more than a few seconds.
+(polled every 0.2 s), one bounded read (at most 1 MiB of log) per event. Each stream lasts
+about `STREAM_S` and says where it stopped (the event id is the offset); the browser's
+EventSource reconnects at once and resumes there, so no connection outlives a server
+shutdown by more than a few seconds.
 """
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from dockyard.controller import dashboard, service
+from dockyard.controller import dashboard, logs, service
 from dockyard.controller.core import Controller
 from dockyard.web import formatting
 from dockyard.web.pages import render
@@ -24,6 +26,7 @@ router = APIRouter(prefix="/ui/w/{ws}", include_in_schema=False)
 POLL_S = 0.2
 STREAM_S = 5.0
 RETRY_MS = 200
+PAGE_LINES = 20_000  # the most lines the page keeps (dockyard.js); a new stream starts there
 RUN_PARTS = {"run-summary": "_run_summary.html", "run-outputs": "_run_outputs.html"}
 
 
@@ -73,33 +76,52 @@ def cancel(ws: str, run_id: str, request: Request, who: Who, form: CheckedForm) 
 
 @router.get("/runs/{run_id}/log")
 async def log_stream(
-    ws: str, run_id: str, request: Request, who: Who, offset: int = 0
+    ws: str, run_id: str, request: Request, who: Who, offset: int | None = None
 ) -> StreamingResponse:
     """`event: lines` (a JSON list of log lines, id = the next offset) while the run writes,
-    then `event: end` once it is over and everything was sent."""
+    then `event: end` once it is over and everything was sent. A new stream starts at the
+    last `PAGE_LINES` lines (the page keeps no more), a resumed one where it stopped."""
     ctl = render.controller(request)
     await anyio.to_thread.run_sync(dashboard.run_detail, ctl, who, ws, run_id)
     resume = request.headers.get("last-event-id", "")
-    start = int(resume) if resume.isdigit() else max(0, offset)
+    if resume.isdigit():
+        offset = int(resume)
+    start = None if offset is None else min(max(0, offset), logs.MAX_OFFSET)
     events = _follow(request, ctl, who, run_id, start)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def _follow(
-    request: Request, ctl: Controller, who: service.Principal, run_id: str, offset: int
+    request: Request, ctl: Controller, who: service.Principal, run_id: str, offset: int | None
 ) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     ended = False  # seen terminal once: one more read for a line written just after
-    with anyio.move_on_after(STREAM_S):
-        while not await request.is_disconnected():
+    # the stream's end is checked between events, never by cancelling a pending send: a
+    # cancel scope around `yield` would cancel the response's own write of a big event
+    deadline = anyio.current_time() + STREAM_S
+    while anyio.current_time() < deadline and not await request.is_disconnected():
+        if offset is None:
+            chunk = await anyio.to_thread.run_sync(_tail, ctl, who, run_id)
+        else:
             chunk = await anyio.to_thread.run_sync(service.run_logs, ctl, who, run_id, offset)
-            if chunk["lines"]:
-                offset = chunk["next_offset"]
-                yield f"id: {offset}\nevent: lines\ndata: {json.dumps(chunk['lines'])}\n\n"
-                continue  # more may be waiting (a chunk holds at most 5,000 lines)
-            if chunk["done"] and ended:
-                yield f"event: end\ndata: {json.dumps({'status': chunk['status']})}\n\n"
-                return
-            ended = chunk["done"]
-            await anyio.sleep(POLL_S)
+        offset = chunk["next_offset"]
+        if chunk["lines"]:  # one bounded read per event (at most 1 MiB of log)
+            yield f"id: {offset}\nevent: lines\ndata: {json.dumps(chunk['lines'])}\n\n"
+            continue  # more may be waiting
+        if chunk["done"] and ended:
+            yield f"event: end\ndata: {json.dumps({'status': chunk['status']})}\n\n"
+            return
+        ended = chunk["done"]
+        await anyio.sleep(POLL_S)
+
+
+def _tail(ctl: Controller, who: service.Principal, run_id: str) -> dict[str, Any]:
+    """The first read of a new stream: the last `PAGE_LINES` lines, after a line that says
+    how many earlier ones are not shown."""
+    chunk = service.run_logs(ctl, who, run_id, tail=PAGE_LINES, count=True)
+    if chunk["offset"] > 0:
+        hidden = chunk["line_count"] - PAGE_LINES
+        note = f"… {hidden:,} earlier lines not shown here (the CLI's `logs --all` has them)"
+        chunk["lines"] = [{"t": None, "s": "sys", "m": note}, *chunk["lines"]]
+    return chunk
