@@ -148,7 +148,11 @@ def test_ordinary_bodies_still_work(bounded: Server, tmp_path: Path) -> None:
     )
     assert login.status_code == 303
     assert "dockyard_session" in login.headers["set-cookie"]
-    wrong = httpx.post(f"{bounded.url}/ui/login", data={"token": "dy_nope", "next": "/ui/"})
+    wrong = httpx.post(
+        f"{bounded.url}/ui/login",
+        data={"token": "dy_nope", "next": "/ui/"},
+        headers={"Origin": bounded.url},
+    )
     assert wrong.status_code == 401  # read, checked, refused: not a size problem
 
 

@@ -263,7 +263,9 @@ def test_the_live_log_of_a_big_run_streams_in_bounded_events(
     seen: list[str] = []
     biggest, status, resume = 0, "", ""
     with httpx.Client(base_url=own_server.url, timeout=60) as browser:
-        login = browser.post("/ui/login", data={"token": own_server.token})
+        login = browser.post(
+            "/ui/login", data={"token": own_server.token}, headers={"Origin": own_server.url}
+        )
         assert login.status_code in (200, 303), login.text
         stream = f"/ui/w/{cli.workspace}/runs/{run['run_id']}/log"
         # a reader on a slow link first: its stream must end between two events, never

@@ -4,6 +4,7 @@ gets to read, and what the client gets back (real servers: tests/security/test_b
 import asyncio
 import json
 from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -77,7 +78,10 @@ def run(app: Any, scope: Message, chunks: list[bytes]) -> tuple[list[Message], i
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    asyncio.run(limits.BodyLimit(app, LIMITS)(scope, receive, send))
+    # in a thread of its own: a session-wide Playwright (tests/browser) may hold this thread's
+    # event loop, and asyncio.run refuses to nest
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, limits.BodyLimit(app, LIMITS)(scope, receive, send)).result()
     return sent, taken
 
 
