@@ -130,26 +130,48 @@ def floor_sample(spec: dict[str, Any]) -> dict[str, float]:
 
 
 def bench(repeat: int) -> Report:
+    """Two servers, the same job: one runs it in its sandbox (the default), the other with
+    `DOCKYARD_SANDBOX=off`; launches and floors interleaved so drift hits all alike."""
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp_name:
         tmp = Path(tmp_name)
         ws = workspace(tmp / "noop")
-        with running_server(tmp) as server:
+        (tmp / "plain").mkdir()
+        with (
+            running_server(tmp) as server,
+            running_server(tmp / "plain", env={"DOCKYARD_SANDBOX": "off"}) as plain,
+        ):
             cli = Cli(server, tmp / "home", "bench-noop")
+            plain_cli = Cli(plain, tmp / "home-plain", "bench-noop")
             setup = {"deploy": timed(lambda: cli.run("deploy", cwd=ws))[0]}
             setup["warm"], first = timed(lambda: cli.json("launch", "noop", "-f"))
+            plain_cli.run("deploy", cwd=ws)
+            plain_cli.json("launch", "noop", "-f")
             cold = measure(first, server.data_dir)
             setup.update({f"first_{key}": value for key, value in cold.items()})
             spec = job_spec(server.data_dir, first["run_id"])
             floor_sample(spec)  # warm-up
             samples: list[dict[str, float]] = []
+            unsandboxed: list[dict[str, float]] = []
             floors: list[dict[str, float]] = []
             walls: list[float] = []
-            for _ in range(repeat):  # interleaved, so drift on a shared machine hits both
+            for _ in range(repeat):  # interleaved, so drift on a shared machine hits all
                 floors.append(floor_sample(spec))
                 wall, run = timed(lambda: cli.json("launch", "noop", "-f"))
                 walls.append(wall)
                 samples.append(measure(run, server.data_dir))
-    return report(samples, floors, walls, setup, Path(job_python(spec)))
+                bare = plain_cli.json("launch", "noop", "-f")
+                unsandboxed.append(measure(bare, plain.data_dir))
+    rep = report(samples, floors, walls, setup, Path(job_python(spec)))
+    sandboxed = median([s["overhead"] for s in samples])
+    without = median([s["overhead"] for s in unsandboxed])
+    rep.add("the same launches, DOCKYARD_SANDBOX=off, median [s]", without, "unsandboxed_s")
+    rep.add("  the sandbox's share (median - unsandboxed median) [s]", sandboxed - without)
+    rep.add(
+        "  supervisor step without the sandbox, median [s]",
+        median([s["supervisor"] for s in unsandboxed]),
+        "unsandboxed_supervisor_s",
+    )
+    return rep
 
 
 def report(
