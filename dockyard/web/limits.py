@@ -63,7 +63,9 @@ class BodyLimits:
                 "beacon": settings.beacon_max_bytes,
                 "form": settings.max_form_bytes,
                 "api": settings.max_api_bytes,
-                "git": settings.max_git_bytes,
+                # a backstop only: the git route streams pushes and applies
+                # DOCKYARD_MAX_PUSH_BYTES itself, with git's own cleanup; never below it
+                "git": max(settings.max_git_bytes, settings.push_limit),
                 "apps": settings.max_app_bytes,
                 "other": settings.max_other_bytes,
             }

@@ -160,6 +160,12 @@ def test_everything_on_an_apps_host_is_app_traffic(path: str) -> None:
     assert limits.endpoint_class(on_app_host) == "apps"
 
 
+def test_the_git_backstop_never_undercuts_the_push_limit() -> None:
+    raised = Settings(max_git_bytes=10, max_push_bytes=1000)
+    assert limits.BodyLimits.from_settings(raised).caps["git"] == 1000
+    assert limits.BodyLimits.from_settings(Settings(max_git_bytes=10**12)).caps["git"] == 10**12
+
+
 def test_caps_come_from_the_settings() -> None:
     caps = limits.BodyLimits.from_settings(Settings(max_api_bytes=5, beacon_max_bytes=7)).caps
     assert (caps["api"], caps["beacon"]) == (5, 7)
