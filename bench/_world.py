@@ -1,7 +1,7 @@
 """An in-process controller for the scheduler benchmarks, built like the integration tests'
 `World` (tests/integration/test_scheduler.py): a real SQLite file with the real migrations, a
-real bare workspace repository, the real reconciler, dispatcher and scheduler. No server, no
-runner: runs stay as the scheduler or the dispatcher made them.
+real bare workspace repository, the real reconciler, lifecycle and scheduler. No server, no
+runner: runs stay as the scheduler or the lifecycle made them.
 
 `CommitStamps` records, for every run row, the wall time at which the transaction that
 inserted it committed. A run's `created_at` is the clock read once per scheduler tick (or per
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import gitstore, manifests, workspaces
-from dockyard.controller.dispatch import Dispatcher
+from dockyard.controller.lifecycle import Events, Lifecycle
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduler import Scheduler
@@ -70,7 +70,7 @@ class World:
     db: Database
     repos: Path
     repo: Any  # pygit2.Repository (untyped)
-    dispatcher: Dispatcher
+    lifecycle: Lifecycle
     scheduler: Scheduler
     reconciler: Reconciler
 
@@ -127,11 +127,12 @@ def make_world(tmp: Path, clock: Clock | None = None) -> World:
     repos = tmp / "repos"
     with db.session() as session:
         workspaces.create(session, repos, WORKSPACE, hooks=lambda repo: None)  # nothing pushed
-    dispatcher = Dispatcher(repos, Defaults(7200.0, 30.0))
-    scheduler = Scheduler(db, clock, dispatcher)
-    reconciler = Reconciler(db, repos, lambda _name: scheduler.wake(), clock)
+    events = Events()
+    lifecycle = Lifecycle(repos, Defaults(7200.0, 30.0), events=events)
+    scheduler = Scheduler(db, clock, lifecycle)  # woken by the reconciler's Deployed
+    reconciler = Reconciler(db, repos, events, clock)
     repo = gitstore.open_repo(workspaces.repo_path(repos, WORKSPACE))
-    return World(db, repos, repo, dispatcher, scheduler, reconciler)
+    return World(db, repos, repo, lifecycle, scheduler, reconciler)
 
 
 @dataclass

@@ -163,15 +163,15 @@ PROFILED = (
         "controller/runs.py",
         "select_jobs",
     ),
-    ("  Dispatcher.create", "controller/dispatch.py", "create"),
-    ("    Dispatcher._row (number UPDATE, INSERT, flush)", "controller/dispatch.py", "_row"),
+    ("  Lifecycle.create", "controller/lifecycle/writer.py", "create"),
+    ("    Lifecycle._row (number UPDATE, INSERT, flush)", "controller/lifecycle/writer.py", "_row"),
     (
         "      SQLAlchemy 'evaluate' sync of the UPDATE over the session's objects",
         "sqlalchemy/orm/bulk_persistence.py",
         "_get_matched_objects_on_criteria",
     ),
     ("    scheduling.window (croniter)", "controller/scheduling.py", "window"),
-    ("    _active_numbers (SELECT)", "controller/dispatch.py", "_active_numbers"),
+    ("    facts.read (active runs SELECT, ledger)", "controller/lifecycle/facts.py", "read"),
     ("  runs.as_dict (response rows)", "controller/runs.py", "as_dict"),
 )
 

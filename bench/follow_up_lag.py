@@ -8,7 +8,7 @@ end, so runs never overlap. Then, per pair, from `job-run up <n> info -o json` a
 `job-run down <m> info -o json`:
 
 - stored       down `created_at` - up `finished_at`. Both are written in ONE transaction
-               from ONE clock read (`Dispatcher.finish` ends the upstream and creates its
+               from ONE clock read (`Lifecycle.finish` ends the upstream and creates its
                follow-ups with the same `now`), so this is 0 by construction;
 - from exit    down `created_at` - the upstream process's exit (the supervisor's
                `exit.json` `finished_at`): the runner noticing the exit, reading the run and
@@ -20,8 +20,8 @@ end, so runs never overlap. Then, per pair, from `job-run up <n> info -o json` a
 
 The target is checked on "committed" (the strictest of the three).
 
-Floors, in-process (bench/_world.py: real SQLite, real dispatcher, no runner), FLOOR_REPEAT
-times each: `Dispatcher.finish` of a pending upstream run in a workspace of the same two
+Floors, in-process (bench/_world.py: real SQLite, real lifecycle, no runner), FLOOR_REPEAT
+times each: `Lifecycle.finish` of a running upstream run in a workspace of the same two
 jobs, from just before the session opens to just after the commit that makes the follow-up
 visible: the least any design with one transaction per run end costs. Then the same in a
 workspace with 5,000 more active jobs, because `_follow_ups` reads every active job of the
@@ -55,7 +55,7 @@ from _common import (
 )
 from _world import World, job, make_world
 
-from dockyard.controller.dispatch import Request
+from dockyard.controller.lifecycle import Request, RunStatus
 from dockyard.controller.store.models import Run
 
 TARGET_P99_S = 0.2
@@ -155,30 +155,31 @@ def follow_jobs(other: int) -> list[dict[str, Any]]:
 
 
 def finish_once(world: World) -> float:
-    """Seconds from just before `Dispatcher.finish` of a pending `up` run to the commit that
+    """Seconds from just before `Lifecycle.finish` of a running `up` run to the commit that
     makes its follow-up visible; the follow-up is then ended (untimed) so the next one is not
     held back by `down`'s concurrency limit."""
     with world.db.session() as session:
         ws = world.workspace(session)
-        up = world.dispatcher.create(
+        up = world.lifecycle.create(
             session,
             ws,
             world.job(session, "up"),
             Request("manual:jobs.bench.up", gated=False),
             datetime.now(UTC),
         )
+        world.lifecycle.advance(session, up, RunStatus.RUNNING, datetime.now(UTC))
     start = time.perf_counter()
     with world.db.session() as session:
         row = session.get(Run, up.id)
         assert row is not None
-        made = world.dispatcher.finish(session, row, ["pending"], "completed", datetime.now(UTC))
+        made = world.lifecycle.finish(session, row, ["running"], "completed", datetime.now(UTC))
     elapsed = time.perf_counter() - start
     if len(made) != 1 or made[0].status != "pending":
         raise RuntimeError(f"expected one pending follow-up, got {made}")
     with world.db.session() as session:
         down = session.get(Run, made[0].id)
         assert down is not None
-        world.dispatcher.finish(session, down, ["pending"], "completed", datetime.now(UTC))
+        world.lifecycle.advance(session, down, RunStatus.COMPLETED, datetime.now(UTC))
     return elapsed
 
 
@@ -196,7 +197,7 @@ def report(
     samples: list[dict[str, float]], floor: list[float], floor_many: list[float], other: int
 ) -> Report:
     rep = Report("follow-up lag: upstream finished -> downstream run created (server + CLI)")
-    rep.figures["floor"] = "in-process Dispatcher.finish -> commit, 2-job workspace"
+    rep.figures["floor"] = "in-process Lifecycle.finish -> commit, 2-job workspace"
 
     def col(key: str) -> list[float]:
         return [s[key] for s in samples]
@@ -205,7 +206,7 @@ def report(
     rep.add_spread("stored: down created_at - up finished_at", col("stored"), "stored")
     rep.add_spread("from exit: down created_at - up process exit", col("from_exit"), "from_exit")
     rep.add_spread("committed: 'run finished' log line - up exit", col("committed"), "committed")
-    rep.add_spread("floor: Dispatcher.finish -> commit (2 jobs)", floor, "floor")
+    rep.add_spread("floor: Lifecycle.finish -> commit (2 jobs)", floor, "floor")
     rep.add_spread(f"  same, {other:,} more active jobs in the workspace", floor_many, "floor_many")
     rep.add_spread("for information: down created_at -> started_at", col("down_start"), "start")
     stats, low = spread(col("committed")), median(floor)

@@ -1,7 +1,7 @@
 """Tick → run record lag with 5,000 active schedules: in-process, real time.
 
 A real SQLite database (real migrations), a real bare workspace repository, the real
-reconciler, dispatcher and `Scheduler` thread (`Scheduler.start()`, `SystemClock`), as in
+reconciler, lifecycle and `Scheduler` thread (`Scheduler.start()`, `SystemClock`), as in
 tests/integration/test_scheduler.py but with the wall clock; no runner, so runs stay pending,
 and no prewarmer (the server prepares at most a few timed runs' processes ahead of their
 tick; the run row is written the same way and committed before such a process is released,
@@ -194,9 +194,9 @@ PROFILED = (
     ),
     ("    Session.get (schedule, job, workspace)", "sqlalchemy/orm/session.py", "get"),
     ("    scheduling.due (next tick, missed ticks: croniter)", "controller/scheduling.py", "due"),
-    ("    Dispatcher.create", "controller/dispatch.py", "create"),
+    ("    Lifecycle.create", "controller/lifecycle/writer.py", "create"),
     ("      scheduling.window (croniter)", "controller/scheduling.py", "window"),
-    ("      Dispatcher._row (number, INSERT, flush)", "controller/dispatch.py", "_row"),
+    ("      Lifecycle._row (number, INSERT, flush)", "controller/lifecycle/writer.py", "_row"),
     (
         "    dltadapter.trigger_type (parses the trigger, every call)",
         "controller/dltadapter.py",

@@ -2,14 +2,14 @@
 (`http://<app>--<workspace>.<apps domain>/`, see `app_origins`).
 
 An app runs as an ordinary run of its interactive job. A request for an app without an
-active run starts one through the dispatcher, like any trigger (interactive jobs have
+active run starts one through the lifecycle, like any trigger (interactive jobs have
 concurrency 1, so a running instance is always reused). An app that has had no proxied
 traffic and no open connection (a WebSocket, an event stream) for its idle window is stopped:
 its run ends `cancelled` ("stopped after 5 min idle"), and the next request starts it again.
 
 The idle window is the job's `execute.timeout` (where dlt stores `idle_timeout`), else the
-server's `app_idle_s`. Runs of apps have no hard deadline (`runner._deadline`): an app in use
-is never stopped by a timeout.
+server's `app_idle_s`. Runs of apps have no hard deadline (`lifecycle.writer._deadline`): an
+app in use is never stopped by a timeout.
 
 Activity is kept in memory by the server process that proxies the traffic (one server per
 database); after a restart every running app gets a full idle window again.
@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
-from dockyard.controller import dispatch, dltadapter, runs
+from dockyard.controller import dltadapter
+from dockyard.controller.lifecycle import ACTIVE, Lifecycle, Request, RunEnded, RunStatus
 from dockyard.controller.loop import Loop
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -191,17 +192,16 @@ class Apps:
         self,
         db: Database,
         clock: Clock,
-        dispatcher: dispatch.Dispatcher,
-        wake_runner: Callable[[], None],
+        lifecycle: Lifecycle,
         idle_s: float,
     ) -> None:
         self.db = db
         self.clock = clock
-        self.dispatcher = dispatcher
-        self.wake_runner = wake_runner
+        self.lifecycle = lifecycle
         self.activity = Activity(clock)
         self.connections = Connections()
         self.recent = Recent(clock)
+        lifecycle.events.subscribe(RunEnded, lambda event: self.recent.forget_run(event.run_id))
         self.monitor = IdleMonitor(self, idle_s)
         self._start_lock = threading.Lock()
 
@@ -216,15 +216,14 @@ class Apps:
             app = self._current(session, ws, job)  # someone may have started it meanwhile
             if app.status != "stopped":
                 return app
-            run = self.dispatcher.create(session, ws, job, self._request(job), self.clock.now())
+            run = self.lifecycle.create(session, ws, job, self._request(job), self.clock.now())
             app = _app(ws, job, app.name, run)
-        self.wake_runner()
         log.info("app started", extra={"action": "start_app", "job_ref": app.job_ref})
         return app
 
-    def _request(self, job: Job) -> dispatch.Request:
+    def _request(self, job: Job) -> Request:
         trigger = str(job.definition.get("default_trigger") or "http:")
-        return dispatch.Request(trigger, gated=False)
+        return Request(trigger, gated=False)
 
     def _current(self, session: Session, ws: Workspace, job: Job) -> App:
         if job.job_type != "interactive":
@@ -238,7 +237,7 @@ class Apps:
         )
         active = session.scalar(
             select(Run)
-            .where(Run.job_id == job.id, Run.status.in_(runs.ACTIVE))
+            .where(Run.job_id == job.id, Run.status.in_(ACTIVE))
             .order_by(Run.number.desc())
             .limit(1)
         )
@@ -291,9 +290,7 @@ class IdleMonitor(Loop):
         self.tick_s = max(0.5, min(5.0, idle_s / 4))
 
     def step(self) -> float:
-        stopped = self.sweep(self.apps.clock.now())
-        if stopped:
-            self.apps.wake_runner()
+        self.sweep(self.apps.clock.now())  # the runner hears each stop (StopRequested)
         return self.tick_s
 
     def sweep(self, now: datetime) -> list[str]:
@@ -304,16 +301,16 @@ class IdleMonitor(Loop):
                 session.execute(
                     select(Run.id, Run.started_at, Run.timeout_s, Run.status)
                     .join(Job, Job.id == Run.job_id)
-                    .where(Job.job_type == "interactive", Run.status.in_(runs.ACTIVE))
+                    .where(Job.job_type == "interactive", Run.status.in_(ACTIVE))
                 )
             )
             for run_id, started_at, window_s, status in rows:
-                if status != "running":
+                if status != RunStatus.RUNNING:
                     continue
                 seen, open_count = activity.state(run_id)
                 if not is_idle(started_at, seen, open_count, window_s, activity.since, now):
                     continue
-                if runs.move(session, run_id, ["running"], status="cancelling", stop_reason="idle"):
+                if self.apps.lifecycle.stop_idle(session, run_id):
                     stopped.append(run_id)
         activity.keep_only({row[0] for row in rows})
         for run_id in stopped:

@@ -6,11 +6,11 @@ import sys
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import apps, auth, beacon, envs, keys, retention, workspaces
-from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.executors.local import LocalExecutor
+from dockyard.controller.lifecycle import Events, Lifecycle
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.prewarm import Prewarmer
@@ -44,38 +44,33 @@ class Controller:
             settings.default_timeout_s, settings.default_grace_s, settings.app_idle_s
         )
         self.executor = make_fleet(settings, executor, self.isolation)
-        self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys)
-        self.dispatcher = Dispatcher(settings.repos_dir, self.defaults, settings.executor)
+        self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys, self.db)
+        # what happened to runs and deployments; each loop subscribes to what wakes it
+        self.events = Events()
+        self.lifecycle = Lifecycle(
+            settings.repos_dir, self.defaults, settings.executor, self.events
+        )
         self.runner = Runner(
             self.db,
             self.clock,
             self.executor,
             self.preparer,
-            self.dispatcher,
+            self.lifecycle,
             bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
         )
         self.prewarmer = Prewarmer(
             self.db,
             self.preparer,
             self.executor,
-            self.dispatcher,
+            self.lifecycle,
             settings.prewarm_s,
             settings.prewarm_max,
         )
-        self.runner.prewarmer_forget = self.prewarmer.forget
         self.scheduler = Scheduler(
-            self.db,
-            self.clock,
-            self.dispatcher,
-            self.runner.wake,
-            self.prewarmer,
-            self.runner.release_prepared,
+            self.db, self.clock, self.lifecycle, self.prewarmer, self.runner.release_prepared
         )
-        self.apps = apps.Apps(
-            self.db, self.clock, self.dispatcher, self.runner.wake, settings.app_idle_s
-        )
-        self.runner.on_finished = self.apps.recent.forget_run
-        self.reconciler = Reconciler(self.db, settings.repos_dir, self._deployed, self.clock)
+        self.apps = apps.Apps(self.db, self.clock, self.lifecycle, settings.app_idle_s)
+        self.reconciler = Reconciler(self.db, settings.repos_dir, self.events, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
         self.retention = retention.Retention(
             self.db,
@@ -98,10 +93,6 @@ class Controller:
     def executor_of(self, ws: Workspace) -> str:
         """The executor a workspace's runs go to: its own choice, else the server's."""
         return ws.executor or self.executor.default
-
-    def _deployed(self, workspace: str) -> None:
-        self.scheduler.wake()
-        self.runner.prebuild(workspace)
 
     def bootstrap(self) -> str | None:
         """Admin token and repository hooks; returns a newly generated admin token."""

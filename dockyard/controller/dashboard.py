@@ -19,6 +19,7 @@ from dockyard.controller import (
     apps,
     beacon,
     gitstore,
+    lifecycle,
     planning,
     runs,
     schedules,
@@ -80,7 +81,7 @@ def _active_runs(session: Session, ws: Workspace, limit: int) -> list[Run]:
     """The newest active runs: one index range per status (`status IN (…)` with an ORDER BY
     makes SQLite walk every run of the workspace in time order instead)."""
     found: list[Run] = []
-    for status in runs.ACTIVE:
+    for status in lifecycle.ACTIVE:
         query = runs.runs_query(ws).where(Run.status == status)
         found.extend(session.scalars(_newest(query, limit)))
     return sorted(found, key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
@@ -249,7 +250,7 @@ def runs_page(
 ) -> dict[str, Any]:
     """One page of runs, newest first, after the keyset position `after` (created_at, id);
     `next` is the position to continue from (None on the last page)."""
-    if status and status not in (*runs.ACTIVE, *runs.TERMINAL):
+    if status and status not in (*lifecycle.ACTIVE, *lifecycle.TERMINAL):
         raise InvalidInput(f"unknown run status {status!r}")
     with ctl.db.session() as session:
         ws = service._workspace(session, principal, name, "read")
@@ -286,7 +287,7 @@ def run_detail(ctl: Controller, principal: Principal, name: str, run_id: str) ->
         assert job is not None
         job_type, job_status = job.job_type, job.status
     info = service.run_by_id(ctl, principal, run_id)
-    info.update(job_type=job_type, job_status=job_status, active=info["status"] in runs.ACTIVE)
+    info.update(job_type=job_type, job_status=job_status, active=info["status"] in lifecycle.ACTIVE)
     return info
 
 

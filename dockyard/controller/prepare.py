@@ -19,6 +19,7 @@ from dockyard import crypto
 from dockyard.controller import dltadapter, envs, gitstore, keys, logs, retention_files
 from dockyard.controller.executors.base import RunPlan
 from dockyard.controller.executors.fleet import Fleet
+from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
 from dockyard.settings import Settings
@@ -62,11 +63,13 @@ class Preparer:
         executor: Fleet,
         beacon_secret: bytes,
         keyring: keys.Keyring | None = None,
+        db: Database | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.beacon_secret = beacon_secret
         self.keyring = keyring
+        self.db = db  # for the keys, read in a short session of their own
         self._checkout_lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
@@ -229,10 +232,19 @@ class Preparer:
             return retention_files.set_aside(target)
 
     def _identities(self, ws: Workspace) -> dict[str, str]:
-        session = object_session(ws)
-        if self.keyring is None or session is None:
+        """The workspace's private keys, read when a value must be decrypted (preparation
+        runs outside any transaction: the keys get a short one of their own)."""
+        if self.keyring is None:
             raise DockyardError("the server has no workspace keys to decrypt secrets with")
-        return self.keyring.identities(session, ws)
+        session = object_session(ws)
+        if session is not None:
+            return self.keyring.identities(session, ws)
+        if self.db is None:
+            raise DockyardError("the server has no workspace keys to decrypt secrets with")
+        with self.db.session() as own:
+            current = own.get(Workspace, ws.id)
+            assert current is not None
+            return self.keyring.identities(own, current)
 
     def write_settings(
         self,

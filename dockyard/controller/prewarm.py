@@ -21,8 +21,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dockyard.controller import logs, runtime_config
-from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor
+from dockyard.controller.lifecycle import Lifecycle
 from dockyard.controller.prepare import Preparer, RunIdentity
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
@@ -46,14 +46,14 @@ class Prewarmer:
         db: Database,
         preparer: Preparer,
         executor: Executor,
-        dispatcher: Dispatcher,
+        lifecycle: Lifecycle,
         lead_s: float,
         most: int = 4,
     ) -> None:
         self.db = db
         self.preparer = preparer
         self.executor = executor
-        self.dispatcher = dispatcher
+        self.lifecycle = lifecycle
         self.lead = timedelta(seconds=lead_s)
         self.most = most
         self._warm: dict[tuple[int, str], Warm] = {}
@@ -86,21 +86,22 @@ class Prewarmer:
                 .order_by(Schedule.next_fire_at)
                 .limit(self.most)
             ).all()
-            for schedule, job, ws in rows:
-                key = (job.id, schedule.trigger)
-                if key in self._warm or len(self._warm) >= self.most:
-                    continue
-                if (ws.executor or self.dispatcher.executor) != "local":
-                    continue  # only the local executor prepares runs ahead of their tick
-                assert schedule.next_fire_at is not None
-                self._prepare(ws, job, schedule.trigger, schedule.next_fire_at)
+        # started outside the read: a checkout or the configuration never holds a transaction
+        for schedule, job, ws in rows:
+            key = (job.id, schedule.trigger)
+            if key in self._warm or len(self._warm) >= self.most:
+                continue
+            if (ws.executor or self.lifecycle.executor) != "local":
+                continue  # only the local executor prepares runs ahead of their tick
+            assert schedule.next_fire_at is not None
+            self._prepare(ws, job, schedule.trigger, schedule.next_fire_at)
 
     def _prepare(self, ws: Workspace, job: Job, trigger: str, due_at: datetime) -> None:
         if ws.deployment_version is None or not self.preparer.env_ready(ws, job):
             return  # never build an environment on the scheduler's clock
         identity = RunIdentity(
             str(uuid.uuid4()),
-            runtime_config.profile(job.definition, self.dispatcher.config_names(ws)),
+            runtime_config.profile(job.definition, self.lifecycle.config_names(ws)),
             ws.deployment_version,
             ws.configuration_version,
         )
@@ -126,7 +127,7 @@ class Prewarmer:
         warm = self._warm.pop((job.id, trigger), None)
         if warm is None:
             return None
-        profile = runtime_config.profile(job.definition, self.dispatcher.config_names(ws))
+        profile = runtime_config.profile(job.definition, self.lifecycle.config_names(ws))
         same = (
             warm.identity.deployment_version == ws.deployment_version
             and warm.identity.configuration_version == ws.configuration_version

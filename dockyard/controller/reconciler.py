@@ -4,13 +4,14 @@ plan(manifest@reconciled, manifest@HEAD) is applied in one transaction together 
 reconciled SHA, so a crash leaves either the old or the new state; the active job rows are
 therefore always manifest@reconciled, and their stored fingerprints stand in for it (the old
 manifest is never parsed again). Unchanged jobs cost no row writes. Triggered at the end of
-every push and by a periodic sweep (HEAD ≠ reconciled).
+every push and by a periodic sweep (HEAD ≠ reconciled). Git is read (the manifest, the
+version history) before the write transaction opens; listeners hear `Deployed` after it
+commits.
 """
 
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import gitstore, manifests, planning, schedules, workspaces
+from dockyard.controller.lifecycle.events import Deployed, Events
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Reconciliation, Workspace
 from dockyard.errors import DockyardError
@@ -41,12 +43,12 @@ class Reconciler:
         self,
         db: Database,
         repos_dir: Path,
-        on_change: Callable[[str], None] | None = None,
+        events: Events | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.db = db
         self.repos_dir = repos_dir
-        self.on_change = on_change
+        self.events = events or Events()
         self.clock: Clock = clock or SystemClock()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -57,10 +59,7 @@ class Reconciler:
 
     def reconcile(self, name: str) -> Outcome:
         with self._lock(name):
-            outcome = self._reconcile(name)
-        if outcome.changed and self.on_change is not None:
-            self.on_change(name)
-        return outcome
+            return self._reconcile(name)
 
     def sweep(self) -> None:
         with self.db.session() as session:
@@ -81,6 +80,10 @@ class Reconciler:
         except DockyardError as exc:
             self._record_error(name, f"{head[:12]}: {exc.message}")
             raise
+        versions = (
+            gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS),
+            gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS),
+        )
         with self.db.session() as session:
             ws = workspaces.get(session, name)
             if head == ws.reconciled_sha:  # another controller got there first
@@ -94,7 +97,8 @@ class Reconciler:
             )
             deployed = {row[0]: row[1] for row in rows}
             plan = planning.plan_from_fingerprints(deployed, new)
-            result = _apply(session, ws, repo, head, plan, self.clock.now())
+            result = _apply(session, ws, versions, head, plan, self.clock.now())
+            self.events.publish(session, Deployed(name, head))
         log.info(
             "reconciled",
             extra={
@@ -139,7 +143,7 @@ def _recorded(session: Session, ws: Workspace, sha: str | None) -> dict[str, Any
 def _apply(
     session: Session,
     ws: Workspace,
-    repo: pygit2.Repository,
+    versions: tuple[str | None, str | None],
     head: str,
     plan: planning.Plan,
     now: datetime,
@@ -181,8 +185,7 @@ def _apply(
         changed.append((row, reactivated))
     if changed:
         schedules.sync(session, changed, now)
-    deployment = gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS)
-    configuration = gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS)
+    deployment, configuration = versions
     result: dict[str, Any] = {
         **plan.as_dict(),
         "sha": head,

@@ -31,7 +31,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, isoformat
-from dockyard.controller import envs, logs, retention_files, runs
+from dockyard.controller import envs, lifecycle, logs, retention_files
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.store.db import Database
@@ -105,7 +105,7 @@ class Retention(Loop):
         with self.db.session() as session:
             query = (
                 select(Run.id, Run.finished_at)
-                .where(Run.status.in_(runs.TERMINAL), Run.finished_at < cutoff)
+                .where(Run.status.in_(lifecycle.TERMINAL), Run.finished_at < cutoff)
                 .order_by(Run.finished_at, Run.id)
                 .limit(BATCH)
             )
@@ -197,7 +197,7 @@ class Retention(Loop):
             active = session.execute(
                 select(Run, Workspace.name)
                 .join(Workspace, Workspace.id == Run.workspace_id)
-                .where(Run.status.in_(runs.ACTIVE))
+                .where(Run.status.in_(lifecycle.ACTIVE))
             ).all()
             for run, ws_name in active:
                 if run.deployment_version:

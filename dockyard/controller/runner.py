@@ -1,16 +1,17 @@
 """The runner loop: claims pending runs, starts them, watches them end, enforces deadlines.
 
-One thread ticks (woken at once when a run is created, else every half second); run
-preparation (environment builds can take a while) happens on a small worker pool. Every state
-change is a guarded UPDATE, and the executor keeps its state in files, so after a restart
-running processes are adopted, and a run is never launched twice.
+One thread ticks (woken at once by the lifecycle's events: a run created or requeued, a stop
+requested, a run ended; else every half second); run preparation (environment builds can take
+a while) happens on a small worker pool, outside any transaction. Every status change goes
+through `lifecycle` (the table of legal moves, guarded UPDATEs), and the executor keeps its
+state in files, so after a restart running processes are adopted, and a run is never launched
+twice.
 """
 
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,18 @@ from sqlalchemy import select
 from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import logs, prewarm, runs
-from dockyard.controller.dispatch import Dispatcher
 from dockyard.controller.executors.base import Executor, ExitStatus
+from dockyard.controller.lifecycle import (
+    LAUNCHED,
+    Deployed,
+    Lifecycle,
+    RunCreated,
+    RunEnded,
+    RunRequeued,
+    RunStatus,
+    StopRequested,
+    outcome,
+)
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
@@ -29,7 +40,7 @@ from dockyard.errors import DockyardError
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
-LAUNCHED = ("starting", "running", "cancelling")
+S = RunStatus
 
 
 class Runner(Loop):
@@ -41,8 +52,7 @@ class Runner(Loop):
         clock: Clock,
         executor: Executor,
         preparer: Preparer,
-        dispatcher: Dispatcher,
-        on_finished: Callable[[str], None] | None = None,
+        lifecycle: Lifecycle,
         workers: int = 4,
         bounds: tuple[float, float] = (600.0, 1800.0),
     ) -> None:
@@ -51,14 +61,19 @@ class Runner(Loop):
         self.clock = clock
         self.executor = executor
         self.preparer = preparer
-        self.dispatcher = dispatcher
+        self.lifecycle = lifecycle
         self.pending_bound, self.starting_bound = bounds
-        self.prewarmer_forget: Callable[[prewarm.Warm], None] | None = None
-        self.on_finished = on_finished
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self._preparing: set[str] = set()
+        self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         executor.on_exit(self.wake)
+        events = lifecycle.events
+        events.subscribe(RunCreated, lambda _event: self.wake())
+        events.subscribe(RunRequeued, lambda _event: self.wake())
+        events.subscribe(StopRequested, lambda _event: self.wake())
+        events.subscribe(RunEnded, lambda _event: self.wake())
+        events.subscribe(Deployed, lambda event: self.prebuild(event.workspace))
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,30 +93,23 @@ class Runner(Loop):
         are recorded now and watched like any other."""
         now = self.clock.now()
         with self.db.session() as session:
-            for run in session.scalars(select(Run).where(Run.status == "starting")):
+            for run in session.scalars(select(Run).where(Run.status == S.STARTING)):
                 run_dir = self.preparer.run_dir(run.id)
                 if not self.executor.launched(run_dir):
-                    runs.move(session, run.id, ["starting"], status="pending")
+                    self.lifecycle.requeue(session, run.id)
                     continue
                 if self.executor.held_unreleased(run_dir):
                     # prepared ahead of its tick, never released: start it the ordinary way
                     prewarm.requeue_unreleased(self.executor, run_dir)
-                    runs.move(session, run.id, ["starting"], status="pending")
+                    self.lifecycle.requeue(session, run.id)
                     continue
-                runs.move(
-                    session,
-                    run.id,
-                    ["starting"],
-                    status="running",
-                    started_at=now,
-                    deadline_at=_deadline(session, run, now),
-                )
+                self.lifecycle.mark_running(session, run, now)
 
     def prebuild(self, workspace: str) -> None:
         """Build the environments of a workspace's active batch jobs in the background after a
         deploy, so no run (and no prepared timed run) waits for a build. Interactive jobs'
         environments (the dashboard's is heavy) are built when first served."""
-        self._pool.submit(self._prebuild, workspace)
+        self._submit(self._prebuild, workspace)
 
     def _prebuild(self, workspace: str) -> None:
         try:
@@ -142,12 +150,10 @@ class Runner(Loop):
                 crashpoints.reached("process_started")  # released, not yet recorded
             now = self.clock.now()
             if released:
-                _mark_running(session, run, now, entry_point=entry_point)
+                self.lifecycle.mark_running(session, run, now, entry_point=entry_point)
             else:  # the prepared process is gone: start the run the ordinary way
                 prewarm.requeue_unreleased(self.executor, warm.run_dir)
-                runs.move(session, run_id, ["starting"], status="pending")
-        if self.prewarmer_forget is not None:
-            self.prewarmer_forget(warm)
+                self.lifecycle.requeue(session, run_id)
         self.wake()
 
     # one tick ---------------------------------------------------------------------------
@@ -165,35 +171,47 @@ class Runner(Loop):
             stuck = list(
                 session.execute(
                     select(Run.id, Run.status).where(
-                        ((Run.status == "pending") & (Run.created_at < pending_before))
-                        | ((Run.status == "starting") & (Run.claimed_at < starting_before))
+                        ((Run.status == S.PENDING) & (Run.created_at < pending_before))
+                        | ((Run.status == S.STARTING) & (Run.claimed_at < starting_before))
                     )
                 )
             )
         for run_id, status in stuck:
-            bound = self.pending_bound if status == "pending" else self.starting_bound
-            if status == "starting" and self.executor.launched(self.preparer.run_dir(run_id)):
+            bound = self.pending_bound if status == S.PENDING else self.starting_bound
+            if status == S.STARTING and self.executor.launched(self.preparer.run_dir(run_id)):
                 continue  # its process exists: watched like a running run
             reason = f"stuck in {status} for more than {bound:g}s"
-            if self._end(run_id, [status], "failed", reason=reason):
+            if self._end(run_id, [S(status)], S.FAILED, reason=reason):
                 logs.system(self.preparer.run_dir(run_id), f"run failed: {reason}")
 
     def _claim(self, now: datetime) -> None:
         with self.db.session() as session:
             pending = list(
                 session.scalars(
-                    select(Run.id).where(Run.status == "pending").order_by(Run.created_at)
+                    select(Run.id).where(Run.status == S.PENDING).order_by(Run.created_at)
                 )
             )
-            claimed = [
-                rid
-                for rid in pending
-                if runs.move(session, rid, ["pending"], status="starting", claimed_at=now)
-            ]
+            claimed = [rid for rid in pending if self.lifecycle.claim(session, rid, now)]
         for run_id in claimed:
             with self._lock:
                 self._preparing.add(run_id)
-            self._pool.submit(self._launch, run_id)
+            self._submit(self._launch, run_id)
+
+    def _submit(self, work: Any, arg: str) -> None:
+        future = self._pool.submit(work, arg)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget_future)
+
+    def _forget_future(self, future: "Future[None]") -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait for the preparations (and prebuilds) in flight: for tests driving `tick`."""
+        with self._lock:
+            pending = set(self._futures)
+        wait(pending, timeout=timeout_s)
 
     def _watch(self, now: datetime) -> None:
         with self.db.session() as session:
@@ -224,16 +242,16 @@ class Runner(Loop):
             self.wake()
 
     def _prepare_and_start(self, run_id: str) -> None:
-        with self.db.session() as session:
+        with self.db.session() as session:  # a short read: nothing slow holds a transaction
             run = session.get(Run, run_id)
             assert run is not None
             job = session.get(Job, run.job_id)
             ws = session.get(Workspace, run.workspace_id)
             assert job is not None and ws is not None
-            prepared = self.preparer.prepare(ws, job, run)
+        prepared = self.preparer.prepare(ws, job, run)  # env build, checkout, configuration
         with self.db.session() as session:
             current = session.get(Run, run_id)
-            if current is None or current.status != "starting":
+            if current is None or current.status != S.STARTING:
                 # cancelled while its environment was being prepared: never launch it
                 self._finish_unlaunched(run_id, "cancelled before it started")
                 return
@@ -249,35 +267,30 @@ class Runner(Loop):
         with self.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
-            deadline = _mark_running(session, run, now)
-            if run.status == "cancelling" and run.started_at is None:
-                session.execute(
-                    runs.update_run(run_id).values(started_at=now, deadline_at=deadline)
-                )
+            self.lifecycle.mark_running(session, run, now)
         log.info("run started", extra={"action": "start_run", "run_id": run_id})
 
     def _fail_start(self, run_id: str, reason: str) -> None:
         logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
-        self._end(run_id, ["starting", "cancelling"], "failed", reason=reason)
+        self._end(run_id, [S.STARTING, S.CANCELLING], S.FAILED, reason=reason)
 
     def _finish_unlaunched(self, run_id: str, reason: str) -> None:
-        self._end(run_id, ["starting", "cancelling"], "cancelled", reason=reason)
+        self._end(run_id, [S.CANCELLING], S.CANCELLED, reason=reason)
 
-    def _end(self, run_id: str, expected: list[str], status: str, **values: Any) -> bool:
-        """End a run through the dispatcher (interval ledger, refresh, follow-ups) in one
-        transaction; False when it had already ended."""
+    def _end(
+        self, run_id: str, expected: list[RunStatus], status: RunStatus, **values: Any
+    ) -> bool:
+        """End a run through the lifecycle (interval ledger, refresh, follow-ups) in one
+        transaction, from the status it is in now; False when it had already ended."""
         with self.db.session() as session:
             run = session.get(Run, run_id)
             if run is None or run.status not in expected:
                 return False
-            follow_ups = self.dispatcher.finish(
-                session, run, expected, status, self.clock.now(), **values
+            follow_ups = self.lifecycle.finish(
+                session, run, [run.status], status, self.clock.now(), **values
             )
         if follow_ups:
             crashpoints.reached("follow_up_created")  # committed with the upstream's end
-        self._notify(run_id)
-        if follow_ups:
-            self.wake()
         return True
 
     # stop and finish --------------------------------------------------------------------
@@ -286,7 +299,7 @@ class Runner(Loop):
         run_dir = self.preparer.run_dir(run.id)
         if run.stop_requested_at is None:
             reason = None
-            if run.status == "cancelling":
+            if run.status == S.CANCELLING:
                 reason = run.stop_reason or "cancel"  # "idle": an app nobody used
             elif run.deadline_at is not None and now >= run.deadline_at:
                 reason = "timeout"
@@ -297,9 +310,7 @@ class Runner(Loop):
             )
             self.executor.signal(run_dir, signal.SIGTERM)
             with self.db.session() as session:
-                session.execute(
-                    runs.update_run(run.id).values(stop_requested_at=now, stop_reason=reason)
-                )
+                self.lifecycle.signalled(session, run.id, reason, now)
         elif now >= run.stop_requested_at + timedelta(seconds=run.grace_s) and self.executor.signal(
             run_dir, signal.SIGKILL
         ):
@@ -323,59 +334,3 @@ class Runner(Loop):
             log.info(
                 "run finished", extra={"action": "finish_run", "run_id": run.id, "status": status}
             )
-
-    def _notify(self, run_id: str) -> None:
-        if self.on_finished is not None:
-            self.on_finished(run_id)
-
-
-def _deadline(session: Any, run: Run, now: datetime) -> datetime | None:
-    """When the run's timeout stops it. Apps (interactive jobs) have none: their timeout is
-    an idle window, enforced by the app monitor (`controller/apps.py`)."""
-    job = session.get(Job, run.job_id)
-    if job is not None and job.job_type == "interactive":
-        return None
-    return now + timedelta(seconds=run.timeout_s)
-
-
-def _mark_running(session: Any, run: Run, now: datetime, **values: Any) -> datetime | None:
-    """starting -> running, with its start time and the deadline its timeout gives."""
-    deadline = _deadline(session, run, now)
-    runs.move(
-        session,
-        run.id,
-        ["starting"],
-        status="running",
-        started_at=now,
-        deadline_at=deadline,
-        **values,
-    )
-    return deadline
-
-
-def outcome(
-    stop_reason: str | None, exit_status: ExitStatus, idle_s: float = 0.0
-) -> tuple[str, str | None]:
-    """Final status and reason from why we stopped it (if we did) and how it exited."""
-    if stop_reason == "cancel":
-        return "cancelled", "cancelled by request"
-    if stop_reason == "idle":
-        return "cancelled", f"stopped after {duration(idle_s)} idle"
-    if stop_reason == "timeout":
-        return "failed", "timeout"
-    if exit_status.error:
-        return "failed", exit_status.error
-    if exit_status.returncode == 0:
-        return "completed", None
-    if exit_status.signal is not None:
-        return "failed", f"killed by signal {signal.Signals(exit_status.signal).name}"
-    return "failed", f"exit code {exit_status.returncode}"
-
-
-def duration(seconds: float) -> str:
-    """`300` → "5 min", `90` → "90 s", `7200` → "2 h" (for reasons a person reads)."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"

@@ -1,8 +1,8 @@
 """Runs: created by a trigger, claimed and executed by the runner, read by the API.
 
 A run records the job, the trigger that fired, the deployment and configuration versions it
-runs, the profile, its interval and how it ended. Status changes are guarded UPDATEs
-(`WHERE status = <expected>`), so two actors can never both move the same run.
+runs, the profile, its interval and how it ended. Reads only: a run's status is decided and
+written by `controller/lifecycle`.
 """
 
 from collections.abc import Sequence
@@ -13,11 +13,9 @@ from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
 from dockyard.controller import dltadapter
+from dockyard.controller.lifecycle.status import RunStatus
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
-
-ACTIVE = ("pending", "starting", "running", "cancelling")
-TERMINAL = ("completed", "failed", "cancelled", "skipped")
 
 
 def jobs(session: Session, ws: Workspace, include_archived: bool = False) -> list[Job]:
@@ -74,14 +72,6 @@ def _active_ref(session: Session, ws: Workspace, name: str, active: list[Job]) -
         raise Conflict(
             f"job {ref} is archived (no longer in the deployed manifest); deploy it again to run it"
         ) from None
-
-
-def move(session: Session, run_id: str, expected: Sequence[str], **values: Any) -> bool:
-    """Guarded status change: applies only if the run is still in one of `expected`."""
-    result = session.execute(
-        update(Run).where(Run.id == run_id, Run.status.in_(expected)).values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def runs_query(ws: Workspace) -> Select[Run]:
@@ -171,7 +161,7 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "timeout_s": run.timeout_s,
         "grace_s": run.grace_s,
         "scheduled_for": isoformat(run.scheduled_for),
-        "skip_reason": run.reason if run.status == "skipped" else None,
+        "skip_reason": run.reason if run.status == RunStatus.SKIPPED else None,
         "cause_run_id": run.cause_run_id,
         "environment": run.env_hash,
         "executor": run.executor,
@@ -179,5 +169,5 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
 
 
 def update_run(run_id: str) -> Any:
-    """An UPDATE of one run without a status guard (for fields only its owner writes)."""
+    """An UPDATE of one run's own fields (never its status: `lifecycle` writes that)."""
     return update(Run).where(Run.id == run_id)

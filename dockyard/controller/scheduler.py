@@ -1,10 +1,11 @@
 """The scheduler: fires timed triggers exactly once per tick.
 
-It sleeps until the earliest due time and is woken early by deploys, triggers and run
-ends; there is no polling interval. Each fire is one transaction: a guarded UPDATE moves the
-trigger's next fire time (only one scheduler can claim a tick) and the run row is inserted
-with a unique (job, trigger, tick), so a crash at any point leaves either no trace of the
-tick (it fires after the restart) or exactly one run for it.
+It sleeps until the earliest due time and is woken early by deploys (the lifecycle's
+`Deployed` event) and by schedule changes (pause, resume); there is no polling interval.
+Each fire is one transaction: a guarded UPDATE moves the trigger's next fire time (only one
+scheduler can claim a tick) and the run row is inserted through the lifecycle with a unique
+(job, trigger, tick), so a crash at any point leaves either no trace of the tick (it fires
+after the restart) or exactly one run for it.
 """
 
 import logging
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller import schedules, scheduling
-from dockyard.controller.dispatch import Dispatcher, Request
+from dockyard.controller.lifecycle import Deployed, Lifecycle, Request, RunStatus
 from dockyard.controller.loop import Loop
 from dockyard.controller.prewarm import Prewarmer, Warm
 from dockyard.controller.store.db import Database
@@ -34,18 +35,17 @@ class Scheduler(Loop):
         self,
         db: Database,
         clock: Clock,
-        dispatcher: Dispatcher,
-        on_created: Callable[[], None] | None = None,
+        lifecycle: Lifecycle,
         prewarmer: Prewarmer | None = None,
         release: Callable[[str, Warm], None] | None = None,
     ) -> None:
         super().__init__()
         self.db = db
         self.clock = clock
-        self.dispatcher = dispatcher
-        self.on_created = on_created
+        self.lifecycle = lifecycle
         self.prewarmer = prewarmer if prewarmer is not None and prewarmer.enabled else None
         self.release = release
+        lifecycle.events.subscribe(Deployed, lambda _event: self.wake())
 
     def on_stop(self) -> None:
         if self.prewarmer is not None:
@@ -86,8 +86,6 @@ class Scheduler(Loop):
                     made.append(run)
             if len(made) == before:
                 break  # nothing fired in a whole pass: never spin on rows that stay due
-        if made and self.on_created is not None:
-            self.on_created()
         return made
 
     def _fire(self, schedule_id: int, expected: datetime | None, now: datetime) -> Run | None:
@@ -119,15 +117,17 @@ class Scheduler(Loop):
             )
             try:
                 with session.begin_nested():
-                    run = self.dispatcher.create(session, ws, job, request, now)
+                    run = self.lifecycle.create(session, ws, job, request, now)
             except IntegrityError:
                 if warm is not None:
                     self._discard(warm)
                 return None  # this tick already has its run
         crashpoints.reached("run_row_written")  # committed, not yet started
         if warm is not None:
-            if run.status == "starting" and self.release is not None:
+            if run.status == RunStatus.STARTING and self.release is not None:
                 self.release(run.id, warm)
+                assert self.prewarmer is not None
+                self.prewarmer.forget(warm)  # it became a real run
             else:
                 self._discard(warm)
         log.info(

@@ -16,7 +16,6 @@ from typing import Any
 from dockyard.controller import dltadapter
 
 JobDef = dict[str, Any]
-ACTIVE = ("pending", "starting", "running", "cancelling")
 
 
 @dataclass(frozen=True, slots=True)

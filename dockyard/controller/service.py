@@ -18,7 +18,6 @@ from dockyard.clock import isoformat
 from dockyard.controller import (
     auth,
     beacon,
-    dispatch,
     dltadapter,
     gitstore,
     logs,
@@ -30,6 +29,7 @@ from dockyard.controller import (
     workspaces,
 )
 from dockyard.controller.core import Controller
+from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus, facts
 from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
 from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
 
@@ -89,7 +89,7 @@ def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str
         active = runs.jobs(session, ws)
         info["jobs"] = len(active)
         info["active_runs"] = len(
-            list(session.scalars(runs.runs_query(ws).where(Run.status.in_(runs.ACTIVE))))
+            list(session.scalars(runs.runs_query(ws).where(Run.status.in_(ACTIVE))))
         )
     info["head_sha"] = gitstore.head_sha(_repo(ctl, name))
     info["effective_executor"] = info["executor"] or ctl.executor.default
@@ -200,7 +200,7 @@ def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[
         if job.status == "active" and job.paused_at is None
         else []
     )
-    gate = dispatch.freshness_reason(session, ws, job, now)
+    gate = facts.freshness_reason(session, ws, job, now)
     return {
         "timezone": tz,
         "next_runs": [t.isoformat() for t in upcoming],
@@ -219,7 +219,7 @@ def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[
             "fresh": gate is None,
             "reason": gate,
         },
-        "interval": dispatch.interval_state(session, job, now),
+        "interval": facts.interval_state(session, job, now),
         "refresh_pending": job.refresh_pending,
         "concurrency": scheduling.concurrency_limit(job.definition),
     }
@@ -270,7 +270,7 @@ def _schedule_change(
         "next_window": None,
     }
     if has_interval:
-        done = dispatch.completed_end(session, job) if job else None
+        done = facts.completed_end(session, job) if job else None
         trigger = str(definition.get("default_trigger") or "manual:")
         decision = scheduling.window(definition, trigger, now, done, False)
         if decision.window is not None:
@@ -323,19 +323,16 @@ def trigger(
             if dry_run:
                 entry.update(run_id=None, status="would_trigger")
             else:
-                request = dispatch.Request(fired, refresh=refresh, gated=False)
-                run = ctl.dispatcher.create(session, ws, job, request, now)
+                request = Request(fired, refresh=refresh, gated=False)
+                run = ctl.lifecycle.create(session, ws, job, request, now)
                 entry.update(
                     run_id=run.id,
                     number=run.number,
-                    status="triggered" if run.status == "pending" else "skipped",
-                    skip_reason=run.reason if run.status == "skipped" else None,
+                    status="triggered" if run.status == RunStatus.PENDING else "skipped",
+                    skip_reason=run.reason if run.status == RunStatus.SKIPPED else None,
                     run=runs.as_dict(run, job.job_ref),
                 )
             triggered.append(entry)
-    if not dry_run:
-        ctl.runner.wake()
-        ctl.scheduler.wake()
     return {"triggered": triggered, "dry_run": dry_run}
 
 
@@ -348,18 +345,17 @@ def cancel_jobs(
         matched = runs.select_jobs(session, ws, selectors)
         refs = {job.id: job.job_ref for job, _ in matched}
         active = session.scalars(
-            runs.runs_query(ws).where(Run.job_id.in_(refs), Run.status.in_(runs.ACTIVE))
+            runs.runs_query(ws).where(Run.job_id.in_(refs), Run.status.in_(ACTIVE))
         )
         cancelled = [
             {
                 "run_id": r.id,
                 "job_ref": refs[r.job_id],
                 "number": r.number,
-                "status": _cancel(ctl, session, r, now),
+                "status": ctl.lifecycle.cancel(session, r, now),
             }
             for r in active
         ]
-    ctl.runner.wake()
     not_running = sorted(set(refs.values()) - {c["job_ref"] for c in cancelled})
     return {"cancelled": cancelled, "not_running": not_running}
 
@@ -369,32 +365,10 @@ def cancel_run(ctl: Controller, principal: Principal, run_id: str) -> dict[str, 
     with ctl.db.session() as session:
         run, job = _run(session, run_id)
         _workspace_by_id(session, principal, run.workspace_id, "deploy")
-        if run.status in runs.TERMINAL:
+        if run.status in TERMINAL:
             raise Conflict(f"run #{run.number} of {job.job_ref} already ended ({run.status})")
-        status = _cancel(ctl, session, run, now)
-    ctl.runner.wake()
+        status = ctl.lifecycle.cancel(session, run, now)
     return {"run_id": run_id, "status": status}
-
-
-def _cancel(ctl: Controller, session: Session, run: Run, now: Any) -> str:
-    """Pending runs end at once (through the dispatcher: their interval window is released);
-    started ones are stopped by the runner: SIGTERM, then SIGKILL after the grace."""
-    if run.status == "pending":
-        ctl.dispatcher.finish(
-            session,
-            run,
-            ["pending"],
-            "cancelled",
-            now,
-            reason="cancelled before it started",
-            stop_reason="cancel",
-        )
-    else:
-        runs.move(
-            session, run.id, ["starting", "running"], status="cancelling", stop_reason="cancel"
-        )
-    session.refresh(run)
-    return run.status
 
 
 # runs -----------------------------------------------------------------------------------
@@ -491,7 +465,7 @@ def run_logs(
         "size": chunk.size,
         "more": chunk.more,
         "line_count": logs.count_lines(run_dir) if count else None,
-        "done": status in runs.TERMINAL,
+        "done": status in TERMINAL,
     }
 
 

@@ -1,5 +1,5 @@
 """A real controller (no loops) with one deployed workspace, for tests that need runs in a
-given state: a real SQLite file, a real bare repository, the real reconciler and dispatcher."""
+given state: a real SQLite file, a real bare repository, the real reconciler and lifecycle."""
 
 import json
 from collections.abc import Iterator
@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.clock import FakeClock, utcnow
-from dockyard.controller import auth, gitstore, manifests, runs, service, workspaces
+from dockyard.controller import auth, gitstore, manifests, service, workspaces
 from dockyard.controller.core import Controller
+from dockyard.controller.lifecycle import RunStatus
 from dockyard.controller.store.models import Run
 from dockyard.settings import Settings
 from tests.integration.helpers import Committer
@@ -44,14 +45,11 @@ class Yard:
         return str(made["run_id"])
 
     def move(self, run_id: str, status: str) -> None:
-        """Put a run in `status` (`running`, or an end through the dispatcher)."""
+        """Put a run in `status` along the lifecycle's legal moves (`running`, or an end)."""
         with self.ctl.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
-            if status in runs.TERMINAL:
-                self.ctl.dispatcher.finish(session, run, [run.status], status, self.clock.now())
-            else:
-                assert runs.move(session, run_id, [run.status], status=status)
+            self.ctl.lifecycle.advance(session, run, RunStatus(status), self.clock.now())
 
     def run(self, run_id: str) -> Run:
         with self.ctl.db.session() as session:

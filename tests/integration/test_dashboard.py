@@ -1,5 +1,5 @@
 """The dashboard's reads (`controller.dashboard`) and pages on a real controller: a real
-SQLite file, a real workspace repository, the real reconciler and dispatcher; pages rendered
+SQLite file, a real workspace repository, the real reconciler and lifecycle; pages rendered
 in-process (the browser tests drive a real server)."""
 
 import json
@@ -26,6 +26,7 @@ from dockyard.controller import (
     workspaces,
 )
 from dockyard.controller.core import Controller
+from dockyard.controller.lifecycle import RunStatus
 from dockyard.controller.store.models import Run
 from dockyard.errors import Forbidden, InvalidInput
 from dockyard.settings import Settings
@@ -84,7 +85,7 @@ class Dash:
         with self.ctl.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
-            self.ctl.dispatcher.finish(session, run, ["pending"], status, self.clock.now())
+            self.ctl.lifecycle.advance(session, run, RunStatus(status), self.clock.now())
 
 
 @pytest.fixture

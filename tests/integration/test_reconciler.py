@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from dockyard.controller import gitstore, manifests, workspaces
+from dockyard.controller.lifecycle import Deployed, Events
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Reconciliation, Run, Workspace
@@ -93,13 +94,15 @@ def env(db: Database, tmp_path: Path) -> Iterator[Env]:
         workspaces.create(session, repos_dir, NAME, NoHooks())
     repo = gitstore.open_repo(workspaces.repo_path(repos_dir, NAME))
     changes: list[str] = []
+    events = Events()
+    events.subscribe(Deployed, lambda deployed: changes.append(deployed.workspace))
     statements = Statements()
     sa.event.listen(db.engine, "before_cursor_execute", statements)
     yield Env(
         db,
         repos_dir,
         Committer(repo),
-        Reconciler(db, repos_dir, changes.append),
+        Reconciler(db, repos_dir, events),
         changes,
         statements,
     )

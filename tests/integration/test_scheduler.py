@@ -1,4 +1,4 @@
-"""The scheduler and dispatcher with a fake clock, a real SQLite database and a real repo."""
+"""The scheduler and the run lifecycle with a fake clock, a real SQLite database and a real repo."""
 
 import json
 import sys
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from dockyard.clock import FakeClock
 from dockyard.controller import gitstore, manifests, schedules, workspaces
-from dockyard.controller.dispatch import Dispatcher, Request
+from dockyard.controller.lifecycle import Lifecycle, Request, RunStatus
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduler import Scheduler
@@ -60,7 +60,7 @@ class World:
     clock: FakeClock
     committer: Committer
     reconciler: Reconciler
-    dispatcher: Dispatcher
+    lifecycle: Lifecycle
     scheduler: Scheduler
 
     def deploy(self, *jobs: dict[str, Any]) -> None:
@@ -94,16 +94,14 @@ class World:
         with self.db.session() as session:
             row = session.get(Run, run.id)
             assert row is not None
-            return self.dispatcher.finish(
-                session, row, ["pending", "running"], status, self.clock.now()
-            )
+            return self.lifecycle.advance(session, row, RunStatus(status), self.clock.now())
 
     def trigger(self, name: str, refresh: bool = False) -> Run:
         with self.db.session() as session:
             ws = workspaces.get(session, NAME)
             row = session.scalar(sa.select(Job).where(Job.job_ref == f"jobs.s.{name}"))
             assert row is not None
-            return self.dispatcher.create(
+            return self.lifecycle.create(
                 session,
                 ws,
                 row,
@@ -134,14 +132,14 @@ def world(db: Database, tmp_path: Path) -> Iterator[World]:
     with db.session() as session:
         workspaces.create(session, repos, NAME, NoHooks())
     clock = FakeClock(t("2026-03-04T10:02:00"))
-    dispatcher = Dispatcher(repos, Defaults(7200.0, 30.0))
+    lifecycle = Lifecycle(repos, Defaults(7200.0, 30.0))
     yield World(
         db,
         clock,
         Committer(gitstore.open_repo(workspaces.repo_path(repos, NAME))),
         Reconciler(db, repos, clock=clock),
-        dispatcher,
-        Scheduler(db, clock, dispatcher),
+        lifecycle,
+        Scheduler(db, clock, lifecycle),
     )
 
 
@@ -160,7 +158,7 @@ def test_a_cron_tick_fires_exactly_once(world: World) -> None:
 
 def test_two_schedulers_racing_for_a_tick_make_one_run(world: World) -> None:
     world.deploy(job("a", "schedule:*/5 * * * *"))
-    other = Scheduler(world.db, world.clock, world.dispatcher)
+    other = Scheduler(world.db, world.clock, world.lifecycle)
     world.clock.set(t("2026-03-04T10:05:01"))
     made = world.scheduler.tick(world.clock.now()) + other.tick(world.clock.now())
     assert len(made) == 1 and len(world.runs("a")) == 1
@@ -366,7 +364,7 @@ def test_no_run_waits_forever_in_pending(world: World, tmp_path: Path) -> None:
     executor = LocalExecutor(settings.envs_dir)
     preparer = Preparer(settings, Fleet("local", {"local": lambda: executor}), b"k" * 32)
     runner = Runner(
-        world.db, world.clock, executor, preparer, world.dispatcher, bounds=(600.0, 1800.0)
+        world.db, world.clock, executor, preparer, world.lifecycle, bounds=(600.0, 1800.0)
     )
     world.deploy(job("a"))
     stuck = world.trigger("a")  # nobody claims it (no runner loop in this test)

@@ -1,6 +1,6 @@
 """Engine, sessions and migrations. Built from settings at start-up, never at import time."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_AFTER_COMMIT = "dockyard.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` after the unit of work `session` belongs to has committed."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 class Database:
@@ -21,9 +27,13 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One unit of work: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """One unit of work: committed on success, rolled back on any error. What was
+        registered with `after_commit` runs once the commit is done, never after a rollback."""
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+            for callback in session.info.pop(_AFTER_COMMIT, ()):
+                callback()
 
     def migrate(self) -> None:
         upgrade(self.engine)

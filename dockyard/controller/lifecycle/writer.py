@@ -1,0 +1,357 @@
+"""The only writer of `run.status`: creation, claim, start, requeue, stop requests and the
+end of a run, each a guarded UPDATE checked against the table in `status`.
+
+Each function writes in the caller's session (one transaction with whatever else the caller
+records: a schedule's tick, a cancel's audit) and publishes what happened; listeners hear it
+after the commit (`events`). The end of a run carries what depends on it in the same
+transaction: the interval ledger, dlt's refresh cascade and the follow-up runs.
+"""
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dockyard.controller import dltadapter, gitstore, runtime_config
+from dockyard.controller.lifecycle import decisions, facts
+from dockyard.controller.lifecycle.decisions import Creation, Request
+from dockyard.controller.lifecycle.events import (
+    Events,
+    RunCreated,
+    RunEnded,
+    RunRequeued,
+    StopRequested,
+)
+from dockyard.controller.lifecycle.status import LAUNCHED, TERMINAL, RunStatus, check, path
+from dockyard.controller.store.models import IntervalWindow, Job, Run, Workspace
+from dockyard.errors import Conflict
+
+S = RunStatus
+
+
+def move(
+    session: Session,
+    run_id: str,
+    sources: Collection[RunStatus],
+    target: RunStatus,
+    **values: Any,
+) -> bool:
+    """`run_id` to `target` if it is still in one of `sources`; False when someone moved it
+    first. Every source must be allowed to move to `target` (else `IllegalMove`)."""
+    check(sources, target)
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_([s.value for s in sources]))
+        .values(status=target.value, **values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        repos_dir: Path,
+        defaults: runtime_config.Defaults,
+        executor: str = "local",
+        events: Events | None = None,
+    ) -> None:
+        self.repos_dir = repos_dir
+        self.defaults = defaults
+        self.executor = executor  # the server's default; a workspace may choose another
+        self.events = events or Events()
+        self._config_names: dict[tuple[str, str], list[str]] = {}
+        self._follower_index: dict[tuple[int, str | None], dict[str, list[int]]] = {}
+
+    # creation ---------------------------------------------------------------------------
+    def create(
+        self, session: Session, ws: Workspace, job: Job, request: Request, now: datetime
+    ) -> Run:
+        """A run for `job`: `pending` (`starting` when prepared), or `skipped` with the reason
+        a person can read. Raises Conflict for an archived job or an empty workspace."""
+        if job.status != "active":
+            raise Conflict(f"job {job.job_ref} is archived; deploy it again to run it")
+        if ws.deployment_version is None:
+            raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
+        creation = decisions.decide(job, request, facts.read(session, ws, job, request), now)
+        check([None], creation.status)
+        run = self._row(session, ws, job, request, now, creation)
+        if not creation.skipped:
+            self._begin(session, ws, job, run, creation, now)
+        self.events.publish(session, RunCreated(run.id, creation.status))
+        return run
+
+    def _row(
+        self,
+        session: Session,
+        ws: Workspace,
+        job: Job,
+        request: Request,
+        now: datetime,
+        creation: Creation,
+    ) -> Run:
+        number = session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(runs_created=Job.runs_created + 1)
+            .returning(Job.runs_created)
+            # no ORM bookkeeping: matching this UPDATE against every object in the session
+            # made bulk triggers quadratic
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        timeout, grace = runtime_config.timeouts(job.definition, self.defaults)
+        window = creation.window
+        run = Run(
+            id=request.run_id or str(uuid.uuid4()),
+            workspace_id=ws.id,
+            job_id=job.id,
+            number=number,
+            trigger=request.trigger,
+            status=creation.status.value,
+            claimed_at=now if creation.status is S.STARTING else None,
+            executor="local" if request.prepared else (ws.executor or self.executor),
+            reason=creation.reason,
+            created_at=now,
+            finished_at=now if creation.skipped else None,
+            refresh=creation.refresh,
+            profile=runtime_config.profile(job.definition, self.config_names(ws)),
+            deployment_version=ws.deployment_version,
+            configuration_version=ws.configuration_version,
+            interval_start=window.start if window else None,
+            interval_end=window.end if window else None,
+            timeout_s=timeout,
+            grace_s=grace,
+            scheduled_for=request.scheduled_for,
+            cause_run_id=request.cause_run_id,
+        )
+        session.add(run)
+        session.flush()
+        return run
+
+    def _begin(
+        self,
+        session: Session,
+        ws: Workspace,
+        job: Job,
+        run: Run,
+        creation: Creation,
+        now: datetime,
+    ) -> None:
+        """What starting a run changes in its job's ledger."""
+        if creation.new_epoch:
+            job.interval_epoch += 1  # back to interval.start; old windows stay as history
+        if job.refresh_pending:
+            job.refresh_pending = False
+        if creation.record_window:
+            assert creation.window is not None
+            session.add(
+                IntervalWindow(
+                    job_id=job.id,
+                    epoch=job.interval_epoch,
+                    start=creation.window.start,
+                    end=creation.window.end,
+                    run_id=run.id,
+                    status="running",
+                )
+            )
+        if creation.cascade:
+            _cascade(session, ws, job, now)
+            job.reset_at = now
+
+    def config_names(self, ws: Workspace) -> list[str]:
+        """The configuration files at the workspace's version (what the profile depends on)."""
+        sha = ws.configuration_version
+        if sha is None:
+            return []
+        key = (ws.name, sha)
+        if key not in self._config_names:
+            repo = gitstore.open_repo(self.repos_dir / f"{ws.name}.git")
+            self._config_names[key] = [
+                p for p, _ in gitstore.iter_files(repo, sha, gitstore.CONFIG)
+            ]
+        return self._config_names[key]
+
+    # the runner's moves -----------------------------------------------------------------
+    def claim(self, session: Session, run_id: str, now: datetime) -> bool:
+        """pending → starting: this runner prepares it (no other can)."""
+        return move(session, run_id, [S.PENDING], S.STARTING, claimed_at=now)
+
+    def requeue(self, session: Session, run_id: str) -> bool:
+        """starting → pending: its process was never started (preparation cut short by a
+        restart, or a prepared process that was never released); it starts the ordinary way."""
+        moved = move(session, run_id, [S.STARTING], S.PENDING)
+        if moved:
+            self.events.publish(session, RunRequeued(run_id))
+        return moved
+
+    def mark_running(
+        self, session: Session, run: Run, now: datetime, **values: Any
+    ) -> datetime | None:
+        """starting → running, with its start time and the deadline its timeout gives; a run
+        cancelled while it was starting keeps `cancelling` and gets its start time too."""
+        deadline = _deadline(session, run, now)
+        if not move(
+            session, run.id, [S.STARTING], S.RUNNING, started_at=now, deadline_at=deadline, **values
+        ):
+            session.execute(
+                update(Run)
+                .where(Run.id == run.id, Run.status == S.CANCELLING, Run.started_at.is_(None))
+                .values(started_at=now, deadline_at=deadline, **values)
+            )
+        return deadline
+
+    # stopping ---------------------------------------------------------------------------
+    def cancel(self, session: Session, run: Run, now: datetime) -> RunStatus:
+        """A pending run ends at once (its interval window released); a launched one moves to
+        `cancelling` and the runner stops it (SIGTERM, SIGKILL after the grace)."""
+        if run.status == S.PENDING:
+            self.finish(
+                session,
+                run,
+                [S.PENDING],
+                S.CANCELLED,
+                now,
+                reason="cancelled before it started",
+                stop_reason="cancel",
+            )
+        elif move(session, run.id, [S.STARTING, S.RUNNING], S.CANCELLING, stop_reason="cancel"):
+            self.events.publish(session, StopRequested(run.id, "cancel"))
+        session.refresh(run)
+        return S(run.status)
+
+    def stop_idle(self, session: Session, run_id: str) -> bool:
+        """running → cancelling for an app nobody used within its idle window."""
+        moved = move(session, run_id, [S.RUNNING], S.CANCELLING, stop_reason="idle")
+        if moved:
+            self.events.publish(session, StopRequested(run_id, "idle"))
+        return moved
+
+    def signalled(self, session: Session, run_id: str, reason: str, now: datetime) -> None:
+        """SIGTERM went out (cancel, idle, timeout): the grace period runs from now. Not a
+        status change: the exit decides the status (`decisions.outcome`)."""
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.in_([s.value for s in LAUNCHED]))
+            .values(stop_requested_at=now, stop_reason=reason)
+        )
+
+    # the end ----------------------------------------------------------------------------
+    def finish(
+        self,
+        session: Session,
+        run: Run,
+        expected: Sequence[str],
+        status: str,
+        now: datetime,
+        **values: Any,
+    ) -> list[Run]:
+        """End `run` if it is still in one of `expected`; returns the follow-up runs made.
+        The interval ledger, the refresh cascade and the follow-ups are in this transaction."""
+        target = S(status)
+        if not move(session, run.id, [S(e) for e in expected], target, finished_at=now, **values):
+            return []
+        _close_window(session, run.id, target)
+        job = session.get(Job, run.job_id)
+        ws = session.get(Workspace, run.workspace_id)
+        assert job is not None and ws is not None
+        if decisions.cascades(target, run.refresh, job.definition):
+            _cascade(session, ws, job, now)
+        self.events.publish(session, RunEnded(run.id, target))
+        return self._follow_ups(session, ws, job, run, target, now)
+
+    def advance(self, session: Session, run: Run, target: RunStatus, now: datetime) -> list[Run]:
+        """Take `run` to `target` along the shortest legal path, each step through the
+        function that owns it (tests and benchmarks put runs in a given state this way).
+        Returns the follow-ups an end made."""
+        made: list[Run] = []
+        for step in path(S(run.status), target):
+            if step is S.STARTING:
+                assert self.claim(session, run.id, now)
+            elif step is S.RUNNING:
+                self.mark_running(session, run, now)
+            elif step is S.CANCELLING:
+                assert self.cancel(session, run, now) is S.CANCELLING
+            elif step is S.PENDING:
+                assert self.requeue(session, run.id)
+            elif step in TERMINAL:
+                made = self.finish(session, run, [S(run.status)], step, now)
+            session.refresh(run)
+        return made
+
+    def _followers(self, session: Session, ws: Workspace) -> dict[str, list[int]]:
+        """`job.success:`/`job.fail:` trigger -> the active jobs it starts, built once per
+        reconciled version of the workspace (job definitions change only on reconcile)."""
+        key = (ws.id, ws.reconciled_sha)
+        if key not in self._follower_index:
+            index: dict[str, list[int]] = {}
+            for job in _active_jobs(session, ws):
+                for trigger in job.definition.get("triggers") or []:
+                    if str(trigger).startswith(("job.success:", "job.fail:")):
+                        index.setdefault(str(trigger), []).append(job.id)
+            self._follower_index = {k: v for k, v in self._follower_index.items() if k[0] != ws.id}
+            self._follower_index[key] = index
+        return self._follower_index[key]
+
+    def _follow_ups(
+        self,
+        session: Session,
+        ws: Workspace,
+        upstream: Job,
+        run: Run,
+        status: RunStatus,
+        now: datetime,
+    ) -> list[Run]:
+        trigger = decisions.follow_up_trigger(upstream.job_ref, status)
+        if trigger is None:
+            return []
+        made = []
+        for job_id in self._followers(session, ws).get(trigger, []):
+            job = session.get(Job, job_id)
+            if job is None or job.status != "active":
+                continue
+            try:
+                with session.begin_nested():
+                    made.append(
+                        self.create(session, ws, job, Request(trigger, cause_run_id=run.id), now)
+                    )
+            except IntegrityError:
+                continue  # made already (the finish is being replayed after a restart)
+        return made
+
+
+def _deadline(session: Session, run: Run, now: datetime) -> datetime | None:
+    """When the run's timeout stops it. Apps (interactive jobs) have none: their timeout is
+    an idle window, enforced by the app monitor (`controller/apps.py`)."""
+    job = session.get(Job, run.job_id)
+    if job is not None and job.job_type == "interactive":
+        return None
+    return now + timedelta(seconds=run.timeout_s)
+
+
+def _active_jobs(session: Session, ws: Workspace) -> list[Job]:
+    return list(
+        session.scalars(select(Job).where(Job.workspace_id == ws.id, Job.status == "active"))
+    )
+
+
+def _close_window(session: Session, run_id: str, status: RunStatus) -> None:
+    if status is S.COMPLETED:
+        session.execute(
+            update(IntervalWindow).where(IntervalWindow.run_id == run_id).values(status="completed")
+        )
+    else:  # not covered: folded into the next window
+        session.execute(delete(IntervalWindow).where(IntervalWindow.run_id == run_id))
+
+
+def _cascade(session: Session, ws: Workspace, root: Job, now: datetime) -> None:
+    """dlt's refresh cascade: every freshness-downstream job (up to a `block`) refreshes on
+    its next run, and counts as not fresh for its own downstream until then."""
+    jobs = {j.job_ref: j for j in _active_jobs(session, ws)}
+    targets = dltadapter.cascade_targets(root.job_ref, {r: j.definition for r, j in jobs.items()})
+    for ref in targets:
+        jobs[ref].refresh_pending = True
+        jobs[ref].reset_at = now
