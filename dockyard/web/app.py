@@ -35,25 +35,9 @@ from dockyard.web import (
     pages,
     proxy,
 )
+from dockyard.web.http_status import status_of
 
 log = logging.getLogger(__name__)
-
-STATUS = {
-    errors.InvalidInput: 400,
-    errors.TooLarge: 413,
-    errors.Unauthorized: 401,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.Conflict: 409,
-    errors.Unavailable: 503,
-}
-
-
-def status_of(exc: errors.DockyardError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from dockyard import errors
 from dockyard.controller import apps
+from dockyard.web.http_status import status_of
 
 RETRY_AFTER_S = 2
 STATE_HEADER = "x-dockyard-app"  # on the proxy's own answers: starting | failed
@@ -36,8 +37,6 @@ def here(request: Request) -> str:
 def refused(request: Request, exc: errors.DockyardError, sign_in: str | None = None) -> Response:
     """A refusal; a browser's page request without credentials goes to `sign_in` (the
     dashboard's login page, or its app sign-in) instead."""
-    from dockyard.web.app import status_of  # the one status table
-
     status = status_of(exc)
     if status == 401 and wants_html(request) and request.method in ("GET", "HEAD"):
         target = sign_in or f"/ui/login?next={quote(here(request), safe='')}"
