@@ -178,6 +178,8 @@ VIOLATIONS = [
     ("dockyard.controller.planning", "pygit2", {"pure-decisions"}),
     ("dockyard.controller.scheduling", "sqlalchemy.orm", {"pure-decisions"}),
     ("dockyard.controller.scheduling", "dockyard.controller.store", {"pure-decisions"}),
+    ("dockyard.controller.lifecycle.decisions", "sqlalchemy", {"pure-decisions"}),
+    ("dockyard.controller.lifecycle.status", "dockyard.controller.store", {"pure-decisions"}),
 ]
 
 
