@@ -12,7 +12,6 @@ from dockyard.cli.commands_workspace import client_for, show_deploy
 from dockyard.errors import InvalidInput
 
 SERVE_WAIT_S = 600.0  # the first start of an app may build its environment
-TERMINAL = ("completed", "failed", "cancelled", "skipped")
 
 
 def register(cli: click.Group) -> None:

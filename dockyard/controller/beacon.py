@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.clock import utcnow
+from dockyard.controller.lifecycle.status import LAUNCHED
 from dockyard.controller.store.models import BeaconPayload, Run
 from dockyard.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized
 
 KINDS = ("job_result", "trace", "state")
-TERMINAL = ("completed", "failed", "cancelled", "skipped")
-OPEN = ("starting", "running", "cancelling")
+OPEN = LAUNCHED
 """A run's beacon takes payloads while its process may be alive: from the moment it is
 started until its end is recorded (dlt sends its last trace and job result before the
 process exits, so they arrive while the run is still `running` or `cancelling`)."""

@@ -12,15 +12,8 @@ The runner (`controller/runner.py`) drives processes through an executor and cal
 for every change; the scheduler, the API's triggers and cancels, and the app monitor do the same.
 """
 
-from dockyard.controller.lifecycle.decisions import Request, outcome
-from dockyard.controller.lifecycle.events import (
-    Deployed,
-    Events,
-    RunCreated,
-    RunEnded,
-    RunRequeued,
-    StopRequested,
-)
+from typing import TYPE_CHECKING, Any
+
 from dockyard.controller.lifecycle.status import (
     ACTIVE,
     LAUNCHED,
@@ -28,7 +21,42 @@ from dockyard.controller.lifecycle.status import (
     IllegalMove,
     RunStatus,
 )
-from dockyard.controller.lifecycle.writer import Lifecycle, move
+
+if TYPE_CHECKING:
+    from dockyard.controller.lifecycle.decisions import Request, outcome
+    from dockyard.controller.lifecycle.events import (
+        Deployed,
+        Events,
+        RunCreated,
+        RunEnded,
+        RunRequeued,
+        StopRequested,
+    )
+    from dockyard.controller.lifecycle.writer import Lifecycle, move
+
+# the statuses load with the package (stdlib only: the CLI and the pages read them); the
+# writer, its reads and events (SQLAlchemy) load when first named
+_LAZY = {
+    "Request": "decisions",
+    "outcome": "decisions",
+    "Deployed": "events",
+    "Events": "events",
+    "RunCreated": "events",
+    "RunEnded": "events",
+    "RunRequeued": "events",
+    "StopRequested": "events",
+    "Lifecycle": "writer",
+    "move": "writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "ACTIVE",
