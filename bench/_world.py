@@ -26,7 +26,7 @@ from dockyard.controller import gitstore, manifests, workspaces
 from dockyard.controller.lifecycle import Events, Lifecycle
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
-from dockyard.controller.scheduler import Scheduler
+from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 

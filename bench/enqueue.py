@@ -170,7 +170,7 @@ PROFILED = (
         "sqlalchemy/orm/bulk_persistence.py",
         "_get_matched_objects_on_criteria",
     ),
-    ("    scheduling.window (croniter)", "controller/scheduling.py", "window"),
+    ("    rules.window (croniter)", "controller/lifecycle/rules.py", "window"),
     ("    facts.read (active runs SELECT, ledger)", "controller/lifecycle/facts.py", "read"),
     ("  runs.as_dict (response rows)", "controller/runs.py", "as_dict"),
 )

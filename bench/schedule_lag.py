@@ -186,16 +186,16 @@ def measure_floors(world: World, burst: int) -> dict[str, list[float]]:
 
 
 PROFILED = (
-    ("Scheduler.tick in all", "controller/scheduler.py", "tick"),
+    ("Scheduler.tick in all", "controller/scheduling/loop.py", "tick"),
     (
         "  Scheduler._fire (per fire: 3 gets, claim, run, commit)",
-        "controller/scheduler.py",
+        "controller/scheduling/loop.py",
         "_fire",
     ),
     ("    Session.get (schedule, job, workspace)", "sqlalchemy/orm/session.py", "get"),
-    ("    scheduling.due (next tick, missed ticks: croniter)", "controller/scheduling.py", "due"),
+    ("    ticks.due (next tick, missed ticks: croniter)", "controller/scheduling/ticks.py", "due"),
     ("    Lifecycle.create", "controller/lifecycle/writer.py", "create"),
-    ("      scheduling.window (croniter)", "controller/scheduling.py", "window"),
+    ("      rules.window (croniter)", "controller/lifecycle/rules.py", "window"),
     ("      Lifecycle._row (number, INSERT, flush)", "controller/lifecycle/writer.py", "_row"),
     (
         "    dltadapter.trigger_type (parses the trigger, every call)",

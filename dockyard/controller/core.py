@@ -17,7 +17,7 @@ from dockyard.controller.prewarm import Prewarmer
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runner import Runner
 from dockyard.controller.runtime_config import Defaults
-from dockyard.controller.scheduler import Scheduler
+from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
 from dockyard.settings import Settings

@@ -22,10 +22,10 @@ from dockyard.controller import (
     lifecycle,
     planning,
     runs,
-    schedules,
     service,
 )
 from dockyard.controller.core import Controller
+from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.store.models import BeaconPayload, IntervalWindow, Job, Run, Workspace
 from dockyard.errors import InvalidInput, NotFound
 

@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import gitstore, manifests, planning, schedules, workspaces
+from dockyard.controller import gitstore, manifests, planning, workspaces
 from dockyard.controller.lifecycle.events import Deployed, Events
+from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Reconciliation, Workspace
 from dockyard.errors import DockyardError

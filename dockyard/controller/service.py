@@ -24,12 +24,12 @@ from dockyard.controller import (
     manifests,
     planning,
     runs,
-    schedules,
-    scheduling,
     workspaces,
 )
 from dockyard.controller.core import Controller
-from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus, facts
+from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus, facts, rules
+from dockyard.controller.scheduling import state as schedules
+from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
 from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
 
@@ -191,11 +191,7 @@ def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[
     rows = schedules.for_job(session, job)
     upcoming = (
         sorted(
-            {
-                t
-                for row in rows
-                for t in scheduling.upcoming(row.trigger, row.timezone, row.next_fire_at)
-            }
+            {t for row in rows for t in ticks.upcoming(row.trigger, row.timezone, row.next_fire_at)}
         )[:5]
         if job.status == "active" and job.paused_at is None
         else []
@@ -221,7 +217,7 @@ def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[
         },
         "interval": facts.interval_state(session, job, now),
         "refresh_pending": job.refresh_pending,
-        "concurrency": scheduling.concurrency_limit(job.definition),
+        "concurrency": rules.concurrency_limit(job.definition),
     }
 
 
@@ -259,7 +255,7 @@ def _schedule_change(
     tz = dltadapter.job_timezone(definition)
     kept = {r.trigger: r.next_fire_at for r in schedules.for_job(session, job)} if job else {}
     next_fire = {
-        t: (kept[t] if t in kept and t in old else scheduling.first_fire(t, tz, now)) for t in new
+        t: (kept[t] if t in kept and t in old else ticks.first_fire(t, tz, now)) for t in new
     }
     entry: dict[str, Any] = {
         "job_ref": definition["job_ref"],
@@ -272,7 +268,7 @@ def _schedule_change(
     if has_interval:
         done = facts.completed_end(session, job) if job else None
         trigger = str(definition.get("default_trigger") or "manual:")
-        decision = scheduling.window(definition, trigger, now, done, False)
+        decision = rules.window(definition, trigger, now, done, False)
         if decision.window is not None:
             entry["next_window"] = [
                 decision.window.start.isoformat(),

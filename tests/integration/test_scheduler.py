@@ -12,11 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from dockyard.clock import FakeClock
-from dockyard.controller import gitstore, manifests, schedules, workspaces
+from dockyard.controller import gitstore, manifests, workspaces
 from dockyard.controller.lifecycle import Lifecycle, Request, RunStatus
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
-from dockyard.controller.scheduler import Scheduler
+from dockyard.controller.scheduling import state as schedules
+from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule
 from tests.integration.helpers import Committer

@@ -176,8 +176,8 @@ VIOLATIONS = [
         {"executors-without-store"},
     ),
     ("dockyard.controller.planning", "pygit2", {"pure-decisions"}),
-    ("dockyard.controller.scheduling", "sqlalchemy.orm", {"pure-decisions"}),
-    ("dockyard.controller.scheduling", "dockyard.controller.store", {"pure-decisions"}),
+    ("dockyard.controller.scheduling.ticks", "sqlalchemy.orm", {"pure-decisions"}),
+    ("dockyard.controller.lifecycle.rules", "dockyard.controller.store", {"pure-decisions"}),
     ("dockyard.controller.lifecycle.decisions", "sqlalchemy", {"pure-decisions"}),
     ("dockyard.controller.lifecycle.status", "dockyard.controller.store", {"pure-decisions"}),
 ]

@@ -1,4 +1,5 @@
-"""`scheduling`: when timed triggers fire, which window a run covers, and why a run is skipped.
+"""`scheduling.ticks` and `lifecycle.rules`: when timed triggers fire, which window a run covers,
+and why a run is skipped.
 
 The semantics are dlt 1.31's (`interval.next_scheduled_run`, `compute_run_interval`,
 `resolve_interval_spec`, `check_all_upstream_run_fresh`): cron is iterated on the *naive wall
@@ -15,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dockyard.controller import scheduling
+from dockyard.controller.lifecycle import rules
+from dockyard.controller.scheduling import ticks
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"
@@ -85,33 +87,33 @@ def test_the_dst_transitions_are_where_the_vectors_assume(
 def test_first_fire_of_a_schedule_is_the_next_tick_in_the_job_timezone() -> None:
     now = utc(2026, 11, 29, 17, 19, 30)
 
-    assert scheduling.first_fire("schedule:*/3 * * * *", BERLIN, now) == utc(2026, 11, 29, 17, 21)
+    assert ticks.first_fire("schedule:*/3 * * * *", BERLIN, now) == utc(2026, 11, 29, 17, 21)
     # Berlin midnight is 23:00 UTC in winter; the same cron in UTC fires a day later
-    assert scheduling.first_fire("schedule:0 0 * * *", BERLIN, now) == utc(2026, 11, 29, 23)
-    assert scheduling.first_fire("schedule:0 0 * * *", "UTC", now) == utc(2026, 11, 30)
+    assert ticks.first_fire("schedule:0 0 * * *", BERLIN, now) == utc(2026, 11, 29, 23)
+    assert ticks.first_fire("schedule:0 0 * * *", "UTC", now) == utc(2026, 11, 30)
 
 
 def test_first_fire_of_a_schedule_is_strictly_after_now_when_now_is_a_tick() -> None:
-    assert scheduling.first_fire(HOURLY, BERLIN, utc(2026, 6, 1, 10)) == utc(2026, 6, 1, 11)
+    assert ticks.first_fire(HOURLY, BERLIN, utc(2026, 6, 1, 10)) == utc(2026, 6, 1, 11)
 
 
 def test_first_fire_of_every_waits_one_period() -> None:
     now = utc(2026, 11, 29, 17, 19, 30)
 
-    assert scheduling.first_fire("every:5m", "UTC", now) == utc(2026, 11, 29, 17, 24, 30)
-    assert scheduling.first_fire("every:2h", BERLIN, now) == utc(2026, 11, 29, 19, 19, 30)
+    assert ticks.first_fire("every:5m", "UTC", now) == utc(2026, 11, 29, 17, 24, 30)
+    assert ticks.first_fire("every:2h", BERLIN, now) == utc(2026, 11, 29, 19, 19, 30)
 
 
 def test_first_fire_of_a_future_once_is_that_time() -> None:
     trigger = "once:2026-06-01T12:00:00+00:00"
 
-    assert scheduling.first_fire(trigger, BERLIN, utc(2026, 5, 1)) == utc(2026, 6, 1, 12)
+    assert ticks.first_fire(trigger, BERLIN, utc(2026, 5, 1)) == utc(2026, 6, 1, 12)
 
 
 def test_first_fire_of_a_past_once_is_now() -> None:
     trigger = "once:2026-06-01T12:00:00+00:00"
 
-    assert scheduling.first_fire(trigger, "UTC", utc(2026, 7, 1, 8)) == utc(2026, 7, 1, 8)
+    assert ticks.first_fire(trigger, "UTC", utc(2026, 7, 1, 8)) == utc(2026, 7, 1, 8)
 
 
 # due ---------------------------------------------------------------------------------------
@@ -119,89 +121,89 @@ def test_first_fire_of_a_past_once_is_now() -> None:
 
 @pytest.mark.parametrize("trigger", [HOURLY, "every:5m", "once:2026-06-01T12:00:00+00:00"])
 def test_nothing_is_due_without_a_next_fire_time(trigger: str) -> None:
-    assert scheduling.due(trigger, BERLIN, None, utc(2026, 6, 1, 12)) is None
+    assert ticks.due(trigger, BERLIN, None, utc(2026, 6, 1, 12)) is None
 
 
 @pytest.mark.parametrize("trigger", [HOURLY, "every:5m", "once:2026-06-01T12:00:00+00:00"])
 def test_nothing_is_due_before_the_next_fire_time(trigger: str) -> None:
     next_fire_at = utc(2026, 6, 1, 12)
 
-    assert scheduling.due(trigger, BERLIN, next_fire_at, next_fire_at - EPSILON) is None
+    assert ticks.due(trigger, BERLIN, next_fire_at, next_fire_at - EPSILON) is None
 
 
 def test_a_schedule_is_due_exactly_at_its_tick() -> None:
-    fire = scheduling.due(HOURLY, BERLIN, utc(2026, 6, 1, 12), utc(2026, 6, 1, 12))
+    fire = ticks.due(HOURLY, BERLIN, utc(2026, 6, 1, 12), utc(2026, 6, 1, 12))
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 12), utc(2026, 6, 1, 13), 0)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 12), utc(2026, 6, 1, 13), 0)
 
 
 def test_a_schedule_fires_on_time_for_its_tick() -> None:
     now = utc(2026, 6, 1, 12) + EPSILON
 
-    fire = scheduling.due(HOURLY, BERLIN, utc(2026, 6, 1, 12), now)
+    fire = ticks.due(HOURLY, BERLIN, utc(2026, 6, 1, 12), now)
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 12), utc(2026, 6, 1, 13), 0)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 12), utc(2026, 6, 1, 13), 0)
 
 
 def test_a_controller_down_for_three_hours_fires_once_for_the_latest_tick() -> None:
     # due at 10:00; back at 13:00:05: ticks 10:00, 11:00 and 12:00 are skipped, 13:00 fires
-    fire = scheduling.due(HOURLY, "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 13, 0, 5))
+    fire = ticks.due(HOURLY, "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 13, 0, 5))
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 13), utc(2026, 6, 1, 14), 3)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 13), utc(2026, 6, 1, 14), 3)
 
 
 def test_catch_up_across_berlin_spring_forward_counts_only_real_ticks() -> None:
     # down from 01:00 CET to 05:30 CEST: the naive 02:00 and 03:00 ticks are one instant
     # (01:00 UTC), so the skipped ticks are 00:00, 01:00 and 02:00 UTC
-    fire = scheduling.due(HOURLY, BERLIN, utc(2026, 3, 29, 0), utc(2026, 3, 29, 3, 30))
+    fire = ticks.due(HOURLY, BERLIN, utc(2026, 3, 29, 0), utc(2026, 3, 29, 3, 30))
 
-    assert fire == scheduling.Fire(utc(2026, 3, 29, 3), utc(2026, 3, 29, 4), 3)
+    assert fire == ticks.Fire(utc(2026, 3, 29, 3), utc(2026, 3, 29, 4), 3)
 
 
 def test_catch_up_across_berlin_fall_back_counts_only_real_ticks() -> None:
     # down from 01:00 CEST to 04:30 CET: 02:00 is a tick once (CEST), so the skipped ticks
     # are 23:00, 00:00 and 02:00 UTC, and 03:00 UTC (04:00 CET) fires
-    fire = scheduling.due(HOURLY, BERLIN, utc(2026, 10, 24, 23), utc(2026, 10, 25, 3, 30))
+    fire = ticks.due(HOURLY, BERLIN, utc(2026, 10, 24, 23), utc(2026, 10, 25, 3, 30))
 
-    assert fire == scheduling.Fire(utc(2026, 10, 25, 3), utc(2026, 10, 25, 4), 3)
+    assert fire == ticks.Fire(utc(2026, 10, 25, 3), utc(2026, 10, 25, 4), 3)
 
 
 def test_catch_up_of_a_daily_schedule_across_lord_howe_spring_forward() -> None:
     # 02:00 on 2026-10-04 does not exist; dlt reads it with the old offset: 15:30 UTC
     trigger = "schedule:0 2 * * *"
 
-    fire = scheduling.due(trigger, LORD_HOWE, utc(2026, 10, 2, 15, 30), utc(2026, 10, 5))
+    fire = ticks.due(trigger, LORD_HOWE, utc(2026, 10, 2, 15, 30), utc(2026, 10, 5))
 
     # skipped 2026-10-03 02:00 LHST and 2026-10-04 02:00 (→ 02:30 LHDT); fires 10-05 02:00 LHDT
-    assert fire == scheduling.Fire(utc(2026, 10, 4, 15), utc(2026, 10, 5, 15), 2)
+    assert fire == ticks.Fire(utc(2026, 10, 4, 15), utc(2026, 10, 5, 15), 2)
 
 
 def test_every_fires_once_for_the_latest_elapsed_period() -> None:
-    fire = scheduling.due("every:5m", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 17))
+    fire = ticks.due("every:5m", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 17))
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 10, 15), utc(2026, 6, 1, 10, 20), 3)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 10, 15), utc(2026, 6, 1, 10, 20), 3)
 
 
 def test_every_due_exactly_at_its_tick() -> None:
-    fire = scheduling.due("every:5m", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10))
+    fire = ticks.due("every:5m", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10))
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 5), 0)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 5), 0)
 
 
 def test_every_keeps_its_grid_after_a_late_fire() -> None:
-    fire = scheduling.due("every:1h", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 59, 59))
+    fire = ticks.due("every:1h", "UTC", utc(2026, 6, 1, 10), utc(2026, 6, 1, 10, 59, 59))
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 10), utc(2026, 6, 1, 11), 0)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 10), utc(2026, 6, 1, 11), 0)
 
 
 def test_a_future_once_fires_at_its_time_and_never_again() -> None:
     trigger = "once:2026-06-01T12:00:00+00:00"
-    first = scheduling.first_fire(trigger, "UTC", utc(2026, 5, 1))
+    first = ticks.first_fire(trigger, "UTC", utc(2026, 5, 1))
 
-    fire = scheduling.due(trigger, "UTC", first, utc(2026, 6, 1, 12) + EPSILON)
+    fire = ticks.due(trigger, "UTC", first, utc(2026, 6, 1, 12) + EPSILON)
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 12), None, 0)
-    assert scheduling.due(trigger, "UTC", None, utc(2026, 6, 2)) is None
+    assert fire == ticks.Fire(utc(2026, 6, 1, 12), None, 0)
+    assert ticks.due(trigger, "UTC", None, utc(2026, 6, 2)) is None
 
 
 def test_a_past_once_is_due_at_deploy_and_fires_for_its_own_instant() -> None:
@@ -209,12 +211,12 @@ def test_a_past_once_is_due_at_deploy_and_fires_for_its_own_instant() -> None:
     # unique (job, trigger, tick) stops a second run even if the schedule row were rebuilt
     trigger = "once:2026-06-01T12:00:00+00:00"
     deployed = utc(2026, 7, 1, 8)
-    first = scheduling.first_fire(trigger, "UTC", deployed)
+    first = ticks.first_fire(trigger, "UTC", deployed)
     assert first == deployed
 
-    fire = scheduling.due(trigger, "UTC", first, deployed + EPSILON)
+    fire = ticks.due(trigger, "UTC", first, deployed + EPSILON)
 
-    assert fire == scheduling.Fire(utc(2026, 6, 1, 12), None, 0)
+    assert fire == ticks.Fire(utc(2026, 6, 1, 12), None, 0)
 
 
 # exactly once over DST days ---------------------------------------------------------------
@@ -223,19 +225,19 @@ def test_a_past_once_is_due_at_deploy_and_fires_for_its_own_instant() -> None:
 def simulate(trigger: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
     """A scheduler that sleeps until the stored next fire time, wakes a few ms late, fires, and
     stores the next fire time it was given: the ticks it fires in `[start, end)`."""
-    next_fire_at: datetime | None = scheduling.first_fire(trigger, tz, start)
-    ticks: list[datetime] = []
+    next_fire_at: datetime | None = ticks.first_fire(trigger, tz, start)
+    fired: list[datetime] = []
     while next_fire_at is not None and next_fire_at < end:
-        assert len(ticks) < 10_000, "the scheduler does not advance"
-        assert scheduling.due(trigger, tz, next_fire_at, next_fire_at - EPSILON) is None
-        fire = scheduling.due(trigger, tz, next_fire_at, next_fire_at + EPSILON)
+        assert len(fired) < 10_000, "the scheduler does not advance"
+        assert ticks.due(trigger, tz, next_fire_at, next_fire_at - EPSILON) is None
+        fire = ticks.due(trigger, tz, next_fire_at, next_fire_at + EPSILON)
         assert fire is not None
         assert fire.tick == next_fire_at
         assert fire.missed == 0
         assert fire.next_fire_at is None or fire.next_fire_at > fire.tick + EPSILON
-        ticks.append(fire.tick)
+        fired.append(fire.tick)
         next_fire_at = fire.next_fire_at
-    return ticks
+    return fired
 
 
 def local_day(tz: str, day: date) -> tuple[datetime, datetime]:
@@ -424,7 +426,7 @@ def test_half_hourly_across_lord_howe_spring_forward_fires_the_shared_instant_on
 
 
 def test_upcoming_schedule_lists_five_increasing_ticks_across_spring_forward() -> None:
-    times = scheduling.upcoming("schedule:30 2 * * *", BERLIN, utc(2026, 3, 28, 1, 30))
+    times = ticks.upcoming("schedule:30 2 * * *", BERLIN, utc(2026, 3, 28, 1, 30))
 
     assert times == [
         utc(2026, 3, 28, 1, 30),
@@ -436,19 +438,19 @@ def test_upcoming_schedule_lists_five_increasing_ticks_across_spring_forward() -
 
 
 def test_upcoming_hourly_across_fall_back_skips_the_repeated_hour() -> None:
-    times = scheduling.upcoming(HOURLY, BERLIN, utc(2026, 10, 25, 0))
+    times = ticks.upcoming(HOURLY, BERLIN, utc(2026, 10, 25, 0))
 
     assert times == [utc(2026, 10, 25, h) for h in (0, 2, 3, 4, 5)]
 
 
 def test_upcoming_every_steps_by_the_period() -> None:
-    times = scheduling.upcoming("every:5m", "UTC", utc(2026, 6, 1, 10, 2, 30))
+    times = ticks.upcoming("every:5m", "UTC", utc(2026, 6, 1, 10, 2, 30))
 
     assert times == [utc(2026, 6, 1, 10, 2, 30) + timedelta(minutes=5 * n) for n in range(5)]
 
 
 def test_upcoming_honours_count() -> None:
-    assert scheduling.upcoming(HOURLY, "UTC", utc(2026, 6, 1, 10), count=2) == [
+    assert ticks.upcoming(HOURLY, "UTC", utc(2026, 6, 1, 10), count=2) == [
         utc(2026, 6, 1, 10),
         utc(2026, 6, 1, 11),
     ]
@@ -457,12 +459,12 @@ def test_upcoming_honours_count() -> None:
 def test_upcoming_once_is_its_one_time() -> None:
     trigger = "once:2026-06-01T12:00:00+00:00"
 
-    assert scheduling.upcoming(trigger, "UTC", utc(2026, 6, 1, 12)) == [utc(2026, 6, 1, 12)]
+    assert ticks.upcoming(trigger, "UTC", utc(2026, 6, 1, 12)) == [utc(2026, 6, 1, 12)]
 
 
 @pytest.mark.parametrize("trigger", [HOURLY, "every:5m", "once:2026-06-01T12:00:00+00:00"])
 def test_upcoming_without_a_next_fire_time_is_empty(trigger: str) -> None:
-    assert scheduling.upcoming(trigger, "UTC", None) == []
+    assert ticks.upcoming(trigger, "UTC", None) == []
 
 
 # window ------------------------------------------------------------------------------------
@@ -470,7 +472,7 @@ def test_upcoming_without_a_next_fire_time_is_empty(trigger: str) -> None:
 AT = utc(2026, 1, 1, 5, 10)  # 06:10 CET; the latest hourly tick is 05:00 UTC
 
 
-def covers(decision: scheduling.Decision) -> tuple[datetime, datetime]:
+def covers(decision: rules.Decision) -> tuple[datetime, datetime]:
     assert decision.skip_reason is None
     assert decision.window is not None
     return decision.window.start, decision.window.end
@@ -480,20 +482,20 @@ def test_first_run_of_an_interval_job_covers_from_the_snapped_start_to_the_lates
     # 00:30 UTC is 01:30 CET; the hourly tick at or before it is 01:00 CET = 00:00 UTC
     definition = job(interval={"start": "2026-01-01T00:30:00+00:00"})
 
-    decision = scheduling.window(definition, HOURLY, AT, None, False)
+    decision = rules.window(definition, HOURLY, AT, None, False)
 
     assert covers(decision) == (utc(2026, 1, 1), utc(2026, 1, 1, 5))
 
 
 def test_an_interval_job_continues_from_its_last_completed_window() -> None:
     # missed ticks (02:00 to 04:00) are folded into this one window
-    decision = scheduling.window(job(), HOURLY, AT, utc(2026, 1, 1, 2), False)
+    decision = rules.window(job(), HOURLY, AT, utc(2026, 1, 1, 2), False)
 
     assert covers(decision) == (utc(2026, 1, 1, 2), utc(2026, 1, 1, 5))
 
 
 def test_refresh_goes_back_to_the_interval_start() -> None:
-    decision = scheduling.window(job(), HOURLY, AT, utc(2026, 1, 1, 2), True)
+    decision = rules.window(job(), HOURLY, AT, utc(2026, 1, 1, 2), True)
 
     assert covers(decision) == (utc(2026, 1, 1), utc(2026, 1, 1, 5))
 
@@ -501,7 +503,7 @@ def test_refresh_goes_back_to_the_interval_start() -> None:
 def test_a_completed_end_before_the_declared_start_starts_at_the_declared_start() -> None:
     definition = job(interval={"start": "2026-01-01T03:00:00+00:00"})
 
-    decision = scheduling.window(definition, HOURLY, AT, utc(2025, 12, 1), False)
+    decision = rules.window(definition, HOURLY, AT, utc(2025, 12, 1), False)
 
     assert covers(decision) == (utc(2026, 1, 1, 3), utc(2026, 1, 1, 5))
 
@@ -512,13 +514,13 @@ def test_the_window_end_is_clamped_to_the_snapped_interval_end() -> None:
         interval={"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T03:30:00+00:00"}
     )
 
-    decision = scheduling.window(definition, HOURLY, AT, utc(2026, 1, 1, 1), False)
+    decision = rules.window(definition, HOURLY, AT, utc(2026, 1, 1, 1), False)
 
     assert covers(decision) == (utc(2026, 1, 1, 1), utc(2026, 1, 1, 3))
 
 
 def test_a_manual_run_of_an_interval_job_uses_the_schedule_window() -> None:
-    decision = scheduling.window(job(), "manual:jobs.s.a", AT, utc(2026, 1, 1, 4), False)
+    decision = rules.window(job(), "manual:jobs.s.a", AT, utc(2026, 1, 1, 4), False)
 
     assert covers(decision) == (utc(2026, 1, 1, 4), utc(2026, 1, 1, 5))
 
@@ -531,7 +533,7 @@ def test_a_daily_interval_window_across_berlin_spring_forward_is_47_hours() -> N
         triggers=[daily], default_trigger=daily, interval={"start": "2026-03-28T12:00:00+01:00"}
     )
 
-    decision = scheduling.window(definition, daily, utc(2026, 3, 30, 6), None, False)
+    decision = rules.window(definition, daily, utc(2026, 3, 30, 6), None, False)
 
     start, end = covers(decision)
     assert (start, end) == (utc(2026, 3, 27, 23), utc(2026, 3, 29, 22))
@@ -542,9 +544,7 @@ def test_a_daily_interval_window_across_berlin_fall_back_is_25_hours() -> None:
     daily = "schedule:0 0 * * *"
     definition = job(triggers=[daily], default_trigger=daily)
 
-    decision = scheduling.window(
-        definition, daily, utc(2026, 10, 26, 5), utc(2026, 10, 24, 22), False
-    )
+    decision = rules.window(definition, daily, utc(2026, 10, 26, 5), utc(2026, 10, 24, 22), False)
 
     start, end = covers(decision)
     assert (start, end) == (utc(2026, 10, 24, 22), utc(2026, 10, 25, 23))
@@ -552,9 +552,9 @@ def test_a_daily_interval_window_across_berlin_fall_back_is_25_hours() -> None:
 
 
 def test_nothing_new_to_cover_is_a_skip() -> None:
-    decision = scheduling.window(job(), HOURLY, AT, utc(2026, 1, 1, 5), False)
+    decision = rules.window(job(), HOURLY, AT, utc(2026, 1, 1, 5), False)
 
-    assert decision == scheduling.Decision(
+    assert decision == rules.Decision(
         None, "nothing new to cover: already done up to 2026-01-01 05:00 UTC"
     )
 
@@ -564,9 +564,9 @@ def test_a_complete_interval_is_a_skip() -> None:
         interval={"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T03:00:00+00:00"}
     )
 
-    decision = scheduling.window(definition, HOURLY, AT, utc(2026, 1, 1, 3), False)
+    decision = rules.window(definition, HOURLY, AT, utc(2026, 1, 1, 3), False)
 
-    assert decision == scheduling.Decision(
+    assert decision == rules.Decision(
         None, "interval complete: everything up to 2026-01-01 03:00 UTC is done"
     )
 
@@ -574,15 +574,15 @@ def test_a_complete_interval_is_a_skip() -> None:
 def test_a_run_before_the_interval_start_is_a_skip() -> None:
     definition = job(interval={"start": "2026-02-01T00:00:00+00:00"})
 
-    decision = scheduling.window(definition, HOURLY, AT, None, False)
+    decision = rules.window(definition, HOURLY, AT, None, False)
 
-    assert decision == scheduling.Decision(
+    assert decision == rules.Decision(
         None, "before the job's interval, which starts 2026-02-01 00:00 UTC"
     )
 
 
 def test_a_scheduled_job_without_interval_gets_the_elapsed_cron_interval() -> None:
-    decision = scheduling.window(job(interval=None), HOURLY, AT, utc(2025, 1, 1), False)
+    decision = rules.window(job(interval=None), HOURLY, AT, utc(2025, 1, 1), False)
 
     assert covers(decision) == (utc(2026, 1, 1, 4), utc(2026, 1, 1, 5))
 
@@ -591,7 +591,7 @@ def test_a_scheduled_job_without_interval_across_fall_back_spans_the_repeated_ho
     # fired for 03:00 CET (02:00 UTC): the previous tick is 02:00 CEST (00:00 UTC)
     definition = job(interval=None)
 
-    decision = scheduling.window(definition, HOURLY, utc(2026, 10, 25, 2) + EPSILON, None, False)
+    decision = rules.window(definition, HOURLY, utc(2026, 10, 25, 2) + EPSILON, None, False)
 
     assert covers(decision) == (utc(2026, 10, 25, 0), utc(2026, 10, 25, 2))
 
@@ -599,7 +599,7 @@ def test_a_scheduled_job_without_interval_across_fall_back_spans_the_repeated_ho
 def test_a_manual_run_without_interval_and_timed_trigger_is_a_point_in_time() -> None:
     definition = job(interval=None, triggers=[], default_trigger=None)
 
-    decision = scheduling.window(definition, "manual:jobs.s.a", AT, None, False)
+    decision = rules.window(definition, "manual:jobs.s.a", AT, None, False)
 
     assert covers(decision) == (AT, AT)
 
@@ -608,14 +608,14 @@ def test_a_follow_up_run_without_interval_is_a_point_in_time() -> None:
     follow = "job.success:jobs.s.b"
     definition = job(interval=None, triggers=[follow], default_trigger=None)
 
-    decision = scheduling.window(definition, follow, AT, None, False)
+    decision = rules.window(definition, follow, AT, None, False)
 
     assert covers(decision) == (AT, AT)
 
 
 def test_a_manual_run_of_a_scheduled_job_without_interval_gets_the_schedule_window() -> None:
     # as dlt's select_candidates / resolve_interval: the default trigger's interval math
-    decision = scheduling.window(job(interval=None), "manual:jobs.s.a", AT, None, False)
+    decision = rules.window(job(interval=None), "manual:jobs.s.a", AT, None, False)
 
     assert covers(decision) == (utc(2026, 1, 1, 4), utc(2026, 1, 1, 5))
 
@@ -623,7 +623,7 @@ def test_a_manual_run_of_a_scheduled_job_without_interval_gets_the_schedule_wind
 def test_an_every_job_without_interval_covers_the_last_period() -> None:
     definition = job(interval=None, triggers=["every:5m"], default_trigger="every:5m")
 
-    decision = scheduling.window(definition, "every:5m", AT, None, False)
+    decision = rules.window(definition, "every:5m", AT, None, False)
 
     assert covers(decision) == (AT - timedelta(minutes=5), AT)
 
@@ -647,21 +647,21 @@ def test_concurrency_limit(execute: dict[str, Any] | None, limit: int | None) ->
     if execute is not None:
         definition["execute"] = execute
 
-    assert scheduling.concurrency_limit(definition) == limit
+    assert rules.concurrency_limit(definition) == limit
 
 
 def test_concurrency_below_the_limit_is_not_a_skip() -> None:
-    assert scheduling.concurrency_skip(job(), []) is None
-    assert scheduling.concurrency_skip(job(execute={"concurrency": 2}), [4]) is None
+    assert rules.concurrency_skip(job(), []) is None
+    assert rules.concurrency_skip(job(execute={"concurrency": 2}), [4]) is None
 
 
 def test_concurrency_at_the_limit_names_the_active_runs() -> None:
     two = job(execute={"concurrency": 2})
 
-    assert scheduling.concurrency_skip(job(), [7]) == (
+    assert rules.concurrency_skip(job(), [7]) == (
         "concurrency limit 1 reached: run #7 still active"
     )
-    assert scheduling.concurrency_skip(two, [9, 4]) == (
+    assert rules.concurrency_skip(two, [9, 4]) == (
         "concurrency limit 2 reached: run #4, #9 still active"
     )
 
@@ -669,7 +669,7 @@ def test_concurrency_at_the_limit_names_the_active_runs() -> None:
 def test_unlimited_concurrency_is_never_a_skip() -> None:
     unlimited = job(execute={"concurrency": None})
 
-    assert scheduling.concurrency_skip(unlimited, list(range(1, 101))) is None
+    assert rules.concurrency_skip(unlimited, list(range(1, 101))) is None
 
 
 # freshness ---------------------------------------------------------------------------------
@@ -701,7 +701,7 @@ def gated() -> dict[str, Any]:
 
 
 def freshness(up: dict[str, Any], prev_end: datetime | None, now: datetime = NOW) -> str | None:
-    return scheduling.freshness_skip(gated(), {UPSTREAM: up}, {UPSTREAM: prev_end}, now)
+    return rules.freshness_skip(gated(), {UPSTREAM: up}, {UPSTREAM: prev_end}, now)
 
 
 EVERY_3 = "schedule:*/3 * * * *"
@@ -769,7 +769,7 @@ def test_a_manual_upstream_is_fresh_after_any_completion() -> None:
 
 
 def test_a_job_without_freshness_constraints_is_never_gated() -> None:
-    assert scheduling.freshness_skip(job(), {}, {}, NOW) is None
+    assert rules.freshness_skip(job(), {}, {}, NOW) is None
 
 
 def test_every_stale_upstream_is_named() -> None:
@@ -778,12 +778,12 @@ def test_every_stale_upstream_is_named() -> None:
     second = upstream(EVERY_3, default=EVERY_3) | {"job_ref": other}
     jobs = {UPSTREAM: upstream(EVERY_3, default=EVERY_3), other: second}
 
-    reason = scheduling.freshness_skip(
+    reason = rules.freshness_skip(
         definition, jobs, {UPSTREAM: None, other: utc(2026, 11, 29, 17, 18)}, NOW
     )
     assert reason == "upstream jobs.x.y: no completed run yet (or refreshed since)"
 
-    reason = scheduling.freshness_skip(definition, jobs, {UPSTREAM: None, other: None}, NOW)
+    reason = rules.freshness_skip(definition, jobs, {UPSTREAM: None, other: None}, NOW)
     assert reason == (
         "upstream jobs.x.y: no completed run yet (or refreshed since);"
         " upstream jobs.x.z: no completed run yet (or refreshed since)"
@@ -798,21 +798,17 @@ def test_every_stale_upstream_is_named() -> None:
 
 def test_first_fire_inside_berlins_repeated_hour_is_tomorrow() -> None:
     now = utc(2026, 10, 25, 1, 10)  # 02:10 CET, the second 02:xx; today's 02:30 has passed
-    assert scheduling.first_fire("schedule:30 2 * * *", "Europe/Berlin", now) == utc(
-        2026, 10, 26, 1, 30
-    )
+    assert ticks.first_fire("schedule:30 2 * * *", "Europe/Berlin", now) == utc(2026, 10, 26, 1, 30)
 
 
 def test_due_inside_new_yorks_repeated_hour_moves_forward() -> None:
     trigger = "schedule:*/15 * * * *"
     now = utc(2026, 11, 1, 6, 10)  # 01:10 EST, the second 01:xx
-    assert scheduling.first_fire(trigger, "America/New_York", now) == utc(2026, 11, 1, 7)
-    fire = scheduling.due(trigger, "America/New_York", utc(2026, 11, 1, 5, 45), now)
-    assert fire == scheduling.Fire(utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 7), 0)
+    assert ticks.first_fire(trigger, "America/New_York", now) == utc(2026, 11, 1, 7)
+    fire = ticks.due(trigger, "America/New_York", utc(2026, 11, 1, 5, 45), now)
+    assert fire == ticks.Fire(utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 7), 0)
 
 
 def test_a_missing_upstream_is_reported_not_deployed() -> None:
     job = {"job_ref": "jobs.s.down", "freshness": ["job.is_fresh:jobs.x.y"]}
-    assert scheduling.freshness_skip(job, {}, {}, utc(2026, 6, 1)) == (
-        "upstream jobs.x.y: not deployed"
-    )
+    assert rules.freshness_skip(job, {}, {}, utc(2026, 6, 1)) == ("upstream jobs.x.y: not deployed")

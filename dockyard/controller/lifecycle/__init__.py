@@ -1,6 +1,7 @@
 """A run's life, in one place: where its status is decided and the only code that writes it.
 
 - `status`: the statuses, the lists (active, launched, terminal) and the table of legal moves.
+- `rules`: pure — the window a run covers, freshness and concurrency gates (dlt's semantics).
 - `decisions`: pure — what a new run becomes (`decide`), how an exit ends it (`outcome`).
 - `facts`: the reads those decisions need, in one call.
 - `writer`: `Lifecycle` (create, claim, mark running, requeue, cancel, stop idle, finish with

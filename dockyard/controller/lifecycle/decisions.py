@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from dockyard.controller import dltadapter, scheduling
+from dockyard.controller import dltadapter
+from dockyard.controller.lifecycle import rules
 from dockyard.controller.lifecycle.status import RunStatus
 
 JobDef = dict[str, Any]
@@ -58,7 +59,7 @@ class Creation:
 
     status: RunStatus
     reason: str | None
-    window: scheduling.Window | None
+    window: rules.Window | None
     refresh: bool  # the run refreshes (dlt's refresh policy applied to what was asked)
     new_epoch: bool = False  # an interval job refreshing: back to `interval.start`
     record_window: bool = False  # the window goes into the ledger as `running`
@@ -74,13 +75,11 @@ def decide(job: JobView, request: Request, facts: Facts, now: datetime) -> Creat
     reads: concurrency first, then freshness (unless a person started it), then the window."""
     job_def = job.definition
     refresh, _ = dltadapter.refresh_for(job_def, request.refresh or job.refresh_pending)
-    skip = scheduling.concurrency_skip(job_def, list(facts.active_numbers))
+    skip = rules.concurrency_skip(job_def, list(facts.active_numbers))
     if skip is None and request.gated and job_def.get("freshness"):
-        skip = scheduling.freshness_skip(
-            job_def, dict(facts.upstream), dict(facts.upstream_ends), now
-        )
+        skip = rules.freshness_skip(job_def, dict(facts.upstream), dict(facts.upstream_ends), now)
     at = request.scheduled_for or now
-    decision = scheduling.window(job_def, request.trigger, at, facts.completed_end, refresh)
+    decision = rules.window(job_def, request.trigger, at, facts.completed_end, refresh)
     skip = skip or decision.skip_reason or _window_taken(job_def, decision, refresh, facts)
     if skip is not None:
         return Creation(RunStatus.SKIPPED, skip, decision.window, refresh)
@@ -97,7 +96,7 @@ def decide(job: JobView, request: Request, facts: Facts, now: datetime) -> Creat
 
 
 def _window_taken(
-    job_def: JobDef, decision: scheduling.Decision, refresh: bool, facts: Facts
+    job_def: JobDef, decision: rules.Decision, refresh: bool, facts: Facts
 ) -> str | None:
     """A window another run is already processing is not started twice."""
     if decision.window is None or not job_def.get("interval") or refresh:

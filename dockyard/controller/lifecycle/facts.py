@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockyard.controller import dltadapter, scheduling
+from dockyard.controller import dltadapter
+from dockyard.controller.lifecycle import rules
 from dockyard.controller.lifecycle.decisions import Facts, Request
 from dockyard.controller.lifecycle.status import ACTIVE, RunStatus
 from dockyard.controller.store.models import IntervalWindow, Job, Run, Workspace
@@ -91,7 +92,7 @@ def freshness_reason(session: Session, ws: Workspace, job: Job, now: datetime) -
     if not job.definition.get("freshness"):
         return None
     upstream = _upstream(session, ws, job.definition)
-    return scheduling.freshness_skip(
+    return rules.freshness_skip(
         job.definition,
         {r: u.definition for r, u in upstream.items()},
         {r: _last_completed_end(session, u) for r, u in upstream.items()},
@@ -106,7 +107,7 @@ def interval_state(session: Session, job: Job, now: datetime) -> dict[str, Any] 
         return None
     done = completed_end(session, job)
     trigger = str(job.definition.get("default_trigger") or "manual:")
-    decision = scheduling.window(job.definition, trigger, now, done, job.refresh_pending)
+    decision = rules.window(job.definition, trigger, now, done, job.refresh_pending)
     window = decision.window
     return {
         "start": declared[0].isoformat(),

@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from dockyard.controller import dltadapter, scheduling
+from dockyard.controller import dltadapter
+from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.models import Job, Schedule
 
 
@@ -60,13 +61,13 @@ def _sync_one(
                     trigger=trigger,
                     timezone=tz,
                     created_at=now,
-                    next_fire_at=scheduling.first_fire(trigger, tz, now),
+                    next_fire_at=ticks.first_fire(trigger, tz, now),
                 )
             )
         elif row.timezone != tz or reactivated:
             done = dltadapter.trigger_type(trigger) == "once" and row.last_tick is not None
             row.timezone = tz
-            row.next_fire_at = None if done else scheduling.first_fire(trigger, tz, now)
+            row.next_fire_at = None if done else ticks.first_fire(trigger, tz, now)
 
 
 def due(session: Session, now: datetime, limit: int = 500) -> list[tuple[Schedule, Job]]:
@@ -112,7 +113,7 @@ def resume(session: Session, job: Job, now: datetime) -> None:
     tz = dltadapter.job_timezone(job.definition)
     for row in for_job(session, job):
         done = dltadapter.trigger_type(row.trigger) == "once" and row.last_tick is not None
-        row.next_fire_at = None if done else scheduling.first_fire(row.trigger, tz, now)
+        row.next_fire_at = None if done else ticks.first_fire(row.trigger, tz, now)
 
 
 def next_fire_by_job(session: Session, job_ids: list[int]) -> dict[int, datetime]:

@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import schedules, scheduling
 from dockyard.controller.lifecycle import Deployed, Lifecycle, Request, RunStatus
 from dockyard.controller.loop import Loop
 from dockyard.controller.prewarm import Prewarmer, Warm
+from dockyard.controller.scheduling import state as schedules
+from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
 
@@ -93,7 +94,7 @@ class Scheduler(Loop):
             schedule = session.get(Schedule, schedule_id)
             if schedule is None or schedule.next_fire_at != expected:
                 return None
-            fire = scheduling.due(schedule.trigger, schedule.timezone, expected, now)
+            fire = ticks.due(schedule.trigger, schedule.timezone, expected, now)
             if fire is None:
                 return None
             claimed = session.execute(
