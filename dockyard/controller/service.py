@@ -27,7 +27,15 @@ from dockyard.controller import (
     workspaces,
 )
 from dockyard.controller.core import Controller
-from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus, facts, rules
+from dockyard.controller.lifecycle import (
+    ACTIVE,
+    TERMINAL,
+    Request,
+    RunStatus,
+    ScheduleChanged,
+    facts,
+    rules,
+)
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.models import Job, Reconciliation, Run, Token, Workspace
@@ -294,7 +302,7 @@ def pause_job(
             schedules.resume(session, job, now)
         last = runs.last_runs(session, [job.id]).get(job.id)
         info = job_dict(job, last, schedules.next_fire_by_job(session, [job.id]).get(job.id))
-    ctl.scheduler.wake()
+        ctl.events.publish(session, ScheduleChanged(job.id))
     return info
 
 

@@ -7,7 +7,7 @@
 - `writer`: `Lifecycle` (create, claim, mark running, requeue, cancel, stop idle, finish with
   the interval ledger, refresh cascade and follow-ups) and `move`, the guarded write.
 - `events`: what happened, told to the loops after the commit (run created, requeued, stop
-  requested, ended; deployed).
+  requested, ended; deployed; a schedule paused or resumed).
 
 The runner (`controller/runner.py`) drives processes through an executor and calls the writer
 for every change; the scheduler, the API's triggers and cancels, and the app monitor do the same.
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         RunCreated,
         RunEnded,
         RunRequeued,
+        ScheduleChanged,
         StopRequested,
     )
     from dockyard.controller.lifecycle.writer import Lifecycle, move
@@ -46,6 +47,7 @@ _LAZY = {
     "RunEnded": "events",
     "RunRequeued": "events",
     "StopRequested": "events",
+    "ScheduleChanged": "events",
     "Lifecycle": "writer",
     "move": "writer",
 }
@@ -72,6 +74,7 @@ __all__ = [
     "RunEnded",
     "RunRequeued",
     "RunStatus",
+    "ScheduleChanged",
     "StopRequested",
     "move",
     "outcome",

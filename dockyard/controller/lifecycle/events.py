@@ -59,8 +59,15 @@ class Deployed:
     sha: str
 
 
-Event = RunCreated | RunRequeued | StopRequested | RunEnded | Deployed
-E = TypeVar("E", RunCreated, RunRequeued, StopRequested, RunEnded, Deployed)
+@dataclass(frozen=True, slots=True)
+class ScheduleChanged:
+    """A job's timed triggers were paused or resumed: the scheduler re-reads its next due."""
+
+    job_id: int
+
+
+Event = RunCreated | RunRequeued | StopRequested | RunEnded | Deployed | ScheduleChanged
+E = TypeVar("E", RunCreated, RunRequeued, StopRequested, RunEnded, Deployed, ScheduleChanged)
 
 
 class Events:

@@ -17,7 +17,13 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller.lifecycle import Deployed, Lifecycle, Request, RunStatus
+from dockyard.controller.lifecycle import (
+    Deployed,
+    Lifecycle,
+    Request,
+    RunStatus,
+    ScheduleChanged,
+)
 from dockyard.controller.loop import Loop
 from dockyard.controller.prewarm import Prewarmer, Warm
 from dockyard.controller.scheduling import state as schedules
@@ -47,6 +53,7 @@ class Scheduler(Loop):
         self.prewarmer = prewarmer if prewarmer is not None and prewarmer.enabled else None
         self.release = release
         lifecycle.events.subscribe(Deployed, lambda _event: self.wake())
+        lifecycle.events.subscribe(ScheduleChanged, lambda _event: self.wake())
 
     def on_stop(self) -> None:
         if self.prewarmer is not None:
