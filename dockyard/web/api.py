@@ -1,4 +1,5 @@
-"""The JSON API (`/api/v1`): thin routes over `controller.service`."""
+"""The JSON API (`/api/v1`): thin routes over `controller.usecases`, each declaring the shape
+of its answer (`web/api_models.py`) so `/openapi.json` documents every field."""
 
 from typing import Annotated, Any
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.controller import auth, logs, sealing, service
+from dockyard.controller import auth, logs, sealing, usecases
 from dockyard.controller.core import Controller
 from dockyard.web.deps import PathNumber, QueryOffset, controller, principal
 
@@ -51,92 +52,92 @@ def me(who: Who) -> dict[str, Any]:
 
 @router.get("/workspaces")
 def list_workspaces(ctl: Ctl, who: Who) -> JSONList:
-    return service.list_workspaces(ctl, who)
+    return usecases.workspaces.list_workspaces(ctl, who)
 
 
 @router.post("/workspaces", status_code=201)
 def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.create_workspace(ctl, who, body.name)
+    return usecases.workspaces.create_workspace(ctl, who, body.name)
 
 
 @router.get("/workspaces/{ws}")
 def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.workspace_info(ctl, who, ws)
+    return usecases.workspaces.workspace_info(ctl, who, ws)
 
 
 @router.patch("/workspaces/{ws}")
 def update_workspace(ws: str, body: WorkspacePatch, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Settings of a workspace: `executor` ("local", "docker", or null for the default)."""
-    return service.set_executor(ctl, who, ws, body.executor)
+    return usecases.workspaces.set_executor(ctl, who, ws, body.executor)
 
 
 @router.post("/workspaces/{ws}/reconcile")
 def reconcile(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.reconcile(ctl, who, ws)
+    return usecases.deployments.reconcile(ctl, who, ws)
 
 
 @router.get("/workspaces/{ws}/reconciliations/{sha}")
 def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.reconciliation(ctl, who, ws, sha)
+    return usecases.deployments.reconciliation(ctl, who, ws, sha)
 
 
 @router.get("/tokens")
 def list_tokens(ctl: Ctl, who: Who) -> JSONList:
-    return service.list_tokens(ctl, who)
+    return usecases.tokens.list_tokens(ctl, who)
 
 
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.create_token(ctl, who, body.name, body.role, body.workspace)
+    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace)
 
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(token_id: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.revoke_token(ctl, who, token_id)
+    return usecases.tokens.revoke_token(ctl, who, token_id)
 
 
 @router.get("/workspaces/{ws}/jobs")
 def list_jobs(ws: str, ctl: Ctl, who: Who, archived: bool = True) -> JSONList:
-    return service.list_jobs(ctl, who, ws, include_archived=archived)
+    return usecases.jobs.list_jobs(ctl, who, ws, include_archived=archived)
 
 
 @router.get("/workspaces/{ws}/jobs/{job}")
 def job_info(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.job_info(ctl, who, ws, job)
+    return usecases.jobs.job_info(ctl, who, ws, job)
 
 
 @router.post("/workspaces/{ws}/jobs/{job}/pause")
 def pause_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Stop the job's timed triggers (kept across redeploys; manual runs still work)."""
-    return service.pause_job(ctl, who, ws, job, paused=True)
+    return usecases.jobs.pause_job(ctl, who, ws, job, paused=True)
 
 
 @router.post("/workspaces/{ws}/jobs/{job}/resume")
 def resume_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Fire the job's timed triggers again, from their next tick."""
-    return service.pause_job(ctl, who, ws, job, paused=False)
+    return usecases.jobs.pause_job(ctl, who, ws, job, paused=False)
 
 
 @router.get("/workspaces/{ws}/jobs/{job}/runs/{number}")
 def run_info(ws: str, job: str, number: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Run `number` of the job (0: its latest run)."""
-    return service.run_info(ctl, who, ws, job, number if number > 0 else None)
+    return usecases.runs.run_info(ctl, who, ws, job, number if number > 0 else None)
 
 
 @router.post("/workspaces/{ws}/trigger")
 def trigger(ws: str, body: TriggerIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
+    return usecases.runs.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
 
 
 @router.post("/workspaces/{ws}/schedule-preview")
 def schedule_preview(ws: str, body: PreviewIn, ctl: Ctl, who: Who) -> JSONList:
     """What deploying these job definitions would do to their schedules (nothing written)."""
-    return service.preview_schedules(ctl, who, ws, body.jobs)
+    return usecases.jobs.preview_schedules(ctl, who, ws, body.jobs)
 
 
 @router.post("/workspaces/{ws}/cancel")
 def cancel(ws: str, body: CancelIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.cancel_jobs(ctl, who, ws, body.selectors)
+    return usecases.runs.cancel_jobs(ctl, who, ws, body.selectors)
 
 
 @router.get("/workspaces/{ws}/runs")
@@ -148,12 +149,12 @@ def list_runs(
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONList:
-    return service.list_runs(ctl, who, ws, job, status, limit)
+    return usecases.runs.list_runs(ctl, who, ws, job, status, limit)
 
 
 @router.get("/runs/{run_id}")
 def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.run_by_id(ctl, who, run_id)
+    return usecases.runs.run_by_id(ctl, who, run_id)
 
 
 @router.get("/runs/{run_id}/logs")
@@ -168,27 +169,27 @@ def run_logs(
 ) -> dict[str, Any]:
     """A page of the run's log (at most `limit` lines and 1 MiB): from byte `offset`, or
     the last `tail` lines; go on from `next_offset` while `more`."""
-    return service.run_logs(ctl, who, run_id, offset, tail, limit, count)
+    return usecases.runs.run_logs(ctl, who, run_id, offset, tail, limit, count)
 
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.cancel_run(ctl, who, run_id)
+    return usecases.runs.cancel_run(ctl, who, run_id)
 
 
 @router.get("/workspaces/{ws}/deployments")
 def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
-    return service.versions(ctl, who, ws, "deployment")
+    return usecases.deployments.versions(ctl, who, ws, "deployment")
 
 
 @router.get("/workspaces/{ws}/deployments/{sha}")
 def deployment_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
+    return usecases.deployments.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
 
 
 @router.get("/workspaces/{ws}/configurations")
 def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
-    return service.versions(ctl, who, ws, "configuration")
+    return usecases.deployments.versions(ctl, who, ws, "configuration")
 
 
 @router.get("/workspaces/{ws}/configurations/{sha}")
@@ -220,7 +221,7 @@ async def beacon(token: str, kind: str, request: Request, ctl: Ctl) -> dict[str,
     """dlt's platform tracker PUTs JSON here without a content type or auth header. The
     token is checked before the body is read; the body's size is capped by `web/limits.py`
     (DOCKYARD_BEACON_MAX_BYTES) while it is read."""
-    run_id = service.beacon_run(ctl, token, kind)
+    run_id = usecases.beacon.beacon_run(ctl, token, kind)
     raw = await request.body()
-    await run_in_threadpool(service.record_beacon, ctl, run_id, kind, raw)
+    await run_in_threadpool(usecases.beacon.record_beacon, ctl, run_id, kind, raw)
     return {"status": "ok"}
