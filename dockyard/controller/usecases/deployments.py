@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dockyard import errors
 from dockyard.controller import gitstore, manifests, planning
 from dockyard.controller.core import Controller
 from dockyard.controller.store.models import Reconciliation
@@ -34,7 +35,11 @@ def reconciliation(ctl: Controller, principal: Principal, name: str, sha: str) -
                 if ws.reconcile_error and ws.reconcile_error.startswith(sha[:12])
                 else None
             )
-            raise NotFound(error or f"version {sha[:12]} is not reconciled (yet)")
+            if error:
+                raise NotFound(error, code=errors.RECONCILE_FAILED)
+            raise NotFound(
+                f"version {sha[:12]} is not reconciled (yet)", code=errors.NOT_RECONCILED
+            )
         return {"sha": sha, "applied_at": row.applied_at.isoformat(), **row.result}
 
 
