@@ -24,7 +24,7 @@ Floor, interleaved with the `tag:bulk` repetitions, in the server's own SQLite f
 by the bench process while the server idles): 5,000 run rows, one per bulk job, inserted with
 one executemany in one transaction.
 
-Then, with the server stopped, `service.trigger` of `tag:n1000` in-process (a `Controller` on
+Then, with the server stopped, `usecases.runs.trigger` of `tag:n1000` in-process (a `Controller` on
 the same data dir, no HTTP), timed once and profiled once, shows what dominates.
 
 Usage: python bench/enqueue.py [-n 2] [--jobs 5000] [--json-out FILE]
@@ -59,7 +59,7 @@ from _common import (
 from _world import insert_many, run_row
 from sqlalchemy import select
 
-from dockyard.controller import auth, service
+from dockyard.controller import auth, usecases
 from dockyard.controller.core import Controller
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job
@@ -157,7 +157,7 @@ def measure_server(tmp: Path, jobs: int, repeat: int) -> dict[str, Any]:
 
 
 PROFILED = (
-    ("service.trigger in all", "controller/service.py", "trigger"),
+    ("usecases.runs.trigger in all", "controller/usecases/runs.py", "trigger"),
     (
         "  runs.select_jobs (loads the jobs, dlt selector matching)",
         "controller/runs.py",
@@ -177,13 +177,13 @@ PROFILED = (
 
 
 def in_process(data_dir: Path, selector: str) -> dict[str, Any]:
-    """`service.trigger` without HTTP: timed once, then profiled once."""
+    """`usecases.runs.trigger` without HTTP: timed once, then profiled once."""
     ctl = Controller(Settings(data_dir=data_dir, start_loops=False))
     admin = auth.Principal(0, "admin", None)
     try:
-        wall, _ = timed(lambda: service.trigger(ctl, admin, WORKSPACE, [selector]))
+        wall, _ = timed(lambda: usecases.runs.trigger(ctl, admin, WORKSPACE, [selector]))
         profiler = cProfile.Profile()
-        profiler.runcall(service.trigger, ctl, admin, WORKSPACE, [selector])
+        profiler.runcall(usecases.runs.trigger, ctl, admin, WORKSPACE, [selector])
     finally:
         ctl.db.dispose()
     stats: Any = pstats.Stats(profiler)
@@ -226,7 +226,9 @@ def report(case: dict[str, Any], local: dict[str, Any], jobs: int) -> Report:
     rep.add("ratio median / floor", f"{wall / low:.0f}")
     rep.add("response size [MB]", f"{case['size'] / 1e6:.1f}")
     rep.add("machine CPU busy while triggering", case["busy"])
-    rep.add("in-process service.trigger tag:n1000 (no HTTP) [s]", local["wall_s"], "in_process_s")
+    rep.add(
+        "in-process usecases.runs.trigger tag:n1000 (no HTTP) [s]", local["wall_s"], "in_process_s"
+    )
     for label, seconds in local["parts"].items():
         rep.add(f"cProfile (tag:n1000): {label} [s]", seconds)
     rep.figures.update(

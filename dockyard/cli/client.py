@@ -87,9 +87,14 @@ class Client:
 
 
 def _error(status: int, payload: bytes, reason: str) -> DockyardError:
+    """The server's `{"error": message, "code": code}` as the matching error class; callers
+    branch on `.code` (docs/api.md), never on the message's wording."""
+    code = None
     try:
-        message = json.loads(payload).get("error") or payload.decode()
+        body = json.loads(payload)
+        message = body.get("error") or payload.decode()
+        code = body.get("code") if isinstance(body.get("code"), str) else None
     except (ValueError, AttributeError):
         message = payload.decode("utf-8", "replace").strip() or reason
     cls = ERRORS.get(status, DockyardError)
-    return cls(f"{message} (HTTP {status})")
+    return cls(f"{message} (HTTP {status})", code=code)

@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
+from dockyard import errors
 from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
 from dockyard.controller import gitstore, manifests, planning, pushrules
 from dockyard.controller.gitstore import FileEntry
-from dockyard.errors import DockyardError, InvalidInput, NotFound, Unavailable
+from dockyard.errors import DockyardError, Forbidden, InvalidInput, NotFound, Unavailable
 
 RECONCILE_WAIT_S = 120.0
 # after the connection broke during a push: how long to wait for the server to answer whether
@@ -223,7 +224,7 @@ def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult
             f"the connection broke during the push, but {sha[:12]} landed on the server"
         )
     except DockyardError as exc:
-        if "403" in exc.message:  # git shows no reason for a refusal: the API says why
+        if exc.code == Forbidden.code:  # git shows no reason for a refusal: the API says why
             client.get(f"{client.ws}/key", purpose="deploy")
         raise
     applied = wait_reconciled(client, sha)
@@ -334,7 +335,7 @@ def wait_reconciled(client: Client, sha: str, timeout: float = RECONCILE_WAIT_S)
             applied: dict[str, Any] = client.get(f"{client.ws}/reconciliations/{sha}")
             return applied
         except NotFound as exc:
-            if "not reconciled" not in exc.message:
+            if exc.code != errors.NOT_RECONCILED:
                 raise DockyardError(
                     f"the server could not apply {sha[:12]}: {exc.message}"
                 ) from exc

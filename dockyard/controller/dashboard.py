@@ -1,7 +1,7 @@
 """Read use cases the web dashboard needs beyond the JSON API's: the overview, run lists with
 keyset pages, a job's ledger, deployment diffs and pipeline schemas.
 
-Same contract as `service`: the controller, the caller's principal and plain arguments in,
+Same contract as `usecases`: the controller, the caller's principal and plain arguments in,
 rights checked, JSON-ready data out. The queries are written for big workspaces (thousands of
 jobs, hundreds of thousands of runs): every list is bounded and walks an index
 (`ix_run_ws_created`, `ix_run_ws_status_created`, `ix_run_job_created`).
@@ -22,14 +22,14 @@ from dockyard.controller import (
     lifecycle,
     planning,
     runs,
-    service,
+    usecases,
 )
 from dockyard.controller.core import Controller
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.store.models import BeaconPayload, IntervalWindow, Job, Run, Workspace
 from dockyard.errors import InvalidInput, NotFound
 
-Principal = service.Principal
+Principal = usecases.access.Principal
 PAGE = 100
 
 
@@ -54,7 +54,7 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
     """Jobs at a glance, what runs now, what failed lately, recent runs failures first."""
     now = ctl.clock.now()
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         recent = _as_dicts(session, list(session.scalars(_newest(runs.runs_query(ws), 20))))
         active = _active_runs(session, ws, 10)
         failed_24h = session.scalar(
@@ -67,7 +67,7 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
             )
         )
         return {
-            "workspace": service.workspace_dict(ws),
+            "workspace": usecases.workspaces.workspace_dict(ws),
             "jobs": _job_counts(session, ws),
             "last_runs": _last_run_counts(session, ws),
             "failing": _failing_jobs(session, ws),
@@ -204,11 +204,11 @@ def jobs_page(
     offset: int = 0,
     limit: int = 200,
 ) -> dict[str, Any]:
-    """One page of the filtered jobs grouped by tag, each as `service.job_dict` (triggers in
+    """One page of the filtered jobs grouped by tag, each as `usecases.jobs.job_dict` (triggers in
     words, next fire time, last run). Filtering reads every job's definition; the rows,
     last runs and next fire times are read for the shown page only."""
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         every = [Listed.of(row) for row in session.execute(_listing(ws))]
         entries = tag_entries([j for j in every if filters.keeps(j)], filters.tag)
         shown = entries[offset : offset + limit]
@@ -216,7 +216,7 @@ def jobs_page(
         rows = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(ids)))}
         last = runs.last_runs(session, ids)
         fires = schedules.next_fire_by_job(session, ids)
-        dicts = {i: service.job_dict(rows[i], last.get(i), fires.get(i)) for i in ids}
+        dicts = {i: usecases.jobs.job_dict(rows[i], last.get(i), fires.get(i)) for i in ids}
         groups: list[tuple[str, list[dict[str, Any]]]] = []
         for tag, job in shown:
             if not groups or groups[-1][0] != tag:
@@ -253,7 +253,7 @@ def runs_page(
     if status and status not in (*lifecycle.ACTIVE, *lifecycle.TERMINAL):
         raise InvalidInput(f"unknown run status {status!r}")
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         query = runs.runs_query(ws)
         job_ref = None
         if job:  # by job id alone: its index, not the workspace's whole time line
@@ -277,16 +277,16 @@ def runs_page(
 
 
 def run_detail(ctl: Controller, principal: Principal, name: str, run_id: str) -> dict[str, Any]:
-    """`service.run_by_id` plus the job's type, for a run of this workspace."""
+    """`usecases.runs.run_by_id` plus the job's type, for a run of this workspace."""
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         row = session.get(Run, run_id)
         if row is None or row.workspace_id != ws.id:
             raise NotFound(f"no run {run_id} in workspace {name}; the Runs page lists them")
         job = session.get(Job, row.job_id)
         assert job is not None
         job_type, job_status = job.job_type, job.status
-    info = service.run_by_id(ctl, principal, run_id)
+    info = usecases.runs.run_by_id(ctl, principal, run_id)
     info.update(job_type=job_type, job_status=job_status, active=info["status"] in lifecycle.ACTIVE)
     return info
 
@@ -295,7 +295,7 @@ def run_detail(ctl: Controller, principal: Principal, name: str, run_id: str) ->
 def job_history(ctl: Controller, principal: Principal, name: str, job_name: str) -> dict[str, Any]:
     """A job's latest runs, the reason of its latest skip and its interval ledger."""
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         job = runs.find_job(session, ws, job_name)
         ref = job.job_ref
         mine = select(Run).where(Run.job_id == job.id)
@@ -352,11 +352,12 @@ def deployment_diff(
 ) -> dict[str, Any]:
     """What changed from deployment version `old` to `new`: files and the job plan."""
     with ctl.db.session() as session:
-        service._workspace(session, principal, name, "read")
-    repo = service._repo(ctl, name)
+        usecases.access.workspace(session, principal, name, "read")
+    repo = usecases.access.repo(ctl, name)
     before, after = gitstore.version_info(repo, old), gitstore.version_info(repo, new)
     plan = planning.plan(
-        service._manifest_at(repo, before.sha), service._manifest_at(repo, after.sha)
+        usecases.deployments.manifest_at(repo, before.sha),
+        usecases.deployments.manifest_at(repo, after.sha),
     )
     files = [
         p
@@ -380,7 +381,7 @@ def pipelines(
     """Each pipeline the workspace's runs reported: its newest schemas (from dlt's `state`
     payload: tables, columns, types) and its recent loads (from the `trace` payloads)."""
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "read")
+        ws = usecases.access.workspace(session, principal, name, "read")
         found: dict[str, dict[str, Any]] = {}
         for body, _run in _payloads(session, ws, "state", scan):
             pipeline = str(body.get("pipeline_name") or "?")

@@ -9,7 +9,7 @@ workspace is refused the deploy, unless the operator accepted the risk
 
 from dockyard.controller.auth import Principal
 from dockyard.controller.executors.sandbox import Isolation
-from dockyard.errors import Forbidden
+from dockyard.errors import UNISOLATED_DEPLOY, Forbidden
 from dockyard.settings import Settings
 
 
@@ -25,5 +25,6 @@ def check_deploy(
         f"this server cannot isolate jobs on the local executor ({isolation.reason}), so a"
         " token limited to one workspace may not deploy; install bubblewrap on the server,"
         " move the workspace to Docker (`dockyard workspace set-executor docker`), or have"
-        " an admin set DOCKYARD_UNISOLATED_DEPLOYS=allow"
+        " an admin set DOCKYARD_UNISOLATED_DEPLOYS=allow",
+        code=UNISOLATED_DEPLOY,
     )

@@ -14,7 +14,7 @@ from typing import Any
 import pygit2
 
 from dockyard import crypto
-from dockyard.controller import gitstore, isolation, service
+from dockyard.controller import gitstore, isolation, usecases
 from dockyard.controller.core import Controller
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import Conflict
@@ -22,13 +22,13 @@ from dockyard.errors import Conflict
 
 # the API -------------------------------------------------------------------------------------
 def key_info(
-    ctl: Controller, principal: service.Principal, name: str, purpose: str
+    ctl: Controller, principal: usecases.access.Principal, name: str, purpose: str
 ) -> dict[str, Any]:
     """The workspace's public key; for `purpose="deploy"` (deploy role) also the fingerprint
     key the CLI needs to keep unchanged values' ciphertexts."""
     role = "deploy" if purpose == "deploy" else "read"
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, role)
+        ws = usecases.access.workspace(session, principal, name, role)
         if purpose == "deploy":  # what the CLI asks before a deploy (and after a refused push)
             isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
         key = ctl.keys.sealing_key(session, ws)
@@ -44,13 +44,13 @@ def key_info(
     return info
 
 
-def rotate_key(ctl: Controller, principal: service.Principal, name: str) -> dict[str, Any]:
+def rotate_key(ctl: Controller, principal: usecases.access.Principal, name: str) -> dict[str, Any]:
     """A new key pair; every secret at HEAD re-encrypted for it in one commit. The database
     changes first: if the commit then loses a race with a push, nothing is unreadable (old
     keys stay) and the next deploy encrypts for the new key."""
-    repo = service._repo(ctl, name)
+    repo = usecases.access.repo(ctl, name)
     with ctl.db.session() as session:
-        ws = service._workspace(session, principal, name, "admin")
+        ws = usecases.access.workspace(session, principal, name, "admin")
         identities = ctl.keys.identities(session, ws)
         old, new = ctl.keys.rotate(session, ws)
         fp_key = ctl.keys.sealing_key(session, ws).fp_key
@@ -62,7 +62,7 @@ def rotate_key(ctl: Controller, principal: service.Principal, name: str) -> dict
             "retired_key_id": old.kid,
         }
     with ctl.db.session() as session:
-        ctl.keys.publish(session, service._workspace(session, principal, name, "admin"))
+        ctl.keys.publish(session, usecases.access.workspace(session, principal, name, "admin"))
     result["commit"] = None
     if commit is not None and head is not None:
         _move_branch(repo, commit, head)
@@ -150,14 +150,14 @@ def diff_versions(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> dict[st
 
 def configuration_info(
     ctl: Controller,
-    principal: service.Principal,
+    principal: usecases.access.Principal,
     name: str,
     sha: str | None,
     against: str | None = None,
 ) -> dict[str, Any]:
     """A configuration version: files, profiles, key names (never values), and which key
     names changed since `against` (default: the previous configuration version)."""
-    repo, version = service._version_at(ctl, principal, name, sha, "configuration")
+    repo, version = usecases.deployments.version_at(ctl, principal, name, sha, "configuration")
     history = [v.sha for v in gitstore.history(repo, gitstore.CONFIGURATION_PATHS)]
     if against is None and version.sha in history:
         index = history.index(version.sha)

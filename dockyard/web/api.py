@@ -1,4 +1,5 @@
-"""The JSON API (`/api/v1`): thin routes over `controller.service`."""
+"""The JSON API (`/api/v1`): thin routes over `controller.usecases`, each declaring the shape
+of its answer (`web/api_models.py`) so `/openapi.json` documents every field."""
 
 from typing import Annotated, Any
 
@@ -6,11 +7,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.controller import auth, logs, sealing, service
+from dockyard.controller import auth, logs, sealing, usecases
 from dockyard.controller.core import Controller
-from dockyard.web.deps import PathNumber, QueryOffset, controller, principal
+from dockyard.web import api_models as M
+from dockyard.web.deps import ERRORS, ApiRouter, PathNumber, QueryOffset, controller, principal
 
-router = APIRouter(prefix="/api/v1")
+router = ApiRouter(prefix="/api/v1", responses=ERRORS)
 Ctl = Annotated[Controller, Depends(controller)]
 Who = Annotated[auth.Principal, Depends(principal)]
 JSONList = list[dict[str, Any]]
@@ -44,102 +46,102 @@ class CancelIn(BaseModel):
     selectors: list[str] = Field(min_length=1)
 
 
-@router.get("/me")
+@router.get("/me", response_model=M.Me)
 def me(who: Who) -> dict[str, Any]:
     return {"role": who.role, "workspace_id": who.workspace_id, "token_id": who.token_id}
 
 
-@router.get("/workspaces")
+@router.get("/workspaces", response_model=list[M.Workspace])
 def list_workspaces(ctl: Ctl, who: Who) -> JSONList:
-    return service.list_workspaces(ctl, who)
+    return usecases.workspaces.list_workspaces(ctl, who)
 
 
-@router.post("/workspaces", status_code=201)
+@router.post("/workspaces", status_code=201, response_model=M.Workspace)
 def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.create_workspace(ctl, who, body.name)
+    return usecases.workspaces.create_workspace(ctl, who, body.name)
 
 
-@router.get("/workspaces/{ws}")
+@router.get("/workspaces/{ws}", response_model=M.WorkspaceInfo)
 def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.workspace_info(ctl, who, ws)
+    return usecases.workspaces.workspace_info(ctl, who, ws)
 
 
-@router.patch("/workspaces/{ws}")
+@router.patch("/workspaces/{ws}", response_model=M.WorkspaceSettings)
 def update_workspace(ws: str, body: WorkspacePatch, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Settings of a workspace: `executor` ("local", "docker", or null for the default)."""
-    return service.set_executor(ctl, who, ws, body.executor)
+    return usecases.workspaces.set_executor(ctl, who, ws, body.executor)
 
 
-@router.post("/workspaces/{ws}/reconcile")
+@router.post("/workspaces/{ws}/reconcile", response_model=M.Reconciled)
 def reconcile(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.reconcile(ctl, who, ws)
+    return usecases.deployments.reconcile(ctl, who, ws)
 
 
-@router.get("/workspaces/{ws}/reconciliations/{sha}")
+@router.get("/workspaces/{ws}/reconciliations/{sha}", response_model=M.AppliedReconciliation)
 def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.reconciliation(ctl, who, ws, sha)
+    return usecases.deployments.reconciliation(ctl, who, ws, sha)
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=list[M.Token])
 def list_tokens(ctl: Ctl, who: Who) -> JSONList:
-    return service.list_tokens(ctl, who)
+    return usecases.tokens.list_tokens(ctl, who)
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=M.TokenCreated)
 def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.create_token(ctl, who, body.name, body.role, body.workspace)
+    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace)
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", response_model=M.Token)
 def revoke_token(token_id: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.revoke_token(ctl, who, token_id)
+    return usecases.tokens.revoke_token(ctl, who, token_id)
 
 
-@router.get("/workspaces/{ws}/jobs")
+@router.get("/workspaces/{ws}/jobs", response_model=list[M.Job])
 def list_jobs(ws: str, ctl: Ctl, who: Who, archived: bool = True) -> JSONList:
-    return service.list_jobs(ctl, who, ws, include_archived=archived)
+    return usecases.jobs.list_jobs(ctl, who, ws, include_archived=archived)
 
 
-@router.get("/workspaces/{ws}/jobs/{job}")
+@router.get("/workspaces/{ws}/jobs/{job}", response_model=M.JobInfo)
 def job_info(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.job_info(ctl, who, ws, job)
+    return usecases.jobs.job_info(ctl, who, ws, job)
 
 
-@router.post("/workspaces/{ws}/jobs/{job}/pause")
+@router.post("/workspaces/{ws}/jobs/{job}/pause", response_model=M.Job)
 def pause_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Stop the job's timed triggers (kept across redeploys; manual runs still work)."""
-    return service.pause_job(ctl, who, ws, job, paused=True)
+    return usecases.jobs.pause_job(ctl, who, ws, job, paused=True)
 
 
-@router.post("/workspaces/{ws}/jobs/{job}/resume")
+@router.post("/workspaces/{ws}/jobs/{job}/resume", response_model=M.Job)
 def resume_job(ws: str, job: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Fire the job's timed triggers again, from their next tick."""
-    return service.pause_job(ctl, who, ws, job, paused=False)
+    return usecases.jobs.pause_job(ctl, who, ws, job, paused=False)
 
 
-@router.get("/workspaces/{ws}/jobs/{job}/runs/{number}")
+@router.get("/workspaces/{ws}/jobs/{job}/runs/{number}", response_model=M.RunDetails)
 def run_info(ws: str, job: str, number: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Run `number` of the job (0: its latest run)."""
-    return service.run_info(ctl, who, ws, job, number if number > 0 else None)
+    return usecases.runs.run_info(ctl, who, ws, job, number if number > 0 else None)
 
 
-@router.post("/workspaces/{ws}/trigger")
+@router.post("/workspaces/{ws}/trigger", response_model=M.TriggerResult)
 def trigger(ws: str, body: TriggerIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
+    return usecases.runs.trigger(ctl, who, ws, body.selectors, body.refresh, body.dry_run)
 
 
-@router.post("/workspaces/{ws}/schedule-preview")
+@router.post("/workspaces/{ws}/schedule-preview", response_model=list[M.ScheduleChange])
 def schedule_preview(ws: str, body: PreviewIn, ctl: Ctl, who: Who) -> JSONList:
     """What deploying these job definitions would do to their schedules (nothing written)."""
-    return service.preview_schedules(ctl, who, ws, body.jobs)
+    return usecases.jobs.preview_schedules(ctl, who, ws, body.jobs)
 
 
-@router.post("/workspaces/{ws}/cancel")
+@router.post("/workspaces/{ws}/cancel", response_model=M.CancelJobsResult)
 def cancel(ws: str, body: CancelIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.cancel_jobs(ctl, who, ws, body.selectors)
+    return usecases.runs.cancel_jobs(ctl, who, ws, body.selectors)
 
 
-@router.get("/workspaces/{ws}/runs")
+@router.get("/workspaces/{ws}/runs", response_model=list[M.Run])
 def list_runs(
     ws: str,
     ctl: Ctl,
@@ -148,15 +150,15 @@ def list_runs(
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONList:
-    return service.list_runs(ctl, who, ws, job, status, limit)
+    return usecases.runs.list_runs(ctl, who, ws, job, status, limit)
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", response_model=M.RunDetails)
 def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.run_by_id(ctl, who, run_id)
+    return usecases.runs.run_by_id(ctl, who, run_id)
 
 
-@router.get("/runs/{run_id}/logs")
+@router.get("/runs/{run_id}/logs", response_model=M.LogPage)
 def run_logs(
     run_id: str,
     ctl: Ctl,
@@ -168,30 +170,30 @@ def run_logs(
 ) -> dict[str, Any]:
     """A page of the run's log (at most `limit` lines and 1 MiB): from byte `offset`, or
     the last `tail` lines; go on from `next_offset` while `more`."""
-    return service.run_logs(ctl, who, run_id, offset, tail, limit, count)
+    return usecases.runs.run_logs(ctl, who, run_id, offset, tail, limit, count)
 
 
-@router.post("/runs/{run_id}/cancel")
+@router.post("/runs/{run_id}/cancel", response_model=M.CancelRunResult)
 def cancel_run(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.cancel_run(ctl, who, run_id)
+    return usecases.runs.cancel_run(ctl, who, run_id)
 
 
-@router.get("/workspaces/{ws}/deployments")
+@router.get("/workspaces/{ws}/deployments", response_model=list[M.Version])
 def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
-    return service.versions(ctl, who, ws, "deployment")
+    return usecases.deployments.versions(ctl, who, ws, "deployment")
 
 
-@router.get("/workspaces/{ws}/deployments/{sha}")
+@router.get("/workspaces/{ws}/deployments/{sha}", response_model=M.Deployment)
 def deployment_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return service.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
+    return usecases.deployments.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
 
 
-@router.get("/workspaces/{ws}/configurations")
+@router.get("/workspaces/{ws}/configurations", response_model=list[M.Version])
 def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
-    return service.versions(ctl, who, ws, "configuration")
+    return usecases.deployments.versions(ctl, who, ws, "configuration")
 
 
-@router.get("/workspaces/{ws}/configurations/{sha}")
+@router.get("/workspaces/{ws}/configurations/{sha}", response_model=M.Configuration)
 def configuration_info(
     ws: str, sha: str, ctl: Ctl, who: Who, against: str | None = None
 ) -> dict[str, Any]:
@@ -200,13 +202,13 @@ def configuration_info(
     return sealing.configuration_info(ctl, who, ws, None if sha == "latest" else sha, against)
 
 
-@router.get("/workspaces/{ws}/key")
+@router.get("/workspaces/{ws}/key", response_model=M.Key)
 def workspace_key(ws: str, ctl: Ctl, who: Who, purpose: str = "show") -> dict[str, Any]:
     """The workspace's age public key (secrets are encrypted for it by `dockyard deploy`)."""
     return sealing.key_info(ctl, who, ws, purpose)
 
 
-@router.post("/workspaces/{ws}/rotate-key")
+@router.post("/workspaces/{ws}/rotate-key", response_model=M.KeyRotation)
 def rotate_key(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     """A new key pair; every secret re-encrypted for it in one commit (admin)."""
     return sealing.rotate_key(ctl, who, ws)
@@ -220,7 +222,7 @@ async def beacon(token: str, kind: str, request: Request, ctl: Ctl) -> dict[str,
     """dlt's platform tracker PUTs JSON here without a content type or auth header. The
     token is checked before the body is read; the body's size is capped by `web/limits.py`
     (DOCKYARD_BEACON_MAX_BYTES) while it is read."""
-    run_id = service.beacon_run(ctl, token, kind)
+    run_id = usecases.beacon.beacon_run(ctl, token, kind)
     raw = await request.body()
-    await run_in_threadpool(service.record_beacon, ctl, run_id, kind, raw)
+    await run_in_threadpool(usecases.beacon.record_beacon, ctl, run_id, kind, raw)
     return {"status": "ok"}

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +37,22 @@ from dockyard.web import (
 from dockyard.web.http_status import status_of
 
 log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: errors.InvalidInput.code,
+    401: errors.Unauthorized.code,
+    403: errors.Forbidden.code,
+    404: errors.NotFound.code,
+    405: "method_not_allowed",
+    409: errors.Conflict.code,
+    413: errors.TooLarge.code,
+}
+"""The `code` of an error FastAPI or Starlette raise themselves (no route, wrong method)."""
+
+
+def error_body(message: str, code: str) -> dict[str, str]:
+    """Every API error's body: a one-line message for people, a stable code for programs."""
+    return {"error": message, "code": code}
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
@@ -88,7 +103,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
 
 
 def _error_handlers(app: FastAPI) -> None:
-    """Errors as JSON (`{"error": …}`) for the API, as a one-line page under `/ui`."""
+    """Errors as JSON (`{"error": …, "code": …}`, docs/api.md) for the API, as a one-line
+    page under `/ui`."""
 
     @app.exception_handler(errors.DockyardError)
     async def _dockyard_error(request: Request, exc: errors.DockyardError) -> Response:
@@ -97,7 +113,8 @@ def _error_handlers(app: FastAPI) -> None:
                 pages.render.error_response, request, exc, status_of(exc)
             )
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
-        return JSONResponse({"error": exc.message}, status_code=status_of(exc), headers=headers)
+        body = error_body(exc.message, exc.code)
+        return JSONResponse(body, status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
@@ -107,7 +124,8 @@ def _error_handlers(app: FastAPI) -> None:
         if pages.is_page(request.url.path):
             message = f"invalid request: {problems}"
             return await run_in_threadpool(pages.render.error_page, request, message, 400)
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+        body = error_body(f"invalid request: {problems}", "validation_error")
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -116,7 +134,11 @@ def _error_handlers(app: FastAPI) -> None:
             return await run_in_threadpool(
                 pages.render.error_page, request, message, exc.status_code
             )
-        return await http_exception_handler(request, exc)
+        if exc.status_code in (204, 304):  # no body allowed (as Starlette's own handler)
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        body = error_body(_http_message(request, exc), code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -125,7 +147,18 @@ def _error_handlers(app: FastAPI) -> None:
         message = f"internal error ({type(exc).__name__}); the server log has the details"
         if pages.is_page(request.url.path):
             return await run_in_threadpool(pages.render.error_page, request, message, 500)
-        return JSONResponse({"error": message}, status_code=500)
+        return JSONResponse(error_body(message, "internal_error"), status_code=500)
+
+
+def _http_message(request: Request, exc: StarletteHTTPException) -> str:
+    """Starlette's bare "Not Found" / "Method Not Allowed", said with what was asked."""
+    asked = f"{request.method} {request.url.path}"
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        return f"no such endpoint: {asked}; the API's endpoints are listed at /docs"
+    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
+        allowed = (exc.headers or {}).get("allow", "")
+        return f"{asked} is not allowed here" + (f"; use {allowed}" if allowed else "")
+    return str(exc.detail)
 
 
 def create_beacon_app(ctl: Controller) -> FastAPI:
@@ -136,7 +169,7 @@ def create_beacon_app(ctl: Controller) -> FastAPI:
 
     @app.exception_handler(errors.DockyardError)
     async def _dockyard_error(_request: Request, exc: errors.DockyardError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=status_of(exc))
+        return JSONResponse(error_body(exc.message, exc.code), status_code=status_of(exc))
 
     app.include_router(api.beacon_router)
     return app

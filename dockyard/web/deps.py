@@ -2,12 +2,13 @@
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from dockyard.controller import auth
 from dockyard.controller.core import Controller
+from dockyard.web import api_models
 
 MAX_INT = 2**63 - 1
 """The largest integer the database (SQLite's INTEGER) and a file offset can hold: a number
@@ -16,6 +17,32 @@ PathNumber = Annotated[int, Path(ge=0, le=MAX_INT)]
 """A run number, token id or link id in a path."""
 QueryOffset = Annotated[int, Query(ge=0, le=MAX_INT)]
 """A byte or row offset in a query string."""
+
+
+class ApiRouter(APIRouter):
+    """The JSON API's router: a route's answer carries exactly the keys its use case built.
+
+    A route declares its answer's model (`web/api_models.py`) for `/openapi.json`; FastAPI
+    would add every declared key the use case left out, as null (a dry run's `run`). With
+    `response_model_exclude_unset` on every route it adds none; the models let unknown keys
+    through, so it drops none either. Errors are declared as `api_models.Error`."""
+
+    def add_api_route(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["response_model_exclude_unset"] = True
+        super().add_api_route(*args, **kwargs)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": api_models.Error, "description": meaning}
+    for status, meaning in (
+        (400, "invalid input (code: invalid_input, validation_error, …)"),
+        (401, "missing, wrong or revoked token (code: unauthorized)"),
+        (403, "the token may not do this (code: forbidden, unisolated_deploy)"),
+        (404, "no such workspace, job, run or version (code: not_found, not_reconciled, …)"),
+        (409, "clashes with the current state (code: conflict)"),
+    )
+}
+"""The error answers every API route may give, for `/openapi.json` (docs/api.md)."""
 
 
 def controller(request: Request) -> Controller:

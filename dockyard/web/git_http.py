@@ -112,7 +112,7 @@ async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTask
 
 def _authorize(ctl: object, request: Request, name: str, role: str) -> None:
     """Who is asking, then whether they may: a name that is no workspace is answered like a
-    workspace the token may not see (`service._workspace` does the same for the API)."""
+    workspace the token may not see (`usecases.access.workspace` does the same for the API)."""
     from dockyard.controller.core import Controller
 
     assert isinstance(ctl, Controller)

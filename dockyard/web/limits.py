@@ -199,7 +199,7 @@ class _Guard:
 
 async def refuse(send: Send, message: str) -> None:
     """A 413 with a one-line JSON error; the connection is closed after it."""
-    body = json.dumps({"error": message}).encode()
+    body = json.dumps({"error": message, "code": "too_large"}).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.clock import FakeClock, utcnow
-from dockyard.controller import auth, gitstore, manifests, service, workspaces
+from dockyard.controller import auth, gitstore, manifests, usecases, workspaces
 from dockyard.controller.core import Controller
 from dockyard.controller.lifecycle import RunStatus
 from dockyard.controller.store.models import Run
@@ -41,7 +41,7 @@ class Yard:
         return sha
 
     def trigger(self) -> str:
-        made = service.trigger(self.ctl, ADMIN, WS, ["hello"])["triggered"][0]
+        made = usecases.runs.trigger(self.ctl, ADMIN, WS, ["hello"])["triggered"][0]
         return str(made["run_id"])
 
     def move(self, run_id: str, status: str) -> None:
@@ -65,7 +65,7 @@ def make_yard(data_dir: Path, **settings: Any) -> Iterator[Yard]:
         Settings(data_dir=data_dir, start_loops=False, admin_token=TOKEN, **settings), clock=clock
     )
     ctl.bootstrap()
-    service.create_workspace(ctl, ADMIN, WS)
+    usecases.workspaces.create_workspace(ctl, ADMIN, WS)
     repo = gitstore.open_repo(workspaces.repo_path(ctl.settings.repos_dir, WS))
     yield Yard(ctl, clock, Committer(repo))
     ctl.db.dispose()

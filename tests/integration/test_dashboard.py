@@ -22,7 +22,7 @@ from dockyard.controller import (
     gitstore,
     manifests,
     runs,
-    service,
+    usecases,
     workspaces,
 )
 from dockyard.controller.core import Controller
@@ -78,7 +78,7 @@ class Dash:
         return sha
 
     def trigger(self, name: str) -> dict[str, Any]:
-        made: dict[str, Any] = service.trigger(self.ctl, ADMIN, WS, [name])["triggered"][0]
+        made: dict[str, Any] = usecases.runs.trigger(self.ctl, ADMIN, WS, [name])["triggered"][0]
         return made
 
     def finish(self, run_id: str, status: str = "completed") -> None:
@@ -94,7 +94,7 @@ def dash(tmp_path: Path) -> Iterator[Dash]:
     settings = Settings(data_dir=tmp_path / "data", start_loops=False, admin_token=TOKEN)
     ctl = Controller(settings, clock=clock)
     ctl.bootstrap()
-    service.create_workspace(ctl, ADMIN, WS)
+    usecases.workspaces.create_workspace(ctl, ADMIN, WS)
     repo = gitstore.open_repo(workspaces.repo_path(settings.repos_dir, WS))
     yield Dash(ctl, clock, Committer(repo))
     ctl.db.dispose()
@@ -165,7 +165,7 @@ def test_the_jobs_list_filters_groups_by_tag_and_pages(dash: Dash) -> None:
         job("ingest_b", tags=("ingest",)),
         job("report", "job.success:jobs.d.ingest_a"),
     )
-    service.pause_job(dash.ctl, ADMIN, WS, "ingest_a", paused=True)
+    usecases.jobs.pause_job(dash.ctl, ADMIN, WS, "ingest_a", paused=True)
 
     def listed(**kwargs: Any) -> list[tuple[str, list[str]]]:
         page = dashboard.jobs_page(dash.ctl, ADMIN, WS, dashboard.JobFilter(**kwargs))
@@ -258,7 +258,7 @@ def test_pausing_needs_the_deploy_role(dash: Dash) -> None:
     dash.deploy(job("a", "schedule:0 3 * * *"))
     reader = auth.Principal(2, "read", None)
     with pytest.raises(Forbidden, match="needs 'deploy'"):
-        service.pause_job(dash.ctl, reader, WS, "a", paused=True)
+        usecases.jobs.pause_job(dash.ctl, reader, WS, "a", paused=True)
 
 
 @pytest.fixture
@@ -371,7 +371,7 @@ def test_minting_a_token_takes_the_csrf_token_and_a_same_origin_origin(dash: Das
         ]
         assert [r.status_code for r in refused] == [403, 403, 403, 403]
         assert "Origin" in refused[0].text and "CSRF" in refused[3].text
-        assert "minted" not in [t["name"] for t in service.list_tokens(dash.ctl, ADMIN)]
+        assert "minted" not in [t["name"] for t in usecases.tokens.list_tokens(dash.ctl, ADMIN)]
         made = browser.post(f"/ui/w/{WS}/tokens", data=form, headers=own)
     assert made.status_code == 200 and "new-token-value" in made.text
-    assert "minted" in [t["name"] for t in service.list_tokens(dash.ctl, ADMIN)]
+    assert "minted" in [t["name"] for t in usecases.tokens.list_tokens(dash.ctl, ADMIN)]

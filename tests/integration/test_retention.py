@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.controller import envs, gitstore, logs, retention, service, workspaces
+from dockyard.controller import envs, gitstore, logs, retention, usecases, workspaces
 from dockyard.controller.store.models import Run
 from tests.integration.deployed import ADMIN, WS, Yard, make_yard
 from tests.unit import samples
@@ -51,7 +51,7 @@ def ended_run(yard: Yard, status: str = "completed") -> str:
 
 
 def log_lines(yard: Yard, run_id: str) -> list[str]:
-    return [line["m"] for line in service.run_logs(yard.ctl, ADMIN, run_id)["lines"]]
+    return [line["m"] for line in usecases.runs.run_logs(yard.ctl, ADMIN, run_id)["lines"]]
 
 
 def bytecode_of(yard: Yard, folder: Path, workspace: str = "ws") -> Path:

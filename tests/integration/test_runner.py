@@ -21,7 +21,7 @@ from dockyard.controller import (
     manifests,
     runs,
     runtime_config,
-    service,
+    usecases,
     workspaces,
 )
 from dockyard.controller.core import Controller
@@ -108,7 +108,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(data_dir=data_dir, start_loops=False, admin_token="t" * 32)
     ctl = Controller(settings, clock=FakeClock(utcnow()), executor=FakeExecutor())
     ctl.bootstrap()
-    service.create_workspace(ctl, ADMIN, WS)
+    usecases.workspaces.create_workspace(ctl, ADMIN, WS)
     sleeper = samples.job(samples.SLEEPER)
     deploy(ctl, samples.job(samples.HELLO), samples.job(samples.AFTER_HELLO), sleeper)
     ctl.runner.on_stop()  # the deploy's environment prebuild (fake) ends with the pool

@@ -1,7 +1,7 @@
 """The server-rendered dashboard under `/ui/` (Jinja2 templates, htmx for the live parts,
 static files shipped in the package: no CDN, no front-end build).
 
-Pages are thin: they call the same use cases as the JSON API (`controller.service`, and
+Pages are thin: they call the same use cases as the JSON API (`controller.usecases`, and
 `controller.dashboard` for the dashboard's own reads) and render the result.
 """
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from dockyard.controller import service
+from dockyard.controller import usecases
 from dockyard.errors import Unauthorized
 from dockyard.web import origins, sessions
 from dockyard.web.pages import render
@@ -27,7 +27,9 @@ def root() -> RedirectResponse:
 @router.get("/ui/", include_in_schema=False)
 def start(request: Request, who: Who) -> Response:
     """The overview of the first workspace the token may see."""
-    names = [w["name"] for w in service.list_workspaces(render.controller(request), who)]
+    names = [
+        w["name"] for w in usecases.workspaces.list_workspaces(render.controller(request), who)
+    ]
     if not names:
         context = {"page": render.page(request, who, None, "overview")}
         return render.render(request, "empty.html", context)

@@ -6,7 +6,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from dockyard.controller import dashboard, service
+from dockyard.controller import dashboard, usecases
 from dockyard.web import deps
 from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who
@@ -68,7 +68,7 @@ def jobs(
 @router.get("/jobs/{job}")
 def job_page(ws: str, job: str, request: Request, who: Who) -> HTMLResponse:
     ctl = render.controller(request)
-    info = service.job_info(ctl, who, ws, job)
+    info = usecases.jobs.job_info(ctl, who, ws, job)
     history = dashboard.job_history(ctl, who, ws, info["job_ref"])
     return render.full(request, "job.html", who, ws, "jobs", job=info, history=history)
 
@@ -77,18 +77,18 @@ def job_page(ws: str, job: str, request: Request, who: Who) -> HTMLResponse:
 def run_now(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
     """Start the job now (its manual trigger); shows the run it made."""
     ctl = render.controller(request)
-    result = service.trigger(ctl, who, ws, [job], refresh=form.get("refresh") == "on")
+    result = usecases.runs.trigger(ctl, who, ws, [job], refresh=form.get("refresh") == "on")
     (made,) = result["triggered"]
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/runs/{quote(made['run_id'], safe='')}")
 
 
 @router.post("/jobs/{job}/pause")
 def pause(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
-    info = service.pause_job(render.controller(request), who, ws, job, paused=True)
+    info = usecases.jobs.pause_job(render.controller(request), who, ws, job, paused=True)
     return render.see_other(job_url(ws, info["job_ref"]))
 
 
 @router.post("/jobs/{job}/resume")
 def resume(ws: str, job: str, request: Request, who: Who, form: CheckedForm) -> Response:
-    info = service.pause_job(render.controller(request), who, ws, job, paused=False)
+    info = usecases.jobs.pause_job(render.controller(request), who, ws, job, paused=False)
     return render.see_other(job_url(ws, info["job_ref"]))

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard import __version__
-from dockyard.controller import auth, dltadapter, service
+from dockyard.controller import auth, dltadapter, usecases
 from dockyard.controller.core import Controller
 from dockyard.errors import DockyardError, InvalidInput, Unauthorized
 from dockyard.web import deps, formatting, sessions
@@ -97,7 +97,7 @@ class Page:
 
 def page(request: Request, who: auth.Principal | None, workspace: str | None, section: str) -> Page:
     ctl = controller(request)
-    names = [w["name"] for w in service.list_workspaces(ctl, who)] if who else []
+    names = [w["name"] for w in usecases.workspaces.list_workspaces(ctl, who)] if who else []
     csrf = sessions.csrf_token(request) if who else ""
     return Page(who, workspace, names, section, csrf, ctl.clock.now())
 

@@ -1,6 +1,6 @@
 """The runs list (filters, keyset pages), a run's page, its cancel button and its live log.
 
-The live log is a server-sent event stream that follows `service.run_logs` by byte offset
+The live log is a server-sent event stream that follows `usecases.runs.run_logs` by byte offset
 (polled every 0.2 s), one bounded read (at most 1 MiB of log) per event. Each stream lasts
 about `STREAM_S` and says where it stopped (the event id is the offset); the browser's
 EventSource reconnects at once and resumes there, so no connection outlives a server
@@ -16,7 +16,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from dockyard.controller import dashboard, logs, service
+from dockyard.controller import dashboard, logs, usecases
 from dockyard.controller.core import Controller
 from dockyard.web import formatting
 from dockyard.web.pages import render
@@ -70,7 +70,7 @@ def run_page(ws: str, run_id: str, request: Request, who: Who) -> HTMLResponse:
 def cancel(ws: str, run_id: str, request: Request, who: Who, form: CheckedForm) -> Response:
     ctl = render.controller(request)
     dashboard.run_detail(ctl, who, ws, run_id)  # a run of this workspace
-    service.cancel_run(ctl, who, run_id)
+    usecases.runs.cancel_run(ctl, who, run_id)
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/runs/{quote(run_id, safe='')}")
 
 
@@ -93,7 +93,11 @@ async def log_stream(
 
 
 async def _follow(
-    request: Request, ctl: Controller, who: service.Principal, run_id: str, offset: int | None
+    request: Request,
+    ctl: Controller,
+    who: usecases.access.Principal,
+    run_id: str,
+    offset: int | None,
 ) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     ended = False  # seen terminal once: one more read for a line written just after
@@ -104,7 +108,7 @@ async def _follow(
         if offset is None:
             chunk = await anyio.to_thread.run_sync(_tail, ctl, who, run_id)
         else:
-            chunk = await anyio.to_thread.run_sync(service.run_logs, ctl, who, run_id, offset)
+            chunk = await anyio.to_thread.run_sync(usecases.runs.run_logs, ctl, who, run_id, offset)
         offset = chunk["next_offset"]
         if chunk["lines"]:  # one bounded read per event (at most 1 MiB of log)
             yield f"id: {offset}\nevent: lines\ndata: {json.dumps(chunk['lines'])}\n\n"
@@ -116,10 +120,10 @@ async def _follow(
         await anyio.sleep(POLL_S)
 
 
-def _tail(ctl: Controller, who: service.Principal, run_id: str) -> dict[str, Any]:
+def _tail(ctl: Controller, who: usecases.access.Principal, run_id: str) -> dict[str, Any]:
     """The first read of a new stream: the last `PAGE_LINES` lines, after a line that says
     how many earlier ones are not shown."""
-    chunk = service.run_logs(ctl, who, run_id, tail=PAGE_LINES, count=True)
+    chunk = usecases.runs.run_logs(ctl, who, run_id, tail=PAGE_LINES, count=True)
     if chunk["offset"] > 0:
         hidden = chunk["line_count"] - PAGE_LINES
         note = f"… {hidden:,} earlier lines not shown here (the CLI's `logs --all` has them)"

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from dockyard.controller import dashboard, sealing, service
+from dockyard.controller import dashboard, sealing, usecases
 from dockyard.errors import Forbidden, NotFound
 from dockyard.web import deps, origins, sessions
 from dockyard.web.pages import render
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/ui/w/{ws}", include_in_schema=False)
 @router.get("/deployments")
 def deployments(ws: str, request: Request, who: Who, old: str = "", new: str = "") -> HTMLResponse:
     ctl = render.controller(request)
-    versions = service.versions(ctl, who, ws, "deployment")
+    versions = usecases.deployments.versions(ctl, who, ws, "deployment")
     diff = dashboard.deployment_diff(ctl, who, ws, old, new) if old and new else None
     return render.full(
         request,
@@ -40,7 +40,7 @@ def configuration(
     ws: str, request: Request, who: Who, version: str = "", against: str = ""
 ) -> HTMLResponse:
     ctl = render.controller(request)
-    versions = service.versions(ctl, who, ws, "configuration")
+    versions = usecases.deployments.versions(ctl, who, ws, "configuration")
     info = None
     if versions:
         info = sealing.configuration_info(ctl, who, ws, version or None, against or None)
@@ -56,15 +56,17 @@ def pipelines(ws: str, request: Request, who: Who) -> HTMLResponse:
 
 
 # settings --------------------------------------------------------------------------------
-def _settings(request: Request, who: service.Principal, ws: str, **extra: Any) -> dict[str, Any]:
+def _settings(
+    request: Request, who: usecases.access.Principal, ws: str, **extra: Any
+) -> dict[str, Any]:
     ctl = render.controller(request)
-    info = service.workspace_info(ctl, who, ws)
+    info = usecases.workspaces.workspace_info(ctl, who, ws)
     try:
         key: dict[str, Any] | None = sealing.key_info(ctl, who, ws, "show")
     except NotFound:
         key = None
     try:
-        tokens: list[dict[str, Any]] | None = service.list_tokens(ctl, who)
+        tokens: list[dict[str, Any]] | None = usecases.tokens.list_tokens(ctl, who)
     except Forbidden:
         tokens = None  # shown as "needs an admin token"
     return {"info": info, "key": key, "tokens": tokens, "created": None, **extra}
@@ -78,7 +80,7 @@ def settings(ws: str, request: Request, who: Who) -> HTMLResponse:
 @router.post("/settings/executor")
 def set_executor(ws: str, request: Request, who: Who, form: CheckedForm) -> Response:
     choice = form.get("executor", "default")
-    service.set_executor(
+    usecases.workspaces.set_executor(
         render.controller(request), who, ws, None if choice == "default" else choice
     )
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/settings")
@@ -90,7 +92,7 @@ def create_token(ws: str, request: Request, who: Who, form: CheckedForm) -> HTML
     takes the CSRF token and a same-origin `Origin` header both."""
     if not sessions.bearer(request):
         origins.check_same_origin(request, "making a token")
-    created = service.create_token(
+    created = usecases.tokens.create_token(
         render.controller(request),
         who,
         form.get("name", "").strip() or "dashboard token",
@@ -105,5 +107,5 @@ def create_token(ws: str, request: Request, who: Who, form: CheckedForm) -> HTML
 def revoke_token(
     ws: str, token_id: deps.PathNumber, request: Request, who: Who, form: CheckedForm
 ) -> Response:
-    service.revoke_token(render.controller(request), who, token_id)
+    usecases.tokens.revoke_token(render.controller(request), who, token_id)
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/settings")

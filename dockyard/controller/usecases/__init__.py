@@ -1,0 +1,16 @@
+"""The use cases behind the JSON API and the dashboard, one module per resource: parse
+nothing, render nothing.
+
+Each function takes the controller, the caller's principal and plain arguments, checks the
+principal's rights (`access`), does the work in one transaction and returns JSON-ready data
+(the shapes the API declares in `web/api_models.py`). Call them through their module:
+`usecases.runs.trigger(ctl, who, ws, selectors)`.
+
+- `access`: find a workspace or run by name and check the caller's right to it
+- `workspaces`, `tokens`, `jobs`, `runs`, `deployments`: one resource each, as in the API's URLs
+- `beacon`: what a running job reports to its beacon
+"""
+
+from dockyard.controller.usecases import access, beacon, deployments, jobs, runs, tokens, workspaces
+
+__all__ = ["access", "beacon", "deployments", "jobs", "runs", "tokens", "workspaces"]

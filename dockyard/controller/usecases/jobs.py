@@ -1,0 +1,180 @@
+"""Jobs: list, show (definition, schedules, freshness, interval), pause and resume their timed
+triggers, and preview what a deploy would do to their schedules (`deploy --dry-run`)."""
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from dockyard.clock import isoformat
+from dockyard.controller import dltadapter, runs
+from dockyard.controller.core import Controller
+from dockyard.controller.lifecycle import ScheduleChanged, facts, rules
+from dockyard.controller.scheduling import state as schedules
+from dockyard.controller.scheduling import ticks
+from dockyard.controller.store.models import Job, Run, Token, Workspace
+from dockyard.controller.usecases import access
+from dockyard.controller.usecases.access import Principal
+from dockyard.errors import NotFound
+
+
+def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any]:
+    definition = job.definition
+    expose = definition.get("expose") or {}
+    tags = expose.get("tags") or []
+    return {
+        "job_ref": job.job_ref,
+        "name": dltadapter.short_name(job.job_ref),
+        "job_type": job.job_type,
+        "triggers": list(definition.get("triggers") or []),
+        "triggers_humanized": [
+            dltadapter.humanize_trigger(t) for t in definition.get("triggers") or []
+        ],
+        "default_trigger": definition.get("default_trigger"),
+        "tags": [tags] if isinstance(tags, str) else list(tags),
+        "description": definition.get("description"),
+        "status": job.status,
+        "created_sha": job.created_sha,
+        "updated_sha": job.updated_sha,
+        "last_run": runs.as_dict(last, job.job_ref) if last else None,
+        "paused_at": isoformat(job.paused_at),
+        "paused_by": job.paused_by,
+        "next_fire_at": isoformat(next_fire) if job.status == "active" else None,
+    }
+
+
+def list_jobs(
+    ctl: Controller, principal: Principal, name: str, include_archived: bool = True
+) -> list[dict[str, Any]]:
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "read")
+        all_jobs = runs.jobs(session, ws, include_archived=include_archived)
+        ids = [j.id for j in all_jobs]
+        last = runs.last_runs(session, ids)
+        fires = schedules.next_fire_by_job(session, ids)
+        return [job_dict(j, last.get(j.id), fires.get(j.id)) for j in all_jobs]
+
+
+def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "read")
+        job = runs.find_job(session, ws, job_name)
+        fires = schedules.next_fire_by_job(session, [job.id])
+        info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id), fires.get(job.id))
+        info["definition"] = job.definition
+        info["run_count"] = job.runs_created
+        info.update(_schedule_info(session, ws, job, ctl.clock.now()))
+        return info
+
+
+def _schedule_info(session: Session, ws: Workspace, job: Job, now: Any) -> dict[str, Any]:
+    """Next fire times (UTC and the job's timezone), freshness state and the interval."""
+    tz = dltadapter.job_timezone(job.definition)
+    rows = schedules.for_job(session, job)
+    upcoming = (
+        sorted(
+            {t for row in rows for t in ticks.upcoming(row.trigger, row.timezone, row.next_fire_at)}
+        )[:5]
+        if job.status == "active" and job.paused_at is None
+        else []
+    )
+    gate = facts.freshness_reason(session, ws, job, now)
+    return {
+        "timezone": tz,
+        "next_runs": [t.isoformat() for t in upcoming],
+        "next_runs_local": [t.astimezone(ZoneInfo(tz)).isoformat() for t in upcoming],
+        "schedules": [
+            {
+                "trigger": r.trigger,
+                "timezone": r.timezone,
+                "next_fire_at": r.next_fire_at.isoformat() if r.next_fire_at else None,
+                "last_tick": r.last_tick.isoformat() if r.last_tick else None,
+            }
+            for r in rows
+        ],
+        "freshness": {
+            "constraints": list(job.definition.get("freshness") or []),
+            "fresh": gate is None,
+            "reason": gate,
+        },
+        "interval": facts.interval_state(session, job, now),
+        "refresh_pending": job.refresh_pending,
+        "concurrency": rules.concurrency_limit(job.definition),
+    }
+
+
+def preview_schedules(
+    ctl: Controller, principal: Principal, name: str, jobs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What deploying these job definitions would do to their schedules (for `deploy
+    --dry-run`): old and new timed triggers, the next fire time of each, and for interval jobs
+    the window their next run would cover. Nothing is written."""
+    now = ctl.clock.now()
+    out = []
+    with ctl.db.session() as session:
+        try:
+            ws: Workspace | None = access.workspace(session, principal, name, "read")
+        except NotFound:
+            principal.require("deploy")
+            ws = None
+        existing = {j.job_ref: j for j in runs.jobs(session, ws, True)} if ws else {}
+        for definition in jobs:
+            job = existing.get(definition["job_ref"])
+            entry = _schedule_change(session, job, definition, now)
+            if entry is not None:
+                out.append(entry)
+    return out
+
+
+def _schedule_change(
+    session: Session, job: Job | None, definition: dict[str, Any], now: Any
+) -> dict[str, Any] | None:
+    old = dltadapter.timed_triggers(job.definition) if job and job.status == "active" else []
+    new = dltadapter.timed_triggers(definition)
+    has_interval = bool(definition.get("interval"))
+    if old == new and not has_interval:
+        return None
+    tz = dltadapter.job_timezone(definition)
+    kept = {r.trigger: r.next_fire_at for r in schedules.for_job(session, job)} if job else {}
+    next_fire = {
+        t: (kept[t] if t in kept and t in old else ticks.first_fire(t, tz, now)) for t in new
+    }
+    entry: dict[str, Any] = {
+        "job_ref": definition["job_ref"],
+        "old_triggers": old,
+        "new_triggers": new,
+        "timezone": tz,
+        "next_fire_at": {t: at.isoformat() if at else None for t, at in next_fire.items()},
+        "next_window": None,
+    }
+    if has_interval:
+        done = facts.completed_end(session, job) if job else None
+        trigger = str(definition.get("default_trigger") or "manual:")
+        decision = rules.window(definition, trigger, now, done, False)
+        if decision.window is not None:
+            entry["next_window"] = [
+                decision.window.start.isoformat(),
+                decision.window.end.isoformat(),
+            ]
+        entry["next_window_skip_reason"] = decision.skip_reason
+    return entry
+
+
+def pause_job(
+    ctl: Controller, principal: Principal, name: str, job_name: str, paused: bool
+) -> dict[str, Any]:
+    """Pause (or resume) a job's timed triggers. The triggers stay what the deployed code
+    declares; the pause is kept across redeploys until someone resumes the job."""
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "deploy")
+        job = runs.find_job(session, ws, job_name)
+        if paused:
+            token = session.get(Token, principal.token_id)
+            schedules.pause(job, token.name if token else f"token {principal.token_id}", now)
+        else:
+            schedules.resume(session, job, now)
+        last = runs.last_runs(session, [job.id]).get(job.id)
+        info = job_dict(job, last, schedules.next_fire_by_job(session, [job.id]).get(job.id))
+        ctl.events.publish(session, ScheduleChanged(job.id))
+    return info

@@ -1,0 +1,67 @@
+"""Workspaces: list, create, show (with job and active-run counts) and choose the executor."""
+
+from typing import Any
+
+from dockyard.controller import gitstore, runs, workspaces
+from dockyard.controller.core import Controller
+from dockyard.controller.lifecycle import ACTIVE
+from dockyard.controller.store.models import Run, Workspace
+from dockyard.controller.usecases import access
+from dockyard.controller.usecases.access import Principal
+
+
+def workspace_dict(ws: Workspace) -> dict[str, Any]:
+    return {
+        "name": ws.name,
+        "created_at": ws.created_at.isoformat(),
+        "reconciled_sha": ws.reconciled_sha,
+        "deployment_version": ws.deployment_version,
+        "configuration_version": ws.configuration_version,
+        "reconcile_error": ws.reconcile_error,
+        "executor": ws.executor,
+    }
+
+
+def list_workspaces(ctl: Controller, principal: Principal) -> list[dict[str, Any]]:
+    with ctl.db.session() as session:
+        return [
+            workspace_dict(ws)
+            for ws in workspaces.list_all(session)
+            if principal.workspace_id in (None, ws.id)
+        ]
+
+
+def create_workspace(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    principal.require("admin")
+    with ctl.db.session() as session:
+        ws = workspaces.create(session, ctl.settings.repos_dir, name, ctl.hooks)
+        ctl.keys.ensure(session, ws)
+        return workspace_dict(ws)
+
+
+def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "read")
+        info = workspace_dict(ws)
+        active = runs.jobs(session, ws)
+        info["jobs"] = len(active)
+        info["active_runs"] = len(
+            list(session.scalars(runs.runs_query(ws).where(Run.status.in_(ACTIVE))))
+        )
+    info["head_sha"] = gitstore.head_sha(access.repo(ctl, name))
+    info["effective_executor"] = info["executor"] or ctl.executor.default
+    return info
+
+
+def set_executor(
+    ctl: Controller, principal: Principal, name: str, executor: str | None
+) -> dict[str, Any]:
+    """Where the workspace's runs execute from now on (None: the server's default)."""
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "admin")
+        if executor is not None:
+            ctl.executor.get(executor)  # refuses an unknown name
+        ws.executor = executor
+        info = workspace_dict(ws)
+    info["effective_executor"] = executor or ctl.executor.default
+    return info

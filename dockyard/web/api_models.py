@@ -1,0 +1,355 @@
+"""The shapes of the JSON API's answers, one pydantic model per resource, so `/openapi.json`
+(and `/docs`) lists every field a client can read.
+
+The use cases (`controller/usecases/`, `sealing`, `app_service`) build plain dicts; the routes
+declare these models with `response_model_exclude_unset=True`, so an answer carries exactly
+the keys its use case built: a key the use case leaves out (a dry run's missing `run`) is not
+added as null. Every model allows extra keys (`extra="allow"`): FastAPI filters an answer
+through its model, and a key a use case gains before its model does would otherwise vanish
+from the answer without a sound. `tests/integration/test_api_shapes.py` checks both ways: real
+answers equal what the use cases return, and every key they hold is declared here.
+
+No model holds a secret: tokens are stored and shown as hashes and prefixes, except the clear
+value of a token or public link in the one answer that creates it (`TokenCreated.token`,
+`LinkCreated.token`), which is shown that once by design.
+
+Numbers that may be whole or fractional are `int | float`: a bare `float` would turn a stored
+`60` into `60.0`.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = int | float
+
+
+class Out(BaseModel):
+    """Base of every answer: unknown keys pass through (see the module's docstring)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# errors ----------------------------------------------------------------------------------
+class Error(Out):
+    """Every error's body (docs/api.md lists the codes)."""
+
+    error: str = Field(description="one line for people: the problem and, if any, the fix")
+    code: str = Field(description="a stable snake_case code for programs, e.g. not_found")
+
+
+# the caller ------------------------------------------------------------------------------
+class Me(Out):
+    role: str
+    workspace_id: int | None
+    token_id: int | None
+
+
+# workspaces ------------------------------------------------------------------------------
+class Workspace(Out):
+    name: str
+    created_at: str
+    reconciled_sha: str | None
+    deployment_version: str | None
+    configuration_version: str | None
+    reconcile_error: str | None
+    executor: str | None = Field(description="null: the server's default executor")
+
+
+class WorkspaceSettings(Workspace):
+    """A workspace after a change of its settings."""
+
+    effective_executor: str
+
+
+class WorkspaceInfo(WorkspaceSettings):
+    jobs: int = Field(description="active jobs")
+    active_runs: int
+    head_sha: str | None
+
+
+# tokens ----------------------------------------------------------------------------------
+class Token(Out):
+    id: int
+    name: str
+    prefix: str = Field(description="the token's first characters, to recognise it")
+    role: str
+    workspace: str | None = Field(default=None, description="null: every workspace")
+    created_at: str
+    revoked_at: str | None
+
+
+class TokenCreated(Token):
+    token: str = Field(description="the clear token, shown in this answer only")
+
+
+# runs ------------------------------------------------------------------------------------
+class Run(Out):
+    run_id: str
+    number: int
+    job_ref: str
+    status: str
+    trigger: str
+    reason: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    signal: int | None
+    profile: str | None
+    deployment_version: str | None
+    configuration_version: str | None
+    interval_start: str | None
+    interval_end: str | None
+    refresh: bool
+    result: dict[str, Any] | None
+    timeout_s: Number | None
+    grace_s: Number | None
+    scheduled_for: str | None
+    skip_reason: str | None
+    cause_run_id: str | None
+    environment: str | None = Field(description="hash of the run's environment (requirements)")
+    executor: str | None
+
+
+class PipelineSummary(Out):
+    """One pipeline run reported by dlt's trace."""
+
+    pipeline: str | None
+    destination: str | None
+    dataset: str | None
+    tables: dict[str, int] = Field(description="rows loaded per table")
+    failed_steps: list[str]
+    finished_at: Any
+
+
+class RunDetails(Run):
+    pipelines: list[PipelineSummary]
+    entry_point: dict[str, Any] | None
+
+
+class LogPage(Out):
+    """One bounded page of a run's log; go on from `next_offset` while `more`."""
+
+    run_id: str
+    status: str
+    lines: list[dict[str, Any]]
+    offset: int
+    next_offset: int
+    size: int
+    more: bool
+    line_count: int | None = Field(description="complete lines in the whole log, if asked")
+    done: bool = Field(description="the run has ended: no more lines will come")
+
+
+class Triggered(Out):
+    """One matched job of a trigger: the run made (or skipped), or what a dry run would do."""
+
+    job_ref: str
+    trigger: str
+    run_id: str | None
+    status: str = Field(description="triggered | skipped | would_trigger")
+    number: int | None = None
+    skip_reason: str | None = None
+    run: Run | None = None
+
+
+class TriggerResult(Out):
+    triggered: list[Triggered]
+    dry_run: bool
+
+
+class CancelledRun(Out):
+    run_id: str
+    job_ref: str
+    number: int
+    status: str
+
+
+class CancelJobsResult(Out):
+    cancelled: list[CancelledRun]
+    not_running: list[str] = Field(description="matched jobs with no active run")
+
+
+class CancelRunResult(Out):
+    run_id: str
+    status: str
+
+
+# jobs ------------------------------------------------------------------------------------
+class Job(Out):
+    job_ref: str
+    name: str
+    job_type: str
+    triggers: list[str]
+    triggers_humanized: list[str]
+    default_trigger: str | None
+    tags: list[str]
+    description: str | None
+    status: str
+    created_sha: str
+    updated_sha: str
+    last_run: Run | None
+    paused_at: str | None
+    paused_by: str | None
+    next_fire_at: str | None
+
+
+class Schedule(Out):
+    trigger: str
+    timezone: str
+    next_fire_at: str | None
+    last_tick: str | None
+
+
+class Freshness(Out):
+    constraints: list[Any]
+    fresh: bool
+    reason: str | None
+
+
+class Interval(Out):
+    start: str
+    end: str | None
+    completed_up_to: str | None
+    next_window: list[str] | None
+    next_window_skip_reason: str | None
+
+
+class JobInfo(Job):
+    definition: dict[str, Any]
+    run_count: int
+    timezone: str
+    next_runs: list[str]
+    next_runs_local: list[str]
+    schedules: list[Schedule]
+    freshness: Freshness
+    interval: Interval | None
+    refresh_pending: bool
+    concurrency: int | None
+
+
+class ScheduleChange(Out):
+    """What a deploy would do to one job's schedule (nothing is written)."""
+
+    job_ref: str
+    old_triggers: list[str]
+    new_triggers: list[str]
+    timezone: str
+    next_fire_at: dict[str, str | None]
+    next_window: list[str] | None
+    next_window_skip_reason: str | None = None
+
+
+# deployments and configurations ----------------------------------------------------------
+class Version(Out):
+    version: str
+    created_at: str
+    message: str
+
+
+class Plan(Out):
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    archived: list[str]
+
+
+class Deployment(Version):
+    previous_version: str | None
+    plan: Plan
+    changed_files: list[str]
+    jobs: list[str]
+    description: str | None
+
+
+class Reconciliation(Plan):
+    """A version the server applied: its plan against what was deployed before."""
+
+    sha: str
+    summary: str
+    deployment_version: str | None
+    configuration_version: str | None
+
+
+class Reconciled(Reconciliation):
+    changed: bool = Field(description="false: the version was applied already")
+
+
+class AppliedReconciliation(Reconciliation):
+    applied_at: str
+
+
+class ConfigFile(Out):
+    name: str
+    profile: str | None
+    secret: bool
+    keys: list[str] = Field(description="key names only, never values")
+
+
+class Configuration(Version):
+    files: list[ConfigFile]
+    profiles: list[str]
+    compared_with: str | None
+    changes: dict[str, list[str]] = Field(description="key names added, removed, changed")
+
+
+# keys ------------------------------------------------------------------------------------
+class Key(Out):
+    workspace: str
+    public_key: str = Field(description="age public key the CLI encrypts secrets for")
+    key_id: str
+    retired_key_ids: list[str]
+    fingerprint_key: str | None = Field(
+        default=None, description="only for purpose=deploy (deploy role)"
+    )
+
+
+class KeyRotation(Out):
+    workspace: str
+    key_id: str
+    retired_key_id: str
+    commit: str | None = Field(description="the commit re-encrypting the secrets, if any")
+
+
+# apps ------------------------------------------------------------------------------------
+class App(Out):
+    job_ref: str
+    name: str
+    status: str
+    reason: str | None
+    run_id: str | None
+    number: int | None
+    url: str | None
+    url_problem: str | None = Field(description="why the app has no URL, if it has none")
+
+
+class AppListed(App):
+    interface: Any
+    category: Any
+    public_links: int
+
+
+class AppServed(App):
+    run: Run | None
+
+
+class Link(Out):
+    id: int
+    job_ref: str
+    prefix: str
+    note: str | None
+    created_at: str | None
+    revoked_at: str | None
+    active: bool
+
+
+class LinkCreated(Link):
+    token: str = Field(description="the clear link token, shown in this answer only")
+    path: str
+    url: str
+
+
+class LinksRevoked(Out):
+    revoked: list[Link]
+    closed_connections: int
