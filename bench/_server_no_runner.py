@@ -14,10 +14,10 @@ import sys
 
 import uvicorn
 
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.logsetup import configure
 from dockyard.settings import Settings
-from dockyard.web.app import create_app
+from dockyard.web.asgi import create_asgi
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +31,9 @@ def main(argv: list[str]) -> int:
     ctl.bootstrap()
     ctl.scheduler.start()
     print("bench server: runner not started", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(settings, ctl), host=settings.host, port=settings.port, access_log=False)
+    uvicorn.run(
+        create_asgi(settings, ctl), host=settings.host, port=settings.port, access_log=False
+    )
     return 0
 
 

@@ -60,7 +60,7 @@ from _world import insert_many, run_row
 from sqlalchemy import select
 
 from dockyard.controller import auth, usecases
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job
 from dockyard.settings import Settings

@@ -57,7 +57,7 @@ from _common import (
 from sqlalchemy import func, select
 
 from dockyard.clock import SystemClock
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Job, Schedule
 from dockyard.settings import Settings
 

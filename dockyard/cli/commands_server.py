@@ -11,7 +11,7 @@ from dockyard.cli.client import Client
 from dockyard.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from dockyard.controller.core import Controller
+    from dockyard.controller.assembly import Controller
     from dockyard.settings import Settings
 
 
@@ -60,7 +60,7 @@ def server(
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
     from dockyard.controller import app_origins
-    from dockyard.controller.core import Controller
+    from dockyard.controller.assembly import Controller
     from dockyard.logsetup import configure
     from dockyard.settings import Settings
 
@@ -102,12 +102,12 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
 
     import uvicorn
 
-    from dockyard.web.app import create_app, create_beacon_app
+    from dockyard.web.asgi import create_asgi, create_beacon_asgi
 
     access = logging.getLogger().level <= logging.DEBUG
     configs = [
         uvicorn.Config(
-            create_app(settings, ctl),
+            create_asgi(settings, ctl),
             host=settings.host,
             port=settings.port,
             log_level=log_level,
@@ -121,7 +121,7 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
         click.echo(f"beacon for containers on http://{gateway}:{settings.port}", err=True)
         configs.append(
             uvicorn.Config(
-                create_beacon_app(ctl),
+                create_beacon_asgi(ctl),
                 host=gateway,
                 port=settings.port,
                 log_level=log_level,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.controller import app_origins, apps, auth, links, runs, workspaces
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Job, PublicLink, Run, Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
 

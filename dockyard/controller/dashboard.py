@@ -24,7 +24,7 @@ from dockyard.controller import (
     runs,
     usecases,
 )
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.store.models import BeaconPayload, IntervalWindow, Job, Run, Workspace
 from dockyard.errors import InvalidInput, NotFound

@@ -15,7 +15,7 @@ import pygit2
 
 from dockyard import crypto
 from dockyard.controller import gitstore, isolation, usecases
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import Conflict
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.controller import auth, logs, sealing, usecases
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import api_models as M
 from dockyard.web.deps import ERRORS, ApiRouter, PathNumber, QueryOffset, controller, principal
 

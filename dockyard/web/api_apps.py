@@ -8,7 +8,7 @@ from fastapi import Depends
 from pydantic import BaseModel, Field
 
 from dockyard.controller import app_service, auth
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import api_models as M
 from dockyard.web.deps import ERRORS, ApiRouter, PathNumber, controller, principal
 

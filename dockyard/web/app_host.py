@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard import errors
 from dockyard.controller import app_origins, app_service, auth, links
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.settings import Settings
 from dockyard.web import app_answers as answers
 from dockyard.web import app_sessions, limits, origins, proxy, sessions

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard import errors
 from dockyard.controller import app_origins, app_service, auth, links
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import app_answers as answers
 from dockyard.web import app_host, app_sessions, sessions
 

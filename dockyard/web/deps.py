@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from dockyard.controller import auth
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import api_models
 
 MAX_INT = 2**63 - 1

@@ -113,7 +113,7 @@ async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTask
 def _authorize(ctl: object, request: Request, name: str, role: str) -> None:
     """Who is asking, then whether they may: a name that is no workspace is answered like a
     workspace the token may not see (`usecases.access.workspace` does the same for the API)."""
-    from dockyard.controller.core import Controller
+    from dockyard.controller.assembly import Controller
 
     assert isinstance(ctl, Controller)
     with ctl.db.session() as session:
@@ -143,7 +143,7 @@ def _too_big(limit: int) -> Response:
 
 
 def _reconcile_quietly(ctl: object, name: str) -> None:
-    from dockyard.controller.core import Controller
+    from dockyard.controller.assembly import Controller
 
     assert isinstance(ctl, Controller)
     with contextlib.suppress(DockyardError):  # recorded on the workspace; the sweep retries

@@ -1,8 +1,8 @@
 """The one table from a dockyard error to its HTTP status, for every answer the web layer
-gives: the API's and the dashboard's error handlers (`web/app.py`) and the app proxy's own
+gives: the API's and the dashboard's error handlers (`web/asgi.py`) and the app proxy's own
 refusals (`web/app_answers.py`).
 
-It lives apart from `web/app.py` so that the proxy's modules, which `app.py` imports, can
+It lives apart from `web/asgi.py` so that the proxy's modules, which `app.py` imports, can
 use it without importing `app.py` back (the import-linter contract `acyclic`).
 """
 

@@ -119,7 +119,7 @@ def declared_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    """The ASGI middleware, in front of every route of both listeners (`web/app.py`)."""
+    """The ASGI middleware, in front of every route of both listeners (`web/asgi.py`)."""
 
     def __init__(
         self,

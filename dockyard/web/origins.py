@@ -12,7 +12,7 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from dockyard.controller import app_origins
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.errors import Forbidden
 from dockyard.settings import Settings
 from dockyard.web import forwarding

@@ -33,7 +33,7 @@ from websockets.typing import Subprotocol
 
 from dockyard import errors
 from dockyard.controller import apps
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import app_answers as answers
 from dockyard.web import app_sessions, forwarding, origins, sessions
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
 from dockyard.controller import auth
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Token
 from dockyard.errors import Forbidden, Unauthorized
 from dockyard.web import deps, origins

@@ -9,7 +9,7 @@ from typing import Any
 
 from dockyard.clock import FakeClock, utcnow
 from dockyard.controller import auth, gitstore, manifests, usecases, workspaces
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import RunStatus
 from dockyard.controller.store.models import Run
 from dockyard.settings import Settings

@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from dockyard.controller import auth, gitstore, manifests, sealing, usecases
 from dockyard.errors import DockyardError
 from dockyard.web import api_models as M
-from dockyard.web.app import create_app
+from dockyard.web.asgi import create_asgi
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
 from tests.unit import samples
 
@@ -38,7 +38,7 @@ def yard(tmp_path: Path) -> Iterator[Yard]:
 
 @pytest.fixture
 def client(yard: Yard) -> TestClient:
-    app = create_app(yard.ctl.settings, yard.ctl)
+    app = create_asgi(yard.ctl.settings, yard.ctl)
     return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
 
 

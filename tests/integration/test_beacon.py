@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from dockyard.controller import beacon
-from dockyard.controller.core import Controller
-from dockyard.web.app import create_app, create_beacon_app
+from dockyard.controller.assembly import Controller
+from dockyard.web.asgi import create_asgi, create_beacon_asgi
 from tests.integration.deployed import Yard, make_yard
 
 LISTENERS: dict[str, Callable[[Controller], FastAPI]] = {
-    "server": lambda ctl: create_app(ctl.settings, ctl),
-    "containers": create_beacon_app,
+    "server": lambda ctl: create_asgi(ctl.settings, ctl),
+    "containers": create_beacon_asgi,
 }
 
 

@@ -25,13 +25,13 @@ from dockyard.controller import (
     usecases,
     workspaces,
 )
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import RunStatus
 from dockyard.controller.store.models import Run
 from dockyard.errors import Forbidden, InvalidInput
 from dockyard.settings import Settings
 from dockyard.web import formatting
-from dockyard.web.app import create_app
+from dockyard.web.asgi import create_asgi
 from tests.integration.helpers import Committer
 from tests.unit import samples
 
@@ -263,7 +263,7 @@ def test_pausing_needs_the_deploy_role(dash: Dash) -> None:
 
 @pytest.fixture
 def client(dash: Dash) -> Iterator[TestClient]:
-    app = create_app(dash.ctl.settings, dash.ctl)
+    app = create_asgi(dash.ctl.settings, dash.ctl)
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         yield http
 
@@ -302,7 +302,7 @@ def test_htmx_gets_only_the_part_it_swaps(dash: Dash, client: TestClient) -> Non
 
 
 def test_pages_answer_a_missing_session_with_the_login_page(dash: Dash) -> None:
-    app = create_app(dash.ctl.settings, dash.ctl)
+    app = create_asgi(dash.ctl.settings, dash.ctl)
     with TestClient(app, follow_redirects=False) as anonymous:
         response = anonymous.get(f"/ui/w/{WS}/runs?status=failed")
         assert response.status_code == 303
@@ -322,7 +322,7 @@ def test_pages_answer_a_missing_session_with_the_login_page(dash: Dash) -> None:
 def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
     dash: Dash, base: str, secure: bool
 ) -> None:
-    app = create_app(dash.ctl.settings, dash.ctl)
+    app = create_asgi(dash.ctl.settings, dash.ctl)
     with TestClient(app, base_url=base, follow_redirects=False) as browser:
         response = browser.post(
             "/ui/login", data={"token": TOKEN, "next": "/ui/w/dash/runs"}, headers={"Origin": base}
@@ -335,7 +335,7 @@ def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
 
 
 def test_a_login_posted_from_another_site_is_refused(dash: Dash) -> None:
-    app = create_app(dash.ctl.settings, dash.ctl)
+    app = create_asgi(dash.ctl.settings, dash.ctl)
     with TestClient(app, follow_redirects=False) as browser:
         for origin in ("https://evil.example", "http://nb--dash.apps.localhost:8765", "null"):
             forged = browser.post("/ui/login", data={"token": TOKEN}, headers={"Origin": origin})
@@ -352,7 +352,7 @@ def test_a_login_posted_from_another_site_is_refused(dash: Dash) -> None:
 
 
 def test_minting_a_token_takes_the_csrf_token_and_a_same_origin_origin(dash: Dash) -> None:
-    app = create_app(dash.ctl.settings, dash.ctl)
+    app = create_asgi(dash.ctl.settings, dash.ctl)
     own = {"Origin": "http://testserver"}
     with TestClient(app, follow_redirects=False) as browser:
         browser.post("/ui/login", data={"token": TOKEN}, headers=own)

@@ -31,11 +31,11 @@ from websockets.sync.client import connect as ws_connect
 
 from dockyard.clock import utcnow
 from dockyard.controller import app_service, auth
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.settings import Settings
 from dockyard.web import sessions
-from dockyard.web.app import create_app
+from dockyard.web.asgi import create_asgi
 from tests.conftest import free_port
 from tests.unit import samples
 
@@ -220,7 +220,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         read, _ = auth.create(session, "reader", "read", ws)
         limited, _ = auth.create(session, "elsewhere", "read", other)
         deploy, _ = auth.create(session, "deployer", "deploy", ws)
-    app = create_app(ctl.settings, ctl)
+    app = create_asgi(ctl.settings, ctl)
     with Served(UPSTREAM) as upstream, Served(app, port) as dockyard:
         w = World(ctl, dockyard.url, port, upstream.port, read, limited, deploy)
         w.add_app("jobs.api.tiny", samples.JOB_LAUNCHER, upstream.port, None)

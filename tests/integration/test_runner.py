@@ -24,7 +24,7 @@ from dockyard.controller import (
     usecases,
     workspaces,
 )
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.executors.fake import FakeExecutor
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.lifecycle import IllegalMove, Lifecycle, Request, RunStatus, move

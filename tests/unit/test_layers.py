@@ -209,9 +209,9 @@ def test_an_indirect_import_is_a_violation_too(tmp_path: Path) -> None:
 def test_a_cycle_is_a_violation(tmp_path: Path) -> None:
     """The shape web/ had: app → proxy → answers → app (a function-local import counts)."""
     root = stand_in(tmp_path)
-    write_module(root, "dockyard.web.app", "import dockyard.web.proxy\n")
+    write_module(root, "dockyard.web.asgi", "import dockyard.web.proxy\n")
     write_module(root, "dockyard.web.proxy", "import dockyard.web.answers\n")
-    write_module(root, "dockyard.web.answers", "def f() -> None:\n    import dockyard.web.app\n")
+    write_module(root, "dockyard.web.answers", "def f() -> None:\n    import dockyard.web.asgi\n")
     code, output = lint_imports(root)
     assert code == 1, output
     assert broken(output) == {"acyclic"}, output

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dockyard.controller import auth, gitstore, workspaces
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import NotFound
 

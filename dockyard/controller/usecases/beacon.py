@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.controller import beacon, gitstore, logs
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Run, Workspace
 from dockyard.controller.usecases import access
 from dockyard.errors import DockyardError, InvalidInput

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from dockyard import errors
 from dockyard.controller import gitstore, manifests, planning
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Reconciliation
 from dockyard.controller.usecases import access
 from dockyard.controller.usecases.access import Principal

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
 from dockyard.controller import dltadapter, runs
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ScheduleChanged, facts, rules
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.scheduling import ticks

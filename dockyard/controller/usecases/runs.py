@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dockyard.controller import beacon, dltadapter, logs, runs
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus
 from dockyard.controller.store.models import Job, Run
 from dockyard.controller.usecases import access

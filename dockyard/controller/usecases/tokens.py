@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import select
 
 from dockyard.controller import auth, workspaces
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Token
 from dockyard.controller.usecases.access import Principal
 

@@ -3,7 +3,7 @@
 from typing import Any
 
 from dockyard.controller import gitstore, runs, workspaces
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ACTIVE
 from dockyard.controller.store.models import Run, Workspace
 from dockyard.controller.usecases import access

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard import __version__
 from dockyard.controller import auth, dltadapter, usecases
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.errors import DockyardError, InvalidInput, Unauthorized
 from dockyard.web import deps, formatting, sessions
 

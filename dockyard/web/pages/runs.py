@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from dockyard.controller import dashboard, logs, usecases
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.web import formatting
 from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who

@@ -1,5 +1,7 @@
-"""The controller, assembled once from settings: store, git repositories, reconciler,
-runner and executor, plus the periodic sweep that catches any missed push event.
+"""`Controller`: every part of the control plane, made once from settings and wired —
+store, keys, git repositories, the lifecycle and its events, the runner, scheduler,
+prewarmer, app monitor, reconciler, sweep and retention loops, and the executors. The web
+layer and the CLI get the control plane from here; nothing else constructs these parts.
 """
 
 import sys

@@ -1,4 +1,5 @@
-"""`create_app(settings)`: the server's one FastAPI application: the JSON API, the beacon,
+"""`create_asgi(settings)`: the server's one ASGI (FastAPI) application — named `asgi`, not
+`app`, because in dockyard an app is an interactive job: the JSON API, the beacon,
 git smart HTTP and the dashboard pages (errors as JSON for the API, as a page under `/ui`),
 and in front of it all, by the `Host` header, the apps on their own origins
 (`web/app_host.py`).
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockyard import __version__, errors
 from dockyard.controller import app_origins
-from dockyard.controller.core import Controller
+from dockyard.controller.assembly import Controller
 from dockyard.settings import Settings
 from dockyard.web import (
     api,
@@ -55,7 +56,7 @@ def error_body(message: str, code: str) -> dict[str, str]:
     return {"error": message, "code": code}
 
 
-def create_app(settings: Settings, ctl: Controller | None = None) -> FastAPI:
+def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app_origins.check(settings)  # a bad apps domain or proxy list: refused before anything
     try:
         forwarding.networks(settings.trusted_proxies)
@@ -161,7 +162,7 @@ def _http_message(request: Request, exc: StarletteHTTPException) -> str:
     return str(exc.detail)
 
 
-def create_beacon_app(ctl: Controller) -> FastAPI:
+def create_beacon_asgi(ctl: Controller) -> FastAPI:
     """Only the beacon, for a second listener on the containers' network (Docker executor)."""
     app = FastAPI(title="dockyard beacon", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.controller = ctl
