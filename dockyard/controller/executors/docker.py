@@ -43,7 +43,7 @@ from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan
 from dockyard.errors import Unavailable
 from dockyard.settings import Settings
-from dockyard.shim import SHIM, loglines
+from dockyard.shim import SHIM, loglines, rundir
 
 log = logging.getLogger(__name__)
 ENV_REPO = "dockyard-env"
@@ -70,7 +70,6 @@ ENGINE_ERRORS = (DockerException, RequestException, OSError, Unavailable)
 OUTAGE_WINDOW_S = 30.0
 # how long a run waits for an engine that went away before it ends without its container
 ENGINE_GIVE_UP_S = 120.0
-ENGINE_STOP = "engine-stop.json"  # a run's container ended with the engine; logs pending
 SERVER_LABEL = "dockyard.server"  # on images and containers: the id of the server that made them
 
 
@@ -356,9 +355,7 @@ class DockerExecutor:
         with self._guard:
             used = self._use_times()
             used[tag] = time.time() if at is None else at
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(used, sort_keys=True))
-            os.replace(tmp, path)
+            rundir.write_json(path, dict(sorted(used.items())))
 
     # runs ---------------------------------------------------------------------------------
     @staticmethod
@@ -368,7 +365,7 @@ class DockerExecutor:
     def start(self, plan: RunPlan) -> None:
         if plan.launch_args is None:
             raise Unavailable("the docker executor does not prepare runs ahead of their tick")
-        work = plan.run_dir / "work"
+        work = plan.run_dir / rundir.WORK
         (work / "scratch").mkdir(parents=True, exist_ok=True)
         plan.var.mkdir(parents=True, exist_ok=True)
         user = self._user(plan, work)
@@ -389,9 +386,7 @@ class DockerExecutor:
             ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
             **_limits(plan.instance),
         )
-        (plan.run_dir / "spec.json").write_text(
-            json.dumps({"executor": "docker", "container": name})
-        )
+        rundir.write_json(plan.run_dir / rundir.SPEC, {"executor": "docker", "container": name})
         self._secrets(plan.run_dir)  # read while the run's configuration is there
         self._follow(plan.run_id, plan.run_dir)
         self.record_use(self.image_tag(plan.env))
@@ -445,12 +440,12 @@ class DockerExecutor:
         return env
 
     def launched(self, run_dir: Path) -> bool:
-        return (run_dir / "spec.json").exists()
+        return rundir.launched(run_dir)
 
     def poll(self, run_dir: Path) -> ExitStatus | None:
-        exit_file = run_dir / "exit.json"
-        if exit_file.exists():
-            return _read_exit(exit_file)
+        ended = rundir.read_exit(run_dir)
+        if ended is not None:
+            return ended
         run_id = run_dir.name
         try:
             container = self.client.containers.get(self.container_name(run_id))
@@ -472,23 +467,23 @@ class DockerExecutor:
         away = time.time() - (self._away_since or time.time())
         if away < ENGINE_GIVE_UP_S:
             return None
-        stopped = run_dir / ENGINE_STOP
+        stopped = run_dir / rundir.ENGINE_STOP
         if stopped.exists():
             reason = json.loads(stopped.read_text())["reason"] + "; its last lines are missing"
         else:
             where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
             reason = f"lost: the docker engine at {where} was unreachable for {away:.0f} s"
-        _write_exit(run_dir, ExitStatus(None, None, reason), None)
+        rundir.write_exit(run_dir, ExitStatus(None, None, reason), None)
         return ExitStatus(None, None, reason)
 
     def _collect(self, container: Any, run_dir: Path, state: dict[str, Any]) -> ExitStatus | None:
         """The container ended: finish reading its output, record the exit, remove it."""
         code = int(state.get("ExitCode", -1))
         error = "out of memory" if state.get("OOMKilled") else None
-        stopped = run_dir / ENGINE_STOP
+        stopped = run_dir / rundir.ENGINE_STOP
         if stopped.exists():
             error = str(json.loads(stopped.read_text())["reason"])
-        elif error is None and code > 128 and not (run_dir / "signalled").exists():
+        elif error is None and code > 128 and not (run_dir / rundir.SIGNALLED).exists():
             error = self._outside_stop(code - 128, state.get("FinishedAt"))
             if error is not None and self._away_since is not None:
                 # the engine is going down with it: read its last lines once it is back
@@ -502,7 +497,7 @@ class DockerExecutor:
         status = ExitStatus(
             code if code <= 128 else None, code - 128 if code > 128 else None, error
         )
-        _write_exit(run_dir, status, state.get("FinishedAt"))
+        rundir.write_exit(run_dir, status, state.get("FinishedAt"))
         try:
             container.remove(force=True)
         except ENGINE_ERRORS:  # removed by the sweep once the engine is back
@@ -558,7 +553,7 @@ class DockerExecutor:
             found = self.client.containers.list(all=True, filters={"label": "dockyard.run_id"})
             for container in found:  # a running one whose run ended: it must not go on unseen
                 run_id = container.labels.get("dockyard.run_id", "")
-                if run_id and (runs_dir / run_id / "exit.json").exists():
+                if run_id and rundir.ended(runs_dir / run_id):
                     container.remove(force=True)
                     removed.append(run_id)
         except ENGINE_ERRORS as exc:
@@ -567,11 +562,11 @@ class DockerExecutor:
 
     def _lost(self, run_dir: Path) -> ExitStatus:
         reason = "lost: the run's container is gone (removed, or the docker engine lost it)"
-        _write_exit(run_dir, ExitStatus(None, None, reason), None)
+        rundir.write_exit(run_dir, ExitStatus(None, None, reason), None)
         return ExitStatus(None, None, reason)
 
     def signal(self, run_dir: Path, signum: int) -> bool:
-        with (run_dir / "signalled").open("a") as marker:  # its end is then ours, not outside
+        with (run_dir / rundir.SIGNALLED).open("a") as marker:  # its end is then ours, not outside
             marker.write(f"{signum}\n")
         try:
             self.client.containers.get(self.container_name(run_dir.name)).kill(signal=signum)
@@ -713,21 +708,6 @@ def _last_use(image: Any, used: dict[str, float]) -> float:
     """When a run last started from this image, else when it was built."""
     built = _epoch(image.attrs.get("Created")) or 0.0
     return max([built, *(used.get(tag, 0.0) for tag in image.tags)])
-
-
-def _write_exit(run_dir: Path, status: ExitStatus, finished_at: str | None) -> None:
-    record = {
-        "returncode": status.returncode,
-        "signal": status.signal,
-        "error": status.error,
-        "finished_at": finished_at,
-    }
-    (run_dir / "exit.json").write_text(json.dumps(record))
-
-
-def _read_exit(path: Path) -> ExitStatus:
-    data = json.loads(path.read_text())
-    return ExitStatus(data.get("returncode"), data.get("signal"), data.get("error"))
 
 
 def _limits(instance: dict[str, Any]) -> dict[str, Any]:
