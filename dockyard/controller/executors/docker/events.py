@@ -24,6 +24,7 @@ OUTAGE_EARLY_S = 5.0  # and one that ended this long after the engine was seen g
 # how long a run waits for an engine that went away before it ends without its container
 ENGINE_GIVE_UP_S = 120.0
 OUTAGES_KEPT = 20
+PROBE_PAUSE_S = 0.3  # before asking the engine whether a signal death was its shutdown
 DIE_EVENTS = {"type": "container", "event": ["die", "oom"], "label": "dockyard.run_id"}
 
 
@@ -54,9 +55,12 @@ def signal_name(signum: int) -> str:
 class Outages:
     """When the engine was seen going away, and since when it is unreachable."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, pause: Callable[[float], None] = time.sleep
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self._pause = pause  # a wait, not a decision: tests need not spend it
         self._seen: list[float] = []
         self._away_since: float | None = None
         self._guard = threading.Lock()
@@ -94,7 +98,7 @@ class Outages:
         if not near:
             # the container's death may be the first sign of the engine shutting down:
             # its socket closes right away, its event stream only after the containers
-            time.sleep(0.3)
+            self._pause(PROBE_PAUSE_S)
             if not self.engine.answers():
                 self.lost()
                 near = True
