@@ -45,7 +45,7 @@ class Controller:
         self.defaults = Defaults(
             settings.default_timeout_s, settings.default_grace_s, settings.app_idle_s
         )
-        self.executor = make_fleet(settings, executor, self.isolation)
+        self.executor = make_fleet(settings, executor, self.isolation, self.clock)
         self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys, self.db)
         # what happened to runs and deployments; each loop subscribes to what wakes it
         self.events = Events()
@@ -131,7 +131,10 @@ class Controller:
 
 
 def make_fleet(
-    settings: Settings, local: Executor | None = None, isolation: sandbox.Isolation | None = None
+    settings: Settings,
+    local: Executor | None = None,
+    isolation: sandbox.Isolation | None = None,
+    clock: Clock | None = None,
 ) -> Fleet:
     """The executors runs can use: the server's default (`--executor`) and, per workspace,
     the other; each is made on first use."""
@@ -139,7 +142,7 @@ def make_fleet(
     def docker() -> Executor:
         from dockyard.controller.executors.docker import DockerExecutor
 
-        return DockerExecutor.from_settings(settings)
+        return DockerExecutor.from_settings(settings, clock)
 
     def local_executor() -> Executor:
         return local or LocalExecutor(

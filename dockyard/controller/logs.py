@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from dockyard.clock import isoformat, utcnow
-from dockyard.shim import loglines
+from dockyard.shim import loglines, rundir
 
-LOG_NAME = "log.jsonl"
-REDACT_FILE = ".dockyard-redact.json"  # in the run's `dlt` folder: what its log must hide
+LOG_NAME = rundir.LOG
+REDACT_FILE = rundir.REDACT  # in the run's `dlt` folder: what its log must hide
 READ_LINES = 5000  # the most lines one read returns
 READ_BYTES = 1 << 20  # the most bytes of log one read returns
 BLOCK = 64 * 1024  # how much a scan (tail, count, skip) reads at once
@@ -215,8 +215,4 @@ def count_lines(run_dir: Path) -> int:
 def redactions(run_dir: Path) -> list[str]:
     """The secret strings a run's log must not show (gone with its configuration when the
     run has ended)."""
-    try:
-        values = json.loads((run_dir / "dlt" / REDACT_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    return [str(v) for v in values]
+    return rundir.read_redactions(run_dir)

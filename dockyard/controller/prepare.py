@@ -23,6 +23,7 @@ from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
 from dockyard.settings import Settings
+from dockyard.shim import rundir
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Preparer:
         """The run's own `.dlt` folder: configuration at its version, secrets decrypted,
         readable by the run only (removed when it ends). A value that cannot be decrypted
         refuses the run with the reason; nothing is left behind."""
-        settings_dir = run_dir / "dlt"
+        settings_dir = run_dir / rundir.SETTINGS
         settings_dir.mkdir(parents=True, mode=0o700)
         (settings_dir / ".workspace").touch()
         if sha is None:
@@ -308,5 +309,5 @@ def _write_private(target: Path, data: bytes) -> None:
 
 def _cleanup(run_dir: Path) -> None:
     """The run's decrypted configuration and its scratch folder (home, tmp)."""
-    shutil.rmtree(run_dir / "dlt", ignore_errors=True)
-    shutil.rmtree(run_dir / "job", ignore_errors=True)
+    shutil.rmtree(run_dir / rundir.SETTINGS, ignore_errors=True)
+    shutil.rmtree(run_dir / rundir.JOB, ignore_errors=True)

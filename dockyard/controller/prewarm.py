@@ -27,6 +27,7 @@ from dockyard.controller.prepare import Preparer, RunIdentity
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
 from dockyard.errors import DockyardError
+from dockyard.shim import rundir
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Prewarmer:
         self.most = most
         self._warm: dict[tuple[int, str], Warm] = {}
         self._discarded: list[Path] = []
-        self._index = preparer.settings.runs_dir / ".prewarm"
+        self._index = preparer.settings.runs_dir / rundir.PREWARM_INDEX
 
     @property
     def enabled(self) -> bool:

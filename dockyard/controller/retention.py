@@ -20,7 +20,6 @@ that makes them, and removed only under that lock and only if untouched for the 
 (`Preparer.retire_checkout`, `EnvBuilder.retire`).
 """
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from dockyard.controller.prepare import Preparer
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
+from dockyard.shim import rundir
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
@@ -225,14 +225,13 @@ class Retention(Loop):
         return keys
 
     def _held_runs(self) -> Iterable[str]:
-        index = self.preparer.settings.runs_dir / ".prewarm"
+        index = self.preparer.settings.runs_dir / rundir.PREWARM_INDEX
         return [p.name for p in index.iterdir()] if index.is_dir() else []
 
     def _from_run_dir(self, run_id: str, checkouts: set[str], env_keys: set[str]) -> None:
         """What a started local run's `spec.json` says it uses (its cwd and virtualenv)."""
-        try:
-            spec = json.loads((self.preparer.run_dir(run_id) / "spec.json").read_text())
-        except (OSError, ValueError):
+        spec = rundir.read_spec(self.preparer.run_dir(run_id))
+        if spec is None:
             return
         root = self.preparer.settings.checkouts_dir
         cwd = Path(str(spec.get("cwd") or ""))

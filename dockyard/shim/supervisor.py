@@ -2,12 +2,13 @@
 line into the run's log, and records how it ended.
 
 It is detached from the controller (own session) and talks to it only through files in the
-run directory, so a run outlives a controller restart and is adopted afterwards:
+run directory (named and read by `rundir.py`), so a run outlives a controller restart and
+is adopted afterwards:
 
 - `spec.json`  (written by the controller) argv, cwd, env
 - `proc.json`  (written here, atomically) child pid, its process group and start ticks
 - `log.jsonl`  one JSON object per line: {"t": ISO time, "s": "out"|"err"|"sys", "m": text}
-- `exit.json`  (written here, atomically, last) returncode, signal, finished_at
+- `exit.json`  (written here, atomically, last) returncode, signal, error, finished_at
 
 Output is cut into lines by `loglines.py`, the splitter the Docker executor uses too: lines
 are bounded (`[line truncated: N bytes]`), and the secret values of the run's profile
@@ -39,19 +40,14 @@ PR_SET_CHILD_SUBREAPER = 36
 INFO_FD = "{info_fd}"  # in a sandboxed argv: where bwrap reports its first process
 
 if TYPE_CHECKING or __package__:  # imported by the controller or the tests
-    from dockyard.shim import loglines
+    from dockyard.shim import loglines, rundir
 else:  # run as a script (`python -S supervisor.py`): its own folder is on sys.path
     import loglines
+    import rundir
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def start_ticks(pid: int) -> int | None:
@@ -64,11 +60,7 @@ def start_ticks(pid: int) -> int | None:
 
 def secrets_pattern(run_dir: Path) -> "loglines.Redactor | None":
     """What the run's log must hide (None: nothing)."""
-    try:
-        values = json.loads((run_dir / "dlt" / ".dockyard-redact.json").read_text())
-    except (OSError, ValueError):
-        return None
-    redactor = loglines.Redactor(str(v) for v in values)
+    redactor = loglines.Redactor(rundir.read_redactions(run_dir))
     return redactor if redactor else None
 
 
@@ -96,21 +88,20 @@ class Log:
 
 def main() -> int:
     run_dir = Path(sys.argv[1])
-    spec = json.loads((run_dir / "spec.json").read_text())
-    log = Log(run_dir / "log.jsonl", secrets_pattern(run_dir))
+    spec = rundir.read_spec(run_dir)
+    if spec is None:
+        sys.exit(f"supervisor: no readable {rundir.SPEC} in {run_dir}; the controller writes it")
+    log = Log(run_dir / rundir.LOG, secrets_pattern(run_dir))
     sandboxed = bool(spec.get("sandboxed"))
     become_subreaper()
     try:
         child, leader = start(spec, sandboxed)
     except OSError as exc:
         log.write("sys", f"could not start the job: {exc}")
-        write_atomic(
-            run_dir / "exit.json",
-            {"returncode": 127, "signal": None, "finished_at": now(), "error": str(exc)},
-        )
+        rundir.write_exit(run_dir, rundir.ExitStatus(127, None, str(exc)), now())
         return 1
-    write_atomic(
-        run_dir / "proc.json",
+    rundir.write_json(
+        run_dir / rundir.PROC,
         {
             "pid": leader,
             "pgid": leader,
@@ -132,7 +123,7 @@ def main() -> int:
         log.write("sys", f"killed {killed} process(es) the job left running")
     for pump in pumps:
         pump.join(timeout=5)
-    write_atomic(run_dir / "exit.json", {**outcome(code, sandboxed), "finished_at": now()})
+    rundir.write_exit(run_dir, rundir.ExitStatus(**outcome(code, sandboxed)), now())
     return 0
 
 

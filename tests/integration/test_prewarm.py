@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from dockyard.controller.executors.base import ExitStatus, RunSpec
-from dockyard.controller.executors.local import JOB_DIR, RELEASED, LocalExecutor
+from dockyard.controller.executors.local import LocalExecutor
 from dockyard.shim import SHIM
+from dockyard.shim.rundir import JOB as JOB_DIR
+from dockyard.shim.rundir import RELEASED
 from tests.integration.test_local_executor import runs_dir, wait_done, wait_for
 
 LAUNCHER = "dlt._workspace.deployment.launchers.job"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.controller.envs import EnvSpec
+from dockyard.shim.rundir import ExitStatus as ExitStatus  # how a run ended (the run-dir record)
 
 LineSink = Callable[[str], None]
 
@@ -50,13 +51,6 @@ class RunSpec:
     held: bool = False  # a run prepared ahead of its tick, waiting to be released
     sandboxed: bool = False  # argv starts bwrap (the supervisor reads its --info-fd)
     uid: int | None = None  # the job's own user (it must be able to read the release FIFO)
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    returncode: int | None
-    signal: int | None
-    error: str | None = None
 
 
 class Executor(Protocol):

@@ -2,7 +2,6 @@
 server's default), and everything the runner later asks about a run is routed by what its
 run directory says it was started with."""
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from dockyard.controller.envs import EnvSpec
 from dockyard.controller.executors.base import Executor, ExitStatus, LineSink, RunPlan
 from dockyard.errors import InvalidInput
+from dockyard.shim import rundir
 
 NAMES = ("local", "docker")
 
@@ -43,11 +43,7 @@ class Fleet:
         return self.get(None).supports_held
 
     def _of(self, run_dir: Path) -> Executor:
-        try:
-            spec = json.loads((run_dir / "spec.json").read_text())
-        except (OSError, ValueError):
-            return self.get(None)
-        return self.get(str(spec.get("executor") or "local"))
+        return self.get(rundir.executor_of(run_dir))
 
     # the Executor protocol ------------------------------------------------------------------
     def env_ready(self, spec: EnvSpec) -> bool:
@@ -60,7 +56,7 @@ class Fleet:
         self.get(plan.executor).start(plan)
 
     def launched(self, run_dir: Path) -> bool:
-        return (run_dir / "spec.json").exists()
+        return rundir.launched(run_dir)
 
     def poll(self, run_dir: Path) -> ExitStatus | None:
         return self._of(run_dir).poll(run_dir)

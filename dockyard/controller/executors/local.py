@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,10 @@ from dockyard.controller import envs
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan, RunSpec
 from dockyard.errors import DockyardError
-from dockyard.shim import LOOPBACK, SHIM, SUPERVISOR
+from dockyard.shim import LOOPBACK, SHIM, SUPERVISOR, rundir
+from dockyard.shim.supervisor import start_ticks
 
 LOST_AFTER_S = 30.0
-JOB_DIR = "job"  # in the run directory: the job's own scratch (home, tmp, markers)
-RELEASED = "released"  # in the job's folder: a held run got its launch arguments
 READABLE = ".dockyard-readable"  # in an environment: every job's user may read it
 
 
@@ -103,10 +103,10 @@ class LocalExecutor:
         """The plan as a supervised process: the virtualenv's Python runs the shim, in the
         sandbox when this server has one."""
         python = self._envs().python(plan.env)
-        job_dir = plan.run_dir / JOB_DIR
+        job_dir = plan.run_dir / rundir.JOB
         if plan.launch_args is None:
-            release = str(plan.run_dir / "release")
-            marker = str(job_dir / RELEASED)
+            release = str(plan.run_dir / rundir.RELEASE)
+            marker = str(job_dir / rundir.RELEASED)
             args = ["held", release, marker, plan.launcher, str(plan.hold_timeout_s)]
         else:
             args = ["launch", plan.launcher, *plan.launch_args]
@@ -179,7 +179,7 @@ class LocalExecutor:
             read_only.append(home)
         read_only += [p for p in _ca_files(env) if not _inside(p, read_only)]
         if plan.held:
-            read_only.append(plan.run_dir / "release")
+            read_only.append(plan.run_dir / rundir.RELEASE)
         writable = [job_dir, plan.var]
         if "PYTHONPYCACHEPREFIX" in env:
             writable.append(Path(env["PYTHONPYCACHEPREFIX"]))
@@ -191,27 +191,23 @@ class LocalExecutor:
         if spec.held:
             # the controller keeps the FIFO open read-write, so the job's open() never blocks
             # and a write never blocks either; when the controller dies the job reads EOF
-            fifo = spec.run_dir / "release"
+            fifo = spec.run_dir / rundir.RELEASE
             os.mkfifo(fifo, 0o600)
             if spec.uid is not None:
                 os.chown(fifo, spec.uid, spec.uid)
             self._releases[spec.run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
-        tmp = spec.run_dir / "spec.tmp"
-        tmp.write_text(
-            json.dumps(
-                {
-                    "argv": spec.argv,
-                    "cwd": str(spec.cwd),
-                    "env": spec.env,
-                    "held": spec.held,
-                    "sandboxed": spec.sandboxed,
-                    "executor": "local",
-                }
-            )
+        rundir.write_json(
+            spec.run_dir / rundir.SPEC,
+            {
+                "argv": spec.argv,
+                "cwd": str(spec.cwd),
+                "env": spec.env,
+                "held": spec.held,
+                "sandboxed": spec.sandboxed,
+                "executor": "local",
+            },
         )
-        tmp.chmod(0o600)
-        os.replace(tmp, spec.run_dir / "spec.json")
-        with (spec.run_dir / "supervisor.err").open("ab") as errors:
+        with (spec.run_dir / rundir.SUPERVISOR_ERR).open("ab") as errors:
             self._children[spec.run_dir] = subprocess.Popen(
                 [sys.executable, "-S", str(SUPERVISOR), str(spec.run_dir)],
                 stdin=subprocess.DEVNULL,
@@ -239,28 +235,26 @@ class LocalExecutor:
         return True
 
     def held_unreleased(self, run_dir: Path) -> bool:
-        try:
-            spec = json.loads((run_dir / "spec.json").read_text())
-        except (OSError, ValueError):
+        spec = rundir.read_spec(run_dir)
+        if spec is None:
             return False
-        released = run_dir / JOB_DIR / RELEASED
+        released = run_dir / rundir.JOB / rundir.RELEASED
         return bool(spec.get("held")) and not released.exists()
 
     def launched(self, run_dir: Path) -> bool:
-        return (run_dir / "spec.json").exists()
+        return rundir.launched(run_dir)
 
     def poll(self, run_dir: Path) -> ExitStatus | None:
-        exit_file = run_dir / "exit.json"
-        if exit_file.exists():
+        status = rundir.read_exit(run_dir)
+        if status is not None:
             self._reap(run_dir)
-            data = json.loads(exit_file.read_text())
-            return ExitStatus(data.get("returncode"), data.get("signal"), data.get("error"))
+            return status
         if self._supervisor_gone(run_dir):
             return ExitStatus(None, None, "lost: the run's supervisor ended without a status")
         return None
 
     def signal(self, run_dir: Path, signum: int) -> bool:
-        proc = _proc(run_dir)
+        proc = rundir.read_proc(run_dir)
         if proc is None or not _same_process(proc):
             return False
         try:
@@ -283,16 +277,16 @@ class LocalExecutor:
             if child.poll() is None:
                 return False
             # exited: exit.json is written before the supervisor ends, so re-check it
-            return not (run_dir / "exit.json").exists()
+            return not rundir.ended(run_dir)
         # adopted after a restart: the supervisor writes exit.json before it ends
-        proc = _proc(run_dir)
+        proc = rundir.read_proc(run_dir)
         if proc is not None:
             if "supervisor_pid" in proc and _same_process(
                 {"pid": proc["supervisor_pid"], "ticks": proc["supervisor_ticks"]}
             ):
                 return False
-            return not (run_dir / "exit.json").exists() and not _same_process(proc)
-        spec = run_dir / "spec.json"
+            return not rundir.ended(run_dir) and not _same_process(proc)
+        spec = run_dir / rundir.SPEC
         return spec.exists() and _age(spec) > LOST_AFTER_S
 
 
@@ -306,23 +300,11 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots) or sandbox.under(path, sandbox.SYSTEM)
 
 
-def _proc(run_dir: Path) -> dict[str, int] | None:
-    try:
-        data: dict[str, int] = json.loads((run_dir / "proc.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data
-
-
-def _same_process(proc: dict[str, int]) -> bool:
+def _same_process(proc: dict[str, Any]) -> bool:
     """The recorded pid still names the process we started (not a reused pid)."""
-    from dockyard.shim.supervisor import start_ticks
-
     ticks = start_ticks(int(proc["pid"]))
     return ticks is not None and ticks == proc.get("ticks")
 
 
 def _age(path: Path) -> float:
-    import time
-
     return time.time() - path.stat().st_mtime

@@ -1,0 +1,263 @@
+"""Runs as containers: one per run (`dockyard-run-<run id>`), labelled with workspace, job,
+run and deployment, running the same shim and launcher command as the local executor under
+Docker's init (so signals reach the job).
+
+A run's end is read from its container (exit code, OOM kill) and recorded in the run
+directory like a supervisor's (`exit.json`), after its last lines are in the log; then the
+container is removed. Everything is found again by name and label after a controller
+restart. While the engine is away the run is not given up at once: it may go on, or have
+ended with the engine, which is said in its reason (see `events.py`).
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from docker.errors import NotFound
+
+from dockyard.controller.executors import sandbox
+from dockyard.controller.executors.base import ExitStatus, RunPlan
+from dockyard.controller.executors.docker.config import (
+    CA_PATH,
+    PATH,
+    DockerConfig,
+    network_environment,
+)
+from dockyard.controller.executors.docker.engine import ENGINE_ERRORS, epoch, where
+from dockyard.controller.executors.docker.events import Outages, gave_up
+from dockyard.controller.executors.docker.images import Images
+from dockyard.controller.executors.docker.logs import LogFollower
+from dockyard.errors import Unavailable
+from dockyard.shim import SHIM, rundir
+
+log = logging.getLogger(__name__)
+IN_CONTAINER = {
+    "code": "/workspace",
+    "settings": "/run/dlt",
+    "var": "/var/dockyard",
+    "work": "/work",
+    "shim": "/opt/dockyard/dlt_shim.py",
+}
+SIZES = {  # `require={"instance": {"size": …}}` → CPUs, memory
+    "small": (1.0, 1 << 30),
+    "medium": (2.0, 4 << 30),
+    "large": (4.0, 8 << 30),
+}
+ALIVE = ("created", "running", "restarting", "paused")
+
+
+def container_name(run_id: str) -> str:
+    return f"dockyard-run-{run_id}"
+
+
+class Containers:
+    def __init__(
+        self,
+        config: DockerConfig,
+        outages: Outages,
+        images: Images,
+        beacon_url: Callable[[], str],
+    ) -> None:
+        self.config = config
+        self.outages = outages
+        self.engine = outages.engine
+        self.images = images
+        self.beacon_url = beacon_url
+        self.logs = LogFollower(self._container)
+
+    def _container(self, run_id: str) -> Any:
+        return self.engine.client.containers.get(container_name(run_id))
+
+    # start ----------------------------------------------------------------------------------
+    def start(self, plan: RunPlan) -> None:
+        if plan.launch_args is None:
+            raise Unavailable("the docker executor does not prepare runs ahead of their tick")
+        work = plan.run_dir / rundir.WORK
+        (work / "scratch").mkdir(parents=True, exist_ok=True)
+        plan.var.mkdir(parents=True, exist_ok=True)
+        user = self._user(plan, work)
+        name = container_name(plan.run_id)
+        command = ["python", "-u", IN_CONTAINER["shim"], "launch", plan.launcher, *plan.launch_args]
+        tag = self.images.tag(plan.env)
+        self.engine.client.containers.run(
+            tag,
+            command,
+            name=name,
+            detach=True,
+            init=True,
+            labels={**plan.labels, **self.images.server_label()},
+            environment=self._environment(plan),
+            working_dir=IN_CONTAINER["code"],
+            user=user,
+            volumes=self._volumes(plan, work),
+            network_mode=self.config.network,
+            ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
+            **limits(plan.instance),
+        )
+        rundir.write_json(plan.run_dir / rundir.SPEC, {"executor": "docker", "container": name})
+        self.logs.secrets(plan.run_dir)  # read while the run's configuration is there
+        self.logs.follow(plan.run_id, plan.run_dir)
+        self.images.record_use(tag)
+
+    def _user(self, plan: RunPlan, work: Path) -> str:
+        """The workspace's own uid when the server is root (as on the local executor), with
+        the run's folders made its; else the server's uid."""
+        uid = (
+            sandbox.workspace_user(self.config.uid_base, plan.workspace_id)
+            if self.config.uid_base is not None
+            else None
+        )
+        if uid is None:
+            return self.config.user
+        sandbox.give_all((plan.settings, plan.code, plan.var, work), uid)
+        return f"{uid}:{uid}"
+
+    def _volumes(self, plan: RunPlan, work: Path) -> dict[str, dict[str, str]]:
+        volumes = {
+            str(plan.code): {"bind": IN_CONTAINER["code"], "mode": "ro"},
+            str(plan.settings): {"bind": IN_CONTAINER["settings"], "mode": "ro"},
+            str(plan.var): {"bind": IN_CONTAINER["var"], "mode": "rw"},
+            str(work): {"bind": IN_CONTAINER["work"], "mode": "rw"},
+            str(SHIM): {"bind": IN_CONTAINER["shim"], "mode": "ro"},
+        }
+        if self.config.ca_bundle:
+            volumes[self.config.ca_bundle] = {"bind": CA_PATH, "mode": "ro"}
+        return volumes
+
+    def _environment(self, plan: RunPlan) -> dict[str, str]:
+        env = dict(network_environment(self.config))
+        env.update(plan.environment)
+        env.update(
+            {
+                "PATH": PATH,
+                "VIRTUAL_ENV": "/env",
+                "PYTHONUNBUFFERED": "1",
+                "LANG": "C.UTF-8",
+                "HOME": IN_CONTAINER["work"],
+                "TMPDIR": f"{IN_CONTAINER['work']}/scratch",
+                # the image's packages are compiled at build time; the code mount is read-only
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "DLT_CONFIG_FOLDER": IN_CONTAINER["settings"],
+                "DLT_DATA_DIR": f"{IN_CONTAINER['var']}/pipelines",
+                "DLT_LOCAL_DIR": f"{IN_CONTAINER['var']}/local",
+                "RUNTIME__DLTHUB_DSN": f"{self.beacon_url()}/beacon/{plan.beacon_token}",
+            }
+        )
+        return env
+
+    # watch ----------------------------------------------------------------------------------
+    def poll(self, run_dir: Path) -> ExitStatus | None:
+        ended = rundir.read_exit(run_dir)
+        if ended is not None:
+            return ended
+        run_id = run_dir.name
+        try:
+            container = self._container(run_id)
+        except NotFound:
+            return self._lost(run_dir)
+        except ENGINE_ERRORS:
+            self.outages.lost()
+            return self._engine_away(run_dir)
+        self.outages.back()
+        state = container.attrs["State"]
+        if state.get("Status") in ALIVE:
+            self.logs.follow(run_id, run_dir)  # adopted after a restart: attach to its output
+            return None
+        return self._collect(container, run_dir, state)
+
+    def _engine_away(self, run_dir: Path) -> ExitStatus | None:
+        """The engine cannot be asked about the run: wait for it (the run goes on, or its
+        end and its last lines are read once the engine is back), up to ENGINE_GIVE_UP_S."""
+        away = self.outages.away_for()
+        if not gave_up(away):
+            return None
+        stopped = _engine_stop(run_dir)
+        if stopped is not None:
+            reason = stopped + "; its last lines are missing"
+        else:
+            reason = f"lost: the docker engine at {where()} was unreachable for {away:.0f} s"
+        return _ended(run_dir, ExitStatus(None, None, reason), None)
+
+    def _collect(self, container: Any, run_dir: Path, state: dict[str, Any]) -> ExitStatus | None:
+        """The container ended: finish reading its output, record the exit, remove it."""
+        code = int(state.get("ExitCode", -1))
+        error = "out of memory" if state.get("OOMKilled") else None
+        stopped = _engine_stop(run_dir)
+        if stopped is not None:
+            error = stopped
+        elif error is None and code > 128 and not (run_dir / rundir.SIGNALLED).exists():
+            error = self.outages.stop_reason(code - 128, epoch(state.get("FinishedAt")))
+            if error is not None and self.outages.away:
+                # the engine is going down with it: read its last lines once it is back
+                rundir.write_json(run_dir / rundir.ENGINE_STOP, {"reason": error})
+                return None
+        self.logs.finish(run_dir.name, run_dir)
+        status = ExitStatus(
+            code if code <= 128 else None, code - 128 if code > 128 else None, error
+        )
+        rundir.write_exit(run_dir, status, state.get("FinishedAt"))
+        try:
+            container.remove(force=True)
+        except ENGINE_ERRORS:  # removed by the sweep once the engine is back
+            log.warning(
+                "container not removed",
+                extra={"action": "remove_container", "run_id": run_dir.name},
+            )
+        return status
+
+    def _lost(self, run_dir: Path) -> ExitStatus:
+        reason = "lost: the run's container is gone (removed, or the docker engine lost it)"
+        return _ended(run_dir, ExitStatus(None, None, reason), None)
+
+    def signal(self, run_dir: Path, signum: int) -> bool:
+        with (run_dir / rundir.SIGNALLED).open("a") as marker:  # its end is then ours
+            marker.write(f"{signum}\n")
+        try:
+            self._container(run_dir.name).kill(signal=signum)
+        except ENGINE_ERRORS:
+            return False
+        return True
+
+    def sweep(self) -> list[str]:
+        """Remove the containers of runs whose end is already recorded (left behind when
+        the engine went away while their logs were being collected)."""
+        removed: list[str] = []
+        runs_dir = self.config.runs_dir
+        if runs_dir is None:
+            return removed
+        try:
+            found = self.engine.client.containers.list(
+                all=True, filters={"label": "dockyard.run_id"}
+            )
+            for container in found:  # a running one whose run ended: it must not go on unseen
+                run_id = container.labels.get("dockyard.run_id", "")
+                if run_id and rundir.ended(runs_dir / run_id):
+                    container.remove(force=True)
+                    removed.append(run_id)
+        except ENGINE_ERRORS as exc:
+            log.warning("container sweep failed", extra={"action": "sweep", "error": str(exc)})
+        return removed
+
+
+def _engine_stop(run_dir: Path) -> str | None:
+    """Why the run's container ended with the engine, when that was recorded."""
+    if not (run_dir / rundir.ENGINE_STOP).exists():
+        return None
+    return str(json.loads((run_dir / rundir.ENGINE_STOP).read_text())["reason"])
+
+
+def _ended(run_dir: Path, status: ExitStatus, finished_at: str | None) -> ExitStatus:
+    rundir.write_exit(run_dir, status, finished_at)
+    return status
+
+
+def limits(instance: dict[str, Any]) -> dict[str, Any]:
+    """Docker's limits for `require.instance.size` (none for an unknown size)."""
+    size = instance.get("size")
+    if size not in SIZES:
+        return {}
+    cpus, memory = SIZES[size]
+    # no swap on top of the memory limit: over it, the kernel's OOM killer ends the run
+    return {"nano_cpus": int(cpus * 1e9), "mem_limit": memory, "memswap_limit": memory}
