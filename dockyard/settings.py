@@ -47,6 +47,10 @@ class Settings:
     max_git_bytes: int = 512 * MIB  # git pushes (a backstop: web/git_http.py has its own)
     max_app_bytes: int = 256 * MIB  # requests proxied to apps (uploads)
     max_other_bytes: int = 64 * KIB  # everything else
+    # GitHub webhook deliveries: GitHub caps a payload at 25 MB and never redelivers one we
+    # refuse, so the default takes any delivery GitHub sends; an unknown webhook URL (404)
+    # or a missing signature (401) is answered before a byte of the body is read
+    max_webhook_bytes: int = 25 * MIB
     # the beacon (controller/beacon.py): one payload, payloads per run and kind, bytes per run
     beacon_max_bytes: int = 8 * MIB
     beacon_max_payloads: int = 1000
@@ -148,6 +152,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_MAX_GIT_BYTES": ("max_git_bytes", int),
     "DOCKYARD_MAX_APP_BYTES": ("max_app_bytes", int),
     "DOCKYARD_MAX_OTHER_BYTES": ("max_other_bytes", int),
+    "DOCKYARD_MAX_WEBHOOK_BYTES": ("max_webhook_bytes", int),
     "DOCKYARD_BEACON_MAX_BYTES": ("beacon_max_bytes", int),
     "DOCKYARD_BEACON_MAX_PAYLOADS": ("beacon_max_payloads", int),
     "DOCKYARD_BEACON_MAX_RUN_BYTES": ("beacon_max_run_bytes", int),

@@ -96,6 +96,15 @@ class Keyring:
             ) from None
         return data
 
+    def seal(self, data: bytes) -> str:
+        """`data` encrypted to the master key (base64 text to store): credentials and
+        webhook secrets of GitHub links (controller/usecases/github.py)."""
+        return self._seal(data)
+
+    def unseal(self, sealed: str) -> bytes:
+        """What `seal` sealed; refused with a one-line error under another master key."""
+        return self._open(sealed)
+
     # keys ---------------------------------------------------------------------------------
     def ensure(self, session: Session, ws: Workspace) -> WorkspaceKey:
         """The workspace's current key, created (and published) when it has none."""

@@ -46,6 +46,14 @@ class CancelIn(BaseModel):
     selectors: list[str] = Field(min_length=1)
 
 
+class GithubLinkIn(BaseModel):
+    repo: str = Field(max_length=140, description="OWNER/NAME")
+    branch: str = Field(default="main", max_length=255)
+    path: str = Field(default="", max_length=255, description="the workspace's folder")
+    api_url: str = Field(default="https://api.github.com", max_length=255)
+    token: str = Field(max_length=1024, description="stored sealed, never shown again")
+
+
 @router.get("/me", response_model=M.Me)
 def me(who: Who) -> dict[str, Any]:
     return {"role": who.role, "workspace_id": who.workspace_id, "token_id": who.token_id}
@@ -80,6 +88,20 @@ def reconcile(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 @router.get("/workspaces/{ws}/reconciliations/{sha}", response_model=M.AppliedReconciliation)
 def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.deployments.reconciliation(ctl, who, ws, sha)
+
+
+@router.post("/workspaces/{ws}/github", status_code=201, response_model=M.GithubLinkCreated)
+def link_github(ws: str, body: GithubLinkIn, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Link the workspace to a GitHub repository (admin, token mode). The answer holds the
+    webhook URL and its secret, shown this once (docs/github.md)."""
+    fields = body.model_dump(exclude={"token"})
+    return usecases.github.link(ctl, who, ws, fields, body.token)
+
+
+@router.delete("/workspaces/{ws}/github", response_model=M.GithubUnlinked)
+def unlink_github(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Remove the workspace's GitHub link (admin); its deliveries stay as history."""
+    return usecases.github.unlink(ctl, who, ws)
 
 
 @router.get("/tokens", response_model=list[M.Token])

@@ -11,7 +11,8 @@ answers equal what the use cases return, and every key they hold is declared her
 
 No model holds a secret: tokens are stored and shown as hashes and prefixes, except the clear
 value of a token or public link in the one answer that creates it (`TokenCreated.token`,
-`LinkCreated.token`), which is shown that once by design.
+`LinkCreated.token`), and a GitHub link's webhook secret (`GithubLinkCreated.webhook_secret`),
+each shown that once by design.
 
 Numbers that may be whole or fractional are `int | float`: a bare `float` would turn a stored
 `60` into `60.0`.
@@ -62,10 +63,51 @@ class WorkspaceSettings(Workspace):
     effective_executor: str
 
 
+class GithubDelivery(Out):
+    delivery_id: str = Field(description="GitHub's X-GitHub-Delivery")
+    event: str
+    action: str | None
+    ref: str | None
+    head_sha: str | None
+    status: str = Field(description="received, processing, done, ignored or failed")
+    outcome: str | None = Field(description="what processing did, or why it was ignored")
+    received_at: str
+
+
+class GithubLink(Out):
+    """A workspace's link to a GitHub repository; never its token or webhook secret."""
+
+    workspace: str
+    repo: str = Field(description="OWNER/NAME")
+    branch: str
+    path: str = Field(description="the workspace's folder in the repository; empty: its root")
+    api_url: str
+    credential_kind: str = Field(description="token")
+    webhook_url: str
+    created_at: str
+    last_processed_head: str | None
+    last_processed_at: str | None
+
+
+class GithubLinkInfo(GithubLink):
+    last_delivery: GithubDelivery | None
+
+
+class GithubLinkCreated(GithubLink):
+    webhook_secret: str = Field(description="the webhook's secret, shown in this answer only")
+
+
+class GithubUnlinked(Out):
+    workspace: str
+    repo: str
+    unlinked: bool
+
+
 class WorkspaceInfo(WorkspaceSettings):
     jobs: int = Field(description="active jobs")
     active_runs: int
     head_sha: str | None
+    github: GithubLinkInfo | None = Field(description="null: not linked to GitHub")
 
 
 # tokens ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`create_asgi(settings)`: the server's one ASGI (FastAPI) application — named `asgi`, not
 `app`, because in dockyard an app is an interactive job: the JSON API, the beacon,
-git smart HTTP and the dashboard pages (errors as JSON for the API, as a page under `/ui`),
-and in front of it all, by the `Host` header, the apps on their own origins
+git smart HTTP, the GitHub webhook receiver (`dockyard/webhooks`, its processing loop started
+with the controller's loops) and the dashboard pages (errors as JSON for the API, as a page
+under `/ui`), and in front of it all, by the `Host` header, the apps on their own origins
 (`web/app_host.py`).
 
 Serve it with uvicorn's `proxy_headers=False` (as `dockyard server` does): which
@@ -36,6 +37,8 @@ from dockyard.web import (
     proxy,
 )
 from dockyard.web.http_status import status_of
+from dockyard.webhooks import receiver as github_receiver
+from dockyard.webhooks.wiring import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +68,13 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     controller = ctl or Controller(settings)
     codes = app_sessions.Codes()
     apps = app_host.create(controller, codes)
+    webhooks = Webhooks(controller)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.start_loops:
             controller.start()
+            webhooks.start()
             # what start-up made (dlt, SQLAlchemy, the controller) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise walked it
             # all every few requests (+100 ms on a 2,000-job dashboard page; bench/pages.py)
@@ -80,11 +85,13 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         finally:
             await proxy.close_client(apps.state)
             if settings.start_loops:
+                webhooks.stop()
                 controller.stop()
 
     app = FastAPI(title="dockyard", version=__version__, lifespan=lifespan)
     app.state.controller = controller
     app.state.app_codes = codes
+    app.state.webhooks = webhooks
     app.add_middleware(limits.BodyLimit, limits=limits.BodyLimits.from_settings(settings))
 
     _error_handlers(app)
@@ -97,6 +104,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(api_apps.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
+    app.include_router(github_receiver.router)
     app.include_router(apps_dashboard.router)
     pages.install(app)
     app.add_middleware(app_host.HostRouter, apps=apps, settings=settings)

@@ -29,13 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dockyard.settings import Settings
 
 CLOSE = (b"connection", b"close")
-CLASSES = ("beacon", "form", "api", "git", "apps", "other")
+CLASSES = ("beacon", "form", "api", "git", "apps", "webhook", "other")
 SETTING = {
     "beacon": "DOCKYARD_BEACON_MAX_BYTES",
     "form": "DOCKYARD_MAX_FORM_BYTES",
     "api": "DOCKYARD_MAX_API_BYTES",
     "git": "DOCKYARD_MAX_GIT_BYTES",
     "apps": "DOCKYARD_MAX_APP_BYTES",
+    "webhook": "DOCKYARD_MAX_WEBHOOK_BYTES",
     "other": "DOCKYARD_MAX_OTHER_BYTES",
 }
 """The setting that raises each cap (named in the 413's message)."""
@@ -67,6 +68,7 @@ class BodyLimits:
                 # DOCKYARD_MAX_PUSH_BYTES itself, with git's own cleanup; never below it
                 "git": max(settings.max_git_bytes, settings.push_limit),
                 "apps": settings.max_app_bytes,
+                "webhook": settings.max_webhook_bytes,
                 "other": settings.max_other_bytes,
             }
         )
@@ -92,7 +94,13 @@ def endpoint_class(scope: Scope) -> str:
     if is_app_traffic(scope):
         return "apps"
     path: str = scope.get("path", "")
-    for prefix, kind in (("/beacon/", "beacon"), ("/git/", "git"), ("/api/", "api")):
+    prefixes = (
+        ("/beacon/", "beacon"),
+        ("/git/", "git"),
+        ("/api/", "api"),
+        ("/webhooks/", "webhook"),
+    )
+    for prefix, kind in prefixes:
         if path.startswith(prefix):
             return kind
     if path == "/ui" or path.startswith("/ui/"):

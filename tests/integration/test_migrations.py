@@ -26,6 +26,8 @@ MODEL_TABLES = {
     "interval_window",
     "workspace_key",
     "public_link",
+    "github_link",
+    "github_delivery",
 }
 
 

@@ -239,3 +239,57 @@ class PublicLink(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("token.id"))
     revoked_at: Mapped[datetime | None]
+
+
+class GithubLink(Base):
+    """A workspace linked to a GitHub repository (docs/github.md). The credential and the
+    webhook secret are sealed to the server's master key (`keys.Keyring.seal`); the clear
+    secret is shown once, when the link is made. `hook_id` is the opaque last part of the
+    link's webhook URL, so a delivery finds its link before any byte of its body is read."""
+
+    __tablename__ = "github_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), unique=True)
+    hook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    repo: Mapped[str] = mapped_column(String(140))  # OWNER/NAME
+    branch: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(255))  # "" is the repository's root
+    api_url: Mapped[str] = mapped_column(String(255))
+    credential_kind: Mapped[str] = mapped_column(String(16))  # "token"
+    sealed_credential: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    sealed_secret: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    created_at: Mapped[datetime]
+    last_processed_head: Mapped[str | None] = mapped_column(String(40))
+    last_processed_at: Mapped[datetime | None]
+
+
+class GithubDelivery(Base):
+    """One webhook delivery, stored before it is answered (webhooks/deliveries.py).
+    Unique per workspace and `X-GitHub-Delivery`: a redelivery is recognised, never redone.
+    `link_id` is kept without a foreign key so that the history outlives an unlink."""
+
+    __tablename__ = "github_delivery"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "delivery_id"),
+        Index("ix_github_delivery_status", "status", "link_id"),
+        Index("ix_github_delivery_ws_received", "workspace_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    link_id: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # ping | deploy | plan | none
+    repo: Mapped[str | None] = mapped_column(String(140))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    head_sha: Mapped[str | None] = mapped_column(String(40))
+    before_sha: Mapped[str | None] = mapped_column(String(40))
+    after_sha: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))  # received|processing|done|ignored|failed
+    outcome: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    processed_at: Mapped[datetime | None]

@@ -9,8 +9,27 @@ principal's rights (`access`), does the work in one transaction and returns JSON
 - `access`: find a workspace or run by name and check the caller's right to it
 - `workspaces`, `tokens`, `jobs`, `runs`, `deployments`: one resource each, as in the API's URLs
 - `beacon`: what a running job reports to its beacon
+- `github`: a workspace's link to a GitHub repository (the receiver is `dockyard/webhooks`)
 """
 
-from dockyard.controller.usecases import access, beacon, deployments, jobs, runs, tokens, workspaces
+from dockyard.controller.usecases import (
+    access,
+    beacon,
+    deployments,
+    github,
+    jobs,
+    runs,
+    tokens,
+    workspaces,
+)
 
-__all__ = ["access", "beacon", "deployments", "jobs", "runs", "tokens", "workspaces"]
+__all__ = [
+    "access",
+    "beacon",
+    "deployments",
+    "github",
+    "jobs",
+    "runs",
+    "tokens",
+    "workspaces",
+]

@@ -1,0 +1,173 @@
+"""GitHub links (docs/github.md): link a workspace to a repository, unlink it, and what
+`workspace info` shows of the link.
+
+Token mode only: the token arrives once, in the body of the link request, and is stored
+sealed to the server's master key with a webhook secret generated here. The clear secret is
+in the answer that creates the link and nowhere else (not the database, logs or later
+answers). Each link gets its own opaque webhook URL (`/webhooks/github/<hook id>`), which is
+how the receiver finds the link, and so the secret to check with, without parsing the body.
+"""
+
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dockyard.clock import utcnow
+from dockyard.controller.assembly import Controller
+from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
+from dockyard.controller.usecases import access
+from dockyard.controller.usecases.access import Principal
+from dockyard.errors import Conflict, InvalidInput, NotFound
+
+DEFAULT_API_URL = "https://api.github.com"
+REPO = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def link(
+    ctl: Controller,
+    principal: Principal,
+    name: str,
+    fields: dict[str, str],
+    token: str,
+) -> dict[str, Any]:
+    """Link the workspace (admin); the answer holds the webhook URL and clear secret."""
+    checked = check_fields(fields)
+    check_token(token)
+    hook_secret = secrets.token_hex(32)
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "admin")
+        existing = _link_of(session, ws)
+        if existing is not None:
+            raise Conflict(
+                f"workspace {ws.name!r} is already linked to {existing.repo}; run"
+                f" `dockyard workspace unlink-github {ws.name}` first"
+            )
+        row = GithubLink(
+            workspace_id=ws.id,
+            hook_id=secrets.token_urlsafe(24),
+            credential_kind="token",
+            sealed_credential=ctl.keys.seal(token.encode()),
+            sealed_secret=ctl.keys.seal(hook_secret.encode()),
+            created_at=utcnow(),
+            **checked,
+        )
+        session.add(row)
+        session.flush()
+        answer = link_dict(ctl, ws, row)
+    return {**answer, "webhook_secret": hook_secret}
+
+
+def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
+    """Remove the link (admin). Deliveries stay as history; unprocessed ones are ignored."""
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "admin")
+        row = _link_of(session, ws)
+        if row is None:
+            raise NotFound(f"workspace {ws.name!r} is not linked to GitHub")
+        session.execute(
+            update(GithubDelivery)
+            .where(GithubDelivery.link_id == row.id, GithubDelivery.status == "received")
+            .values(status="ignored", outcome="the workspace was unlinked", processed_at=utcnow())
+        )
+        answer = {"workspace": ws.name, "repo": row.repo, "unlinked": True}
+        session.delete(row)
+    return answer
+
+
+def summary(ctl: Controller, session: Session, ws: Workspace) -> dict[str, Any] | None:
+    """The link as `workspace info` shows it (never the token or the secret), or None."""
+    row = _link_of(session, ws)
+    if row is None:
+        return None
+    info = link_dict(ctl, ws, row)
+    last = session.scalar(
+        select(GithubDelivery)
+        .where(GithubDelivery.workspace_id == ws.id)
+        .order_by(GithubDelivery.received_at.desc(), GithubDelivery.id.desc())
+        .limit(1)
+    )
+    info["last_delivery"] = None if last is None else delivery_dict(last)
+    return info
+
+
+def link_dict(ctl: Controller, ws: Workspace, row: GithubLink) -> dict[str, Any]:
+    return {
+        "workspace": ws.name,
+        "repo": row.repo,
+        "branch": row.branch,
+        "path": row.path,
+        "api_url": row.api_url,
+        "credential_kind": row.credential_kind,
+        "webhook_url": f"{ctl.settings.base_url}/webhooks/github/{row.hook_id}",
+        "created_at": row.created_at.isoformat(),
+        "last_processed_head": row.last_processed_head,
+        "last_processed_at": row.last_processed_at.isoformat() if row.last_processed_at else None,
+    }
+
+
+def delivery_dict(row: GithubDelivery) -> dict[str, Any]:
+    return {
+        "delivery_id": row.delivery_id,
+        "event": row.event,
+        "action": row.action,
+        "ref": row.ref,
+        "head_sha": row.head_sha,
+        "status": row.status,
+        "outcome": row.outcome,
+        "received_at": row.received_at.isoformat(),
+    }
+
+
+def _link_of(session: Session, ws: Workspace) -> GithubLink | None:
+    return session.scalar(select(GithubLink).where(GithubLink.workspace_id == ws.id))
+
+
+def check_fields(fields: dict[str, str]) -> dict[str, str]:
+    """repo, branch, path and api_url, checked and normalised; one-line errors."""
+    repo = fields.get("repo", "").strip()
+    if not REPO.fullmatch(repo):
+        raise InvalidInput(f"--repo {repo!r} is not OWNER/NAME (e.g. acme/pipelines)")
+    branch = fields.get("branch") or "main"
+    if not BRANCH.fullmatch(branch) or ".." in branch or branch.startswith(("/", "-")):
+        raise InvalidInput(f"--branch {branch!r} is not a branch name (e.g. main)")
+    return {
+        "repo": repo,
+        "branch": branch.removeprefix("refs/heads/"),
+        "path": check_path(fields.get("path") or ""),
+        "api_url": check_api_url(fields.get("api_url") or DEFAULT_API_URL),
+    }
+
+
+def check_path(path: str) -> str:
+    """A folder inside the repository: relative, no `..`; "" is the root."""
+    clean = path.strip().strip("/")
+    parts = clean.split("/") if clean else []
+    if len(clean) > 255 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise InvalidInput(f"--path {path!r} is not a folder inside the repository (e.g. etl)")
+    return clean
+
+
+def check_api_url(url: str) -> str:
+    """https, or http on loopback only (a test's stand-in for GitHub)."""
+    parts = urlsplit(url.strip())
+    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK
+    if len(url) > 255 or not parts.hostname or not (parts.scheme == "https" or loopback):
+        raise InvalidInput(
+            f"--api-url {url!r} is not an https URL (e.g. https://github.example.com/api/v3)"
+        )
+    return url.strip().rstrip("/")
+
+
+def check_token(token: str) -> None:
+    if not TOKEN.fullmatch(token):
+        raise InvalidInput(
+            "the GitHub token is empty, too long or has spaces; put the token itself in the"
+            " variable --token-env names"
+        )

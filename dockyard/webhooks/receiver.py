@@ -1,0 +1,130 @@
+"""`POST /webhooks/github/<hook id>`: verify, store, answer 202 (docs/github.md, "Webhook").
+
+The order is the point. The hook id in the URL finds the link (an unknown one is 404 before
+any body byte is read); a missing signature is 401, also before the body. Then the body is
+read, capped by `web/limits.py` (DOCKYARD_MAX_WEBHOOK_BYTES), and its HMAC checked: a wrong
+one is 401 and nothing is stored. Only a verified body is parsed, classified
+(`events.classify`) and stored (`deliveries.record`), and only once it is committed is 202
+answered; the processing loop is woken after the answer is sent. A delivery id already
+stored answers 200 and does nothing.
+"""
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from dockyard import errors
+from dockyard.controller.assembly import Controller
+from dockyard.webhooks import deliveries, events, signature
+from dockyard.webhooks.wiring import Webhooks
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+HOOK_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+EVENT = re.compile(r"[a-z_]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    delivery_id: str
+    status: str
+    kind: str
+    outcome: str | None
+    new: bool
+
+
+@router.post("/webhooks/github/{hook_id}", status_code=202)
+async def github_webhook(hook_id: str, request: Request) -> JSONResponse:
+    """A GitHub webhook delivery for the link whose URL this is (`workspace link-github`)."""
+    hooks: Webhooks = request.app.state.webhooks
+    secret = await run_in_threadpool(_secret_of, hooks.ctl, hook_id)
+    header = request.headers.get(signature.HEADER)
+    if not header:
+        raise errors.Unauthorized(
+            f"missing {signature.HEADER}: give the GitHub webhook the secret that"
+            " `dockyard workspace link-github` printed"
+        )
+    body = await request.body()
+    if not signature.verify(secret, body, header):
+        raise errors.Unauthorized(
+            f"{signature.HEADER} does not match the body: the webhook's secret is not the one"
+            " `dockyard workspace link-github` printed (unlink and link again for a new one)"
+        )
+    event, delivery_id = _headers(request)
+    payload = await run_in_threadpool(_parse, body)
+    stored = await run_in_threadpool(_store, hooks.ctl, hook_id, delivery_id, event, payload)
+    answer = {"delivery": stored.delivery_id, "status": stored.status, "kind": stored.kind}
+    if stored.outcome:
+        answer["outcome"] = stored.outcome
+    if not stored.new:
+        return JSONResponse({**answer, "replay": True}, status_code=200)
+    wake = BackgroundTask(hooks.processor.wake) if stored.status == "received" else None
+    return JSONResponse(answer, status_code=202, background=wake)
+
+
+def _secret_of(ctl: Controller, hook_id: str) -> bytes:
+    """The link's webhook secret, opened; 404 for a URL no link has."""
+    with ctl.db.session() as session:
+        link = deliveries.find_link(session, hook_id) if HOOK_ID.fullmatch(hook_id) else None
+        if link is None:
+            raise errors.NotFound(
+                "no GitHub link has this webhook URL; run `dockyard workspace info` for the"
+                " linked workspace's URL"
+            )
+        sealed = link.sealed_secret
+    return ctl.keys.unseal(sealed)
+
+
+def _headers(request: Request) -> tuple[str, str]:
+    """`X-GitHub-Event` and `X-GitHub-Delivery`, checked (after the signature)."""
+    event = request.headers.get("x-github-event", "")
+    delivery_id = request.headers.get("x-github-delivery", "")
+    if not EVENT.fullmatch(event):
+        raise errors.InvalidInput("missing or malformed X-GitHub-Event header")
+    if not DELIVERY_ID.fullmatch(delivery_id):
+        raise errors.InvalidInput("missing or malformed X-GitHub-Delivery header")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise errors.InvalidInput(
+            f"content type {content_type or '(none)'}: set the GitHub webhook's content type"
+            " to application/json"
+        )
+    return event, delivery_id
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise errors.InvalidInput("the delivery's body is not JSON") from None
+
+
+def _store(ctl: Controller, hook_id: str, delivery_id: str, event: str, payload: Any) -> Stored:
+    with ctl.db.session() as session:
+        link = deliveries.find_link(session, hook_id)
+        if link is None:  # unlinked between the signature check and now
+            raise errors.NotFound("this GitHub link was removed; nothing was stored")
+        target = events.Target(link.repo, link.branch)
+        classified = events.classify(event, payload, target)
+        row, new = deliveries.record(session, link, delivery_id, event, classified, ctl.clock.now())
+        stored = Stored(row.delivery_id, row.status, row.kind, row.outcome, new)
+    log.info(
+        "github delivery",
+        extra={
+            "action": "github_delivery",
+            "delivery": delivery_id,
+            "event": event,
+            "status": stored.status,
+            "replay": not new,
+        },
+    )
+    return stored
