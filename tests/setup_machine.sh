@@ -7,6 +7,8 @@
 # - bubblewrap, the local executor's sandbox (tests/security runs jobs that try to escape it);
 # - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
 #   Playwright) drive; Playwright never downloads a browser of its own here.
+# - npm, and GitHub's published webhook payloads (@octokit/webhooks-examples, pinned) in
+#   .cache/npm, which the GitHub webhook tests replay; kept when already there (offline).
 # Outside CI, a machine without root can still run the tests; the Docker and browser tests then
 # skip with a message saying how to enable them (in CI a skipped one is a failure).
 set -euo pipefail
@@ -18,6 +20,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v age >/dev/null || need+=(age)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -33,4 +36,9 @@ if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1 && [ "$(id -u)
 fi
 if docker info >/dev/null 2>&1; then
   scripts/build-base-image.sh
+fi
+OCTOKIT_EXAMPLES=@octokit/webhooks-examples@7.6.1
+if [ ! -f .cache/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
+  mkdir -p .cache/npm
+  npm install --silent --no-audit --no-fund --prefix .cache/npm "$OCTOKIT_EXAMPLES"
 fi

@@ -1,11 +1,12 @@
-"""`deploy`, `sync`, `deployment …`, `configuration …`, `workspace …`, `info`."""
+"""`deploy`, `sync`, `deployment …`, `configuration …`, `workspace …`, `info` (also
+`workspace info`); the GitHub link commands are `commands_github`."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from dockyard.cli import config, output
+from dockyard.cli import commands_github, config, output
 from dockyard.cli.client import Client
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ def register(cli: click.Group) -> None:
     for command in (deploy_cmd, deployment, configuration, workspace, info):
         cli.add_command(command)
     cli.add_command(deploy_cmd, name="sync")  # `sync` = code and configuration = deploy
+    workspace.add_command(info)  # `workspace info` = `info`
+    commands_github.register(workspace)
 
 
 def client_for(workspace_name: str | None) -> Client:
@@ -356,7 +359,7 @@ def workspace_rotate_key(workspace: str | None, output_fmt: str) -> None:
 @output.workspace_option
 @output.output_option
 def info(workspace: str | None, output_fmt: str) -> None:
-    """The workspace: versions, jobs, active runs."""
+    """The workspace: versions, jobs, active runs, its GitHub link."""
     client = client_for(workspace)
     data = client.get(client.ws)
     data["server"] = client.server
@@ -373,5 +376,6 @@ def info(workspace: str | None, output_fmt: str) -> None:
             ("jobs", data["jobs"]),
             ("active runs", data["active_runs"]),
             ("reconcile error", data["reconcile_error"]),
+            *commands_github.info_pairs(data.get("github")),
         ]
     )
