@@ -1,0 +1,284 @@
+"""The GitHub webhook receiver and the link API, in-process on a real controller (real SQLite
+file, real workspace repository), driven with GitHub's published example payloads
+(tests/github_examples.py) signed with the link's secret. The processing loop is stepped by
+hand, so each test sees exactly what one round does."""
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dockyard.controller import auth
+from dockyard.controller.store.models import GithubDelivery, GithubLink
+from dockyard.web.asgi import create_asgi
+from dockyard.webhooks.processing import NOT_BUILT_DEPLOY, NOT_BUILT_PLAN, LinkTarget, Outcome
+from dockyard.webhooks.wiring import Webhooks
+from tests import github_examples as gh
+from tests.integration.deployed import TOKEN, WS, Yard, make_yard
+
+REPO = "acme/pipelines"
+GH_TOKEN = "ghp_test_token_that_must_never_show_0123456789"
+HEAD = "c" * 40
+
+
+@pytest.fixture
+def yard(tmp_path: Path) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", max_webhook_bytes=256 * 1024)
+
+
+@pytest.fixture
+def client(yard: Yard) -> TestClient:
+    return TestClient(create_asgi(yard.ctl.settings, yard.ctl), headers=auth_header(TOKEN))
+
+
+def auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def linked(client: TestClient) -> dict[str, Any]:
+    body = {"repo": REPO, "branch": "main", "path": "etl", "token": GH_TOKEN}
+    answer = client.post(f"/api/v1/workspaces/{WS}/github", json=body)
+    assert answer.status_code == 201, answer.text
+    data: dict[str, Any] = answer.json()
+    return data
+
+
+def hooks(client: TestClient) -> Webhooks:
+    found: Webhooks = client.app.state.webhooks  # type: ignore[attr-defined]
+    return found
+
+
+def deliver(
+    client: TestClient, link: dict[str, Any], event: str, payload: dict[str, Any], **kw: Any
+) -> Any:
+    secret = kw.pop("secret", link["webhook_secret"])
+    body, headers = gh.signed(secret, event, payload, kw.pop("delivery", None))
+    return client.post(urlsplit(link["webhook_url"]).path, content=body, headers=headers)
+
+
+def rows(yard: Yard) -> list[GithubDelivery]:
+    with yard.ctl.db.session() as session:
+        return list(session.query(GithubDelivery).order_by(GithubDelivery.id))
+
+
+def info(client: TestClient) -> dict[str, Any]:
+    github: dict[str, Any] = client.get(f"/api/v1/workspaces/{WS}").json()["github"]
+    return github
+
+
+def test_ping_is_stored_done_and_shown(yard: Yard, client: TestClient, linked: dict) -> None:
+    answer = deliver(client, linked, "ping", gh.retarget(gh.example("ping"), REPO))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "done"
+    [row] = rows(yard)
+    assert (row.event, row.kind, row.status, row.repo) == ("ping", "ping", "done", REPO)
+    assert info(client)["last_delivery"]["status"] == "done"
+
+
+def test_a_push_is_stored_before_202_and_processed_by_the_loop(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    answer = deliver(client, linked, "push", gh.push(REPO, "main", HEAD), delivery="d-1")
+    assert answer.status_code == 202
+    [row] = rows(yard)
+    assert (row.delivery_id, row.kind, row.status, row.head_sha) == (
+        "d-1",
+        "deploy",
+        "received",
+        HEAD,
+    )
+    assert (row.ref, row.after_sha) == ("refs/heads/main", HEAD)
+
+    hooks(client).processor.step()  # deploying is not wired yet: an honest failure
+    [row] = rows(yard)
+    assert (row.status, row.outcome, row.attempts) == ("failed", NOT_BUILT_DEPLOY, 1)
+    last = info(client)["last_delivery"]
+    assert (last["delivery_id"], last["event"], last["status"]) == ("d-1", "push", "failed")
+    assert last["outcome"] == NOT_BUILT_DEPLOY
+
+
+def test_pushes_for_one_head_are_processed_once_with_the_head_fetched_then(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    calls: list[LinkTarget] = []
+
+    def deploy_head(link: LinkTarget) -> Outcome:
+        calls.append(link)
+        return Outcome(True, f"deployed {HEAD[:12]}", HEAD)
+
+    hooks(client).processor.deploy_head = deploy_head
+    for n, after in enumerate((HEAD, HEAD, "b" * 40)):  # the older commit arrives last
+        assert (
+            deliver(
+                client, linked, "push", gh.push(REPO, "main", after), delivery=f"p{n}"
+            ).status_code
+            == 202
+        )
+    hooks(client).processor.step()
+    assert len(calls) == 1
+    assert (calls[0].repo, calls[0].branch, calls[0].path) == (REPO, "main", "etl")
+    assert calls[0].credential == GH_TOKEN and GH_TOKEN not in repr(calls[0])
+    assert {(r.status, r.attempts) for r in rows(yard)} == {("done", 1)}
+    assert rows(yard)[0].outcome == f"deployed {HEAD[:12]} (one processing for 3 deliveries)"
+    assert info(client)["last_processed_head"] == HEAD
+    hooks(client).processor.step()
+    assert len(calls) == 1  # nothing left to do
+
+
+def test_a_replayed_delivery_is_stored_once_and_answered_200(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    payload = gh.push(REPO, "main", HEAD)
+    statuses = [
+        deliver(client, linked, "push", payload, delivery="same").status_code for _ in range(4)
+    ]
+    assert statuses == [202, 200, 200, 200]
+    hooks(client).processor.step()
+    again = deliver(client, linked, "push", payload, delivery="same")
+    assert again.status_code == 200 and again.json()["replay"] is True
+    hooks(client).processor.step()
+    [row] = rows(yard)
+    assert row.attempts == 1
+
+
+def test_unsigned_wrongly_signed_or_tampered_deliveries_store_nothing(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    url = urlsplit(linked["webhook_url"]).path
+    body, headers = gh.signed(linked["webhook_secret"], "push", gh.push(REPO, "main", HEAD))
+    tampered = body.replace(HEAD.encode(), b"d" * 40)
+    missing = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
+    wrong = gh.signed("not-the-secret", "push", gh.push(REPO, "main", HEAD))
+    for content, sent in ((tampered, headers), (body, missing), wrong):
+        answer = client.post(url, content=content, headers=sent)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["code"] == "unauthorized"
+        assert "X-Hub-Signature-256" in answer.json()["error"]
+    unknown = client.post("/webhooks/github/" + "x" * 32, content=body, headers=headers)
+    assert unknown.status_code == 404
+    assert rows(yard) == []
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(client: TestClient, linked: dict) -> None:
+    payload = gh.push(REPO, "main", HEAD) | {"padding": "x" * 300 * 1024}
+    answer = deliver(client, linked, "push", payload)
+    assert answer.status_code == 413
+    assert "DOCKYARD_MAX_WEBHOOK_BYTES" in answer.json()["error"]
+
+
+def test_other_branches_tags_and_deletions_are_ignored_and_visible(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    other = gh.push(REPO, "feature", HEAD)
+    tag = gh.retarget(gh.example("push", {"ref": "refs/tags/simple-tag", "deleted": False}), REPO)
+    deletion = gh.retarget(gh.example("push", {"deleted": True}), REPO, ref="refs/heads/main")
+    for n, payload in enumerate((other, tag, deletion)):
+        answer = deliver(client, linked, "push", payload, delivery=f"i{n}")
+        assert answer.status_code == 202 and answer.json()["status"] == "ignored"
+    reasons = [r.outcome for r in rows(yard)]
+    assert [r.status for r in rows(yard)] == ["ignored"] * 3
+    assert "push to refs/heads/feature; the linked branch is main" in str(reasons[0])
+    assert "tag push (refs/tags/simple-tag)" in str(reasons[1])
+    assert "branch deletion (refs/heads/main)" in str(reasons[2])
+    last = info(client)["last_delivery"]
+    assert (last["delivery_id"], last["status"]) == ("i2", "ignored")
+    assert "branch deletion" in last["outcome"]
+
+
+def test_pull_requests_are_planned_per_head_or_ignored(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    for action in ("opened", "synchronize", "reopened", "closed"):
+        answer = deliver(client, linked, "pull_request", gh.pull_request(REPO, "main", action))
+        assert answer.status_code == 202
+    hooks(client).processor.step()
+    got = [(r.action, r.kind, r.status) for r in rows(yard)]
+    assert got == [
+        ("opened", "plan", "failed"),
+        ("synchronize", "plan", "failed"),
+        ("reopened", "plan", "failed"),
+        ("closed", "none", "ignored"),
+    ]
+    assert {r.outcome for r in rows(yard)[:3]} <= {
+        NOT_BUILT_PLAN,
+        *(f"{NOT_BUILT_PLAN} (one processing for {n} deliveries)" for n in (2, 3)),
+    }
+
+
+def test_a_crash_while_processing_puts_the_delivery_back(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    deliver(client, linked, "push", gh.push(REPO, "main", HEAD))
+    with yard.ctl.db.session() as session:  # what a crash between claim and finish leaves
+        session.query(GithubDelivery).update({"status": "processing", "attempts": 1})
+    hooks(client).processor.recover()
+    hooks(client).processor.step()
+    [row] = rows(yard)
+    assert (row.status, row.attempts) == ("failed", 2)
+
+
+def test_link_secrets_are_sealed_and_never_shown_again(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    secret = linked["webhook_secret"]
+    assert len(secret) == 64 and "token" not in linked
+    assert linked["webhook_url"].startswith("http://127.0.0.1:8765/webhooks/github/")
+    shown = client.get(f"/api/v1/workspaces/{WS}").text
+    assert secret not in shown and GH_TOKEN not in shown
+    assert info(client)["repo"] == REPO and info(client)["path"] == "etl"
+    database = yard.ctl.settings.data_dir / "dockyard.db"
+    with sqlite3.connect(database) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert secret not in dump and GH_TOKEN not in dump
+    with yard.ctl.db.session() as session:  # what is stored opens with the master key only
+        [link] = session.query(GithubLink).all()
+        assert yard.ctl.keys.unseal(link.sealed_secret).decode() == secret
+        assert yard.ctl.keys.unseal(link.sealed_credential).decode() == GH_TOKEN
+
+
+def test_linking_needs_admin_valid_fields_and_no_existing_link(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    api = f"/api/v1/workspaces/{WS}/github"
+    body = {"repo": REPO, "token": GH_TOKEN}
+    again = client.post(api, json=body)
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
+    assert "unlink-github" in again.json()["error"]
+    with yard.ctl.db.session() as session:
+        deployer, _ = auth.create(session, "ci", "deploy", None)
+    refused = client.post(api, json=body, headers=auth_header(deployer))
+    assert refused.status_code == 403
+    for bad, word in (
+        ({"repo": "no-slash"}, "--repo"),
+        ({"branch": "a..b"}, "--branch"),
+        ({"path": "../up"}, "--path"),
+        ({"api_url": "http://example.com"}, "--api-url"),
+        ({"token": "has space"}, "token"),
+    ):
+        client.delete(api)
+        answer = client.post(api, json=body | bad)
+        assert answer.status_code == 400, (bad, answer.text)
+        assert word in answer.json()["error"]
+
+
+def test_unlink_keeps_history_and_retires_the_url(
+    yard: Yard, client: TestClient, linked: dict
+) -> None:
+    deliver(client, linked, "push", gh.push(REPO, "main", HEAD), delivery="before-unlink")
+    gone = client.delete(f"/api/v1/workspaces/{WS}/github")
+    assert gone.status_code == 200 and gone.json() == {
+        "workspace": WS,
+        "repo": REPO,
+        "unlinked": True,
+    }
+    [row] = rows(yard)
+    assert (row.status, row.outcome) == ("ignored", "the workspace was unlinked")
+    late = deliver(client, linked, "push", gh.push(REPO, "main", HEAD))
+    assert late.status_code == 404
+    assert client.get(f"/api/v1/workspaces/{WS}").json()["github"] is None
+    assert client.delete(f"/api/v1/workspaces/{WS}/github").status_code == 404
