@@ -23,6 +23,7 @@ from tests.integration.deployed import TOKEN, WS, Yard, make_yard
 REPO = "acme/pipelines"
 GH_TOKEN = "ghp_test_token_that_must_never_show_0123456789"
 HEAD = "c" * 40
+Link = dict[str, Any]
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def info(client: TestClient) -> dict[str, Any]:
     return github
 
 
-def test_ping_is_stored_done_and_shown(yard: Yard, client: TestClient, linked: dict) -> None:
+def test_ping_is_stored_done_and_shown(yard: Yard, client: TestClient, linked: Link) -> None:
     answer = deliver(client, linked, "ping", gh.retarget(gh.example("ping"), REPO))
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "done"
@@ -81,7 +82,7 @@ def test_ping_is_stored_done_and_shown(yard: Yard, client: TestClient, linked: d
 
 
 def test_a_push_is_stored_before_202_and_processed_by_the_loop(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     answer = deliver(client, linked, "push", gh.push(REPO, "main", HEAD), delivery="d-1")
     assert answer.status_code == 202
@@ -103,7 +104,7 @@ def test_a_push_is_stored_before_202_and_processed_by_the_loop(
 
 
 def test_pushes_for_one_head_are_processed_once_with_the_head_fetched_then(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     calls: list[LinkTarget] = []
 
@@ -131,7 +132,7 @@ def test_pushes_for_one_head_are_processed_once_with_the_head_fetched_then(
 
 
 def test_a_replayed_delivery_is_stored_once_and_answered_200(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     payload = gh.push(REPO, "main", HEAD)
     statuses = [
@@ -147,7 +148,7 @@ def test_a_replayed_delivery_is_stored_once_and_answered_200(
 
 
 def test_unsigned_wrongly_signed_or_tampered_deliveries_store_nothing(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     url = urlsplit(linked["webhook_url"]).path
     body, headers = gh.signed(linked["webhook_secret"], "push", gh.push(REPO, "main", HEAD))
@@ -164,7 +165,7 @@ def test_unsigned_wrongly_signed_or_tampered_deliveries_store_nothing(
     assert rows(yard) == []
 
 
-def test_a_body_over_the_cap_is_refused_before_it_is_read(client: TestClient, linked: dict) -> None:
+def test_a_body_over_the_cap_is_refused_before_it_is_read(client: TestClient, linked: Link) -> None:
     payload = gh.push(REPO, "main", HEAD) | {"padding": "x" * 300 * 1024}
     answer = deliver(client, linked, "push", payload)
     assert answer.status_code == 413
@@ -172,7 +173,7 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(client: TestClient, li
 
 
 def test_other_branches_tags_and_deletions_are_ignored_and_visible(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     other = gh.push(REPO, "feature", HEAD)
     tag = gh.retarget(gh.example("push", {"ref": "refs/tags/simple-tag", "deleted": False}), REPO)
@@ -191,7 +192,7 @@ def test_other_branches_tags_and_deletions_are_ignored_and_visible(
 
 
 def test_pull_requests_are_planned_per_head_or_ignored(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     for action in ("opened", "synchronize", "reopened", "closed"):
         answer = deliver(client, linked, "pull_request", gh.pull_request(REPO, "main", action))
@@ -211,7 +212,7 @@ def test_pull_requests_are_planned_per_head_or_ignored(
 
 
 def test_a_crash_while_processing_puts_the_delivery_back(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     deliver(client, linked, "push", gh.push(REPO, "main", HEAD))
     with yard.ctl.db.session() as session:  # what a crash between claim and finish leaves
@@ -223,7 +224,7 @@ def test_a_crash_while_processing_puts_the_delivery_back(
 
 
 def test_link_secrets_are_sealed_and_never_shown_again(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     secret = linked["webhook_secret"]
     assert len(secret) == 64 and "token" not in linked
@@ -242,7 +243,7 @@ def test_link_secrets_are_sealed_and_never_shown_again(
 
 
 def test_linking_needs_admin_valid_fields_and_no_existing_link(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     api = f"/api/v1/workspaces/{WS}/github"
     body = {"repo": REPO, "token": GH_TOKEN}
@@ -267,7 +268,7 @@ def test_linking_needs_admin_valid_fields_and_no_existing_link(
 
 
 def test_unlink_keeps_history_and_retires_the_url(
-    yard: Yard, client: TestClient, linked: dict
+    yard: Yard, client: TestClient, linked: Link
 ) -> None:
     deliver(client, linked, "push", gh.push(REPO, "main", HEAD), delivery="before-unlink")
     gone = client.delete(f"/api/v1/workspaces/{WS}/github")

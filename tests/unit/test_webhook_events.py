@@ -71,7 +71,8 @@ def test_ping_is_done_and_other_events_are_ignored() -> None:
 
 
 def test_hostile_shapes_are_ignored_not_crashed_on() -> None:
-    for payload in ([], "x", 3, None, {"repository": "acme/pipelines"}, repo(ref=["x"])):
+    hostile: list[Any] = [[], "x", 3, None, {"repository": "acme/pipelines"}, repo(ref=["x"])]
+    for payload in hostile:
         assert classify("push", payload, T).status == "ignored"
     long = classify("push", push("refs/heads/" + "x" * 10_000), T)
     assert long.ref is not None and len(long.ref) == 255
