@@ -1,0 +1,110 @@
+"""A real server process, linked with the real CLI, receives a real signed delivery (GitHub's
+published push example) and is SIGKILLed right after its 202; after a restart the delivery
+is processed exactly once. Also `workspace info` and `unlink-github` as a user runs them."""
+
+import json
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dockyard.webhooks.processing import NOT_BUILT_DEPLOY
+from tests import github_examples as gh
+from tests.conftest import Cli, Server, make_server
+
+REPO = "acme/pipelines"
+GH_TOKEN = "ghp_e2e_token_never_shown_0123456789"
+HEAD = "e" * 40
+
+
+def link(cli: Cli, ws: str) -> tuple[str, str]:
+    """`workspace create` and `link-github` as a user runs them: (webhook URL, secret)."""
+    cli.run("workspace", "create", ws)
+    out = cli.run(
+        "workspace", "link-github", ws, "--repo", REPO, "--token-env", "GH_TOKEN",
+        env={"GH_TOKEN": GH_TOKEN},
+    ).stdout  # fmt: skip
+    url = re.search(r"Payload URL\s+(\S+)", out)
+    secret = re.search(r"Secret\s+(\S+)", out)
+    assert url and secret, out
+    assert GH_TOKEN not in out
+    return url.group(1), secret.group(1)
+
+
+def rows(server: Server) -> list[tuple[str, str, int, str | None]]:
+    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
+        found = conn.execute(
+            "SELECT delivery_id, status, attempts, outcome FROM github_delivery ORDER BY id"
+        ).fetchall()
+    return [tuple(r) for r in found]
+
+
+def processed(cli: Cli, ws: str, timeout: float = 60) -> dict[str, Any]:
+    """`workspace info -o json`'s last delivery once it has left received/processing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last: dict[str, Any] = cli.json("workspace", "info", "-w", ws)["github"]["last_delivery"]
+        if last["status"] not in ("received", "processing") or time.monotonic() > deadline:
+            return last
+        time.sleep(0.2)
+
+
+def test_a_delivery_answered_202_survives_a_crash_and_is_processed_once(
+    cache_home: Path, tmp_path: Path
+) -> None:
+    server = make_server(tmp_path, DOCKYARD_CRASH_AT="delivery_unprocessed").start()
+    cli = Cli(server, cache_home, tmp_path / "config", "gh-crash")
+    try:
+        url, secret = link(cli, "gh-crash")
+        body, headers = gh.signed(secret, "push", gh.push(REPO, "main", HEAD), "crash-1")
+        answer = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert answer.status_code == 202, answer.text
+        assert server.proc is not None
+        server.proc.wait(timeout=60)  # the loop, woken after the 202, dies before processing
+        assert server.proc.returncode == -signal.SIGKILL, server.log.read_text()[-3000:]
+        server.proc = None
+        assert rows(server) == [("crash-1", "received", 0, None)]
+
+        server.extra_env.pop("DOCKYARD_CRASH_AT")
+        server.start()
+        last = processed(cli, "gh-crash")
+        assert (last["delivery_id"], last["status"], last["outcome"]) == (
+            "crash-1", "failed", NOT_BUILT_DEPLOY,
+        )  # fmt: skip
+        assert rows(server) == [("crash-1", "failed", 1, NOT_BUILT_DEPLOY)]
+        replay = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert replay.status_code == 200 and replay.json()["replay"] is True
+        assert rows(server) == [("crash-1", "failed", 1, NOT_BUILT_DEPLOY)]
+    finally:
+        server.stop()
+
+
+def test_sigkill_right_after_202_then_info_and_unlink(cache_home: Path, tmp_path: Path) -> None:
+    server = make_server(tmp_path).start()
+    cli = Cli(server, cache_home, tmp_path / "config", "gh-kill")
+    try:
+        url, secret = link(cli, "gh-kill")
+        body, headers = gh.signed(secret, "push", gh.push(REPO, "main", HEAD), "kill-1")
+        assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 202
+        server.stop(signal.SIGKILL)
+        server.start()
+        assert processed(cli, "gh-kill")["status"] == "failed"
+        assert rows(server) == [("kill-1", "failed", 1, NOT_BUILT_DEPLOY)]
+
+        text = cli.run("workspace", "info", "-w", "gh-kill").stdout
+        assert f"{REPO}@main" in text and "kill-1 push failed" in text
+        assert secret not in text and GH_TOKEN not in text
+        shown = json.dumps(cli.json("info", "-w", "gh-kill"))
+        assert secret not in shown and GH_TOKEN not in shown
+        assert secret not in server.log.read_text() and GH_TOKEN not in server.log.read_text()
+
+        out = cli.run("workspace", "unlink-github", "gh-kill").stdout
+        assert f"no longer linked to {REPO}" in out
+        assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 404
+        assert cli.json("workspace", "info", "-w", "gh-kill")["github"] is None
+    finally:
+        server.stop()
