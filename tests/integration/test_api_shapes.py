@@ -27,7 +27,8 @@ RESOURCES = [
     "JobInfo", "ScheduleChange", "Run", "RunDetails", "LogPage", "TriggerResult",
     "CancelJobsResult", "CancelRunResult", "Version", "Deployment", "Configuration",
     "Reconciled", "AppliedReconciliation", "Key", "KeyRotation", "AppListed",
-    "AppServed", "Link", "LinkCreated", "LinksRevoked", "Error",
+    "AppServed", "Link", "LinkCreated", "LinksRevoked", "GithubLinkCreated", "GithubUnlinked",
+    "Error",
 ]  # fmt: skip
 
 
@@ -134,6 +135,17 @@ def test_every_answer_keeps_every_key_and_declares_it(yard: Yard, client: TestCl
     rotated = answer(client, "POST", f"{api}/rotate-key", M.KeyRotation)
     assert rotated["retired_key_id"] == key["key_id"]
     assert answer(client, "GET", f"{api}/apps", list[M.AppListed]) == []
+
+
+def test_github_link_answers_are_declared(yard: Yard, client: TestClient) -> None:
+    api = f"/api/v1/workspaces/{WS}"
+    body = {"repo": "acme/pipelines", "token": "ghp_x"}
+    made = answer(client, "POST", f"{api}/github", M.GithubLinkCreated, json=body)
+    assert made["webhook_secret"] and "token" not in made
+    info = answer(client, "GET", api, M.WorkspaceInfo)
+    assert info == same(usecases.workspaces.workspace_info(yard.ctl, ADMIN, WS))
+    assert info["github"]["repo"] == "acme/pipelines" and info["github"]["last_delivery"] is None
+    answer(client, "DELETE", f"{api}/github", M.GithubUnlinked)
 
 
 def test_a_configuration_answer_is_declared(yard: Yard, client: TestClient) -> None:
