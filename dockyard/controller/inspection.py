@@ -30,8 +30,8 @@ DLT_PIN = "dlt==1.31.0"
 # how long the shim may take to select, stage and run dlt's manifest worker
 INSPECT_TIMEOUT_S = 300.0
 
-# the shim's argv → the argv that runs it (e.g. wrapped in a sandbox); identity by default
-Wrap = Callable[[list[str]], list[str]]
+# (the shim's argv, its stage folder) → the argv that runs it, e.g. in a sandbox
+Wrap = Callable[[list[str], Path], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ def inspect(
         argv = [python, str(SHIM), "inspect", str(root), str(stage), *worker_args]
         try:
             proc = subprocess.run(
-                (wrap or list)(argv),
+                argv if wrap is None else wrap(argv, stage),
                 capture_output=True,
                 text=True,
                 env=shim_env,
