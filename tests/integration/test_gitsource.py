@@ -9,7 +9,7 @@ import base64
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class Clone:
     def __init__(self, path: Path, host: GitHost) -> None:
         self.path, self.host = path, host
 
-    def commit(self, message: str, files: dict[str, str | None] | None = None) -> str:
+    def commit(self, message: str, files: Mapping[str, str | None] | None = None) -> str:
         for name, text in (files or {}).items():
             target = self.path / name
             if text is None:
@@ -115,16 +115,16 @@ def test_the_branch_head_is_deployed_like_a_cli_deploy(
     assert outcome.summary == "8 added"
     assert _jobs(yard) == dict.fromkeys(JOBS, "active")
     repo = yard.committer.repo
-    commit = gitstore.commit_at(repo, outcome.workspace_sha)
+    commit = gitstore.commit_at(repo, _sha(outcome))
     assert commit.message.startswith("deploy: 8 added\n\nadded: jobs.__deployment__.")
     assert commit.message.endswith(f"\n\nSource-Commit: {REPO}@{sha}\n")
     tops = {e.name for e in commit.tree}
     assert tops == {"code", "config", "manifest.yaml", "requirements.json"}
     assert (
-        gitstore.read_file(repo, outcome.workspace_sha, "code/__deployment__.py")
+        gitstore.read_file(repo, _sha(outcome), "code/__deployment__.py")
         == (BASIC / "__deployment__.py").read_bytes()
     )
-    assert gitstore.read_file(repo, outcome.workspace_sha, "config/prod.config.toml")
+    assert gitstore.read_file(repo, _sha(outcome), "config/prod.config.toml")
     # `deployment list` / `deployment info` show the source commit beside the version
     listed = usecases.deployments.versions(yard.ctl, ADMIN, WS, "deployment")
     assert [v["source_commit"] for v in listed] == [f"{REPO}@{sha}"]
@@ -139,7 +139,7 @@ def test_the_same_head_again_is_unchanged(yard: Yard, clone: Clone, source: GitS
 
     assert again.status == "unchanged"
     assert again.workspace_sha == first.workspace_sha == _head(yard)
-    assert again.reason == f"{first.source_sha[:12]} is already deployed"
+    assert again.reason == f"{_src(first)[:12]} is already deployed"
 
 
 def test_an_older_commit_after_a_newer_one_is_a_no_op(
@@ -211,9 +211,7 @@ def test_a_secret_sealed_for_the_workspace_is_deployed(
 
     outcome = _deployed(deploy_from_git(yard.ctl, WS, source))
 
-    stored = gitstore.read_file(
-        yard.committer.repo, outcome.workspace_sha, "config/prod.secrets.toml"
-    )
+    stored = gitstore.read_file(yard.committer.repo, _sha(outcome), "config/prod.secrets.toml")
     assert stored == sealed.encode()
 
 
@@ -285,8 +283,8 @@ def test_a_subfolder_of_the_repository_is_the_workspace(
     )
 
     assert _deployed(outcome).summary == "8 added"
-    assert gitstore.read_file(yard.committer.repo, outcome.workspace_sha, "code/README.md") is None
-    message = gitstore.commit_at(yard.committer.repo, outcome.workspace_sha).message
+    assert gitstore.read_file(yard.committer.repo, _sha(outcome), "code/README.md") is None
+    message = gitstore.commit_at(yard.committer.repo, _sha(outcome)).message
     assert f"Source-Commit: {host.url('pipelines')}@{outcome.source_sha}" in message
 
 
@@ -349,6 +347,16 @@ def _wait(yard: Yard, run_id: str) -> Run:
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not end: {yard.run(run_id).status}")
+
+
+def _sha(outcome: SourceDeploy) -> str:
+    assert outcome.workspace_sha is not None
+    return outcome.workspace_sha
+
+
+def _src(outcome: SourceDeploy) -> str:
+    assert outcome.source_sha is not None
+    return outcome.source_sha
 
 
 def _objects(yard: Yard) -> set[str]:
