@@ -60,7 +60,7 @@ PROFILED = (
     ("  manifests.validate_schema", "dockyard/controller/manifests.py", "validate_schema"),
     ("  Mirror.manifest (parse HEAD's YAML)", "dockyard/cli/gitpush.py", "manifest"),
     ("  workspace.find_python", "dockyard/cli/workspace.py", "find_python"),
-    ("  gitpush.deploy_files", "dockyard/cli/gitpush.py", "deploy_files"),
+    ("  deployfiles.deploy_files", "dockyard/controller/deployfiles.py", "deploy_files"),
     ("  Mirror.fetch (git over HTTP)", "dockyard/cli/gitpush.py", "fetch"),
     ("  _workspace_exists (API)", "dockyard/cli/deploy.py", "_workspace_exists"),
     ("  _current (API)", "dockyard/cli/deploy.py", "_current"),

@@ -181,16 +181,21 @@ def decrypt_toml(text: str, filename: str, identities: Mapping[str, str]) -> tup
     return tomlkit.dumps(tree), sorted(secrets, key=lambda s: (-len(s), s))
 
 
-def check_sealed(text: str, filename: str, known_kids: Collection[str]) -> None:
-    """For the receive hook: every value must be a well-formed token for a known key."""
+_CLEAR_FIX = (
+    "run dockyard deploy, which encrypts secrets, instead of pushing *.secrets.toml by hand"
+)
+
+
+def check_sealed(
+    text: str, filename: str, known_kids: Collection[str], clear_fix: str = _CLEAR_FIX
+) -> None:
+    """For the receive hook: every value must be a well-formed token for a known key.
+    `clear_fix` is what a clear-text value's refusal tells the user to do."""
     for parts, value in _leaves(_load(text, filename)):
         where = _where(filename, parts)
         token = _token_in(value, where)
         if token is None:
-            raise SecretError(
-                f"{where} is in clear text; run dockyard deploy, which encrypts secrets, "
-                "instead of pushing *.secrets.toml by hand"
-            )
+            raise SecretError(f"{where} is in clear text; {clear_fix}")
         if token.kid not in known_kids:
             raise SecretError(_foreign(where, token.kid))
 

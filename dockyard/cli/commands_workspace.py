@@ -133,13 +133,24 @@ def _versions(kind: str, workspace_name: str | None, fmt: str) -> None:
     if fmt == "json":
         output.emit_json(data)
         return
-    output.table(
-        [
-            [v["version"][:12], output.when(v["created_at"]), v["message"].splitlines()[0]]
-            for v in data
-        ],
-        ["version", "created", "message"],
-    )
+    rows = [
+        [v["version"][:12], output.when(v["created_at"]), v["message"].splitlines()[0]]
+        for v in data
+    ]
+    headers = ["version", "created", "message"]
+    if any(v.get("source_commit") for v in data):  # deployed from a git host
+        headers.insert(1, "source commit")
+        for row, v in zip(rows, data, strict=True):
+            row.insert(1, _short_source(v.get("source_commit")))
+    output.table(rows, headers)
+
+
+def _short_source(source: str | None) -> str:
+    """`OWNER/NAME@SHA` with the SHA shortened, or `-` for a deploy from a laptop."""
+    if not source:
+        return "-"
+    name, _, sha = source.rpartition("@")
+    return f"{name}@{sha[:12]}"
 
 
 def _version_info(
@@ -182,6 +193,7 @@ def deployment_info(sha: str | None, workspace: str | None, output_fmt: str) -> 
         [
             *_version_header(data),
             ("message", data["message"].splitlines()[0]),
+            *([("source commit", data["source_commit"])] if data.get("source_commit") else []),
             ("previous", data["previous_version"]),
             ("jobs", len(data["jobs"])),
             ("changed files", len(data["changed_files"])),

@@ -15,7 +15,7 @@ import click
 from dockyard import errors
 from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
-from dockyard.controller import gitstore, manifests, planning, pushrules
+from dockyard.controller import deployfiles, gitstore, manifests, planning
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import DockyardError, Forbidden, InvalidInput, NotFound, Unavailable
 
@@ -79,17 +79,19 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         plan = planning.plan(old, manifest)
         if old is not None and manifests.canonical(old) == manifest:
             manifest = old  # same content: keep the deployed blob byte for byte
-        files = gitpush.deploy_files(
+        files = deployfiles.deploy_files(
             seen.stage, seen.files, seen.config, manifest, seen.requirements
         )
-        check_commit(files, manifest)
+        deployfiles.check_commit(files, manifest)
         warnings += sealing.profile_warnings(files, _interactive(manifest))
         created = False
         if options.keep_configuration:  # `deployment sync`: code only
             files = _replace_config(files, mirror.files(head))
         else:
             files, created = _sealed(client, files, mirror, head, exists, options.dry_run)
-        sha = mirror.commit(files, head, _message(plan, seen.ad_hoc, options.script))
+        sha = mirror.commit(
+            files, head, deployfiles.commit_message(plan, options.script if seen.ad_hoc else None)
+        )
         result = DeployResult(
             plan, manifest, None, None, sha, warnings=warnings, dry_run=options.dry_run
         )
@@ -129,23 +131,6 @@ def _deployed_manifest(
             ) from None
         warnings.append(f"the deployed {exc.message}; this deploy replaces it")
         return None
-
-
-def check_commit(files: dict[str, FileEntry], manifest: dict[str, Any]) -> None:
-    """What the server's receive hook checks in every commit, checked before committing, with
-    the workspace's own file names: configuration TOML, links, paths, entry points."""
-    for path, entry in sorted(files.items()):
-        parent = ""
-        for part in path.split("/"):
-            parent = pushrules.entry_path(parent, part.encode()) + "/"
-        if entry.mode == gitstore.MODE_LINK:
-            pushrules.check_link(path, entry.data)
-        elif pushrules.is_config_toml(path):
-            shown = ".dlt/" + path.removeprefix(gitstore.CONFIG + "/")
-            pushrules.check_toml(shown, entry.data)
-    pushrules.check_entry_points(
-        manifest, lambda p: p in files and files[p].mode in pushrules.FILE_MODES
-    )
 
 
 def _interactive(manifest: dict[str, Any]) -> bool:
@@ -284,7 +269,7 @@ def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResul
         for e in config
     }
     files = _replace_config(mirror.files(head), local)
-    check_commit(files, manifest)
+    deployfiles.check_commit(files, manifest)
     files, _created = _sealed(client, files, mirror, head, True, dry_run)
     plan = planning.plan(manifest, manifest)
     sha = mirror.commit(files, head, "deploy: configuration changed\n")
@@ -314,16 +299,6 @@ def _current(client: Client, result: DeployResult, exists: bool) -> DeployResult
         result.deployment_version = info.get("deployment_version")
         result.configuration_version = info.get("configuration_version")
     return result
-
-
-def _message(plan: planning.Plan, ad_hoc: bool, script: str | None) -> str:
-    subject = f"deploy: {plan.summary()}"
-    if ad_hoc:
-        subject = f"deploy {script} (ad hoc): {plan.summary()}"
-    body = [
-        f"{kind}: {ref}" for kind in ("added", "updated", "archived") for ref in plan.refs(kind)
-    ]
-    return subject + ("\n\n" + "\n".join(body) if body else "") + "\n"
 
 
 def wait_reconciled(client: Client, sha: str, timeout: float = RECONCILE_WAIT_S) -> dict[str, Any]:

@@ -4,10 +4,8 @@ deploy commit, and the push (pygit2 over smart HTTP, the token as HTTP Basic pas
 
 import getpass
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pygit2
@@ -186,33 +184,3 @@ def _signature() -> pygit2.Signature:
         pass
     user = getpass.getuser()
     return pygit2.Signature(user, f"{user}@localhost")
-
-
-def deploy_files(
-    stage: Path,
-    files: list[dict[str, Any]],
-    config: list[dict[str, Any]],
-    manifest: dict[str, Any],
-    requirements: dict[str, Any],
-) -> dict[str, FileEntry]:
-    """The commit's content: manifest, requirements, code/… and config/…"""
-    out = {
-        gitstore.MANIFEST: FileEntry(gitstore.MODE_FILE, manifests.dump_yaml(manifest).encode()),
-        gitstore.REQUIREMENTS: FileEntry(
-            gitstore.MODE_FILE, (json.dumps(requirements, indent=2, sort_keys=True) + "\n").encode()
-        ),
-    }
-    for prefix, entries in ((gitstore.CODE, files), (gitstore.CONFIG, config)):
-        for entry in entries:
-            rel = entry["path"]
-            if prefix == gitstore.CONFIG:
-                rel = rel.removeprefix(".dlt/")
-            out[f"{prefix}/{rel}"] = _entry(stage / entry["path"], entry)
-    return out
-
-
-def _entry(source: Path, meta: dict[str, Any]) -> FileEntry:
-    if meta.get("link") is not None:
-        return FileEntry(gitstore.MODE_LINK, str(meta["link"]).encode())
-    mode = gitstore.MODE_EXEC if meta.get("exec") else gitstore.MODE_FILE
-    return FileEntry(mode, source.read_bytes())

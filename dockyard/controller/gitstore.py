@@ -7,7 +7,9 @@ stored elsewhere, so `git clone` shows exactly what the server runs.
 """
 
 import os
+import re
 import stat
+import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +30,9 @@ TOP_LEVEL = {CODE, CONFIG, MANIFEST, REQUIREMENTS}
 MODE_FILE = pygit2.GIT_FILEMODE_BLOB
 MODE_EXEC = pygit2.GIT_FILEMODE_BLOB_EXECUTABLE
 MODE_LINK = pygit2.GIT_FILEMODE_LINK
+# the trailer a deploy from a git host adds to its commit: `Source-Commit: OWNER/NAME@SHA`
+SOURCE_TRAILER = "Source-Commit"
+_SOURCE_LINE = re.compile(rf"^{SOURCE_TRAILER}: (\S+)@([0-9a-f]{{40}})$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +47,19 @@ class Version:
     created_at: datetime
     message: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | None]:
         return {
             "version": self.sha,
             "created_at": self.created_at.isoformat(),
             "message": self.message,
+            "source_commit": source_commit(self.message),
         }
+
+
+def source_commit(message: str) -> str | None:
+    """`OWNER/NAME@SHA` from a commit message's `Source-Commit:` trailer (the last one)."""
+    found = _SOURCE_LINE.findall(message)
+    return f"{found[-1][0]}@{found[-1][1]}" if found else None
 
 
 def init_bare(path: Path) -> pygit2.Repository:
@@ -69,6 +81,19 @@ def open_repo(path: Path) -> pygit2.Repository:
 def head_sha(repo: pygit2.Repository) -> str | None:
     ref = repo.references.get(BRANCH)
     return None if ref is None else str(ref.target)
+
+
+def move_branch(repo: pygit2.Repository, new: str, old: str | None) -> bool:
+    """Compare-and-swap `main` from `old` (None: it must not exist) to `new`, with git's own
+    ref locking; False when someone else moved it first."""
+    done = subprocess.run(
+        ["git", "update-ref", BRANCH, new, old or "0" * 40],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0
 
 
 def commit_at(repo: pygit2.Repository, sha: str) -> pygit2.Commit:

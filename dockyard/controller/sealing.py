@@ -7,7 +7,6 @@ key names and fingerprints.
 """
 
 import base64
-import subprocess
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,13 +109,7 @@ def _data(entry: FileEntry | None) -> bytes | None:
 
 def _move_branch(repo: pygit2.Repository, new: str, old: str) -> None:
     """Compare-and-swap the deployed branch (git's own ref locking)."""
-    done = subprocess.run(
-        ["git", "update-ref", gitstore.BRANCH, new, old],
-        cwd=repo.path,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
+    if not gitstore.move_branch(repo, new, old):
         raise Conflict(
             "the workspace was deployed while its key rotated; the new key is in place and"
             " the next deploy encrypts for it (or run rotate-key again)"

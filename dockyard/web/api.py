@@ -201,7 +201,7 @@ def cancel_run(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.get("/workspaces/{ws}/deployments", response_model=list[M.Version])
-def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
+def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str | None]]:
     return usecases.deployments.versions(ctl, who, ws, "deployment")
 
 
@@ -211,7 +211,7 @@ def deployment_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 
 @router.get("/workspaces/{ws}/configurations", response_model=list[M.Version])
-def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str]]:
+def configurations(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str | None]]:
     return usecases.deployments.versions(ctl, who, ws, "configuration")
 
 

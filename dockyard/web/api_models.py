@@ -288,6 +288,9 @@ class Version(Out):
     version: str
     created_at: str
     message: str
+    source_commit: str | None = Field(
+        None, description="OWNER/NAME@SHA of a commit deployed from a git host (its trailer)"
+    )
 
 
 class Plan(Out):

@@ -9,9 +9,9 @@ transaction:
   and a late or out-of-order delivery can never move the workspace back to an older commit;
 - `plan_head(link, sha)` once per pull request head commit.
 
-Both are injected. Deploying from a commit is engineer "fetch"'s `controller/gitsource.py`
-(issue 12, item 3), not merged yet: until then the defaults below record the deliveries as
-`failed` with an outcome that says so (docs/github.md, "What is not built yet").
+Both are injected (`wiring.py`): `deploy_head` is `deploying.deploy_head`, which deploys
+through `controller/gitsource.py`. Planning a pull request is not built yet: its default
+records the deliveries as `failed` with an outcome that says so (docs/github.md).
 """
 
 import logging
@@ -30,7 +30,6 @@ from dockyard.webhooks import deliveries
 
 log = logging.getLogger(__name__)
 
-NOT_BUILT_DEPLOY = "deploying from GitHub is not built yet"
 NOT_BUILT_PLAN = "planning pull requests from GitHub is not built yet"
 INTERVAL_S = 10.0
 """A backstop: every stored delivery wakes the loop at once (after its 202 is sent)."""
@@ -61,10 +60,6 @@ DeployHead = Callable[[LinkTarget], Outcome]
 PlanHead = Callable[[LinkTarget, str], Outcome]
 
 
-def deploy_not_built(_link: LinkTarget) -> Outcome:
-    return Outcome(False, NOT_BUILT_DEPLOY)
-
-
 def plan_not_built(_link: LinkTarget, _sha: str) -> Outcome:
     return Outcome(False, NOT_BUILT_PLAN)
 
@@ -77,7 +72,7 @@ class Processor(Loop):
         db: Database,
         keys: Keyring,
         clock: Clock,
-        deploy_head: DeployHead = deploy_not_built,
+        deploy_head: DeployHead,
         plan_head: PlanHead = plan_not_built,
     ) -> None:
         super().__init__()

@@ -1,16 +1,19 @@
-"""The webhook side of the server, made once from the controller: the processing loop (and,
-once item 3 of issue 12 lands, the `deploy_head` it is given). `web/asgi.py` mounts the
-receiver's router, keeps this on `app.state.webhooks` and starts and stops the loop with
-the controller's own loops."""
+"""The webhook side of the server, made once from the controller: the processing loop and
+what it does for a push (`deploying.deploy_head`: deploy the branch head fetched now).
+`web/asgi.py` mounts the receiver's router, keeps this on `app.state.webhooks` and starts
+and stops the loop with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
+from dockyard.webhooks import deploying
 from dockyard.webhooks.processing import Processor
 
 
 class Webhooks:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
-        self.processor = Processor(ctl.db, ctl.keys, ctl.clock)
+        self.processor = Processor(
+            ctl.db, ctl.keys, ctl.clock, deploy_head=deploying.deploy_head(ctl)
+        )
 
     def start(self) -> None:
         self.processor.recover()  # what a crash left half-done goes back to received

@@ -15,12 +15,14 @@ from fastapi.testclient import TestClient
 from dockyard.controller import auth
 from dockyard.controller.store.models import GithubDelivery, GithubLink
 from dockyard.web.asgi import create_asgi
-from dockyard.webhooks.processing import NOT_BUILT_DEPLOY, NOT_BUILT_PLAN, LinkTarget, Outcome
+from dockyard.webhooks.processing import NOT_BUILT_PLAN, LinkTarget, Outcome
 from dockyard.webhooks.wiring import Webhooks
 from tests import github_examples as gh
+from tests.githost import GitHost
 from tests.integration.deployed import TOKEN, WS, Yard, make_yard
 
 REPO = "acme/pipelines"
+BASIC = Path(__file__).parents[1] / "workspaces" / "basic"
 GH_TOKEN = "ghp_test_token_that_must_never_show_0123456789"
 HEAD = "c" * 40
 Link = dict[str, Any]
@@ -81,26 +83,41 @@ def test_ping_is_stored_done_and_shown(yard: Yard, client: TestClient, linked: L
     assert info(client)["last_delivery"]["status"] == "done"
 
 
-def test_a_push_is_stored_before_202_and_processed_by_the_loop(
-    yard: Yard, client: TestClient, linked: Link
+def test_a_push_is_stored_before_202_and_deployed_by_the_loop(
+    yard: Yard, client: TestClient, tmp_path: Path
 ) -> None:
-    answer = deliver(client, linked, "push", gh.push(REPO, "main", HEAD), delivery="d-1")
-    assert answer.status_code == 202
-    [row] = rows(yard)
-    assert (row.delivery_id, row.kind, row.status, row.head_sha) == (
-        "d-1",
-        "deploy",
-        "received",
-        HEAD,
-    )
-    assert (row.ref, row.after_sha) == ("refs/heads/main", HEAD)
+    """The whole slice on real parts: a repository on a loopback git host, a link to it, a
+    signed push delivery, one processing round that fetches, builds and deploys the head."""
+    host = GitHost(tmp_path / "host", token=GH_TOKEN).start()
+    try:
+        pushed = host.seed(REPO, BASIC, tmp_path / "clone")
+        body = {"repo": REPO, "branch": "main", "token": GH_TOKEN, "api_url": host.api_url()}
+        link = client.post(f"/api/v1/workspaces/{WS}/github", json=body).json()
+        answer = deliver(client, link, "push", gh.push(REPO, "main", HEAD), delivery="d-1")
+        assert answer.status_code == 202
+        [row] = rows(yard)
+        assert (row.delivery_id, row.kind, row.status, row.head_sha) == (
+            "d-1",
+            "deploy",
+            "received",
+            HEAD,
+        )
+        assert (row.ref, row.after_sha) == ("refs/heads/main", HEAD)
 
-    hooks(client).processor.step()  # deploying is not wired yet: an honest failure
-    [row] = rows(yard)
-    assert (row.status, row.outcome, row.attempts) == ("failed", NOT_BUILT_DEPLOY, 1)
-    last = info(client)["last_delivery"]
-    assert (last["delivery_id"], last["event"], last["status"]) == ("d-1", "push", "failed")
-    assert last["outcome"] == NOT_BUILT_DEPLOY
+        hooks(client).processor.step()
+        [row] = rows(yard)
+        assert (row.status, row.attempts) == ("done", 1), row.outcome
+        assert row.outcome is not None and row.outcome.startswith(f"deployed {pushed[:12]} as ")
+        last = info(client)
+        assert (last["last_delivery"]["delivery_id"], last["last_delivery"]["status"]) == (
+            "d-1",
+            "done",
+        )
+        assert last["last_processed_head"] == pushed
+        jobs = client.get(f"/api/v1/workspaces/{WS}/jobs").json()
+        assert "jobs.__deployment__.hello" in {j["job_ref"] for j in jobs}
+    finally:
+        host.stop()
 
 
 def test_pushes_for_one_head_are_processed_once_with_the_head_fetched_then(

@@ -283,8 +283,21 @@ def test_history_carries_time_and_message(bare_repo: Any, committer: Committer) 
         "version": version.sha,
         "created_at": "2026-03-04T10:01:00+00:00",
         "message": "deploy: 3 added\n\nlong body",
+        "source_commit": None,
     }
     assert gitstore.version_info(bare_repo, version.sha) == version
+
+
+def test_the_source_commit_is_the_last_trailer_of_the_message() -> None:
+    sha = "a" * 40
+    message = (
+        f"deploy: 1 added\n\nadded: x\n\n"
+        f"Source-Commit: acme/ws@{'b' * 40}\nSource-Commit: acme/ws@{sha}\n"
+    )
+
+    assert gitstore.source_commit(message) == f"acme/ws@{sha}"
+    assert gitstore.source_commit("deploy: 1 added\n\nSource-Commit: acme/ws@short\n") is None
+    assert gitstore.source_commit("deploy: no job changes\n") is None
 
 
 def test_history_follows_first_parents_only(bare_repo: Any, committer: Committer) -> None:

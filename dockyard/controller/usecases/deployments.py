@@ -43,7 +43,9 @@ def reconciliation(ctl: Controller, principal: Principal, name: str, sha: str) -
         return {"sha": sha, "applied_at": row.applied_at.isoformat(), **row.result}
 
 
-def versions(ctl: Controller, principal: Principal, name: str, kind: str) -> list[dict[str, str]]:
+def versions(
+    ctl: Controller, principal: Principal, name: str, kind: str
+) -> list[dict[str, str | None]]:
     with ctl.db.session() as session:
         access.workspace(session, principal, name, "read")
     paths = gitstore.DEPLOYMENT_PATHS if kind == "deployment" else gitstore.CONFIGURATION_PATHS

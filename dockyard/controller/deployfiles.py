@@ -1,0 +1,80 @@
+"""What a deploy commits: `manifest.yaml`, `requirements.json`, `code/…` and `config/…` from
+an inspection's staged files, the receive hook's file rules checked on them before they are
+committed, and the commit message.
+
+Shared by `dockyard deploy` (which pushes the commit) and the server's deploy from a git
+host (`controller/gitsource.py`, which writes its own repository), so a commit made either way
+has the same layout, canonical manifest and message.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dockyard.controller import gitstore, manifests, planning, pushrules
+from dockyard.controller.gitstore import FileEntry
+
+
+def deploy_files(
+    stage: Path,
+    files: list[dict[str, Any]],
+    config: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    requirements: dict[str, Any],
+) -> dict[str, FileEntry]:
+    """The commit's content: manifest, requirements, code/… and config/…"""
+    out = {
+        gitstore.MANIFEST: FileEntry(gitstore.MODE_FILE, manifests.dump_yaml(manifest).encode()),
+        gitstore.REQUIREMENTS: FileEntry(
+            gitstore.MODE_FILE, (json.dumps(requirements, indent=2, sort_keys=True) + "\n").encode()
+        ),
+    }
+    for prefix, entries in ((gitstore.CODE, files), (gitstore.CONFIG, config)):
+        for entry in entries:
+            rel = entry["path"]
+            if prefix == gitstore.CONFIG:
+                rel = rel.removeprefix(".dlt/")
+            out[f"{prefix}/{rel}"] = _entry(stage / entry["path"], entry)
+    return out
+
+
+def _entry(source: Path, meta: dict[str, Any]) -> FileEntry:
+    if meta.get("link") is not None:
+        return FileEntry(gitstore.MODE_LINK, str(meta["link"]).encode())
+    mode = gitstore.MODE_EXEC if meta.get("exec") else gitstore.MODE_FILE
+    return FileEntry(mode, source.read_bytes())
+
+
+def check_commit(files: dict[str, FileEntry], manifest: dict[str, Any]) -> None:
+    """What the server's receive hook checks in every commit, checked before committing, with
+    the workspace's own file names: configuration TOML, links, paths, entry points."""
+    for path, entry in sorted(files.items()):
+        parent = ""
+        for part in path.split("/"):
+            parent = pushrules.entry_path(parent, part.encode()) + "/"
+        if entry.mode == gitstore.MODE_LINK:
+            pushrules.check_link(path, entry.data)
+        elif pushrules.is_config_toml(path):
+            pushrules.check_toml(workspace_name(path), entry.data)
+    pushrules.check_entry_points(
+        manifest, lambda p: p in files and files[p].mode in pushrules.FILE_MODES
+    )
+
+
+def workspace_name(path: str) -> str:
+    """A commit path as the workspace names it: `config/x.toml` is `.dlt/x.toml`."""
+    if path.startswith(gitstore.CONFIG + "/"):
+        return ".dlt/" + path.removeprefix(gitstore.CONFIG + "/")
+    return path.removeprefix(gitstore.CODE + "/")
+
+
+def commit_message(plan: planning.Plan, script: str | None = None) -> str:
+    """`deploy: 2 added, 1 updated` (`deploy x.py (ad hoc): …` for one script), then one line
+    per changed job."""
+    subject = f"deploy: {plan.summary()}"
+    if script is not None:
+        subject = f"deploy {script} (ad hoc): {plan.summary()}"
+    body = [
+        f"{kind}: {ref}" for kind in ("added", "updated", "archived") for ref in plan.refs(kind)
+    ]
+    return subject + ("\n\n" + "\n".join(body) if body else "") + "\n"

@@ -1,0 +1,244 @@
+"""Deploy a commit of a workspace's source repository (GitHub, or any git host over smart
+HTTP) from the server: what the webhook processor and the sweeper call.
+
+The branch head is fetched now, whatever a delivery said (order-free: a late or replayed
+delivery never moves a workspace back); its manifest is built the way `dockyard deploy` builds
+it (`sourcebuild`), the commit's files go through the receive hook's own checks
+(`deployfiles`, `pushrules`, `prereceive`) before anything is written, and the commit lands on
+the workspace's `main` exactly like a pushed deploy, with a `Source-Commit: <repo>@<sha>`
+trailer that `deployment list` shows. A bad commit changes nothing: the outcome says why in
+one line, and jobs keep running the previous version.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pygit2
+
+from dockyard import crypto
+from dockyard.controller import (
+    deployfiles,
+    gitstore,
+    manifests,
+    planning,
+    prereceive,
+    pushrules,
+    sourcemirror,
+    workspaces,
+)
+from dockyard.controller.assembly import Controller
+from dockyard.controller.gitstore import FileEntry
+from dockyard.controller.sourcebuild import Builder
+from dockyard.errors import Conflict, DockyardError, InvalidInput
+
+log = logging.getLogger(__name__)
+Status = Literal["deployed", "unchanged", "failed"]
+# how far back the workspace's history is searched for the last `Source-Commit:` trailer
+TRAILER_SEARCH = 1000
+WHO = pygit2.Signature("dockyard", "dockyard@localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class GitSource:
+    url: str  # https://… (http:// only to loopback)
+    branch: str = "main"
+    path: str = ""  # the workspace's folder inside the repository
+    credential: Callable[[], str | None] = lambda: None  # a token, or None: anonymous
+    name: str | None = None  # how the trailer names the repository (OWNER/NAME); default: url
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDeploy:
+    status: Status
+    workspace_sha: str | None  # the workspace's HEAD after this call
+    source_sha: str | None  # the source commit considered
+    summary: str  # the plan ("2 added, 1 updated") when deployed
+    reason: str  # why unchanged or failed; what was deployed otherwise
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "workspace_sha": self.workspace_sha,
+            "source_sha": self.source_sha,
+            "summary": self.summary,
+            "reason": self.reason,
+        }
+
+
+def deploy_from_git(
+    ctl: Controller, workspace: str, source: GitSource, sha: str | None = None
+) -> SourceDeploy:
+    """Deploy `sha` (default: the branch head as fetched now) of `source` to `workspace`."""
+    sources_dir = ctl.settings.data_dir / "sources"
+    with sourcemirror.locked(sources_dir, workspace):
+        repo = gitstore.open_repo(workspaces.repo_path(ctl.settings.repos_dir, workspace))
+        head = gitstore.head_sha(repo)
+        target: str | None = None
+        try:
+            mirror = sourcemirror.Mirror.open(sources_dir, workspace, source.url, source.branch)
+            tip = mirror.fetch(source.credential, ctl.settings.push_limit)
+            target = _target(mirror, tip, sha)
+            done = _already(mirror, repo, head, target, source)
+            if done is not None:
+                return done
+            files = sourcemirror.files_at(
+                mirror.repo, mirror.commit(target), source.path, ctl.settings.max_workspace_bytes
+            )
+            outcome = _deploy(ctl, workspace, repo, head, files, target, source)
+        except DockyardError as exc:
+            log.info(
+                "source commit refused",
+                extra={"action": "deploy_from_git", "workspace": workspace, "reason": exc.message},
+            )
+            return SourceDeploy("failed", head, target, "", exc.message)
+        mirror.mark_deployed(target)
+        return outcome
+
+
+def _target(mirror: sourcemirror.Mirror, tip: str, sha: str | None) -> str:
+    """The commit to deploy: the head, or `sha` when it is on the branch."""
+    if sha is None:
+        return tip
+    if not mirror.has(sha) or not mirror.contains(tip, sha):
+        raise InvalidInput(
+            f"commit {sha[:12]} is not on branch {mirror.branch} of the source repository"
+        )
+    return sha
+
+
+def _already(
+    mirror: sourcemirror.Mirror,
+    repo: pygit2.Repository,
+    head: str | None,
+    target: str,
+    source: GitSource,
+) -> SourceDeploy | None:
+    """`unchanged` when `target` is the deployed source commit or older than it."""
+    for last in (last_source(repo, head, source.label), mirror.deployed()):
+        if last is not None and mirror.has(last) and mirror.contains(last, target):
+            newer = "" if last == target else f" (its newer {last[:12]} is)"
+            return SourceDeploy(
+                "unchanged", head, target, "", f"{target[:12]} is already deployed{newer}"
+            )
+    return None
+
+
+def last_source(repo: pygit2.Repository, head: str | None, label: str) -> str | None:
+    """The newest `Source-Commit:` of `label` on the workspace's history (first parent)."""
+    commit = None if head is None else gitstore.commit_at(repo, head)
+    for _ in range(TRAILER_SEARCH):
+        if commit is None:
+            return None
+        found = gitstore.source_commit(commit.message)
+        if found is not None:
+            name, _, sha = found.rpartition("@")
+            return sha if name == label else None
+        commit = commit.parents[0] if commit.parents else None
+    return None
+
+
+def _deploy(
+    ctl: Controller,
+    workspace: str,
+    repo: pygit2.Repository,
+    head: str | None,
+    source_files: dict[str, FileEntry],
+    sha: str,
+    source: GitSource,
+) -> SourceDeploy:
+    with ctl.db.session() as session:
+        ws = workspaces.get(session, workspace)
+        ws_id, current_kid = ws.id, ctl.keys.sealing_key(session, ws).kid
+    builder = Builder(
+        ctl.settings.data_dir / "source-envs",
+        ctl.settings.data_dir / "shimlib",
+        ctl.isolation,
+        ctl.settings.max_workspace_bytes,
+    )
+    with builder.inspect(source_files, ws_id) as seen:
+        manifest = manifests.canonical(seen.manifest)
+        manifests.validate_schema(manifest)  # dlt's own validator ran inside the worker
+        old = _deployed_manifest(repo, head)
+        plan = planning.plan(old, manifest)
+        if old is not None and manifests.canonical(old) == manifest:
+            manifest = old  # same content: keep the deployed blob byte for byte
+        files = deployfiles.deploy_files(
+            seen.stage, seen.files, seen.config, manifest, seen.requirements
+        )
+    deployfiles.check_commit(files, manifest)
+    manifests.validate(manifest)  # what the hook checks, before anything is written
+    check_sealed(files, source.path, workspace, current_kid)
+    trailer = f"{gitstore.SOURCE_TRAILER}: {source.label}@{sha}"
+    new = _commit(repo, files, head, deployfiles.commit_message(plan) + f"\n{trailer}\n")
+    if new is None:
+        reason = f"{sha[:12]} holds what is deployed already"
+        return SourceDeploy("unchanged", head, sha, plan.summary(), reason)
+    _check_as_hook(ctl, repo, new, current_kid)
+    if not gitstore.move_branch(repo, new, head):
+        raise Conflict("another deploy landed first; the next delivery or sweep deploys again")
+    ctl.reconciler.reconcile(workspace)
+    log.info(
+        "source commit deployed",
+        extra={"action": "deploy_from_git", "workspace": workspace, "sha": new, "source": sha},
+    )
+    reason = f"deployed {source.label}@{sha[:12]} as {new[:12]}"
+    return SourceDeploy("deployed", new, sha, plan.summary(), reason)
+
+
+def _deployed_manifest(repo: pygit2.Repository, head: str | None) -> dict[str, Any] | None:
+    """The manifest at HEAD; one that cannot be read is replaced, as `dockyard deploy` does."""
+    data = None if head is None else gitstore.read_file(repo, head, gitstore.MANIFEST)
+    if data is None:
+        return None
+    try:
+        return manifests.load_yaml(data)
+    except InvalidInput:
+        return None
+
+
+def check_sealed(files: dict[str, FileEntry], path: str, workspace: str, kid: str) -> None:
+    """Every value of every `*.secrets.toml` is sealed for the workspace's current key; a
+    refusal names the file as the source repository does."""
+    folder = path.strip("/") + "/" if path.strip("/") else ""
+    for name, entry in sorted(files.items()):
+        if not pushrules.is_config_toml(name) or not crypto.is_secret_file(name):
+            continue
+        shown = folder + deployfiles.workspace_name(name)
+        if entry.mode == gitstore.MODE_LINK:
+            raise InvalidInput(f"{shown} is a symlink; commit the sealed file itself")
+        pushrules.check_toml(shown, entry.data)
+        crypto.check_sealed(
+            entry.data.decode(),
+            shown,
+            [kid],
+            clear_fix=(
+                f"a repository may hold only sealed values: run `dockyard secrets seal {shown}"
+                f" -w {workspace}` and commit the result"
+            ),
+        )
+
+
+def _commit(
+    repo: pygit2.Repository, files: dict[str, FileEntry], head: str | None, message: str
+) -> str | None:
+    """The deploy commit on top of `head` (not yet on the branch), or None when its tree is
+    HEAD's."""
+    tree = gitstore.write_tree(repo, files)
+    if head is not None and gitstore.commit_at(repo, head).tree.id == tree:
+        return None
+    parents = [pygit2.Oid(hex=head)] if head else []
+    return str(repo.create_commit(None, WHO, WHO, message, tree, parents))
+
+
+def _check_as_hook(ctl: Controller, repo: pygit2.Repository, sha: str, kid: str) -> None:
+    """What the receive hook checks in a pushed commit, on this one (there is no push)."""
+    limits = prereceive.Limits(ctl.settings.max_workspace_bytes, ctl.settings.push_limit)
+    walk = prereceive.Walk(repo, limits, [kid])
+    prereceive.check_history(walk, [gitstore.commit_at(repo, sha)])
+    prereceive.check_contents(repo, sha, kid)
