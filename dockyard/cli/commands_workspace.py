@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def register(cli: click.Group) -> None:
     for command in (deploy_cmd, deployment, configuration, workspace, info):
         cli.add_command(command)
+    workspace.add_command(info, name="info")  # `workspace info` = `info`
     cli.add_command(deploy_cmd, name="sync")  # `sync` = code and configuration = deploy
 
 
@@ -324,6 +325,52 @@ def workspace_set_executor(executor: str, workspace: str | None, output_fmt: str
     )
 
 
+@workspace.command("allow-github-oidc")
+@click.argument("name")
+@click.option("--repo", "repository", required=True, help="OWNER/NAME on GitHub.")
+@click.option(
+    "--ref",
+    "refs",
+    multiple=True,
+    required=True,
+    help="A full ref, e.g. refs/heads/main; `*` matches within one segment (repeatable).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["deploy", "read"]),
+    default="deploy",
+    show_default=True,
+    help="Of the tokens the jobs get (read: e.g. pull requests' dry runs of secret-free"
+    " workspaces).",
+)
+@click.option("--remove", is_flag=True, help="Remove these rules instead.")
+@output.output_option
+def workspace_allow_github_oidc(
+    name: str,
+    repository: str,
+    refs: tuple[str, ...],
+    role: str,
+    remove: bool,
+    output_fmt: str,
+) -> None:
+    """Let GitHub Actions jobs of REPO on REF get short-lived tokens for workspace NAME,
+    with no stored secret (admin; docs/github.md)."""
+    client = client_for(name)
+    path = f"/api/v1/workspaces/{name}/github-oidc" + ("/remove" if remove else "")
+    done = [client.post(path, {"repository": repository, "ref": ref, "role": role}) for ref in refs]
+    if output_fmt == "json":
+        output.emit_json(done)
+        return
+    for rule in done:
+        if remove:
+            click.echo(f"removed: {rule['repository']} {rule['ref']} on {name!r}")
+        else:
+            click.echo(
+                f"allowed: GitHub Actions jobs of {rule['repository']} on {rule['ref']}"
+                f" get {rule['role']} tokens for {name!r}"
+            )
+
+
 @workspace.command("key")
 @output.workspace_option
 @output.output_option
@@ -375,3 +422,5 @@ def info(workspace: str | None, output_fmt: str) -> None:
             ("reconcile error", data["reconcile_error"]),
         ]
     )
+    for rule in data.get("github_oidc", []):
+        click.echo(f"github oidc: {rule['repository']} {rule['ref']} -> {rule['role']}")

@@ -26,6 +26,7 @@ from dockyard.settings import Settings
 from dockyard.web import (
     api,
     api_apps,
+    api_github_oidc,
     app_host,
     app_sessions,
     apps_dashboard,
@@ -95,6 +96,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(api_apps.router)
+    app.include_router(api_github_oidc.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     app.include_router(apps_dashboard.router)

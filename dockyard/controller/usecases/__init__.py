@@ -9,8 +9,28 @@ principal's rights (`access`), does the work in one transaction and returns JSON
 - `access`: find a workspace or run by name and check the caller's right to it
 - `workspaces`, `tokens`, `jobs`, `runs`, `deployments`: one resource each, as in the API's URLs
 - `beacon`: what a running job reports to its beacon
+- `github_oidc`: which GitHub repositories and refs may deploy a workspace, and the exchange
+  of an Actions job's OIDC token for a short-lived token
 """
 
-from dockyard.controller.usecases import access, beacon, deployments, jobs, runs, tokens, workspaces
+from dockyard.controller.usecases import (
+    access,
+    beacon,
+    deployments,
+    github_oidc,
+    jobs,
+    runs,
+    tokens,
+    workspaces,
+)
 
-__all__ = ["access", "beacon", "deployments", "jobs", "runs", "tokens", "workspaces"]
+__all__ = [
+    "access",
+    "beacon",
+    "deployments",
+    "github_oidc",
+    "jobs",
+    "runs",
+    "tokens",
+    "workspaces",
+]
