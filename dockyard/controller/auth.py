@@ -80,6 +80,7 @@ def create(
     workspace: Workspace | None,
     expires_at: datetime | None = None,
     source: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, Token]:
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
@@ -90,7 +91,7 @@ def create(
         prefix=clear[:7],
         role=role,
         workspace_id=workspace.id if workspace else None,
-        created_at=utcnow(),
+        created_at=now or utcnow(),
         expires_at=expires_at,
         source=source,
     )

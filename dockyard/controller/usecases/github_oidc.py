@@ -58,6 +58,7 @@ def exchange(ctl: Controller, token: str, workspace: str) -> dict[str, Any]:
             ws,
             expires_at=expires,
             source=auth.FROM_GITHUB_OIDC,
+            now=now,
         )
         return {**auth.as_dict(row, ws.name), "token": clear}
 
