@@ -4,6 +4,11 @@ exchanged at `POST /api/v1/auth/github-oidc`, refused with one line per failed c
 good one giving a short-lived token that deploys a workspace with the real `dockyard deploy`.
 """
 
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests import oidc_issuer
-from tests.conftest import Cli, Server, make_server
+from tests.conftest import REPO as REPO_ROOT
+from tests.conftest import Cli, Server, base_env, make_server
 from tests.oidc_issuer import Issuer
 
 REPO = "octo-org/octo-ws"
@@ -251,3 +258,124 @@ def _seconds(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
+
+
+# the composite action, run as GitHub Actions runs a composite action's steps -----------------
+ACTION = REPO_ROOT / ".github" / "actions" / "deploy" / "action.yml"
+EXPRESSION = re.compile(r"\$\{\{\s*([a-z_.-]+)\s*\}\}")
+
+
+def evaluate(value: str, context: dict[str, str]) -> str:
+    """The action's expressions, which are all plain context lookups; anything else fails."""
+    return EXPRESSION.sub(lambda m: context[m.group(1)], str(value))
+
+
+def run_action(inputs: dict[str, str], env: dict[str, str], workspace_dir: Path) -> None:
+    action = yaml.safe_load(ACTION.read_text())
+    context = {f"inputs.{k}": str(v.get("default", "")) for k, v in action["inputs"].items()}
+    context.update({f"inputs.{k}": v for k, v in inputs.items()})
+    context["github.action_path"] = str(ACTION.parent)
+    for step in action["runs"]["steps"]:
+        assert step["shell"] == "bash" and "${{" not in step["run"], step["name"]
+        step_env = {**env, **_exported(env["GITHUB_ENV"])}
+        step_env.update({k: evaluate(v, context) for k, v in step.get("env", {}).items()})
+        cwd = workspace_dir / evaluate(step.get("working-directory", "."), context)
+        # what the runner does for `shell: bash`
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=cwd,
+            env=step_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, f"{step['name']}:\n{proc.stdout}\n{proc.stderr}"
+
+
+def _exported(path: str) -> dict[str, str]:
+    return github_env(Path(path)) if Path(path).exists() else {}
+
+
+def test_the_actions_steps_write_a_pull_requests_plan_to_the_summary(
+    cli: Cli, issuer: Issuer, basic_ws: Path, tmp_path: Path
+) -> None:
+    cli.run("workspace", "create", "octo-pr", env={"DOCKYARD_WORKSPACE": "octo-pr"})
+    cli.run("workspace", "allow-github-oidc", "octo-pr", "--repo", REPO,
+            "--ref", "refs/pull/*/merge", "--role", "read")  # fmt: skip
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    summary = tmp_path / "step_summary.md"
+    env = {
+        **base_env(),
+        **actions_env(issuer, tmp_path),
+        "GITHUB_WORKSPACE": str(basic_ws),
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_REF": "refs/pull/7/merge",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_RUN_ID": "777",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(tmp_path / "github_output"),
+        "GITHUB_PATH": str(tmp_path / "github_path"),
+        "RUNNER_TEMP": str(runner_temp),
+        "XDG_CACHE_HOME": str(cli.cache_home),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    issuer.claims = {"ref": "refs/pull/7/merge", "event_name": "pull_request", "run_id": "777"}
+    try:
+        run_action(
+            {"server": cli.server.url, "workspace": "octo-pr", "dry-run": "true"}, env, basic_ws
+        )
+    finally:
+        issuer.claims = {}
+
+    text = summary.read_text()
+    assert "### dockyard plan for workspace `octo-pr` (dry run: nothing deployed)" in text
+    assert "  added     jobs.__deployment__.hello" in text
+    assert "dry run: would change code and configuration" in text
+    token = github_env(tmp_path / "github_env")["DOCKYARD_TOKEN"]
+    assert token not in text
+    # a plan deploys nothing
+    assert cli.json("info", env={"DOCKYARD_WORKSPACE": "octo-pr"})["deployment_version"] is None
+
+
+def test_the_action_and_the_example_workflow_pass_actionlint_and_zizmor(tmp_path: Path) -> None:
+    tools = Path(sys.executable).parent
+    for tool in ("actionlint", "zizmor", "shellcheck"):
+        assert (tools / tool).exists(), f"{tool} missing: `make venv` installs the dev extra"
+    workflow = REPO_ROOT / "examples" / "github-actions" / "dockyard.yml"
+    # actionlint checks workflows: one in a repository holding the action checks its inputs
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    shutil.copytree(ACTION.parent, repo / ".github" / "actions" / "deploy")
+    local = workflow.read_text().replace(
+        re.search(r"uses: (\S+/\.github/actions/deploy@\S+)", workflow.read_text())[1],  # type: ignore[index]
+        "./.github/actions/deploy",
+    )
+    (repo / ".github" / "workflows" / "dockyard.yml").write_text(local)
+    (repo / ".github" / "workflows" / "typo.yml").write_text(local.replace("dry-run:", "dryrun:"))
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    path_env = {**base_env(), "PATH": f"{tools}:{os.environ['PATH']}"}
+    typo = subprocess.run(
+        [str(tools / "actionlint"), ".github/workflows/typo.yml"],
+        cwd=repo,
+        env=path_env,
+        capture_output=True,
+        text=True,
+    )
+    # proof that actionlint reads the action's inputs (an unknown one is an error)
+    assert typo.returncode == 1 and 'input "dryrun" is not defined' in typo.stdout, typo.stdout
+    for args, cwd in [
+        ([str(tools / "actionlint"), str(workflow)], REPO_ROOT),
+        ([str(tools / "actionlint"), ".github/workflows/dockyard.yml"], repo),
+        ([str(tools / "zizmor"), "--offline", str(workflow), str(ACTION)], REPO_ROOT),
+    ]:
+        proc = subprocess.run(args, cwd=cwd, env=path_env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    for step in yaml.safe_load(ACTION.read_text())["runs"]["steps"]:
+        proc = subprocess.run(
+            [str(tools / "shellcheck"), "-s", "bash", "-"],
+            input=step["run"],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, f"{step['name']}:\n{proc.stdout}"

@@ -26,6 +26,7 @@ MODEL_TABLES = {
     "interval_window",
     "workspace_key",
     "public_link",
+    "github_oidc_rule",
 }
 
 
