@@ -72,6 +72,13 @@ class Settings:
     # addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto/-Host are
     # believed; nobody's by default (docs/security.md)
     trusted_proxies: tuple[str, ...] = ()
+    # GitHub Actions OIDC (controller/github_oidc.py, docs/github.md): the issuer whose
+    # signed job tokens are exchanged for short-lived deploy tokens, the audience they must
+    # name (None: base_url), the lifetime of the tokens given out and of the cached JWKS
+    github_oidc_issuer: str = "https://token.actions.githubusercontent.com"
+    github_oidc_audience: str | None = None
+    github_oidc_token_s: float = 15 * 60.0
+    github_oidc_jwks_ttl_s: float = 3600.0
     start_loops: bool = True
 
     @classmethod
@@ -96,6 +103,11 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def oidc_audience(self) -> str:
+        """The `aud` a GitHub Actions OIDC token must carry to be exchanged here."""
+        return self.github_oidc_audience or self.base_url
 
     @property
     def push_limit(self) -> int:
@@ -165,5 +177,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_UNISOLATED_DEPLOYS": ("unisolated_deploys", str),
     "DOCKYARD_APPS_DOMAIN": ("apps_domain", str),
     "DOCKYARD_TRUSTED_PROXIES": ("trusted_proxies", _split),
+    "DOCKYARD_GITHUB_OIDC_ISSUER": ("github_oidc_issuer", str),
+    "DOCKYARD_GITHUB_OIDC_AUDIENCE": ("github_oidc_audience", str),
+    "DOCKYARD_GITHUB_OIDC_TOKEN_S": ("github_oidc_token_s", float),
+    "DOCKYARD_GITHUB_OIDC_JWKS_TTL": ("github_oidc_jwks_ttl_s", float),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

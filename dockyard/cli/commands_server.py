@@ -159,19 +159,55 @@ def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:
 
 
 @click.command()
-@click.option("--server", "server_url", required=True, help="e.g. http://127.0.0.1:8765")
-@click.option("--token", required=True)
+@click.option("--server", "server_url", default=None, help="e.g. http://127.0.0.1:8765")
+@click.option("--token", default=None)
 @click.option("-w", "--workspace", default=None, help="Default workspace to save.")
-def login(server_url: str, token: str, workspace: str | None) -> None:
+@click.option(
+    "--github-oidc",
+    is_flag=True,
+    help="Inside GitHub Actions: exchange the job's OIDC token for a short-lived token on the"
+    " workspace and pass it to later steps (GITHUB_ENV).",
+)
+@click.option("--audience", default=None, help="With --github-oidc: override the server's.")
+def login(
+    server_url: str | None,
+    token: str | None,
+    workspace: str | None,
+    github_oidc: bool,
+    audience: str | None,
+) -> None:
     """Check a server and token, and save them as the CLI's default."""
+    target = config.resolve(server_url, token, workspace)
+    if not target.server:
+        raise click.UsageError("give --server (or set DOCKYARD_SERVER)")
+    if github_oidc:
+        _login_github_oidc(target, audience)
+        return
+    if not token:
+        raise click.UsageError("give --token (or --github-oidc inside GitHub Actions)")
+    server = target.server
     saved = config.load_saved()
-    target = config.Target(server_url.rstrip("/"), token, workspace or "default", False)
-    me = Client(target).get("/api/v1/me")
-    saved.update(server=server_url.rstrip("/"), token=token)
+    me = Client(config.Target(server, token, workspace or "default", False)).get("/api/v1/me")
+    saved.update(server=server, token=token)
     if workspace:
         saved["workspace"] = workspace
     path = config.save(saved)
-    click.echo(f"logged in to {server_url} as a {me['role']} token; saved to {path}")
+    click.echo(f"logged in to {server} as a {me['role']} token; saved to {path}")
+
+
+def _login_github_oidc(target: config.Target, audience: str | None) -> None:
+    from dockyard.cli import github_oidc
+
+    if not target.workspace_explicit:
+        raise click.UsageError("give -w WORKSPACE (or set DOCKYARD_WORKSPACE)")
+    assert target.server is not None
+    got = github_oidc.login(target.server, target.workspace, audience)
+    exported = github_oidc.export(got, target.server)
+    where = "DOCKYARD_TOKEN in $GITHUB_ENV" if exported else "nowhere (GITHUB_ENV is not set)"
+    click.echo(
+        f"{got.role} token on workspace {got.workspace!r} until {got.expires_at}"
+        f" ({got.name}); saved to {where}"
+    )
 
 
 @click.command()
@@ -224,10 +260,11 @@ def token_list(output_fmt: str) -> None:
                 t["workspace"],
                 output.when(t["created_at"]),
                 output.when(t["revoked_at"]),
+                output.when(t.get("expires_at")),
             ]
             for t in data
         ],
-        ["id", "name", "prefix", "role", "workspace", "created", "revoked"],
+        ["id", "name", "prefix", "role", "workspace", "created", "revoked", "expires"],
     )
 
 

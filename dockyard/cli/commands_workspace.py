@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dockyard.cli import commands_github, config, output
+from dockyard.cli import commands_github, commands_secrets, config, output
 from dockyard.cli.client import Client
 
 if TYPE_CHECKING:
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 def register(cli: click.Group) -> None:
     for command in (deploy_cmd, deployment, configuration, workspace, info):
         cli.add_command(command)
+    workspace.add_command(info, name="info")  # `workspace info` = `info`
     cli.add_command(deploy_cmd, name="sync")  # `sync` = code and configuration = deploy
-    workspace.add_command(info)  # `workspace info` = `info`
     commands_github.register(workspace)
+    commands_secrets.register(cli)
 
 
 def client_for(workspace_name: str | None) -> Client:
@@ -339,6 +340,52 @@ def workspace_set_executor(executor: str, workspace: str | None, output_fmt: str
     )
 
 
+@workspace.command("allow-github-oidc")
+@click.argument("name")
+@click.option("--repo", "repository", required=True, help="OWNER/NAME on GitHub.")
+@click.option(
+    "--ref",
+    "refs",
+    multiple=True,
+    required=True,
+    help="A full ref, e.g. refs/heads/main; `*` matches within one segment (repeatable).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["deploy", "read"]),
+    default="deploy",
+    show_default=True,
+    help="Of the tokens the jobs get (read: e.g. pull requests' dry runs of secret-free"
+    " workspaces).",
+)
+@click.option("--remove", is_flag=True, help="Remove these rules instead.")
+@output.output_option
+def workspace_allow_github_oidc(
+    name: str,
+    repository: str,
+    refs: tuple[str, ...],
+    role: str,
+    remove: bool,
+    output_fmt: str,
+) -> None:
+    """Let GitHub Actions jobs of REPO on REF get short-lived tokens for workspace NAME,
+    with no stored secret (admin; docs/github.md)."""
+    client = client_for(name)
+    path = f"/api/v1/workspaces/{name}/github-oidc" + ("/remove" if remove else "")
+    done = [client.post(path, {"repository": repository, "ref": ref, "role": role}) for ref in refs]
+    if output_fmt == "json":
+        output.emit_json(done)
+        return
+    for rule in done:
+        if remove:
+            click.echo(f"removed: {rule['repository']} {rule['ref']} on {name!r}")
+        else:
+            click.echo(
+                f"allowed: GitHub Actions jobs of {rule['repository']} on {rule['ref']}"
+                f" get {rule['role']} tokens for {name!r}"
+            )
+
+
 @workspace.command("key")
 @output.workspace_option
 @output.output_option
@@ -391,3 +438,5 @@ def info(workspace: str | None, output_fmt: str) -> None:
             *commands_github.info_pairs(data.get("github")),
         ]
     )
+    for rule in data.get("github_oidc", []):
+        click.echo(f"github oidc: {rule['repository']} {rule['ref']} -> {rule['role']}")

@@ -7,7 +7,16 @@ layer and the CLI get the control plane from here; nothing else constructs these
 import sys
 
 from dockyard.clock import Clock, SystemClock
-from dockyard.controller import apps, auth, beacon, envs, keys, retention, workspaces
+from dockyard.controller import (
+    apps,
+    auth,
+    beacon,
+    envs,
+    github_oidc,
+    keys,
+    retention,
+    workspaces,
+)
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
@@ -72,6 +81,10 @@ class Controller:
             self.db, self.clock, self.lifecycle, self.prewarmer, self.runner.release_prepared
         )
         self.apps = apps.Apps(self.db, self.clock, self.lifecycle, settings.app_idle_s)
+        # the GitHub Actions OIDC issuer's keys (fetched on the first exchange, then cached)
+        self.github_jwks = github_oidc.Jwks(
+            settings.github_oidc_issuer, settings.github_oidc_jwks_ttl_s, self.clock
+        )
         self.reconciler = Reconciler(self.db, settings.repos_dir, self.events, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
         self.retention = retention.Retention(

@@ -6,6 +6,10 @@ cancel), `read` (list, info, logs, clone). A token may be limited to one workspa
 `DOCKYARD_ADMIN_TOKEN` is stored like any token, marked as coming from the environment; the
 server starting with another value revokes the one it replaces, so changing the variable is
 how an operator rotates a leaked admin token.
+
+A token may carry an expiry (`expires_at`): the deploy tokens a GitHub Actions job gets for its
+OIDC token (`controller/github_oidc.py`) live for minutes, and are refused from then on like
+revoked ones.
 """
 
 import hashlib
@@ -13,6 +17,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 ROLES = ("read", "deploy", "admin")
 TOKEN_PREFIX = "dy_"  # noqa: S105 (a prefix, not a secret)
 FROM_ENV = "env"
+FROM_GITHUB_OIDC = "github-oidc"
+TOKEN_EXPIRED = "token_expired"  # noqa: S105 (an error code, not a secret)
+"""An `Unauthorized`: the token's lifetime is over (a GitHub Actions deploy token)."""
 ENV_TOKEN_NAME = "admin (DOCKYARD_ADMIN_TOKEN)"  # noqa: S105 (a name, not a secret)
 
 
@@ -49,18 +57,30 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def authenticate(session: Session, token: str | None) -> Principal:
+def authenticate(session: Session, token: str | None, now: datetime | None = None) -> Principal:
     if not token:
         raise Unauthorized("missing token; run `dockyard login --server URL --token TOKEN`")
     digest = hash_token(token)
     row = session.scalar(select(Token).where(Token.token_hash == digest))
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("invalid or revoked token; ask an admin for a new one")
+    if row.expires_at is not None and row.expires_at <= (now or utcnow()):
+        raise Unauthorized(
+            f"token expired at {row.expires_at.isoformat()}; get a new one"
+            " (in GitHub Actions: `dockyard login --github-oidc`)",
+            code=TOKEN_EXPIRED,
+        )
     return Principal(row.id, row.role, row.workspace_id)
 
 
 def create(
-    session: Session, name: str, role: str, workspace: Workspace | None
+    session: Session,
+    name: str,
+    role: str,
+    workspace: Workspace | None,
+    expires_at: datetime | None = None,
+    source: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, Token]:
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
@@ -71,7 +91,9 @@ def create(
         prefix=clear[:7],
         role=role,
         workspace_id=workspace.id if workspace else None,
-        created_at=utcnow(),
+        created_at=now or utcnow(),
+        expires_at=expires_at,
+        source=source,
     )
     session.add(row)
     session.flush()
@@ -148,4 +170,5 @@ def as_dict(row: Token, workspace_name: str | None = None) -> dict[str, object]:
         "workspace": workspace_name,
         "created_at": row.created_at.isoformat(),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
     }

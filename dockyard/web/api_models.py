@@ -103,11 +103,24 @@ class GithubUnlinked(Out):
     unlinked: bool
 
 
+class GithubOidcRule(Out):
+    """A repository and ref whose GitHub Actions jobs may get a token (docs/github.md)."""
+
+    workspace: str
+    repository: str = Field(description="OWNER/NAME, lowercase")
+    ref: str = Field(description="a full ref; `*` matches within one segment")
+    role: str = Field(description="of the tokens given out: deploy or read")
+    created_at: str
+
+
 class WorkspaceInfo(WorkspaceSettings):
     jobs: int = Field(description="active jobs")
     active_runs: int
     head_sha: str | None
     github: GithubLinkInfo | None = Field(description="null: not linked to GitHub")
+    github_oidc: list[GithubOidcRule] = Field(
+        description="GitHub repositories and refs whose Actions jobs may get a token"
+    )
 
 
 # tokens ----------------------------------------------------------------------------------
@@ -119,10 +132,18 @@ class Token(Out):
     workspace: str | None = Field(default=None, description="null: every workspace")
     created_at: str
     revoked_at: str | None
+    expires_at: str | None = Field(default=None, description="null: never expires")
 
 
 class TokenCreated(Token):
     token: str = Field(description="the clear token, shown in this answer only")
+
+
+# GitHub Actions OIDC ------------------------------------------------------------------------
+class GithubOidcDiscovery(Out):
+    issuer: str
+    audience: str = Field(description="the `aud` a job must request its token with")
+    token_lifetime_s: Number
 
 
 # runs ------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dockyard.settings import Settings
 from dockyard.web import (
     api,
     api_apps,
+    api_github_oidc,
     app_host,
     app_sessions,
     apps_dashboard,
@@ -102,6 +103,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(api_apps.router)
+    app.include_router(api_github_oidc.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     app.include_router(github_receiver.router)

@@ -28,6 +28,7 @@ MODEL_TABLES = {
     "public_link",
     "github_link",
     "github_delivery",
+    "github_oidc_rule",
 }
 
 

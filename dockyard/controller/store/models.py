@@ -84,9 +84,27 @@ class Token(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
-    # "env": DOCKYARD_ADMIN_TOKEN (revoked when the server starts with another); None: made
-    # through the API, the dashboard or at first start
+    # "env": DOCKYARD_ADMIN_TOKEN (revoked when the server starts with another);
+    # "github-oidc": exchanged for a GitHub Actions job's OIDC token; None: made through the
+    # API, the dashboard or at first start
     source: Mapped[str | None] = mapped_column(String(16))
+    # refused by `auth.authenticate` from then on; None: never expires
+    expires_at: Mapped[datetime | None]
+
+
+class GithubOidcRule(Base):
+    """A GitHub repository and ref whose Actions jobs may exchange their OIDC token for a
+    short-lived token on one workspace (`workspace allow-github-oidc`)."""
+
+    __tablename__ = "github_oidc_rule"
+    __table_args__ = (UniqueConstraint("workspace_id", "repository", "ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    repository: Mapped[str] = mapped_column(String(140))  # OWNER/NAME, lowercase
+    ref: Mapped[str] = mapped_column(String(255))  # refs/heads/main; `*` within one segment
+    role: Mapped[str] = mapped_column(String(16))  # of the tokens given out: deploy or read
+    created_at: Mapped[datetime]
 
 
 class Job(Base):

@@ -6,7 +6,7 @@ from dockyard.controller import gitstore, runs, workspaces
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ACTIVE
 from dockyard.controller.store.models import Run, Workspace
-from dockyard.controller.usecases import access, github
+from dockyard.controller.usecases import access, github, github_oidc
 from dockyard.controller.usecases.access import Principal
 
 
@@ -49,6 +49,9 @@ def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str
             list(session.scalars(runs.runs_query(ws).where(Run.status.in_(ACTIVE))))
         )
         info["github"] = github.summary(ctl, session, ws)
+        info["github_oidc"] = [
+            github_oidc.rule_dict(r, ws.name) for r in github_oidc.rules(session, ws)
+        ]
     info["head_sha"] = gitstore.head_sha(access.repo(ctl, name))
     info["effective_executor"] = info["executor"] or ctl.executor.default
     return info
