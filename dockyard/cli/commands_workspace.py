@@ -101,15 +101,21 @@ def _deploy_options(func: Any) -> Any:
 
 @click.command("deploy")
 @_deploy_options
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Deploy even though the workspace is linked to GitHub (the next push replaces it).",
+)
 def deploy_cmd(
     dry_run: bool,
     show_manifest: bool,
     python: str | None,
     workspace: str | None,
     output_fmt: str,
+    force: bool,
 ) -> None:
     """Generate the manifest, plan, commit, push and wait until the server applied it."""
-    _deploy(workspace, python, dry_run, output_fmt, show_manifest)
+    _deploy(workspace, python, dry_run, output_fmt, show_manifest, force=force)
 
 
 def _deploy(
@@ -119,12 +125,13 @@ def _deploy(
     output_fmt: str,
     show_manifest: bool,
     keep_configuration: bool = False,
+    force: bool = False,
 ) -> None:
     from dockyard.cli.deploy import DeployOptions, deploy
 
     client = client_for(workspace)
     root = Path.cwd().resolve()
-    options = DeployOptions(root, None, python, dry_run, keep_configuration)
+    options = DeployOptions(root, None, python, dry_run, keep_configuration, force)
     show_deploy(deploy(client, options), client, output_fmt, show_manifest)
 
 

@@ -17,7 +17,14 @@ from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
 from dockyard.controller import deployfiles, gitstore, manifests, planning
 from dockyard.controller.gitstore import FileEntry
-from dockyard.errors import DockyardError, Forbidden, InvalidInput, NotFound, Unavailable
+from dockyard.errors import (
+    Conflict,
+    DockyardError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 
 RECONCILE_WAIT_S = 120.0
 # after the connection broke during a push: how long to wait for the server to answer whether
@@ -59,9 +66,12 @@ class DeployOptions:
     python: str | None = None
     dry_run: bool = False
     keep_configuration: bool = False
+    force: bool = False  # deploy to a workspace linked to GitHub anyway
 
 
 def deploy(client: Client, options: DeployOptions) -> DeployResult:
+    if not (options.dry_run or options.force or options.script):
+        _refuse_if_linked(client)
     worker_args, _ad_hoc = workspace.deployment_target(options.root, options.script)
     python = workspace.find_python(options.root, options.python)
     with workspace.inspect(options.root, python, worker_args) as seen:
@@ -283,6 +293,24 @@ def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResul
     result.changed_parts = ["configuration"]
     _push(client, mirror, sha, result)
     return result
+
+
+def _refuse_if_linked(client: Client) -> None:
+    """A workspace linked to a GitHub repository is deployed from there (one source of
+    truth): a deploy from a folder would be replaced by the next push. A guard against a
+    mistake, not a permission: `--force` deploys anyway."""
+    try:
+        info = client.get(client.ws)
+    except NotFound:
+        return
+    link = info.get("github")
+    if not link:
+        return
+    where = f"{link['repo']}@{link['branch']}" + (f" ({link['path']})" if link.get("path") else "")
+    raise Conflict(
+        f"workspace {client.target.workspace} deploys from GitHub {where}: push there, or run"
+        " `dockyard deploy --force` to deploy this folder anyway (the next push replaces it)"
+    )
 
 
 def _workspace_exists(client: Client) -> bool:

@@ -1,7 +1,8 @@
 """Secrets in a linked repository: `dockyard secrets seal` seals a workspace's values in
 place for its key; the sealed files, pushed to a loopback "GitHub" and deployed by a signed
-webhook delivery, reach the job; a clear value in the repository is refused with the file,
-the key and the fix, and nothing changes on the server."""
+webhook delivery, reach the job; a laptop `deploy` to the linked workspace is refused unless
+forced; a clear value in the repository is refused with the file, the key and the fix, and
+nothing changes on the server."""
 
 import hashlib
 import re
@@ -56,6 +57,12 @@ def test_sealed_in_place_pushed_and_deployed_by_a_webhook(cache_home: Path, tmp_
         assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 202
         last = processed(cli, "vault")
         assert last["status"] == "done", last["outcome"]
+
+        # the workspace deploys from GitHub now: a deploy from a folder is refused ...
+        refused = cli.fails("deploy", cwd=ws)
+        assert f"deploys from GitHub {REPO}@main" in refused and "--force" in refused, refused
+        assert cli.json("deploy", "--dry-run", cwd=ws)["dry_run"] is True  # planning is fine
+        cli.run("deploy", "--force", cwd=ws)  # ... unless forced
 
         cli.run("launch", "use_secret", "-f")
         run = wait_run(cli, "use_secret")
