@@ -86,12 +86,7 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         old = _deployed_manifest(mirror, head, seen.ad_hoc, warnings)
         if seen.ad_hoc:
             manifest = planning.merge_ad_hoc(old, manifest)
-        plan = planning.plan(old, manifest)
-        if old is not None and manifests.canonical(old) == manifest:
-            manifest = old  # same content: keep the deployed blob byte for byte
-        files = deployfiles.deploy_files(
-            seen.stage, seen.files, seen.config, manifest, seen.requirements
-        )
+        plan, manifest, files = deployfiles.planned(seen, old, manifest)
         deployfiles.check_commit(files, manifest)
         warnings += sealing.profile_warnings(files, _interactive(manifest))
         created = False

@@ -13,6 +13,7 @@ from typing import Any
 
 from dockyard.controller import gitstore, manifests, planning, pushrules
 from dockyard.controller.gitstore import FileEntry
+from dockyard.controller.inspection import Inspection
 
 
 def deploy_files(
@@ -36,6 +37,19 @@ def deploy_files(
                 rel = rel.removeprefix(".dlt/")
             out[f"{prefix}/{rel}"] = _entry(stage / entry["path"], entry)
     return out
+
+
+def planned(
+    seen: Inspection, old: dict[str, Any] | None, manifest: dict[str, Any]
+) -> tuple[planning.Plan, dict[str, Any], dict[str, FileEntry]]:
+    """The plan from the deployed manifest `old` to `manifest`, and the commit's files. An
+    unchanged manifest keeps the deployed blob byte for byte, so a laptop deploy and a
+    server-side one of the same workspace commit the same tree."""
+    plan = planning.plan(old, manifest)
+    if old is not None and manifests.canonical(old) == manifest:
+        manifest = old
+    files = deploy_files(seen.stage, seen.files, seen.config, manifest, seen.requirements)
+    return plan, manifest, files
 
 
 def _entry(source: Path, meta: dict[str, Any]) -> FileEntry:

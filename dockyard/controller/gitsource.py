@@ -22,7 +22,6 @@ from dockyard.controller import (
     deployfiles,
     gitstore,
     manifests,
-    planning,
     prereceive,
     pushrules,
     sourcemirror,
@@ -164,13 +163,7 @@ def _deploy(
     with builder.inspect(source_files, ws_id) as seen:
         manifest = manifests.canonical(seen.manifest)
         manifests.validate_schema(manifest)  # dlt's own validator ran inside the worker
-        old = _deployed_manifest(repo, head)
-        plan = planning.plan(old, manifest)
-        if old is not None and manifests.canonical(old) == manifest:
-            manifest = old  # same content: keep the deployed blob byte for byte
-        files = deployfiles.deploy_files(
-            seen.stage, seen.files, seen.config, manifest, seen.requirements
-        )
+        plan, manifest, files = deployfiles.planned(seen, _deployed_manifest(repo, head), manifest)
     deployfiles.check_commit(files, manifest)
     manifests.validate(manifest)  # what the hook checks, before anything is written
     check_sealed(files, source.path, workspace, current_kid)
