@@ -59,7 +59,8 @@ NOT_YET_VALID = "oidc_not_yet_valid"
 REPOSITORY_NOT_ALLOWED = "oidc_repository_not_allowed"
 REF_NOT_ALLOWED = "oidc_ref_not_allowed"
 
-REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+"""`OWNER/NAME` as GitHub allows names (fullmatch); links use it too (`usecases/github`)."""
 REF = re.compile(r"^refs/[A-Za-z0-9._/*-]{1,245}$")
 
 
@@ -170,7 +171,7 @@ def _refuse(code: str, message: str) -> Unauthorized:
 # rules ---------------------------------------------------------------------------------------
 def check_repository(repository: str) -> str:
     """`OWNER/NAME` as GitHub spells names, lowercased (GitHub's names ignore case)."""
-    if not REPOSITORY.match(repository):
+    if not REPOSITORY.fullmatch(repository):
         raise InvalidInput(f"{repository!r} is not a GitHub repository; use OWNER/NAME")
     return repository.lower()
 

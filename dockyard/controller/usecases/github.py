@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import utcnow
+from dockyard.controller import github_oidc
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
 from dockyard.controller.usecases import access
@@ -24,7 +25,6 @@ from dockyard.controller.usecases.access import Principal
 from dockyard.errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_API_URL = "https://api.github.com"
-REPO = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -132,7 +132,7 @@ def _link_of(session: Session, ws: Workspace) -> GithubLink | None:
 def check_fields(fields: dict[str, str]) -> dict[str, str]:
     """repo, branch, path and api_url, checked and normalised; one-line errors."""
     repo = fields.get("repo", "").strip()
-    if not REPO.fullmatch(repo):
+    if not github_oidc.REPOSITORY.fullmatch(repo):
         raise InvalidInput(f"--repo {repo!r} is not OWNER/NAME (e.g. acme/pipelines)")
     branch = fields.get("branch") or "main"
     if not BRANCH.fullmatch(branch) or ".." in branch or branch.startswith(("/", "-")):
