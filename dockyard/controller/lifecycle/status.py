@@ -36,7 +36,6 @@ S = RunStatus
 ACTIVE: tuple[RunStatus, ...] = (S.PENDING, S.STARTING, S.RUNNING, S.CANCELLING)
 LAUNCHED: tuple[RunStatus, ...] = (S.STARTING, S.RUNNING, S.CANCELLING)
 TERMINAL: tuple[RunStatus, ...] = (S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED)
-ENDED_BY_EXIT: tuple[RunStatus, ...] = (S.COMPLETED, S.FAILED, S.CANCELLED)
 
 # from → the statuses a run may move to; `None` is creation
 MOVES: dict[RunStatus | None, frozenset[RunStatus]] = {
