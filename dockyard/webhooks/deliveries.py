@@ -35,6 +35,8 @@ class Group:
     link_id: int
     head_sha: str | None
     ids: tuple[int, ...]
+    shas: tuple[str, ...] = ()  # the head commits the deliveries named, oldest first, distinct
+    ref: str | None = None  # a plan's `refs/pull/<number>/head`
 
 
 def find_link(session: Session, hook_id: str) -> GithubLink | None:
@@ -95,16 +97,31 @@ def pending(session: Session) -> list[Group]:
     """Received deliveries, grouped for processing (oldest first)."""
     rows = session.execute(
         select(
-            GithubDelivery.id, GithubDelivery.kind, GithubDelivery.link_id, GithubDelivery.head_sha
+            GithubDelivery.id,
+            GithubDelivery.kind,
+            GithubDelivery.link_id,
+            GithubDelivery.head_sha,
+            GithubDelivery.ref,
         )
         .where(GithubDelivery.status == RECEIVED)
         .order_by(GithubDelivery.id)
     ).all()
-    groups: dict[tuple[str, int, str | None], list[int]] = {}
-    for row_id, kind, link_id, head in rows:
-        key = (kind, link_id, head if kind == "plan" else None)
-        groups.setdefault(key, []).append(row_id)
-    return [Group(kind, link, head, tuple(ids)) for (kind, link, head), ids in groups.items()]
+    groups: dict[tuple[str, int, str | None, str | None], list[tuple[int, str | None]]] = {}
+    for row_id, kind, link_id, head, ref in rows:
+        plan = kind == "plan"
+        key = (kind, link_id, head if plan else None, ref if plan else None)
+        groups.setdefault(key, []).append((row_id, head))
+    return [
+        Group(
+            kind,
+            link,
+            head,
+            tuple(i for i, _ in members),
+            tuple(dict.fromkeys(sha for _, sha in members if sha)),
+            ref,
+        )
+        for (kind, link, head, ref), members in groups.items()
+    ]
 
 
 def claim(session: Session, ids: tuple[int, ...]) -> list[int]:

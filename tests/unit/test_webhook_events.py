@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from dockyard.webhooks import processing
 from dockyard.webhooks.events import Target, classify
 
 T = Target("acme/pipelines", "main")
@@ -77,3 +78,13 @@ def test_hostile_shapes_are_ignored_not_crashed_on() -> None:
     long = classify("push", push("refs/heads/" + "x" * 10_000), T)
     assert long.ref is not None and len(long.ref) == 255
     assert classify("push", push(after="B" * 40), T).status == "ignored"  # not a lowercase SHA
+
+
+def test_a_plan_finds_its_pull_request_from_the_stored_ref() -> None:
+    sha = "b" * 40
+    found = processing.pull_request("refs/pull/12/head", sha)
+    assert found == processing.PullRequest(12, sha)
+    assert found is not None and found.ref == "refs/pull/12/head"
+    for ref, head in (("refs/heads/main", sha), ("refs/pull/x/head", sha), (None, sha)):
+        assert processing.pull_request(ref, head) is None
+    assert processing.pull_request("refs/pull/12/head", None) is None
