@@ -29,6 +29,8 @@ import json
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -228,7 +230,8 @@ def spec() -> Spec:
 @dataclass
 class GitHubApi:
     """The fake. `refuse[op_key] = status` makes an operation fail as GitHub would (403 for a
-    token without the permission, 500); `down = True` drops every API connection unanswered."""
+    token without the permission, 500); `down = True` drops every API connection unanswered;
+    `padding` makes answers too large; `stall` holds answers until it is set."""
 
     token: str | None = None
     githost: GitHost | None = None
@@ -239,6 +242,8 @@ class GitHubApi:
     violations: list[str] = field(default_factory=list)
     refuse: dict[str, int] = field(default_factory=dict)
     down: bool = False
+    padding: int = 0  # bytes of padding added to every answer (a host sending too much)
+    stall: threading.Event | None = None  # when set, answers wait for it (a host hanging)
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
@@ -409,6 +414,10 @@ class _ApiHandler(_Handler):
         op, values = spec().find(self.command, path) or (None, {})
         assert op is not None
         status, answer = api.handle(op, values, json.loads(body) if body else None)
+        if api.stall is not None:
+            api.stall.wait(30)
+        if api.padding and isinstance(answer, dict):
+            answer = {**answer, "padding": "x" * api.padding}
         self._answer(status, answer)
 
     def _answer(self, status: int, answer: Json) -> None:
@@ -418,3 +427,14 @@ class _ApiHandler(_Handler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+
+@contextmanager
+def serving(**kw: Any) -> Iterator[GitHubApi]:
+    """A started fake; at the end, the test fails if any request broke GitHub's description."""
+    fake = GitHubApi(**kw).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    assert fake.violations == [], fake.violations
