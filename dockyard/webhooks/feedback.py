@@ -19,6 +19,8 @@ Every call is tried even if an earlier one failed; the failures are raised toget
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
+from urllib.parse import quote
 
 from dockyard.controller import github_api
 from dockyard.controller.github_api import GitHubApi, GitHubError
@@ -57,8 +59,16 @@ def comment_body(link: LinkTarget, sha: str, outcome: Outcome) -> str:
 class StatusFeedback:
     """Commit statuses and the plan comment, through the link's own credential."""
 
-    def __init__(self, client: ClientFor = client_for) -> None:
+    def __init__(self, client: ClientFor = client_for, base_url: str = "") -> None:
         self.client = client
+        self.base_url = base_url.rstrip("/")
+
+    def _with_link(self, link: LinkTarget, work: Work, outcome: Outcome) -> Outcome:
+        """Until an outcome names its own page, a deploy links to the workspace's deployments."""
+        if outcome.url or work.kind != "deploy" or not self.base_url:
+            return outcome
+        url = f"{self.base_url}/ui/w/{quote(link.workspace, safe='')}/deployments"
+        return replace(outcome, url=url)
 
     def begin(self, link: LinkTarget, work: Work) -> None:
         word = "planning…" if work.kind == "plan" else "deploying…"
@@ -70,6 +80,7 @@ class StatusFeedback:
 
     def end(self, link: LinkTarget, work: Work, outcome: Outcome) -> None:
         api = self.client(link)
+        outcome = self._with_link(link, work, outcome)
         statuses = final_statuses(work, outcome)
         failures = self._collect(
             statuses,

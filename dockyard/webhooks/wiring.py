@@ -16,7 +16,7 @@ class Webhooks:
             ctl.keys,
             ctl.clock,
             deploy_head=deploying.deploy_head(ctl),
-            feedback=feedback.StatusFeedback(),
+            feedback=feedback.StatusFeedback(base_url=ctl.settings.base_url),
         )
 
     def start(self) -> None:
