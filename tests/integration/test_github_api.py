@@ -114,7 +114,7 @@ def test_errors_are_one_line_with_the_status_and_the_fix(
 def test_a_wrong_token_a_host_down_a_huge_or_a_hung_answer_fail_in_one_line(
     fake: githubapi.GitHubApi,
 ) -> None:
-    with pytest.raises(GitHubError, match="answered 401 .*link again"):
+    with pytest.raises(GitHubError, match=r"answered 401 .*link again"):
         GitHubApi(fake.api_url(), REPO, TokenAuth("wrong")).create_status(
             A, "pending", "c", "x", None
         )
