@@ -8,7 +8,9 @@
 # - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
 #   Playwright) drive; Playwright never downloads a browser of its own here.
 # - npm, and GitHub's published webhook payloads (@octokit/webhooks-examples, pinned) in
-#   .cache/npm, which the GitHub webhook tests replay; kept when already there (offline).
+#   .cache/npm, which the GitHub webhook tests replay, and GitHub's REST API description
+#   (@octokit/openapi, pinned), which tests/githubapi.py checks every request against; each
+#   kept when already there (offline).
 # Outside CI, a machine without root can still run the tests; the Docker and browser tests then
 # skip with a message saying how to enable them (in CI a skipped one is a failure).
 set -euo pipefail
@@ -41,4 +43,9 @@ OCTOKIT_EXAMPLES=@octokit/webhooks-examples@7.6.1
 if [ ! -f .cache/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
   mkdir -p .cache/npm
   npm install --silent --no-audit --no-fund --prefix .cache/npm "$OCTOKIT_EXAMPLES"
+fi
+OCTOKIT_OPENAPI=@octokit/openapi@23.0.2
+if [ ! -f .cache/npm/node_modules/@octokit/openapi/generated/api.github.com.json ]; then
+  mkdir -p .cache/npm
+  npm install --silent --no-audit --no-fund --prefix .cache/npm "$OCTOKIT_OPENAPI"
 fi

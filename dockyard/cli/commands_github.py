@@ -37,6 +37,13 @@ def register(group: click.Group) -> None:
     show_default=True,
     help="GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).",
 )
+@click.option(
+    "--create-webhook/--no-create-webhook",
+    default=True,
+    show_default=True,
+    help="Create the webhook on GitHub with the token (needs `Webhooks: write`); else print"
+    " what to paste.",
+)
 @output.output_option
 def link_github(
     workspace: str,
@@ -45,20 +52,29 @@ def link_github(
     path: str,
     token_env: str,
     api_url: str,
+    create_webhook: bool,
     output_fmt: str,
 ) -> None:
-    """Link WORKSPACE to a GitHub repository (admin); prints the webhook to create."""
+    """Link WORKSPACE to a GitHub repository (admin); creates its webhook on GitHub, or
+    prints what to paste there."""
     token = os.environ.get(token_env, "").strip()
     if not token:
         raise InvalidInput(f"${token_env} is empty; export the GitHub token in it first")
     client = Client(config.resolve(workspace=workspace))
     body = {"repo": repo, "branch": branch, "path": path, "api_url": api_url, "token": token}
-    data = client.post(f"{client.ws}/github", body)
+    data = client.post(f"{client.ws}/github", {**body, "create_webhook": create_webhook})
     if output_fmt == "json":
         output.emit_json(data)
         return
     where = f"{data['repo']}@{data['branch']}" + (f":{data['path']}" if data["path"] else "")
     click.echo(f"workspace {data['workspace']!r} linked to {where}")
+    if data.get("webhook_created"):
+        click.echo(f"created the webhook on GitHub (id {data.get('github_hook_id')}):")
+        click.echo(f"  Payload URL   {data['webhook_url']}")
+        click.echo("  Events        push and pull requests; nothing to paste")
+        return
+    if create_webhook:
+        click.echo(f"could not create the webhook on GitHub: {data.get('webhook_reason')}")
     click.echo("create a webhook in the repository's Settings > Webhooks with:")
     click.echo(f"  Payload URL   {data['webhook_url']}")
     click.echo("  Content type  application/json")
@@ -78,7 +94,11 @@ def unlink_github(workspace: str, output_fmt: str) -> None:
         output.emit_json(data)
         return
     click.echo(f"workspace {data['workspace']!r} is no longer linked to {data['repo']}")
-    click.echo("delete the webhook in the repository's Settings > Webhooks too")
+    if data.get("webhook_deleted"):
+        click.echo("deleted the webhook dockyard had created on GitHub")
+    else:
+        why = data.get("webhook_reason") or "dockyard did not create it"
+        click.echo(f"delete the webhook in the repository's Settings > Webhooks too ({why})")
 
 
 def info_pairs(link: dict[str, Any] | None) -> list[tuple[str, Any]]:

@@ -52,6 +52,9 @@ class GithubLinkIn(BaseModel):
     path: str = Field(default="", max_length=255, description="the workspace's folder")
     api_url: str = Field(default="https://api.github.com", max_length=255)
     token: str = Field(max_length=1024, description="stored sealed, never shown again")
+    create_webhook: bool = Field(
+        default=False, description="create the webhook on GitHub with the token, if it may"
+    )
 
 
 @router.get("/me", response_model=M.Me)
@@ -94,8 +97,8 @@ def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 def link_github(ws: str, body: GithubLinkIn, ctl: Ctl, who: Who) -> dict[str, Any]:
     """Link the workspace to a GitHub repository (admin, token mode). The answer holds the
     webhook URL and its secret, shown this once (docs/github.md)."""
-    fields = body.model_dump(exclude={"token"})
-    return usecases.github.link(ctl, who, ws, fields, body.token)
+    fields = body.model_dump(exclude={"token", "create_webhook"})
+    return usecases.github.link(ctl, who, ws, fields, body.token, body.create_webhook)
 
 
 @router.delete("/workspaces/{ws}/github", response_model=M.GithubUnlinked)

@@ -87,6 +87,9 @@ class GithubLink(Out):
     created_at: str
     last_processed_head: str | None
     last_processed_at: str | None
+    github_hook_id: int | None = Field(
+        default=None, description="the webhook's id on GitHub, if dockyard created it"
+    )
 
 
 class GithubLinkInfo(GithubLink):
@@ -95,12 +98,16 @@ class GithubLinkInfo(GithubLink):
 
 class GithubLinkCreated(GithubLink):
     webhook_secret: str = Field(description="the webhook's secret, shown in this answer only")
+    webhook_created: bool = Field(description="dockyard created the webhook on GitHub")
+    webhook_reason: str | None = Field(description="why it did not (then paste it by hand)")
 
 
 class GithubUnlinked(Out):
     workspace: str
     repo: str
     unlinked: bool
+    webhook_deleted: bool = Field(description="dockyard deleted the webhook it had created")
+    webhook_reason: str | None = Field(description="why not (then delete it by hand)")
 
 
 class GithubOidcRule(Out):

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -280,6 +281,8 @@ class GithubLink(Base):
     created_at: Mapped[datetime]
     last_processed_head: Mapped[str | None] = mapped_column(String(40))
     last_processed_at: Mapped[datetime | None]
+    # the webhook's id on GitHub when dockyard created it (unlink deletes it); None: by hand
+    github_hook_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GithubDelivery(Base):

@@ -6,6 +6,11 @@ sealed to the server's master key with a webhook secret generated here. The clea
 in the answer that creates the link and nowhere else (not the database, logs or later
 answers). Each link gets its own opaque webhook URL (`/webhooks/github/<hook id>`), which is
 how the receiver finds the link, and so the secret to check with, without parsing the body.
+
+When asked, the webhook is created on GitHub with the token (`github_api.create_hook`), after
+the link is committed: a token that may not (403/404), a GitHub that cannot be reached, or a
+public URL GitHub could not call leave the link made and say why, and the user pastes the
+URL and secret by hand. GitHub's hook id is kept so that unlinking deletes that webhook.
 """
 
 import re
@@ -17,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import utcnow
-from dockyard.controller import github_oidc
+from dockyard.controller import github_api, github_oidc
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
 from dockyard.controller.usecases import access
@@ -28,6 +33,7 @@ DEFAULT_API_URL = "https://api.github.com"
 BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WEBHOOK_EVENTS = ("push", "pull_request")
 
 
 def link(
@@ -36,8 +42,10 @@ def link(
     name: str,
     fields: dict[str, str],
     token: str,
+    create_webhook: bool = False,
 ) -> dict[str, Any]:
-    """Link the workspace (admin); the answer holds the webhook URL and clear secret."""
+    """Link the workspace (admin); the answer holds the webhook URL and clear secret, and
+    whether the webhook was created on GitHub (`webhook_created`, else `webhook_reason`)."""
     checked = check_fields(fields)
     check_token(token)
     hook_secret = secrets.token_hex(32)
@@ -61,7 +69,35 @@ def link(
         session.add(row)
         session.flush()
         answer = link_dict(ctl, ws, row)
-    return {**answer, "webhook_secret": hook_secret}
+        row_id = row.id
+    made = {"webhook_created": False, "webhook_reason": "not asked to create it"}
+    if create_webhook:
+        made = _create_webhook(ctl, row_id, answer, token, hook_secret)
+    return {**answer, **made, "webhook_secret": hook_secret}
+
+
+def _create_webhook(
+    ctl: Controller, row_id: int, link: dict[str, Any], token: str, hook_secret: str
+) -> dict[str, Any]:
+    """Create the link's webhook on GitHub; on any failure, the one-line reason."""
+    url = link["webhook_url"]
+    if _is_loopback(url) and not _is_loopback(link["api_url"]):
+        reason = f"{url} is a loopback address GitHub cannot reach: set DOCKYARD_PUBLIC_URL"
+        return {"webhook_created": False, "webhook_reason": reason}
+    api = github_api.GitHubApi(link["api_url"], link["repo"], github_api.TokenAuth(token))
+    try:
+        hook_id = api.create_hook(url, hook_secret, WEBHOOK_EVENTS)
+    except github_api.GitHubError as exc:
+        return {"webhook_created": False, "webhook_reason": exc.message}
+    with ctl.db.session() as session:
+        row = session.get(GithubLink, row_id)
+        if row is not None:
+            row.github_hook_id = hook_id
+    return {"webhook_created": True, "webhook_reason": None, "github_hook_id": hook_id}
+
+
+def _is_loopback(url: str) -> bool:
+    return urlsplit(url).hostname in LOOPBACK
 
 
 def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
@@ -76,9 +112,25 @@ def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
             .where(GithubDelivery.link_id == row.id, GithubDelivery.status == "received")
             .values(status="ignored", outcome="the workspace was unlinked", processed_at=utcnow())
         )
-        answer = {"workspace": ws.name, "repo": row.repo, "unlinked": True}
+        answer: dict[str, Any] = {"workspace": ws.name, "repo": row.repo, "unlinked": True}
+        hook = (row.api_url, row.repo, row.github_hook_id, row.sealed_credential)
         session.delete(row)
+    answer["webhook_deleted"], answer["webhook_reason"] = _delete_webhook(ctl, *hook)
     return answer
+
+
+def _delete_webhook(
+    ctl: Controller, api_url: str, repo: str, hook_id: int | None, sealed: str
+) -> tuple[bool, str | None]:
+    """Delete the webhook dockyard created at link time; one made by hand is left alone."""
+    if hook_id is None:
+        return False, "dockyard did not create it: delete it in the repository's settings"
+    token = ctl.keys.unseal(sealed).decode()
+    try:
+        github_api.GitHubApi(api_url, repo, github_api.TokenAuth(token)).delete_hook(hook_id)
+    except github_api.GitHubError as exc:
+        return False, exc.message
+    return True, None
 
 
 def summary(ctl: Controller, session: Session, ws: Workspace) -> dict[str, Any] | None:
@@ -109,6 +161,7 @@ def link_dict(ctl: Controller, ws: Workspace, row: GithubLink) -> dict[str, Any]
         "created_at": row.created_at.isoformat(),
         "last_processed_head": row.last_processed_head,
         "last_processed_at": row.last_processed_at.isoformat() if row.last_processed_at else None,
+        "github_hook_id": row.github_hook_id,
     }
 
 

@@ -1,0 +1,440 @@
+"""A loopback stand-in for GitHub's REST API that checks every request against GitHub's own
+published OpenAPI description (npm `@octokit/openapi`, pinned in tests/setup_machine.sh and
+installed into `.cache/npm`), and keeps the state dockyard writes: commit statuses per sha,
+comments per pull request, webhooks.
+
+Validation (`Spec.check`), for every request:
+- path and method must be an operation of the description (else 404 and a violation);
+- path parameters and query parameters must be declared and match their schemas (query
+  strings are converted to the schema's type first, as GitHub does);
+- a JSON body must match the operation's `requestBody` schema, with `$ref`s resolved in the
+  description itself and OpenAPI 3.0's `nullable` turned into JSON Schema's `null` type (a
+  focused validator on `jsonschema`, Draft 4 as OpenAPI 3.0 is, rather than openapi-core or
+  Prism: it loads the 13 MB description once per test session in about a second and checks
+  a request in microseconds). `format` is not checked (GitHub documents formats loosely).
+A request the description rejects is answered 422 (404 for an unknown path) and recorded in
+`violations`; the `github_api` fixture fails the test at teardown if any were recorded.
+
+Given a `GitHost`, the same server also serves its repositories (`/<OWNER/NAME>.git`), so a
+link's `--api-url` (`api_url()`, `http://127.0.0.1:PORT/api/v3`) maps to this host's clone
+URLs by dockyard's own rule (`webhooks/deploying.clone_url`), as GitHub Enterprise's does.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from tests.githost import GitHost, _Handler
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPEC = REPO_ROOT / ".cache/npm/node_modules/@octokit/openapi/generated/api.github.com.json"
+SPEC_URI = "urn:github-openapi"
+PREFIX = "/api/v3"
+MAX_BODY = 2 * 1024 * 1024
+Json = Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    template: str
+    method: str
+    pointer: str  # JSON pointer of the operation in the description
+    params: dict[tuple[str, str], dict[str, Any]]  # (in, name) -> parameter
+    body_schema: str | None  # a $ref to the requestBody's JSON schema
+    body_required: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+class Spec:
+    """GitHub's REST description, loaded once (`spec()`), and the checks of one request."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise AssertionError(
+                f"{path} is missing: run tests/setup_machine.sh (npm @octokit/openapi)"
+            )
+        doc = _nullable_to_null(json.loads(path.read_text()))
+        self.doc = doc
+        self.version = doc["info"]["version"]
+        self.registry: Registry[Any] = Registry().with_resource(
+            SPEC_URI, Resource.from_contents(doc, default_specification=DRAFT4)
+        )
+        self.routes = [self._route(t, m, op) for t, item in doc["paths"].items()
+                       for m, op in item.items() if m in METHODS]  # fmt: skip
+
+    def _route(
+        self, template: str, method: str, op: dict[str, Any]
+    ) -> tuple[re.Pattern[str], Operation]:
+        item = self.doc["paths"][template]
+        params = {}
+        for raw in [*item.get("parameters", []), *op.get("parameters", [])]:
+            param = self._deref(raw)
+            params[(param["in"], param["name"])] = param
+        body = op.get("requestBody")
+        pointer = "/paths/" + _escape(template) + "/" + method
+        schema = None
+        if body is not None:
+            body = self._deref(body)
+            if "application/json" in body.get("content", {}):
+                schema = f"{SPEC_URI}#{pointer}/requestBody/content/application~1json/schema"
+                if "$ref" in op["requestBody"]:
+                    ref = op["requestBody"]["$ref"].removeprefix("#")
+                    schema = f"{SPEC_URI}#{ref}/content/application~1json/schema"
+        regex = "".join(
+            ("(?P<" + part[1:-1].replace("-", "_") + ">" + (
+                ".+" if _multi(params, part[1:-1]) else "[^/]+") + ")")
+            if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[^}]+\})", template)
+        )  # fmt: skip
+        operation = Operation(
+            template, method.upper(), pointer, params, schema, bool(body and body.get("required"))
+        )
+        return re.compile(regex + "$"), operation
+
+    def _deref(self, node: dict[str, Any]) -> dict[str, Any]:
+        return self._pointer(node["$ref"]) if "$ref" in node else node
+
+    def _pointer(self, ref: str) -> dict[str, Any]:
+        found: Any = self.doc
+        for part in ref.removeprefix("#/").split("/"):
+            found = found[part.replace("~1", "/").replace("~0", "~")]
+        return found  # type: ignore[no-any-return]
+
+    def find(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """The operation a request is for; the most literal template wins."""
+        best: tuple[int, Operation, dict[str, str]] | None = None
+        for regex, op in self.routes:
+            if op.method != method:
+                continue
+            match = regex.match(path)
+            if match:
+                literal = len(re.sub(r"\{[^}]+\}", "", op.template))
+                if best is None or literal > best[0]:
+                    best = (literal, op, {k: unquote(v) for k, v in match.groupdict().items()})
+        return None if best is None else (best[1], best[2])
+
+    def check(self, method: str, path: str, query: str, body: bytes | None) -> list[str]:
+        """What is wrong with this request, per the description; [] if nothing."""
+        found = self.find(method, path)
+        if found is None:
+            return [f"{method} {path}: no such operation in GitHub's REST API"]
+        op, values = found
+        problems = []
+        for (where, name), param in op.params.items():
+            if where == "path":
+                problems += self._value(
+                    op, f"path parameter {name}", param, values.get(name.replace("-", "_"))
+                )
+        declared = {name for (where, name) in op.params if where == "query"}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name not in declared:
+                problems.append(f"{op.key}: query parameter {name!r} is not declared")
+            else:
+                problems += self._value(
+                    op, f"query parameter {name}", op.params[("query", name)], value
+                )
+        problems += self._body(op, body)
+        return problems
+
+    def _value(self, op: Operation, what: str, param: dict[str, Any], raw: str | None) -> list[str]:
+        if raw is None:
+            return [f"{op.key}: {what} is missing"] if param.get("required") else []
+        schema = param.get("schema", {})
+        value: Any = raw
+        kind = schema.get("type")
+        try:
+            if kind == "integer":
+                value = int(raw)
+            elif kind == "boolean":
+                value = {"true": True, "false": False}[raw]
+        except (ValueError, KeyError):
+            return [f"{op.key}: {what}={raw!r} is not a {kind}"]
+        return [f"{op.key}: {what}: {e.message}" for e in self._errors(schema, value)]
+
+    def _body(self, op: Operation, body: bytes | None) -> list[str]:
+        if not body:
+            return [f"{op.key}: the request body is required"] if op.body_required else []
+        if op.body_schema is None:
+            return [f"{op.key}: takes no request body"]
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return [f"{op.key}: the body is not JSON"]
+        errors = self._errors({"$ref": op.body_schema}, data)
+        return [f"{op.key}: body{_where(e)}: {e.message}" for e in errors]
+
+    def _errors(self, schema: dict[str, Any], value: Any) -> list[jsonschema.ValidationError]:
+        validator = jsonschema.Draft4Validator(schema, registry=self.registry)
+        return sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _escape(template: str) -> str:
+    return template.replace("~", "~0").replace("/", "~1")
+
+
+def _multi(params: dict[tuple[str, str], dict[str, Any]], name: str) -> bool:
+    return bool(params.get(("path", name), {}).get("x-multi-segment"))
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return "".join(f"[{p!r}]" for p in error.absolute_path)
+
+
+def _nullable_to_null(node: Json) -> Json:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it: `null` is one more type."""
+    if isinstance(node, list):
+        return [_nullable_to_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _nullable_to_null(value) for key, value in node.items()}
+    if out.get("nullable") is True:
+        del out["nullable"]
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+            if "enum" in out and None not in out["enum"]:
+                out["enum"] = [*out["enum"], None]
+        else:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@functools.cache
+def spec() -> Spec:
+    """Loaded once per test session (about a second)."""
+    return Spec(SPEC)
+
+
+@dataclass
+class GitHubApi:
+    """The fake. `refuse[op_key] = status` makes an operation fail as GitHub would (403 for a
+    token without the permission, 500); `down = True` drops every API connection unanswered;
+    `padding` makes answers too large; `stall` holds answers until it is set."""
+
+    token: str | None = None
+    githost: GitHost | None = None
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    refuse: dict[str, int] = field(default_factory=dict)
+    down: bool = False
+    padding: int = 0  # bytes of padding added to every answer (a host sending too much)
+    stall: threading.Event | None = None  # when set, answers wait for it (a host hanging)
+    server: ThreadingHTTPServer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+
+    def start(self) -> GitHubApi:
+        spec()  # loaded before the first request, not inside one
+        fake = self
+        githost = self.githost or GitHost(Path("/nonexistent"))
+
+        class Handler(_ApiHandler):
+            api = fake
+
+        Handler.githost = githost
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def api_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}{PREFIX}"
+
+    def states(self, sha: str, context: str | None = None) -> list[str]:
+        with self.lock:
+            return [s["state"] for s in self.statuses.get(sha, [])
+                    if context is None or s["context"] == context]  # fmt: skip
+
+    def last_status(self, sha: str) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.statuses.get(sha, [])
+            return dict(found[-1]) if found else None
+
+    # the operations dockyard uses -------------------------------------------------------
+
+    def handle(self, op: Operation, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        refused = self.refuse.get(op.key)
+        if refused:
+            return refused, {"message": "Resource not accessible by personal access token"}
+        handler = HANDLERS.get(op.key)
+        if handler is None:
+            return 501, {"message": f"the fake does not implement {op.key}"}
+        with self.lock:
+            return handler(self, values, body)
+
+    def _repo(self, values: dict[str, str]) -> str:
+        return f"{values['owner']}/{values['repo']}"
+
+    def _has_commit(self, repo: str, sha: str) -> bool:
+        """GitHub answers 422 for a status on a commit it does not have."""
+        if self.githost is None:
+            return True
+        path = self.githost.root / f"{repo}.git"
+        proc = subprocess.run(
+            ["git", "-C", str(path), "cat-file", "-e", f"{sha}^{{commit}}"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        return proc.returncode == 0
+
+    def create_status(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        sha = values["sha"]
+        if not self._has_commit(self._repo(values), sha):
+            return 422, {"message": f"No commit found for SHA: {sha}"}
+        status = {
+            "id": next(self.ids),
+            "state": body["state"],
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+            "context": body.get("context", "default"),
+        }
+        self.statuses.setdefault(sha, []).append(status)
+        return 201, {**status, "url": f"{PREFIX}/statuses/{sha}", "node_id": "S"}
+
+    def list_comments(self, values: dict[str, str], _body: Json) -> tuple[int, Json]:
+        return 200, [dict(c) for c in self.comments.get(int(values["issue_number"]), [])]
+
+    def create_comment(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        number = int(values["issue_number"])
+        comment = {"id": next(self.ids), "body": body["body"], "edits": 0, "issue": number}
+        self.comments.setdefault(number, []).append(comment)
+        return 201, dict(comment)
+
+    def edit_comment(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        wanted = int(values["comment_id"])
+        for comment in itertools.chain.from_iterable(self.comments.values()):
+            if comment["id"] == wanted:
+                comment["body"] = body["body"]
+                comment["edits"] += 1
+                return 200, dict(comment)
+        return 404, {"message": "Not Found"}
+
+    def create_hook(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        hook = {"id": next(self.ids), "repo": self._repo(values), **copy.deepcopy(body)}
+        self.hooks.append(hook)
+        config = {k: v for k, v in body.get("config", {}).items() if k != "secret"}
+        events = body.get("events", ["push"])
+        answer = {"id": hook["id"], "name": "web", "events": events, "config": config}
+        return 201, {**answer, "type": "Repository", "active": body.get("active", True)}
+
+    def delete_hook(self, values: dict[str, str], _body: Json) -> tuple[int, Json]:
+        before = len(self.hooks)
+        self.hooks[:] = [h for h in self.hooks if h["id"] != int(values["hook_id"])]
+        return (204, None) if len(self.hooks) < before else (404, {"message": "Not Found"})
+
+
+HANDLERS = {
+    "POST /repos/{owner}/{repo}/statuses/{sha}": GitHubApi.create_status,
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/comments": GitHubApi.list_comments,
+    "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": GitHubApi.create_comment,
+    "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}": GitHubApi.edit_comment,
+    "POST /repos/{owner}/{repo}/hooks": GitHubApi.create_hook,
+    "DELETE /repos/{owner}/{repo}/hooks/{hook_id}": GitHubApi.delete_hook,
+}
+
+
+class _ApiHandler(_Handler):
+    """`/api/v3/…` is the REST API; anything else is the git host's (when there is one)."""
+
+    api: GitHubApi
+
+    def do_GET(self) -> None:
+        self._route(super().do_GET)
+
+    def do_POST(self) -> None:
+        self._route(super().do_POST)
+
+    def do_PATCH(self) -> None:
+        self._route(None)
+
+    def do_DELETE(self) -> None:
+        self._route(None)
+
+    def _route(self, git: Any) -> None:
+        parts = urlsplit(self.path)
+        if not parts.path.startswith(PREFIX + "/"):
+            if git is None or self.api.githost is None:
+                self._answer(404, {"message": "Not Found"})
+            else:
+                git()
+            return
+        self._api(parts.path.removeprefix(PREFIX), parts.query)
+
+    def _api(self, path: str, query: str) -> None:
+        api = self.api
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, MAX_BODY)) if length else b""
+        with api.lock:
+            api.requests.append(f"{self.command} {path}")
+        if api.down:
+            self.close_connection = True
+            self.connection.close()
+            return
+        if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+            self._answer(401, {"message": "Bad credentials"})
+            return
+        problems = spec().check(self.command, path, query, body)
+        if body and "application/json" not in self.headers.get("Content-Type", ""):
+            problems.append(f"{self.command} {path}: Content-Type is not application/json")
+        if problems:
+            with api.lock:
+                api.violations.extend(problems)
+            self._answer(404 if "no such operation" in problems[0] else 422,
+                         {"message": "; ".join(problems)[:2000]})  # fmt: skip
+            return
+        op, values = spec().find(self.command, path) or (None, {})
+        assert op is not None
+        status, answer = api.handle(op, values, json.loads(body) if body else None)
+        if api.stall is not None:
+            api.stall.wait(30)
+        if api.padding and isinstance(answer, dict):
+            answer = {**answer, "padding": "x" * api.padding}
+        self._answer(status, answer)
+
+    def _answer(self, status: int, answer: Json) -> None:
+        raw = b"" if answer is None else json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@contextmanager
+def serving(**kw: Any) -> Iterator[GitHubApi]:
+    """A started fake; at the end, the test fails if any request broke GitHub's description."""
+    fake = GitHubApi(**kw).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    assert fake.violations == [], fake.violations
