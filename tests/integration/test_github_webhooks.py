@@ -37,6 +37,8 @@ def yard(tmp_path: Path) -> Iterator[Yard]:
 def client(yard: Yard) -> TestClient:
     return TestClient(create_asgi(yard.ctl.settings, yard.ctl), headers=auth_header(TOKEN))
 
+DEAD_API = "http://127.0.0.1:9"
+
 
 def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -44,7 +46,9 @@ def auth_header(token: str) -> dict[str, str]:
 
 @pytest.fixture
 def linked(client: TestClient) -> dict[str, Any]:
-    body = {"repo": REPO, "branch": "main", "path": "etl", "token": GH_TOKEN}
+    # a loopback API that refuses connections: feedback is tried and fails at once, and no
+    # test here ever reaches the real GitHub with its fake token
+    body = {"repo": REPO, "branch": "main", "path": "etl", "token": GH_TOKEN, "api_url": DEAD_API}
     answer = client.post(f"/api/v1/workspaces/{WS}/github", json=body)
     assert answer.status_code == 201, answer.text
     data: dict[str, Any] = answer.json()
