@@ -37,6 +37,7 @@ def yard(tmp_path: Path) -> Iterator[Yard]:
 def client(yard: Yard) -> TestClient:
     return TestClient(create_asgi(yard.ctl.settings, yard.ctl), headers=auth_header(TOKEN))
 
+
 DEAD_API = "http://127.0.0.1:9"
 
 
