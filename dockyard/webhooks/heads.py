@@ -11,7 +11,7 @@ at the deadline, whichever comes first, and each line is checked before it is be
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -32,7 +32,7 @@ HEX = frozenset("0123456789abcdef")
 class Ask:
     url: str  # the repository's clone URL (`deploying.clone_url`)
     branch: str
-    token: str | None  # sent as HTTP Basic `x-access-token:<token>`, as GitHub takes it
+    token: str | None = field(repr=False)  # HTTP Basic `x-access-token:<token>`, as GitHub
     timeout_s: float = TIMEOUT_S  # the whole question, connect to last byte
 
 

@@ -16,9 +16,11 @@ Choices:
   clear-text secret) is swept once, never every minute: the next push gets its own attempt.
 - **A host that does not answer** is logged once per link per pass and changes nothing; the
   next pass asks again, so the link heals once the host is back.
-- **Bounded passes.** Each link's question has a deadline (`heads.TIMEOUT_S`); a pass stops
-  asking once it has taken one interval, and the next pass starts with the links this one
-  did not reach (round robin by link id), so many slow links delay each other, never stop.
+- **Bounded passes.** Each link's question is given up after `heads.TIMEOUT_S` (or the
+  interval, if shorter) whatever the host does, and that link is not asked again while the
+  abandoned question lingers; a pass stops asking once it has taken one interval, and the
+  next pass starts with the links this one did not reach (round robin by link id), so many
+  slow links delay each other, never stop.
 - **Not at start-up.** The first pass comes one interval after the server starts: stored
   deliveries (and a crash's leftovers) are processed first.
 - One sweeper per server process, started and stopped with the processor (`wiring.py`).
@@ -26,6 +28,7 @@ Choices:
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ from dockyard.controller.keys import Keyring
 from dockyard.controller.loop import Loop
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
+from dockyard.errors import Unavailable
 from dockyard.webhooks import deliveries, deploying, heads
 from dockyard.webhooks.events import Classified
 
@@ -104,6 +108,7 @@ class Sweeper(Loop):
         self.rng = rng or random.SystemRandom()
         self.link_timeout_s = min(heads.TIMEOUT_S, max(interval_s, 1.0))
         self._cursor = 0  # the last link asked: the next pass starts after it
+        self._asking: set[int] = set()  # links whose question has not ended yet
         self._started = False
 
     def step(self) -> float:
@@ -145,7 +150,9 @@ class Sweeper(Loop):
         try:
             token = self.keys.unseal(link.sealed_credential).decode()
             url = deploying.clone_url(link.api_url, link.repo)
-            head = self.ask(heads.Ask(url, link.branch, token, self.link_timeout_s))
+            head = self._within(
+                link.link_id, heads.Ask(url, link.branch, token, self.link_timeout_s)
+            )
         except Exception as exc:  # noqa: BLE001 (a hostile or absent host must not end the pass)
             log.warning(
                 "github sweep: branch head unknown",
@@ -158,6 +165,33 @@ class Sweeper(Loop):
             )
             return None
         return self._record(link.link_id, head)
+
+    def _within(self, link_id: int, ask: heads.Ask) -> str:
+        """`self.ask(ask)`, given up after its timeout whatever the host does (`heads` bounds
+        the reading of the answer, not a host that dribbles its headers): the question goes
+        on in its own thread, and that link is not asked again until it has ended."""
+        if link_id in self._asking:
+            raise Unavailable("the previous question to the host has not ended yet")
+        answer: list[str] = []
+        failure: list[BaseException] = []
+        ended = threading.Event()
+
+        def run() -> None:
+            try:
+                answer.append(self.ask(ask))
+            except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+                failure.append(exc)
+            finally:
+                self._asking.discard(link_id)
+                ended.set()
+
+        self._asking.add(link_id)
+        threading.Thread(target=run, name=f"{self.name}-{link_id}", daemon=True).start()
+        if not ended.wait(ask.timeout_s):
+            raise Unavailable(f"the host did not answer within {ask.timeout_s:g} s")
+        if failure:
+            raise failure[0]
+        return answer[0]
 
     def _record(self, link_id: int, head: str) -> str | None:
         """Record the sweep delivery if `decide` says so, with the link as it is now."""
