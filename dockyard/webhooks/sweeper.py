@@ -123,6 +123,8 @@ class Sweeper(Loop):
         links = {link.link_id: link for link in self._links()}
         recorded: list[str] = []
         for link_id in rotate(list(links), self._cursor):
+            if self._stop.is_set():  # the server is stopping: do not hold it up
+                break
             if time.monotonic() > stop_at:
                 log.warning(
                     "github sweep pass cut short; the next pass goes on from here",
