@@ -79,6 +79,9 @@ class Settings:
     github_oidc_audience: str | None = None
     github_oidc_token_s: float = 15 * 60.0
     github_oidc_jwks_ttl_s: float = 3600.0
+    # the GitHub sweeper (webhooks/sweeper.py): how often each linked branch's head is
+    # compared with the last processed one, ±20 %; 0 turns it off
+    github_sweep_s: float = 60.0
     start_loops: bool = True
 
     @classmethod
@@ -181,5 +184,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_GITHUB_OIDC_AUDIENCE": ("github_oidc_audience", str),
     "DOCKYARD_GITHUB_OIDC_TOKEN_S": ("github_oidc_token_s", float),
     "DOCKYARD_GITHUB_OIDC_JWKS_TTL": ("github_oidc_jwks_ttl_s", float),
+    "DOCKYARD_GITHUB_SWEEP_S": ("github_sweep_s", float),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

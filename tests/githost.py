@@ -25,6 +25,7 @@ class GitHost:
     token: str | None = None
     requests: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    port: int = 0  # 0: any free one; a stopped host's port to bring it back where it was
 
     def start(self) -> "GitHost":
         self.root.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,8 @@ class GitHost:
         class Handler(_Handler):
             githost = host
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

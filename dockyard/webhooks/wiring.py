@@ -1,11 +1,13 @@
 """The webhook side of the server, made once from the controller: the processing loop and
-what it does for a push (`deploying.deploy_head`: deploy the branch head fetched now).
-`web/asgi.py` mounts the receiver's router, keeps this on `app.state.webhooks` and starts
-and stops the loop with the controller's own loops."""
+what it does for a push (`deploying.deploy_head`: deploy the branch head fetched now), and
+the sweeper that records what webhooks missed (`sweeper.py`; off when
+DOCKYARD_GITHUB_SWEEP_S is 0). `web/asgi.py` mounts the receiver's router, keeps this on
+`app.state.webhooks` and starts and stops the loops with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
 from dockyard.webhooks import deploying, feedback
 from dockyard.webhooks.processing import Processor
+from dockyard.webhooks.sweeper import Sweeper
 
 
 class Webhooks:
@@ -18,10 +20,15 @@ class Webhooks:
             deploy_head=deploying.deploy_head(ctl),
             feedback=feedback.StatusFeedback(base_url=ctl.settings.base_url),
         )
+        every = ctl.settings.github_sweep_s
+        self.sweeper = Sweeper(ctl.db, ctl.keys, ctl.clock, every, self.processor.wake)
 
     def start(self) -> None:
         self.processor.recover()  # what a crash left half-done goes back to received
         self.processor.start()
+        if self.ctl.settings.github_sweep_s > 0:
+            self.sweeper.start()
 
     def stop(self) -> None:
+        self.sweeper.stop()
         self.processor.stop()
