@@ -126,13 +126,16 @@ class Server:
 
 
 def make_server(tmp: Path, **extra_env: str) -> Server:
+    """A server for one test. The GitHub sweeper is off unless the test asks for it
+    (`DOCKYARD_GITHUB_SWEEP_S`): its pass a minute in would add a deploy attempt to tests
+    that count what a delivery did."""
     port = free_port()
     return Server(
         url=f"http://127.0.0.1:{port}",
         data_dir=tmp / "data",
         log=tmp / "server.log",
         port=port,
-        extra_env=dict(extra_env),
+        extra_env={"DOCKYARD_GITHUB_SWEEP_S": "0", **extra_env},
     )
 
 
