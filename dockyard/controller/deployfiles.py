@@ -113,7 +113,7 @@ def resealed(
         if not path.startswith(f"{gitstore.CONFIG}/") or not crypto.is_secret_file(path):
             continue
         text = files[path].data.decode()
-        if keep_kid is not None and _sealed_for(text, path, keep_kid):
+        if keep_kid is not None and sealed_for(text, path, keep_kid):
             continue
         text = crypto.reencrypt_toml(
             text, path, identities, public_key=public_key, recovery=recovery, fp_key=fp_key
@@ -123,7 +123,8 @@ def resealed(
     return out, changed
 
 
-def _sealed_for(text: str, path: str, kid: str) -> bool:
+def sealed_for(text: str, path: str, kid: str) -> bool:
+    """Every value of the secrets file `text` is sealed for key `kid`."""
     try:
         crypto.check_sealed(text, path, [kid])
     except crypto.SecretError:

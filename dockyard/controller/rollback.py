@@ -30,6 +30,7 @@ import pygit2
 from dockyard import crypto
 from dockyard.controller import deployfiles, gitsource, gitstore, manifests, planning, workspaces
 from dockyard.controller.assembly import Controller
+from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def rollback(
     assert head is not None  # a deployment was found on main's history
     if source is not None and not force:
         raise Conflict(refusal(repo, head, target, source, workspace))
-    files, resealed = _resealed(repo, target, keys)
+    files, resealed = _resealed(repo, head, target, keys)
     plan = planning.plan(_manifest(repo, head), _manifest(repo, target) or {"jobs": []})
     tree = gitstore.write_tree(repo, files)
     if gitstore.commit_at(repo, head).tree.id == tree:
@@ -167,15 +168,38 @@ def restored(repo: pygit2.Repository, sha: str) -> str:
     return sha
 
 
-def _resealed(repo: pygit2.Repository, target: str, keys: Keys) -> tuple[dict[str, Any], list[str]]:
+def _resealed(
+    repo: pygit2.Repository, head: str, target: str, keys: Keys
+) -> tuple[dict[str, Any], list[str]]:
+    """`target`'s files with its secrets sealed for the current key: HEAD's file where it holds
+    the same values sealed for that key (so rolling back twice changes nothing), else sealed
+    again here."""
     files = dict(gitstore.iter_files(repo, target, ""))
+    now = dict(gitstore.iter_files(repo, head, gitstore.CONFIG))
     try:
+        for name, entry in now.items():
+            path = f"{gitstore.CONFIG}/{name}"
+            if crypto.is_secret_file(name) and _same_values(files.get(path), entry, name, keys):
+                files[path] = entry
         return deployfiles.resealed(files, keys.identities, keys.public_key, keys.fp_key, keys.kid)
     except crypto.SecretError as exc:
         raise InvalidInput(
             f"cannot seal {target[:12]}'s secrets for the current key ({exc.message}); deploy"
             " the configuration you want instead"
         ) from None
+
+
+def _same_values(old: FileEntry | None, now: FileEntry, name: str, keys: Keys) -> bool:
+    """`now` is sealed for the current key and holds exactly `old`'s values."""
+    if old is None or old.mode != now.mode or now.mode == gitstore.MODE_LINK:
+        return False
+    if old.data == now.data:
+        return True
+    text = now.data.decode()
+    if not deployfiles.sealed_for(text, name, keys.kid):
+        return False
+    clear = crypto.decrypt_toml(old.data.decode(), name, keys.identities)[0]
+    return clear == crypto.decrypt_toml(text, name, keys.identities)[0]
 
 
 def _manifest(repo: pygit2.Repository, sha: str) -> dict[str, Any] | None:
