@@ -9,7 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import WORKSPACES, Cli, copy_workspace, wait_run
+import httpx
+
+from tests import github_examples as gh
+from tests.conftest import WORKSPACES, Cli, copy_workspace, make_server, wait_run
+from tests.e2e.test_github_crash import GH_TOKEN, REPO, link, processed
+from tests.e2e.test_github_secrets import push
+from tests.githost import GitHost, git
 
 V1 = """
 import hashlib, time
@@ -174,3 +180,39 @@ def test_bad_rollbacks_change_nothing(cli: Cli, tmp_path: Path) -> None:
     assert answer.status_code == 403, answer.text
 
     assert state(cli) == before and repo_head(cli) == head
+
+
+def test_linked_workspace_is_rolled_back_on_github(cache_home: Path, tmp_path: Path) -> None:
+    host = GitHost(tmp_path / "host", token=GH_TOKEN).start()
+    server = make_server(tmp_path).start()
+    cli = Cli(server, cache_home, tmp_path / "config", "linked")
+    try:
+        url, secret = link(cli, "linked", host.api_url())
+        host.create(REPO)
+        ws = copy_workspace(WORKSPACES / "secretive", tmp_path / "ws")
+        git("init", "-q", "-b", "main", cwd=ws)
+        sources = []
+        for n, code in enumerate((V1, V2)):
+            (ws / "__deployment__.py").write_text(code)
+            sources.append(push(host, ws, f"v{n + 1}"))
+            body, headers = gh.signed(secret, "push", gh.push(REPO, "main", sources[-1]), f"r{n}")
+            assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 202
+            last = processed(cli, "linked")
+            assert last["status"] == "done", last
+        before, head = state(cli), repo_head(cli)
+        v1 = before[0][-1]["version"]
+        assert before[0][-1]["source_commit"] == f"{REPO}@{sources[0]}"
+
+        said = refused(cli, v1[:12])
+        assert f"deploys from GitHub {REPO}@main" in said, said
+        assert f"`git revert --no-edit {sources[0]}..{sources[1]}`" in said, said
+        assert "--force" in said and "the next push deploys GitHub's head again" in said, said
+        assert state(cli) == before and repo_head(cli) == head
+
+        forced = cli.run("deployment", "rollback", v1[:12], "--force")
+        assert f"rolled back linked to {v1[:12]}" in forced.stdout, forced
+        assert "the next push there deploys GitHub's head again" in forced.stderr, forced
+        assert jobs(cli)["jobs.__deployment__.extra"][0] == "archived"
+    finally:
+        server.stop()
+        host.stop()
