@@ -24,6 +24,7 @@ from dockyard.controller import (
     manifests,
     prereceive,
     pushrules,
+    sourcecontainer,
     sourcemirror,
     workspaces,
 )
@@ -154,11 +155,13 @@ def _deploy(
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace)
         ws_id, current_kid = ws.id, ctl.keys.sealing_key(session, ws).kid
+        executor = ctl.executor_of(ws)
     builder = Builder(
         ctl.settings.data_dir / "source-envs",
         ctl.settings.data_dir / "shimlib",
         ctl.isolation,
         ctl.settings.max_workspace_bytes,
+        sourcecontainer.in_container(ctl.executor.get(executor)),
     )
     with builder.inspect(source_files, ws_id) as seen:
         manifest = manifests.canonical(seen.manifest)
