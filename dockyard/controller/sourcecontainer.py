@@ -10,6 +10,7 @@ back; as root it runs as the workspace's uid. It is removed when it ends or afte
 `inspection.INSPECT_TIMEOUT_S`.
 """
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from dockyard.shim import SHIM
 log = logging.getLogger(__name__)
 PYTHON = "/env/bin/python"
 PATH = "/env/bin:/usr/local/bin:/usr/bin:/bin"
+ENGINE = (DockerException, RequestException, OSError)  # the engine failed (not the workspace)
 SIZE = {"size": "small"}  # the limits of a run of the smallest instance size
 
 
@@ -45,7 +47,7 @@ class InContainer:
         spec = envs.EnvSpec(version, tuple(inspection.declared(root)))
         try:
             self.executor.images.ensure(spec, lambda line: _log_line(line, spec.key))
-        except (DockerException, RequestException, OSError) as exc:
+        except ENGINE as exc:
             raise Unavailable(f"the Docker engine failed building the image: {exc}") from None
         return self.executor.images.tag(spec)
 
@@ -77,9 +79,23 @@ class InContainer:
         self, image: str, argv: list[str], env: dict[str, str], mounts: list[Mount], user: str,
         cwd: Path,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        try:
+            container = self._start(image, argv, env, mounts, user, cwd)
+            try:
+                return _ended(container, argv)
+            finally:
+                with contextlib.suppress(*ENGINE):
+                    container.remove(force=True)
+        except ENGINE as exc:
+            raise Unavailable(f"the Docker engine failed during the inspection: {exc}") from None
+
+    def _start(
+        self, image: str, argv: list[str], env: dict[str, str], mounts: list[Mount], user: str,
+        cwd: Path,
+    ) -> Any:  # fmt: skip
         client = self.executor.engine.client
         uv = inspection.uv_bin()
-        container = client.containers.run(
+        return client.containers.run(
             image,
             argv,
             detach=True,
@@ -92,16 +108,17 @@ class InContainer:
             labels={"dockyard.inspect": "1", **self.executor.images.server_label()},
             **limits(SIZE),
         )
-        try:
-            try:
-                code = container.wait(timeout=inspection.INSPECT_TIMEOUT_S)["StatusCode"]
-            except (ReadTimeout, Unreachable) as exc:
-                raise subprocess.TimeoutExpired(argv, inspection.INSPECT_TIMEOUT_S) from exc
-            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        finally:
-            container.remove(force=True)
-        return subprocess.CompletedProcess(argv, code, out, err)
+
+
+def _ended(container: Any, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """How the container ended, its stdout (the shim's answer) and stderr."""
+    try:
+        code = container.wait(timeout=inspection.INSPECT_TIMEOUT_S)["StatusCode"]
+    except (ReadTimeout, Unreachable) as exc:
+        raise subprocess.TimeoutExpired(argv, inspection.INSPECT_TIMEOUT_S) from exc
+    out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+    err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def _mounts(read_only: list[Path], writable: list[Path]) -> list[Mount]:

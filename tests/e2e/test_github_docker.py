@@ -51,6 +51,18 @@ def test_a_pushed_commit_is_inspected_in_a_container(
         assert inspect_containers() == []
         listed = cli.json("deployment", "list")
         assert listed[0]["source_commit"] == f"{REPO}@{pushed}", json.dumps(listed)
+
+        # a commit whose import fails: refused with dlt's reason, read back from the container
+        with (ws / "__deployment__.py").open("a") as f:
+            f.write('\nraise ValueError("broken in the box")\n')
+        bad = push(host, ws, "broken")
+        body, headers = gh.signed(secret, "push", gh.push(REPO, "main", bad), "d-2")
+        assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 202
+        last = processed(cli, "boxed", timeout=900)
+        assert last["status"] == "failed", last
+        assert "ValueError: broken in the box" in last["outcome"], last["outcome"]
+        assert cli.json("deployment", "list") == listed  # nothing changed on the server
+        assert inspect_containers() == []
     finally:
         server.stop()
         host.stop()
