@@ -1,6 +1,7 @@
 """`deploy`, `sync`, `deployment …`, `configuration …`, `workspace …`, `info` (also
 `workspace info`); the GitHub link commands are `commands_github`."""
 
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +211,41 @@ def deployment_info(sha: str | None, workspace: str | None, output_fmt: str) -> 
     for kind in ("added", "updated", "archived"):
         for ref in data["plan"][kind]:
             click.echo(f"  {kind:<9} {ref}")
+
+
+@deployment.command("rollback")
+@click.argument("sha")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Roll back a workspace linked to GitHub anyway (the next push there replaces it).",
+)
+@output.workspace_option
+@output.output_option
+def deployment_rollback(sha: str, force: bool, workspace: str | None, output_fmt: str) -> None:
+    """Deploy SHA's files again as a new commit (history is kept) and apply it."""
+    client = client_for(workspace)
+    path = f"{client.ws}/deployments/{urllib.parse.quote(sha, safe='')}/rollback"
+    data = client.post(path, {"force": force})
+    if output_fmt == "json":
+        output.emit_json(data)
+        return
+    name = data["workspace"]
+    if data["status"] == "unchanged":
+        click.echo(f"nothing to do: workspace {name} holds {output.short(data['target'])} already")
+        return
+    for kind in ("added", "updated", "archived"):
+        for ref in data["plan"][kind]:
+            click.echo(f"  {kind:<9} {ref}")
+    for path in data["resealed"]:
+        click.echo(f"  resealed  {path} (for the current key)")
+    click.echo(
+        f"rolled back {name} to {output.short(data['target'])} as"
+        f" {output.short(data['commit'])} (undoes {len(data['undone'])} commit(s)):"
+        f" {data['summary']}"
+    )
+    if data["note"]:
+        click.echo(f"note: {data['note']}", err=True)
 
 
 @deployment.command("sync")

@@ -8,9 +8,11 @@ has the same layout, canonical manifest and message.
 """
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dockyard import crypto
 from dockyard.controller import gitstore, manifests, planning, pushrules
 from dockyard.controller.gitstore import FileEntry
 from dockyard.controller.inspection import Inspection
@@ -92,3 +94,43 @@ def commit_message(plan: planning.Plan, script: str | None = None) -> str:
         f"{kind}: {ref}" for kind in ("added", "updated", "archived") for ref in plan.refs(kind)
     ]
     return subject + ("\n\n" + "\n".join(body) if body else "") + "\n"
+
+
+def resealed(
+    files: Mapping[str, FileEntry],
+    identities: Mapping[str, str],
+    public_key: str,
+    fp_key: bytes,
+    keep_kid: str | None = None,
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """`files` with every `config/*.secrets.toml` decrypted (any of `identities`) and encrypted
+    again for `public_key`, and the paths that changed. A file already sealed for `keep_kid`
+    alone is left as it is (key rotation passes None: everything is re-encrypted)."""
+    out = dict(files)
+    recovery = crypto.recovery_recipient(_data(files.get(f"{gitstore.CONFIG}/config.toml")))
+    changed: list[str] = []
+    for path in sorted(files):
+        if not path.startswith(f"{gitstore.CONFIG}/") or not crypto.is_secret_file(path):
+            continue
+        text = files[path].data.decode()
+        if keep_kid is not None and sealed_for(text, path, keep_kid):
+            continue
+        text = crypto.reencrypt_toml(
+            text, path, identities, public_key=public_key, recovery=recovery, fp_key=fp_key
+        )
+        out[path] = FileEntry(files[path].mode, text.encode())
+        changed.append(path)
+    return out, changed
+
+
+def sealed_for(text: str, path: str, kid: str) -> bool:
+    """Every value of the secrets file `text` is sealed for key `kid`."""
+    try:
+        crypto.check_sealed(text, path, [kid])
+    except crypto.SecretError:
+        return False
+    return True
+
+
+def _data(entry: FileEntry | None) -> bytes | None:
+    return entry.data if entry is not None else None

@@ -24,6 +24,7 @@ from dockyard.controller import (
     manifests,
     prereceive,
     pushrules,
+    sourcecontainer,
     sourcemirror,
     workspaces,
 )
@@ -154,11 +155,13 @@ def _deploy(
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace)
         ws_id, current_kid = ws.id, ctl.keys.sealing_key(session, ws).kid
+        executor = ctl.executor_of(ws)
     builder = Builder(
         ctl.settings.data_dir / "source-envs",
         ctl.settings.data_dir / "shimlib",
         ctl.isolation,
         ctl.settings.max_workspace_bytes,
+        sourcecontainer.in_container(ctl.executor.get(executor)),
     )
     with builder.inspect(source_files, ws_id) as seen:
         manifest = manifests.canonical(seen.manifest)
@@ -172,7 +175,7 @@ def _deploy(
     if new is None:
         reason = f"{sha[:12]} holds what is deployed already"
         return SourceDeploy("unchanged", head, sha, plan.summary(), reason)
-    _check_as_hook(ctl, repo, new, current_kid)
+    check_as_hook(ctl, repo, new, current_kid)
     if not gitstore.move_branch(repo, new, head):
         raise Conflict("another deploy landed first; the next delivery or sweep deploys again")
     ctl.reconciler.reconcile(workspace)
@@ -229,7 +232,7 @@ def _commit(
     return str(repo.create_commit(None, WHO, WHO, message, tree, parents))
 
 
-def _check_as_hook(ctl: Controller, repo: pygit2.Repository, sha: str, kid: str) -> None:
+def check_as_hook(ctl: Controller, repo: pygit2.Repository, sha: str, kid: str) -> None:
     """What the receive hook checks in a pushed commit, on this one (there is no push)."""
     limits = prereceive.Limits(ctl.settings.max_workspace_bytes, ctl.settings.push_limit)
     walk = prereceive.Walk(repo, limits, [kid])

@@ -32,6 +32,9 @@ INSPECT_TIMEOUT_S = 300.0
 
 # (the shim's argv, its stage folder) → the argv that runs it, e.g. in a sandbox
 Wrap = Callable[[list[str], Path], list[str]]
+# (the shim's argv, its stage folder, its environment) → how it ended (stdout: the answer);
+# raises subprocess.TimeoutExpired past INSPECT_TIMEOUT_S. Default: a child process.
+Runner = Callable[[list[str], Path, dict[str, str]], subprocess.CompletedProcess[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +76,7 @@ def env_key(lines: list[str]) -> str:
 def build_env(root: Path, envs_dir: Path) -> str:
     """An environment with the workspace's declared dependencies (dlt pinned when it declares
     none), built with uv, cached in `envs_dir` by the set of requirements."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    lines = requirement_lines(root)
-    names = set()
-    for line in lines:
-        try:
-            names.add(Requirement(line).name.lower())
-        except InvalidRequirement:
-            continue
-    if "dlt" not in names:
-        lines.append(DLT_PIN)
+    lines = declared(root)
     target = envs_dir / env_key(lines)
     python = target / "bin" / "python"
     if (target / ".ready").exists():
@@ -95,6 +88,23 @@ def build_env(root: Path, envs_dir: Path) -> str:
     _run([uv, "pip", "install", "--quiet", "-p", str(python), *lines])
     (target / ".ready").touch()
     return str(python)
+
+
+def declared(root: Path) -> list[str]:
+    """What an environment for the workspace holds: its declared dependencies, and dlt pinned
+    when it declares none."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    lines = requirement_lines(root)
+    names = set()
+    for line in lines:
+        try:
+            names.add(Requirement(line).name.lower())
+        except InvalidRequirement:
+            continue
+    if "dlt" not in names:
+        lines.append(DLT_PIN)
+    return lines
 
 
 def uv_bin() -> str:
@@ -118,10 +128,11 @@ def inspect(
     shimlib_dir: Path,
     wrap: Wrap | None = None,
     env: dict[str, str] | None = None,
+    run: Runner | None = None,
 ) -> Iterator[Inspection]:
     """Stage the workspace's files and generate its manifest there (cleaned up on exit).
     `env` is the shim's environment (default: this process's); `wrap` may put it in a
-    sandbox."""
+    sandbox, `run` somewhere else than a child process (a container)."""
     with tempfile.TemporaryDirectory(prefix="dockyard-stage-") as tmp:
         stage = Path(tmp)
         shim_env = dict(os.environ if env is None else env)
@@ -129,14 +140,17 @@ def inspect(
         shim_env["DOCKYARD_SHIM_PATHS"] = pathspec_home(shimlib_dir)
         argv = [python, str(SHIM), "inspect", str(root), str(stage), *worker_args]
         try:
-            proc = subprocess.run(
-                argv if wrap is None else wrap(argv, stage),
-                capture_output=True,
-                text=True,
-                env=shim_env,
-                cwd=root,
-                timeout=INSPECT_TIMEOUT_S,
-            )
+            if run is not None:
+                proc = run(argv, stage, shim_env)
+            else:
+                proc = subprocess.run(
+                    argv if wrap is None else wrap(argv, stage),
+                    capture_output=True,
+                    text=True,
+                    env=shim_env,
+                    cwd=root,
+                    timeout=INSPECT_TIMEOUT_S,
+                )
         except subprocess.TimeoutExpired:
             raise InvalidInput(
                 f"generating the manifest took longer than {INSPECT_TIMEOUT_S:.0f}s; does"

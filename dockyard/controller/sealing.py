@@ -13,9 +13,8 @@ from typing import Any
 import pygit2
 
 from dockyard import crypto
-from dockyard.controller import gitstore, isolation, usecases
+from dockyard.controller import deployfiles, gitstore, isolation, usecases
 from dockyard.controller.assembly import Controller
-from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import Conflict
 
 
@@ -82,29 +81,15 @@ def _reencrypted(
     """The commit (not yet on the branch) with HEAD's secrets encrypted for the new key."""
     if head is None:
         return None
-    files = dict(gitstore.iter_files(repo, head, ""))
-    recovery = crypto.recovery_recipient(_data(files.get(f"{gitstore.CONFIG}/config.toml")))
-    secret = [p for p in files if p.startswith(f"{gitstore.CONFIG}/") and crypto.is_secret_file(p)]
-    if not secret:
+    files, changed = deployfiles.resealed(
+        dict(gitstore.iter_files(repo, head, "")), identities, public_key, fp_key
+    )
+    if not changed:
         return None
-    for path in secret:
-        text = crypto.reencrypt_toml(
-            files[path].data.decode(),
-            path,
-            identities,
-            public_key=public_key,
-            recovery=recovery,
-            fp_key=fp_key,
-        )
-        files[path] = FileEntry(files[path].mode, text.encode())
     tree = gitstore.write_tree(repo, files)
     who = pygit2.Signature("dockyard", "dockyard@localhost")
     message = f"configuration: rotate the workspace key {old_kid} -> {new_kid}\n"
     return str(repo.create_commit(None, who, who, message, tree, [pygit2.Oid(hex=head)]))
-
-
-def _data(entry: FileEntry | None) -> bytes | None:
-    return entry.data if entry is not None else None
 
 
 def _move_branch(repo: pygit2.Repository, new: str, old: str) -> None:

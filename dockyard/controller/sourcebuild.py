@@ -8,7 +8,8 @@ the child gets a clean environment (none of the server's variables, tokens or ke
 server has bubblewrap (`Controller.isolation`) the child runs in the same sandbox a job does:
 it sees the system, the environment, the checkout (read-only) and its own stage and scratch
 folders, and, as root, runs as the workspace's uid; without it, it runs as the server's user,
-as a local-executor job then does (docs/security.md).
+as a local-executor job then does (docs/security.md). A workspace on the Docker executor
+gets neither: the shim runs in a container of its own image (`sourcecontainer`).
 """
 
 import tempfile
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.controller import inspection, sourcemirror
+from dockyard.controller import inspection, sourcecontainer, sourcemirror
 from dockyard.controller.executors import sandbox
 from dockyard.controller.gitstore import FileEntry
 from dockyard.controller.inspection import DEPLOYMENT_FILE, Inspection
@@ -35,6 +36,7 @@ class Builder:
     shimlib_dir: Path
     isolation: sandbox.Isolation
     max_workspace_bytes: int
+    container: "sourcecontainer.InContainer | None" = None  # a workspace on Docker
 
     @contextmanager
     def inspect(self, files: dict[str, FileEntry], workspace_id: int) -> Iterator[Inspection]:
@@ -51,9 +53,9 @@ class Builder:
         ):
             root, work = Path(checkout), Path(scratch)
             sourcemirror.write_files(files, root)
-            python = inspection.build_env(root, self.envs_dir)
             (work / "home").mkdir()
             (work / "tmp").mkdir()
+            python, wrap, run = self._where(root, work, workspace_id)
             env = {
                 "PATH": f"{Path(python).parent}:{SYSTEM_PATH}",
                 "HOME": str(work / "home"),
@@ -61,12 +63,24 @@ class Builder:
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
-            wrap = self._sandbox(Path(python), root, work, workspace_id)
             with inspection.inspect(
-                root, python, ["__deployment__"], self.shimlib_dir, wrap, env
+                root, python, ["__deployment__"], self.shimlib_dir, wrap, env, run
             ) as seen:
                 inspection.check_files(seen, self.max_workspace_bytes)
                 yield seen
+
+    def _where(
+        self, root: Path, work: Path, workspace_id: int
+    ) -> tuple[str, inspection.Wrap | None, inspection.Runner | None]:
+        """The interpreter and how the shim runs: in a container of the workspace's image
+        (Docker executor), else on the host in an environment of `envs_dir`, sandboxed."""
+        if self.container is not None:
+            image = self.container.image(root)
+            shimlib = Path(inspection.pathspec_home(self.shimlib_dir))
+            run = self.container.runner(image, root, work, shimlib, workspace_id)
+            return sourcecontainer.PYTHON, None, run
+        python = inspection.build_env(root, self.envs_dir)
+        return python, self._sandbox(Path(python), root, work, workspace_id), None
 
     def _sandbox(
         self, python: Path, root: Path, work: Path, workspace_id: int

@@ -46,6 +46,10 @@ class CancelIn(BaseModel):
     selectors: list[str] = Field(min_length=1)
 
 
+class RollbackIn(BaseModel):
+    force: bool = Field(default=False, description="roll back a workspace linked to GitHub anyway")
+
+
 class GithubLinkIn(BaseModel):
     repo: str = Field(max_length=140, description="OWNER/NAME")
     branch: str = Field(default="main", max_length=255)
@@ -211,6 +215,16 @@ def deployments(ws: str, ctl: Ctl, who: Who) -> list[dict[str, str | None]]:
 @router.get("/workspaces/{ws}/deployments/{sha}", response_model=M.Deployment)
 def deployment_info(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.deployments.deployment_info(ctl, who, ws, None if sha == "latest" else sha)
+
+
+@router.post("/workspaces/{ws}/deployments/{sha}/rollback", response_model=M.RollbackResult)
+def rollback(
+    ws: str, sha: str, ctl: Ctl, who: Who, body: RollbackIn | None = None
+) -> dict[str, Any]:
+    """A new commit on `main` holding deployment `sha`'s files (7 to 40 hex digits), checked
+    as a pushed deploy and reconciled; the answer holds the plan (docs/cli.md)."""
+    force = body.force if body is not None else False
+    return usecases.deployments.rollback_to(ctl, who, ws, sha, force)
 
 
 @router.get("/workspaces/{ws}/configurations", response_model=list[M.Version])

@@ -336,6 +336,23 @@ class Deployment(Version):
     description: str | None
 
 
+class RollbackResult(Out):
+    """A rollback: a new commit holding an earlier deployment's files, reconciled."""
+
+    workspace: str
+    status: str = Field(description="rolled_back, or unchanged (HEAD holds it already)")
+    target: str = Field(description="the deployment rolled back to")
+    previous: str = Field(description="the workspace's HEAD before")
+    commit: str | None = Field(description="the rollback commit (None when unchanged)")
+    plan: Plan
+    summary: str
+    undone: list[str] = Field(description="commits on main whose changes it undoes")
+    resealed: list[str] = Field(description="secret files sealed again for the current key")
+    note: str | None
+    deployment_version: str | None
+    configuration_version: str | None
+
+
 class Reconciliation(Plan):
     """A version the server applied: its plan against what was deployed before."""
 

@@ -207,3 +207,16 @@ def test_a_failed_reconcile_is_its_own_code(yard: Yard, client: TestClient) -> N
         client.get(f"/api/v1/workspaces/{WS}/reconciliations/{sha}"), 404, "reconcile_failed"
     )
     assert found.startswith(sha[:12])
+
+
+def test_a_rollback_answer_is_declared(yard: Yard, client: TestClient) -> None:
+    first = yard.deploy()
+    second = yard.deploy(b"x = 2\n")
+    api = f"/api/v1/workspaces/{WS}"
+    body = {"force": False}
+    done = answer(
+        client, "POST", f"{api}/deployments/{first[:8]}/rollback", M.RollbackResult, json=body
+    )
+    assert done["status"] == "rolled_back" and done["undone"] == [second], done
+    again = answer(client, "POST", f"{api}/deployments/{first}/rollback", M.RollbackResult)
+    assert again["status"] == "unchanged" and again["commit"] is None, again

@@ -1,14 +1,15 @@
 """Deployment and configuration versions: reconcile one, read the outcome of one, list the
-history of each kind, and show a deployment (its plan against the previous one, changed files)."""
+history of each kind, show a deployment (its plan against the previous one, changed files),
+and roll back to one (`controller/rollback.py`)."""
 
 from typing import Any
 
 from sqlalchemy import select
 
 from dockyard import errors
-from dockyard.controller import gitstore, manifests, planning
+from dockyard.controller import gitstore, isolation, manifests, planning, rollback
 from dockyard.controller.assembly import Controller
-from dockyard.controller.store.models import Reconciliation
+from dockyard.controller.store.models import GithubLink, Reconciliation
 from dockyard.controller.usecases import access
 from dockyard.controller.usecases.access import Principal
 from dockyard.errors import NotFound
@@ -97,3 +98,25 @@ def deployment_info(
 def manifest_at(repo: Any, sha: str) -> dict[str, Any]:
     data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
     return manifests.load_yaml(data) if data else {"jobs": []}
+
+
+def rollback_to(
+    ctl: Controller, principal: Principal, name: str, sha: str, force: bool
+) -> dict[str, Any]:
+    """A new commit holding deployment `sha`'s tree, checked and reconciled like a deploy
+    (deploy role; refused for a workspace linked to GitHub unless `force`)."""
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "deploy")
+        isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
+        link = session.scalar(select(GithubLink).where(GithubLink.workspace_id == ws.id))
+        source = None if link is None else rollback.Source(link.repo, link.branch)
+        key = ctl.keys.sealing_key(session, ws)
+        keys = rollback.Keys(key.kid, key.public_key, key.fp_key, ctl.keys.identities(session, ws))
+    done = rollback.rollback(ctl, name, sha, keys, source, force)
+    with ctl.db.session() as session:
+        ws = access.workspace(session, principal, name, "read")
+        versions = {
+            "deployment_version": ws.deployment_version,
+            "configuration_version": ws.configuration_version,
+        }
+    return {"workspace": name, **done.as_dict(), **versions}
