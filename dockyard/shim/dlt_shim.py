@@ -170,7 +170,7 @@ def _locate_import_errors(stage: Path) -> dict[str, str]:
                 found["where"] = where
             raise
 
-    manifest.import_deployment_module = importing
+    manifest.import_deployment_module = importing  # type: ignore[assignment]
     return found
 
 

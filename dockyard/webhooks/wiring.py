@@ -4,7 +4,7 @@ what it does for a push (`deploying.deploy_head`: deploy the branch head fetched
 and stops the loop with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
-from dockyard.webhooks import deploying
+from dockyard.webhooks import deploying, planning
 from dockyard.webhooks.processing import Processor
 
 
@@ -12,7 +12,11 @@ class Webhooks:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
         self.processor = Processor(
-            ctl.db, ctl.keys, ctl.clock, deploy_head=deploying.deploy_head(ctl)
+            ctl.db,
+            ctl.keys,
+            ctl.clock,
+            deploy_head=deploying.deploy_head(ctl),
+            plan_head=planning.plan_head(ctl),
         )
 
     def start(self) -> None:
