@@ -139,7 +139,7 @@ def details(
 def failure(title: str, reason: str, fix: str = "") -> str:
     """Markdown for a refused commit: the one-line reason (it names the file and key, or the
     file and line, and the fix) and what stays running."""
-    shown = clip(reason, 2000).lstrip("`~")  # one line that cannot close the fence
+    shown = clip(reason, 2000).lstrip("`~ ")  # one line that cannot close the fence
     parts = [f"### {title}", "", "```", shown, "```", ""]
     parts.append(fix or "Nothing changed on the server: jobs keep running the deployed version.")
     return "\n".join(parts) + "\n"

@@ -82,8 +82,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
 
 
 def _shown(url: str) -> str:
+    """The URL as errors show it: never its user or password."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 @dataclass
