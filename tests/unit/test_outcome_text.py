@@ -5,6 +5,7 @@ of a manifest import error with its file:line (`inspection.parse`)."""
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ SRC, WS_OLD, WS_NEW = "a" * 40, "b" * 40, "c" * 40
 LINK = LinkTarget("yard", "acme/pipelines", "main", "", BASE, "token", "t", None, 1)
 
 
-def _job(ref: str, *triggers: str) -> dict[str, object]:
+def _job(ref: str, *triggers: str) -> dict[str, Any]:
     return {"job_ref": ref, "triggers": list(triggers)}
 
 
@@ -37,7 +38,7 @@ PLAN = planning.Plan(
     )
 )
 OLD = {"jobs": [_job(FAILS), _job(HELLO), _job(GONE, "every:5m")]}
-SCHEDULES = [
+SCHEDULES: list[dict[str, Any]] = [
     {
         "job_ref": NIGHTLY,
         "old_triggers": [],
@@ -175,7 +176,7 @@ def test_a_refused_pull_request_says_it_is_a_plan() -> None:
     assert reason in said.details and "Nothing was deployed: this is a plan" in said.details
 
 
-def _shim_answer(worker: dict[str, object]) -> "subprocess.CompletedProcess[str]":
+def _shim_answer(worker: dict[str, str]) -> "subprocess.CompletedProcess[str]":
     return subprocess.CompletedProcess([], 1, json.dumps({"worker": worker}), "")
 
 
