@@ -42,13 +42,10 @@ def show_deploy(result: "DeployResult", client: Client, fmt: str, show_manifest:
     if result.created_workspace:
         click.echo(f"created workspace {client.target.workspace!r} on {client.server}")
     verb = "would" if result.dry_run else "did"
-    for kind in ("added", "updated", "archived"):
-        for ref in result.plan.refs(kind):
-            click.echo(f"  {kind:<9} {ref}")
-    _show_schedules(result.schedules)
-    unchanged = len(result.plan.refs("unchanged"))
-    if unchanged:
-        click.echo(f"  unchanged {unchanged} job(s)")
+    from dockyard.controller import plantext
+
+    for line in plantext.lines(result.plan, result.schedules):
+        click.echo(line)
     if result.committed is None and not result.changed_parts:
         click.echo("nothing changed: no new version")
     elif result.dry_run:
@@ -64,21 +61,6 @@ def show_deploy(result: "DeployResult", client: Client, fmt: str, show_manifest:
         f"deployment version {output.short(result.deployment_version)},"
         f" configuration version {output.short(result.configuration_version)}"
     )
-
-
-def _show_schedules(changes: list[dict[str, Any]]) -> None:
-    for change in changes:
-        old = ", ".join(change["old_triggers"]) or "none"
-        new = ", ".join(change["new_triggers"]) or "none (stops firing)"
-        nexts = ", ".join(output.when(at) + " UTC" for at in change["next_fire_at"].values() if at)
-        line = f"  schedule  {change['job_ref']}: {old} -> {new}"
-        click.echo(line + (f"; next {nexts}" if nexts else ""))
-        if change.get("next_window"):
-            start, end = change["next_window"]
-            click.echo(
-                f"  window    {change['job_ref']}: next run covers"
-                f" [{output.when(start)}, {output.when(end)}) UTC"
-            )
 
 
 def _deploy_options(func: Any) -> Any:

@@ -15,7 +15,7 @@ import click
 from dockyard import errors
 from dockyard.cli import gitpush, sealing, workspace
 from dockyard.cli.client import Client
-from dockyard.controller import deployfiles, gitstore, manifests, planning
+from dockyard.controller import deployfiles, gitstore, manifests, planning, plantext
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import (
     Conflict,
@@ -168,41 +168,16 @@ def _sealed(
     ), not exists
 
 
-TIMED = ("schedule:", "every:", "once:")
-
-
-def _timed(job: dict[str, Any] | None) -> list[str]:
-    return [t for t in (job or {}).get("triggers") or [] if str(t).startswith(TIMED)]
-
-
 def schedule_changes(
     client: Client, plan: planning.Plan, old: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
     """For `--dry-run`: schedule changes of the plan, with next fire times and, for interval
     jobs, the window the next run covers (the server knows the ledger; nothing is written)."""
-    before = planning.jobs_by_ref(old)
-    changed = [
-        c.new
-        for c in plan.changes
-        if c.kind in ("added", "updated")
-        and c.new is not None
-        and (_timed(c.new) != _timed(before.get(c.job_ref)) or c.new.get("interval"))
-    ]
+    changed = plantext.to_preview(plan, old)
     out: list[dict[str, Any]] = []
     if changed:
         out = list(client.post(f"{client.ws}/schedule-preview", {"jobs": changed}))
-    for ref in plan.refs("archived"):
-        if _timed(before.get(ref)):
-            out.append(
-                {
-                    "job_ref": ref,
-                    "old_triggers": _timed(before.get(ref)),
-                    "new_triggers": [],
-                    "next_fire_at": {},
-                    "next_window": None,
-                }
-            )
-    return out
+    return out + plantext.archived_schedules(plan, old)
 
 
 def _push(client: Client, mirror: gitpush.Mirror, sha: str, result: DeployResult) -> None:

@@ -11,6 +11,7 @@ one line, and jobs keep running the previous version.
 """
 
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,8 +23,11 @@ from dockyard.controller import (
     deployfiles,
     gitstore,
     manifests,
+    planning,
+    plantext,
     prereceive,
     pushrules,
+    schedulepreview,
     sourcecontainer,
     sourcemirror,
     workspaces,
@@ -60,6 +64,9 @@ class SourceDeploy:
     source_sha: str | None  # the source commit considered
     summary: str  # the plan ("2 added, 1 updated") when deployed
     reason: str  # why unchanged or failed; what was deployed otherwise
+    previous_sha: str | None = None  # the workspace's HEAD before a deploy
+    plan: planning.Plan | None = None  # when deployed
+    schedules: tuple[dict[str, Any], ...] = ()  # its schedule changes and next runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,15 +150,28 @@ def last_source(repo: pygit2.Repository, head: str | None, label: str) -> str | 
     return None
 
 
-def _deploy(
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A source commit's deployment, checked as a deploy checks it, not yet written."""
+
+    plan: planning.Plan
+    old: dict[str, Any] | None  # the deployed manifest it was planned against
+    manifest: dict[str, Any]
+    files: dict[str, FileEntry]  # the workspace commit's files (manifest.yaml, code/, config/)
+    kid: str  # the workspace's current key: every secret is sealed for it
+
+
+def _build(
     ctl: Controller,
     workspace: str,
     repo: pygit2.Repository,
     head: str | None,
     source_files: dict[str, FileEntry],
-    sha: str,
     source: GitSource,
-) -> SourceDeploy:
+) -> Built:
+    """The steps a deploy and a plan share: the manifest built in the commit's own
+    environment, the schema, dlt's checks, the plan against the deployed manifest, the
+    commit's files and their secrets sealed for the current key."""
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace)
         ws_id, current_kid = ws.id, ctl.keys.sealing_key(session, ws).kid
@@ -163,19 +183,35 @@ def _deploy(
         ctl.settings.max_workspace_bytes,
         sourcecontainer.in_container(ctl.executor.get(executor)),
     )
+    old = _deployed_manifest(repo, head)
     with builder.inspect(source_files, ws_id) as seen:
         manifest = manifests.canonical(seen.manifest)
         manifests.validate_schema(manifest)  # dlt's own validator ran inside the worker
-        plan, manifest, files = deployfiles.planned(seen, _deployed_manifest(repo, head), manifest)
+        plan, manifest, files = deployfiles.planned(seen, old, manifest)
     deployfiles.check_commit(files, manifest)
     manifests.validate(manifest)  # what the hook checks, before anything is written
     check_sealed(files, source.path, workspace, current_kid)
+    return Built(plan, old, manifest, files, current_kid)
+
+
+def _deploy(
+    ctl: Controller,
+    workspace: str,
+    repo: pygit2.Repository,
+    head: str | None,
+    source_files: dict[str, FileEntry],
+    sha: str,
+    source: GitSource,
+) -> SourceDeploy:
+    built = _build(ctl, workspace, repo, head, source_files, source)
+    plan = built.plan
+    schedules = tuple(_schedules(ctl, workspace, built))  # read before reconcile changes them
     trailer = f"{gitstore.SOURCE_TRAILER}: {source.label}@{sha}"
-    new = _commit(repo, files, head, deployfiles.commit_message(plan) + f"\n{trailer}\n")
+    new = _commit(repo, built.files, head, deployfiles.commit_message(plan) + f"\n{trailer}\n")
     if new is None:
         reason = f"{sha[:12]} holds what is deployed already"
         return SourceDeploy("unchanged", head, sha, plan.summary(), reason)
-    check_as_hook(ctl, repo, new, current_kid)
+    check_as_hook(ctl, repo, new, built.kid)
     if not gitstore.move_branch(repo, new, head):
         raise Conflict("another deploy landed first; the next delivery or sweep deploys again")
     ctl.reconciler.reconcile(workspace)
@@ -184,7 +220,102 @@ def _deploy(
         extra={"action": "deploy_from_git", "workspace": workspace, "sha": new, "source": sha},
     )
     reason = f"deployed {source.label}@{sha[:12]} as {new[:12]}"
-    return SourceDeploy("deployed", new, sha, plan.summary(), reason)
+    return SourceDeploy("deployed", new, sha, plan.summary(), reason, head, plan, schedules)
+
+
+def _schedules(ctl: Controller, workspace: str, built: Built) -> list[dict[str, Any]]:
+    """The plan's schedule changes with their next fire times, as `deploy --dry-run` shows
+    them (the same `schedulepreview`; nothing is written)."""
+    jobs = plantext.to_preview(built.plan, built.old)
+    now = ctl.clock.now()
+    found: list[dict[str, Any]] = []
+    if jobs:
+        with ctl.db.session() as session:
+            found = schedulepreview.preview(session, workspaces.get(session, workspace), jobs, now)
+    return found + plantext.archived_schedules(built.plan, built.old)
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """What merging a pull request's head would deploy; nothing of it is written."""
+
+    status: Literal["planned", "failed"]
+    source_sha: str | None  # the commit planned
+    workspace_sha: str | None  # the deployed HEAD it was planned against
+    reason: str  # why it failed; a note otherwise (e.g. the pull request moved)
+    plan: planning.Plan | None = None
+    schedules: tuple[dict[str, Any], ...] = ()
+    changed_parts: tuple[str, ...] = ()  # code, configuration: what a deploy would change
+
+
+def plan_from_git(
+    ctl: Controller, workspace: str, source: GitSource, number: int, sha: str
+) -> SourcePlan:
+    """The dry-run plan of deploying pull request `number`'s head commit `sha` (fetched from
+    `refs/pull/<number>/head`) to `workspace`: built and checked exactly as `deploy_from_git`
+    builds and checks, planned against the deployed manifest. Nothing is written: no commit
+    in the workspace repository, no job changed, no source commit marked deployed.
+
+    When `sha` is not in the mirror after the fetch (force-pushed away), the pull request's
+    current head is planned instead and the reason says so."""
+    sources_dir = ctl.settings.data_dir / "sources"
+    with sourcemirror.locked(sources_dir, workspace):
+        repo = gitstore.open_repo(workspaces.repo_path(ctl.settings.repos_dir, workspace))
+        head = gitstore.head_sha(repo)
+        target: str | None = None
+        try:
+            mirror = sourcemirror.Mirror.open(sources_dir, workspace, source.url, source.branch)
+            tip = mirror.fetch_pull(number, source.credential, ctl.settings.push_limit)
+            target, note = (sha, "") if mirror.has(sha) else (tip, _moved(number, sha, tip))
+            files = sourcemirror.files_at(
+                mirror.repo, mirror.commit(target), source.path, ctl.settings.max_workspace_bytes
+            )
+            built = _build(ctl, workspace, repo, head, files, source)
+            parts = _check_unwritten(ctl, repo, head, built)
+            schedules = tuple(_schedules(ctl, workspace, built))
+        except DockyardError as exc:
+            log.info(
+                "pull request refused",
+                extra={"action": "plan_from_git", "workspace": workspace, "reason": exc.message},
+            )
+            return SourcePlan("failed", target, head, exc.message)
+    return SourcePlan("planned", target, head, note, built.plan, schedules, parts)
+
+
+def _moved(number: int, sha: str, tip: str) -> str:
+    return (
+        f"pull request #{number} moved from {sha[:12]} to {tip[:12]} (force-pushed);"
+        f" planned {tip[:12]}"
+    )
+
+
+def _check_unwritten(
+    ctl: Controller, repo: pygit2.Repository, head: str | None, built: Built
+) -> tuple[str, ...]:
+    """The receive hook's checks on the commit a deploy would make, made in a scratch
+    repository so not one object reaches the workspace's; returns what it would change."""
+    with tempfile.TemporaryDirectory(prefix="dockyard-plan-") as tmp:
+        scratch = pygit2.init_repository(tmp, bare=True)
+        tree = gitstore.write_tree(scratch, built.files)
+        sha = str(scratch.create_commit(None, WHO, WHO, "plan\n", tree, []))
+        check_as_hook(ctl, scratch, sha, built.kid)
+        new = gitstore.commit_at(scratch, sha).tree
+        old = None if head is None else gitstore.commit_at(repo, head).tree
+        return tuple(
+            label
+            for label, paths in (
+                ("code", gitstore.DEPLOYMENT_PATHS),
+                ("configuration", gitstore.CONFIGURATION_PATHS),
+            )
+            if old is None or any(_entry(old, p) != _entry(new, p) for p in paths)
+        )
+
+
+def _entry(tree: pygit2.Tree, path: str) -> str | None:
+    try:
+        return str(tree[path].id)
+    except KeyError:
+        return None
 
 
 def _deployed_manifest(repo: pygit2.Repository, head: str | None) -> dict[str, Any] | None:

@@ -49,6 +49,9 @@ class Inspection:
     ad_hoc: bool
 
 
+MAX_WHERE = 300
+
+
 def requirement_lines(root: Path) -> list[str]:
     """The workspace's declared dependencies: pyproject.toml, else requirements.txt/.in."""
     pyproject = root / "pyproject.toml"
@@ -198,10 +201,16 @@ def parse(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         ) from None
     worker = payload.get("worker") or {}
     if "error" in worker:
+        where = f"{_line(worker['where'])}: " if worker.get("where") else ""
         raise InvalidInput(
-            f"generating the manifest failed: {worker.get('error_type')}: {worker['error']}"
+            f"generating the manifest failed: {where}{worker.get('error_type')}: {worker['error']}"
         )
     return payload
+
+
+def _line(text: object) -> str:
+    """Text from the workspace's Python as one bounded line."""
+    return " ".join(str(text).split())[:MAX_WHERE]
 
 
 def check_files(inspection: Inspection, max_bytes: int) -> None:

@@ -26,6 +26,7 @@ from dockyard.errors import InvalidInput, Unauthorized, Unavailable
 
 SOURCE = "refs/remotes/source/"
 DEPLOYED = "refs/dockyard/deployed"  # the last source commit whose files the workspace holds
+PULLS = "refs/dockyard/pulls/"  # pull request heads fetched to plan them (never deployed)
 CONNECT_TIMEOUT_MS = 10_000
 READ_TIMEOUT_MS = 60_000
 
@@ -81,8 +82,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
 
 
 def _shown(url: str) -> str:
+    """The URL as errors show it: never its user or password."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 @dataclass
@@ -109,19 +112,40 @@ class Mirror:
 
     def fetch(self, credential: Credential, limit: int) -> str:
         """Bring the branch up to the host's; return its head SHA."""
-        pygit2.option(pygit2.enums.Option.SET_SERVER_CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
-        pygit2.option(pygit2.enums.Option.SET_SERVER_TIMEOUT, READ_TIMEOUT_MS)
-        callbacks = _Callbacks(credential, limit)
-        try:
-            self.repo.remotes["source"].fetch(
-                callbacks=callbacks, prune=pygit2.enums.FetchPrune.PRUNE
-            )
-        except pygit2.GitError as exc:
-            raise _fetch_error(exc, self.url) from None
+        self._fetch(None, credential, limit)
         ref = self.repo.references.get(SOURCE + self.branch)
         if ref is None:
             raise InvalidInput(f"{_shown(self.url)} has no branch {self.branch!r}")
         return str(ref.target)
+
+    def fetch_pull(self, number: int, credential: Credential, limit: int) -> str:
+        """Bring `refs/pull/<number>/head` (a pull request's head, the only way to reach a
+        fork's commits) into `refs/dockyard/pulls/<number>`, with the branch's URL,
+        credential and size rules; return its SHA."""
+        if number <= 0:
+            raise InvalidInput(f"{number} is not a pull request number")
+        local = f"{PULLS}{number}"
+        if self.repo.references.get(local) is not None:
+            self.repo.references.delete(local)  # a closed pull request's head is gone
+        self._fetch([f"+refs/pull/{number}/head:{local}"], credential, limit)
+        ref = self.repo.references.get(local)
+        if ref is None:
+            raise InvalidInput(f"{_shown(self.url)} has no pull request #{number}")
+        return str(ref.target)
+
+    def _fetch(self, refspecs: list[str] | None, credential: Credential, limit: int) -> None:
+        pygit2.option(pygit2.enums.Option.SET_SERVER_CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+        pygit2.option(pygit2.enums.Option.SET_SERVER_TIMEOUT, READ_TIMEOUT_MS)
+        callbacks = _Callbacks(credential, limit)
+        try:
+            prune = (
+                pygit2.enums.FetchPrune.PRUNE
+                if refspecs is None
+                else pygit2.enums.FetchPrune.NO_PRUNE
+            )
+            self.repo.remotes["source"].fetch(refspecs, callbacks=callbacks, prune=prune)
+        except pygit2.GitError as exc:
+            raise _fetch_error(exc, self.url) from None
 
     def commit(self, sha: str) -> pygit2.Commit:
         try:

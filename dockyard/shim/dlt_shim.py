@@ -19,6 +19,10 @@ is gone, or the timeout) exits with 75 without running the job.
 there (so the manifest describes exactly the files being deployed) and exports the
 requirements manifest. It prints one JSON object:
 `{"files": […], "config": […], "worker": <worker output>, "requirements": …}`.
+dlt's worker reports only an exception's type and text; when importing the workspace's modules
+raised something other than a SyntaxError (whose text names the file and line already), the
+shim adds `"where": "<file>:<line>"`, the innermost line of the workspace's own code on the
+traceback, so the one-line error points at it.
 """
 
 import contextlib
@@ -144,6 +148,49 @@ def _worker(args: list[str]) -> tuple[int, Any]:
     }
 
 
+def _locate_import_errors(stage: Path) -> dict[str, str]:
+    """Wrap dlt's import of the deployment module (dlt's function, called unchanged) so that an
+    exception raised while importing is located; the dict gets `where` when it was."""
+    found: dict[str, str] = {}
+    try:
+        from dlt._workspace.deployment import manifest
+    except ImportError:
+        return found
+    original = getattr(manifest, "import_deployment_module", None)
+    if original is None:  # another dlt: the error keeps its type and text only
+        return found
+
+    def importing(name: str) -> Any:
+        found.clear()
+        try:
+            return original(name)
+        except Exception as exc:
+            where = _where(exc, stage)
+            if where:
+                found["where"] = where
+            raise
+
+    manifest.import_deployment_module = importing  # type: ignore[assignment]
+    return found
+
+
+def _where(exc: BaseException, stage: Path) -> str | None:
+    """`path:line` of the innermost traceback frame in a staged file (None for a SyntaxError,
+    whose own text says where, or when no workspace file is on the traceback)."""
+    import traceback
+
+    if isinstance(exc, SyntaxError):
+        return None
+    where = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        try:
+            rel = Path(frame.f_code.co_filename).resolve().relative_to(stage)
+        except ValueError:
+            continue
+        where = f"{rel.as_posix()}:{line}"
+    return where
+
+
 def inspect(root: Path, stage: Path, args: list[str]) -> int:
     code_files, config_files = _selected(root)
     payload: dict[str, Any] = {
@@ -154,7 +201,10 @@ def inspect(root: Path, stage: Path, args: list[str]) -> int:
     (stage / ".dlt" / ".workspace").touch()
     os.chdir(stage)
     sys.path[0] = str(stage)
+    located = _locate_import_errors(stage)
     rc, payload["worker"] = _worker(args)
+    if rc != 0 and isinstance(payload["worker"], dict) and "where" in located:
+        payload["worker"]["where"] = located["where"]
     if rc == 0:
         try:
             from dlt._workspace.deployment.requirements import export_workspace_requirements

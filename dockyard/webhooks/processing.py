@@ -10,8 +10,9 @@ transaction:
 - `plan_head(link, pull_request)` once per pull request head commit.
 
 Both are injected (`wiring.py`): `deploy_head` is `deploying.deploy_head`, which deploys
-through `controller/gitsource.py`. Planning a pull request is not built yet: its default
-records the deliveries as `failed` with an outcome that says so (docs/github.md).
+through `controller/gitsource.py`; `plan_head` is `planning.plan_head` (the dry-run plan of
+the pull request's head, nothing written). Without one, the default records the deliveries as
+`failed` with an outcome that says planning is not built.
 
 Around each, `feedback.begin(link, work)` and `feedback.end(link, work, outcome)` tell GitHub
 (a commit status or check run, a pull request comment); the default tells no one. Feedback

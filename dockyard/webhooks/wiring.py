@@ -5,7 +5,7 @@ DOCKYARD_GITHUB_SWEEP_S is 0). `web/asgi.py` mounts the receiver's router, keeps
 `app.state.webhooks` and starts and stops the loops with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
-from dockyard.webhooks import deploying, feedback
+from dockyard.webhooks import deploying, feedback, planning
 from dockyard.webhooks.processing import Processor
 from dockyard.webhooks.sweeper import Sweeper
 
@@ -18,6 +18,7 @@ class Webhooks:
             ctl.keys,
             ctl.clock,
             deploy_head=deploying.deploy_head(ctl),
+            plan_head=planning.plan_head(ctl),
             feedback=feedback.StatusFeedback(base_url=ctl.settings.base_url),
         )
         every = ctl.settings.github_sweep_s

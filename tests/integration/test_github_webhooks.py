@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from dockyard.controller import auth
 from dockyard.controller.store.models import GithubDelivery, GithubLink
 from dockyard.web.asgi import create_asgi
-from dockyard.webhooks.processing import NOT_BUILT_PLAN, LinkTarget, Outcome
+from dockyard.webhooks.processing import LinkTarget, Outcome
 from dockyard.webhooks.wiring import Webhooks
 from tests import github_examples as gh
 from tests.githost import GitHost
@@ -214,12 +214,22 @@ def test_other_branches_tags_and_deletions_are_ignored_and_visible(
 
 
 def test_pull_requests_are_planned_per_head_or_ignored(
-    yard: Yard, client: TestClient, linked: Link
+    yard: Yard, client: TestClient, tmp_path: Path
 ) -> None:
-    for action in ("opened", "synchronize", "reopened", "closed"):
-        answer = deliver(client, linked, "pull_request", gh.pull_request(REPO, "main", action))
-        assert answer.status_code == 202
-    hooks(client).processor.step()
+    """Three deliveries for one pull request head are one plan; its head is fetched from
+    `refs/pull/<n>/head` of the linked repository (here it has none: the plan fails)."""
+    host = GitHost(tmp_path / "host", token=GH_TOKEN).start()
+    try:
+        host.seed(REPO, BASIC, tmp_path / "clone")
+        body = {"repo": REPO, "branch": "main", "token": GH_TOKEN, "api_url": host.api_url()}
+        link = client.post(f"/api/v1/workspaces/{WS}/github", json=body).json()
+        for action in ("opened", "synchronize", "reopened", "closed"):
+            payload = gh.pull_request(REPO, "main", action)
+            answer = deliver(client, link, "pull_request", payload)
+            assert answer.status_code == 202
+        hooks(client).processor.step()
+    finally:
+        host.stop()
     got = [(r.action, r.kind, r.status) for r in rows(yard)]
     assert got == [
         ("opened", "plan", "failed"),
@@ -227,9 +237,10 @@ def test_pull_requests_are_planned_per_head_or_ignored(
         ("reopened", "plan", "failed"),
         ("closed", "none", "ignored"),
     ]
-    assert {r.outcome for r in rows(yard)[:3]} <= {
-        NOT_BUILT_PLAN,
-        *(f"{NOT_BUILT_PLAN} (one processing for {n} deliveries)" for n in (2, 3)),
+    number, head = payload["pull_request"]["number"], payload["pull_request"]["head"]["sha"]
+    assert {r.outcome for r in rows(yard)[:3]} == {
+        f"#{number} {head[:12]} cannot be deployed: {host.url(REPO)} has no pull request"
+        f" #{number} (one processing for 3 deliveries)"
     }
 
 

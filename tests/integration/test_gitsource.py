@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from dockyard import crypto
 from dockyard.controller import gitstore, usecases, workspaces
-from dockyard.controller.gitsource import GitSource, SourceDeploy, deploy_from_git
+from dockyard.controller.gitsource import GitSource, SourceDeploy, deploy_from_git, plan_from_git
 from dockyard.controller.store.models import Run
 from tests.githost import GitHost, git
 from tests.integration.deployed import ADMIN, WS, Yard, make_yard
@@ -361,3 +362,111 @@ def _src(outcome: SourceDeploy) -> str:
 
 def _objects(yard: Yard) -> set[str]:
     return {str(oid) for oid in yard.committer.repo.odb}
+
+
+# pull request plans (`plan_from_git`) --------------------------------------------------------
+SCHEDULED = """
+
+@run.job(trigger="schedule:30 7 * * *")
+def nightly():
+    print("nightly")
+"""
+
+
+def _pull_request(clone: Clone, number: int) -> str:
+    """A pull request's head as GitHub keeps it: `fails` gets a schedule, `nightly` is new;
+    pushed to `refs/pull/<number>/head` only (no branch of the repository holds it)."""
+    text = (clone.path / "__deployment__.py").read_text()
+    text = text.replace("@run.job\ndef fails", '@run.job(trigger="schedule:0 6 * * *")\ndef fails')
+    text = text.replace('"tiny_api"]', '"tiny_api", "nightly"]') + SCHEDULED
+    git("checkout", "-q", "-b", f"pr-{number}", cwd=clone.path)
+    sha = clone.commit("schedule fails, add nightly", {"__deployment__.py": text})
+    header = "http.extraHeader=" + clone.host.auth_header()
+    url = clone.host.url("pipelines")
+    git("-c", header, "push", "-q", url, f"HEAD:refs/pull/{number}/head", cwd=clone.path)
+    git("checkout", "-q", "main", cwd=clone.path)
+    return sha
+
+
+def _next_at(now: datetime, hour: int, minute: int) -> str:
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return (at if at > now else at + timedelta(days=1)).isoformat()
+
+
+def test_a_pull_request_is_planned_and_nothing_is_written(
+    yard: Yard, clone: Clone, source: GitSource
+) -> None:
+    first = _deployed(deploy_from_git(yard.ctl, WS, source))
+    objects, jobs = _objects(yard), _jobs(yard)
+    mirror = yard.ctl.settings.data_dir / "sources" / f"{WS}.git"
+    deployed_mark = (mirror / "refs" / "dockyard" / "deployed").read_text()
+    sha = _pull_request(clone, 7)
+
+    planned = plan_from_git(yard.ctl, WS, source, 7, sha)
+
+    assert planned.status == "planned", planned.reason
+    assert (planned.source_sha, planned.workspace_sha, planned.reason) == (
+        sha,
+        first.workspace_sha,
+        "",
+    )
+    assert planned.plan is not None
+    assert planned.plan.refs("added") == ["jobs.__deployment__.nightly"]
+    assert planned.plan.refs("updated") == ["jobs.__deployment__.fails"]
+    assert planned.changed_parts == ("code",)
+    now = yard.clock.now()
+    assert {s["job_ref"]: s["next_fire_at"] for s in planned.schedules} == {
+        "jobs.__deployment__.fails": {"schedule:0 6 * * *": _next_at(now, 6, 0)},
+        "jobs.__deployment__.nightly": {"schedule:30 7 * * *": _next_at(now, 7, 30)},
+    }
+    # nothing written: no object in the workspace repository, no job, no deployed mark
+    assert _head(yard) == first.workspace_sha and _objects(yard) == objects
+    assert _jobs(yard) == jobs
+    assert (mirror / "refs" / "dockyard" / "deployed").read_text() == deployed_mark
+
+    # a delivery for a head force-pushed away: the pull request's head now is planned
+    moved = plan_from_git(yard.ctl, WS, source, 7, "0" * 40)
+    assert moved.status == "planned" and moved.source_sha == sha
+    assert moved.reason == (
+        f"pull request #7 moved from {'0' * 12} to {sha[:12]} (force-pushed); planned {sha[:12]}"
+    )
+    # no such pull request
+    missing = plan_from_git(yard.ctl, WS, source, 8, sha)
+    assert missing.status == "failed"
+    assert missing.reason == f"{source.url} has no pull request #8"
+
+
+def test_a_name_error_at_import_fails_with_file_and_line(
+    yard: Yard, clone: Clone, source: GitSource
+) -> None:
+    first = _deployed(deploy_from_git(yard.ctl, WS, source))
+    text = (clone.path / "__deployment__.py").read_text()
+    broken = {
+        "helper.py": "X = 1\nY = undefined_name\n",
+        "__deployment__.py": "import helper\n" + text,
+    }
+    clone.commit("broken at import", broken)
+    clone.push()
+    expected = (
+        "generating the manifest failed: helper.py:2: NameError:"
+        " name 'undefined_name' is not defined"
+    )
+
+    outcome = deploy_from_git(yard.ctl, WS, source)
+
+    assert outcome.status == "failed" and outcome.reason == expected
+    assert _head(yard) == first.workspace_sha
+    # the same commit as a pull request's head: the plan fails with the same line
+    sha = git("rev-parse", "HEAD", cwd=clone.path)
+    header = "http.extraHeader=" + clone.host.auth_header()
+    git(
+        "-c",
+        header,
+        "push",
+        "-q",
+        clone.host.url("pipelines"),
+        "HEAD:refs/pull/3/head",
+        cwd=clone.path,
+    )
+    planned = plan_from_git(yard.ctl, WS, source, 3, sha)
+    assert planned.status == "failed" and planned.reason == expected

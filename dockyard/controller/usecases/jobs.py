@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
-from dockyard.controller import dltadapter, runs
+from dockyard.controller import dltadapter, runs, schedulepreview
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ScheduleChanged, facts, rules
 from dockyard.controller.scheduling import state as schedules
@@ -107,57 +107,15 @@ def preview_schedules(
     ctl: Controller, principal: Principal, name: str, jobs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """What deploying these job definitions would do to their schedules (for `deploy
-    --dry-run`): old and new timed triggers, the next fire time of each, and for interval jobs
-    the window their next run would cover. Nothing is written."""
+    --dry-run`; `schedulepreview`). Nothing is written."""
     now = ctl.clock.now()
-    out = []
     with ctl.db.session() as session:
         try:
             ws: Workspace | None = access.workspace(session, principal, name, "read")
         except NotFound:
             principal.require("deploy")
             ws = None
-        existing = {j.job_ref: j for j in runs.jobs(session, ws, True)} if ws else {}
-        for definition in jobs:
-            job = existing.get(definition["job_ref"])
-            entry = _schedule_change(session, job, definition, now)
-            if entry is not None:
-                out.append(entry)
-    return out
-
-
-def _schedule_change(
-    session: Session, job: Job | None, definition: dict[str, Any], now: Any
-) -> dict[str, Any] | None:
-    old = dltadapter.timed_triggers(job.definition) if job and job.status == "active" else []
-    new = dltadapter.timed_triggers(definition)
-    has_interval = bool(definition.get("interval"))
-    if old == new and not has_interval:
-        return None
-    tz = dltadapter.job_timezone(definition)
-    kept = {r.trigger: r.next_fire_at for r in schedules.for_job(session, job)} if job else {}
-    next_fire = {
-        t: (kept[t] if t in kept and t in old else ticks.first_fire(t, tz, now)) for t in new
-    }
-    entry: dict[str, Any] = {
-        "job_ref": definition["job_ref"],
-        "old_triggers": old,
-        "new_triggers": new,
-        "timezone": tz,
-        "next_fire_at": {t: at.isoformat() if at else None for t, at in next_fire.items()},
-        "next_window": None,
-    }
-    if has_interval:
-        done = facts.completed_end(session, job) if job else None
-        trigger = str(definition.get("default_trigger") or "manual:")
-        decision = rules.window(definition, trigger, now, done, False)
-        if decision.window is not None:
-            entry["next_window"] = [
-                decision.window.start.isoformat(),
-                decision.window.end.isoformat(),
-            ]
-        entry["next_window_skip_reason"] = decision.skip_reason
-    return entry
+        return schedulepreview.preview(session, ws, jobs, now)
 
 
 def pause_job(
