@@ -78,8 +78,8 @@ def test_statuses_and_one_comment_on_github(cache_home: Path, tmp_path: Path) ->
             assert processed(cli, WS)["status"] == "done"
             wait_for(lambda: github.states(good, CONTEXT) == ["pending", "success"], "success")
             status = github.last_status(good) or {}
-            assert status["description"].startswith(f"deployed {good[:12]} as ")
-            assert status["target_url"] == f"{server.url}/ui/w/{WS}/deployments"
+            assert status["description"].startswith("8 added"), status  # the plan's summary
+            assert status["target_url"].startswith(f"{server.url}/ui/w/{WS}/deployments")
 
             # a bad commit: failure with the reason, the good version keeps running
             secrets_file = clone / ".dlt" / "prod.secrets.toml"
@@ -105,7 +105,9 @@ def test_statuses_and_one_comment_on_github(cache_home: Path, tmp_path: Path) ->
             wait_for(lambda: [c["edits"] for c in github.comments.get(number, [])] == [1], "edit")
             [comment] = github.comments[number]
             assert comment["body"].startswith(f"<!-- dockyard:plan:{WS} -->")
-            assert bad[:12] in comment["body"]
+            # the comment now holds the plan of the pull request's newest head: refused, why
+            assert bad[:12] in comment["body"] and "prod.secrets.toml" in comment["body"]
+            assert "typed-in-by-hand" not in comment["body"]
 
             # GitHub failing or down: the delivery's outcome is unchanged, the failure logged
             github.refuse[STATUSES] = 500
