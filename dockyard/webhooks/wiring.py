@@ -17,6 +17,7 @@ class Webhooks:
             ctl.clock,
             deploy_head=deploying.deploy_head(ctl),
             feedback=feedback.StatusFeedback(base_url=ctl.settings.base_url),
+            credentials=ctl.github_credentials,
         )
 
     def start(self) -> None:

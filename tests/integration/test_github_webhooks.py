@@ -261,6 +261,7 @@ def test_link_secrets_are_sealed_and_never_shown_again(
     with yard.ctl.db.session() as session:  # what is stored opens with the master key only
         [link] = session.query(GithubLink).all()
         assert yard.ctl.keys.unseal(link.sealed_secret).decode() == secret
+        assert link.sealed_credential is not None
         assert yard.ctl.keys.unseal(link.sealed_credential).decode() == GH_TOKEN
 
 

@@ -120,10 +120,10 @@ def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
 
 
 def _delete_webhook(
-    ctl: Controller, api_url: str, repo: str, hook_id: int | None, sealed: str
+    ctl: Controller, api_url: str, repo: str, hook_id: int | None, sealed: str | None
 ) -> tuple[bool, str | None]:
     """Delete the webhook dockyard created at link time; one made by hand is left alone."""
-    if hook_id is None:
+    if hook_id is None or sealed is None:
         return False, "dockyard did not create it: delete it in the repository's settings"
     token = ctl.keys.unseal(sealed).decode()
     try:
