@@ -147,6 +147,8 @@ def unlink_github(workspace: str, output_fmt: str) -> None:
     click.echo(f"workspace {data['workspace']!r} is no longer linked to {data['repo']}")
     if data.get("webhook_deleted"):
         click.echo("deleted the webhook dockyard had created on GitHub")
+    elif data.get("credential_kind") == "app":
+        click.echo(data.get("webhook_reason") or "the GitHub App's webhook stays")
     else:
         why = data.get("webhook_reason") or "dockyard did not create it"
         click.echo(f"delete the webhook in the repository's Settings > Webhooks too ({why})")

@@ -119,6 +119,7 @@ class GithubUnlinked(Out):
     unlinked: bool
     webhook_deleted: bool = Field(description="dockyard deleted the webhook it had created")
     webhook_reason: str | None = Field(description="why not (then delete it by hand)")
+    credential_kind: str | None = Field(default=None, description="token or app")
 
 
 class GithubOidcRule(Out):

@@ -297,6 +297,12 @@ def test_the_app_is_stored_once_and_its_webhook_routes_by_repository(
                                          "d-6", "d-6"]  # fmt: skip
     assert {s for d, _, s in stored if d in ("d-5", "d-6")} == {"done"}
     assert client.post("/webhooks/github/app/" + "x" * 32, content=b"{}").status_code == 404
+    gone = client.delete(f"/api/v1/workspaces/{WS}/github").json()
+    assert gone["credential_kind"] == "app" and gone["webhook_deleted"] is False
+    assert "belongs to the App" in gone["webhook_reason"]
+    with yard.ctl.db.session() as session:  # the App stays for its other links
+        assert session.query(GithubApp).count() == 1
+    assert len(deliver("push", gh.push(REPO, "main", C), "d-7").json()["links"]) == 1
 
 
 def test_bad_app_links_say_the_fix_and_store_nothing(

@@ -299,6 +299,7 @@ def test_unlink_keeps_history_and_retires_the_url(
         "workspace": WS,
         "repo": REPO,
         "unlinked": True,
+        "credential_kind": "token",
         "webhook_deleted": False,  # made by hand: dockyard leaves it alone
         "webhook_reason": "dockyard did not create it: delete it in the repository's settings",
     }

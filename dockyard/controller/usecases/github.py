@@ -34,6 +34,10 @@ BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 WEBHOOK_EVENTS = ("push", "pull_request")
+APP_HOOK_KEPT = (
+    "a GitHub App's webhook belongs to the App and stays; uninstall the App from the"
+    " repository on GitHub if it should no longer see it"
+)
 
 
 def link(
@@ -113,8 +117,12 @@ def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
             .values(status="ignored", outcome="the workspace was unlinked", processed_at=utcnow())
         )
         answer: dict[str, Any] = {"workspace": ws.name, "repo": row.repo, "unlinked": True}
+        answer["credential_kind"] = row.credential_kind
         hook = (row.api_url, row.repo, row.github_hook_id, row.sealed_credential)
         session.delete(row)
+    if answer["credential_kind"] == "app":  # the App's one webhook serves its other links
+        answer["webhook_deleted"], answer["webhook_reason"] = False, APP_HOOK_KEPT
+        return answer
     answer["webhook_deleted"], answer["webhook_reason"] = _delete_webhook(ctl, *hook)
     return answer
 
