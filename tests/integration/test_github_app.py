@@ -319,3 +319,22 @@ def test_bad_app_links_say_the_fix_and_store_nothing(
         assert fix in message and "\n" not in message, message
     with yard.ctl.db.session() as session:
         assert session.query(GithubApp).count() == 0 and session.query(GithubLink).count() == 0
+
+
+def test_the_one_resolver_gives_each_link_its_token_and_says_when_the_app_is_gone(
+    fake: githubapi.GitHubApi, key: rsa.RSAPrivateKey, yard: Yard, client: TestClient
+) -> None:
+    workspaces.create_workspace(yard.ctl, ADMIN, "by-token")
+    assert link(client, WS, REPO, fake, pem(key)).status_code == 201
+    body = {"repo": OTHER, "api_url": fake.api_url(), "token": "ghp_plain_token_0123"}
+    assert client.post("/api/v1/workspaces/by-token/github", json=body).status_code == 201
+    with yard.ctl.db.session() as session:
+        ids = {row.credential_kind: row.id for row in session.query(GithubLink)}
+    credentials = yard.ctl.github_credentials
+    assert credentials.token(ids["token"]) == "ghp_plain_token_0123"
+    minted = credentials.token(ids["app"])
+    assert fake.token_ok(minted, REPO.lower()) and credentials.token(ids["app"]) == minted
+    fake.installations.clear()  # the App is uninstalled on GitHub
+    credentials.tokens.forget(app(fake, key))
+    with pytest.raises(GitHubError, match="no longer installed there"):
+        credentials.token(ids["app"])
