@@ -1,7 +1,15 @@
 """A loopback stand-in for GitHub's REST API that checks every request against GitHub's own
 published OpenAPI description (npm `@octokit/openapi`, pinned in tests/setup_machine.sh and
 installed into `.cache/npm`), and keeps the state dockyard writes: commit statuses per sha,
-comments per pull request, webhooks.
+comments per pull request, webhooks, check runs.
+
+As a GitHub App's GitHub (`app=AppKey(...)`, `installations={repo: id}`), it checks the App's
+JWT on the App's own calls with the App's public key as GitHub does (RS256 signature, `iss`
+the App id, `iat` not in the future, `exp` after now and at most 10 minutes after `iat`),
+mints installation tokens (`ghs_…`, one hour), accepts only those (unexpired, for the
+repository they were minted for) on the repository's calls and on its git host, and keeps
+the App webhook's delivery log (`hook_deliveries`, newest first, paged with a `Link`
+cursor) and the redeliveries asked for (`attempts`).
 
 Validation (`Spec.check`), for every request:
 - path and method must be an operation of the description (else 404 and a violation);
@@ -22,22 +30,27 @@ URLs by dockyard's own rule (`webhooks/deploying.clone_url`), as GitHub Enterpri
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import itertools
 import json
 import re
+import secrets
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jsonschema
+import jwt
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -227,6 +240,23 @@ def spec() -> Spec:
     return Spec(SPEC)
 
 
+@dataclass(frozen=True)
+class AppKey:
+    """The App GitHub knows: its id and the public half of its private key (PEM)."""
+
+    app_id: int
+    public_key: bytes
+
+
+JWT_CALLS = {
+    "GET /repos/{owner}/{repo}/installation",
+    "POST /app/installations/{installation_id}/access_tokens",
+    "GET /app/hook/deliveries",
+    "POST /app/hook/deliveries/{delivery_id}/attempts",
+}
+TOKEN_LIFETIME_S = 3600
+
+
 @dataclass
 class GitHubApi:
     """The fake. `refuse[op_key] = status` makes an operation fail as GitHub would (403 for a
@@ -247,6 +277,14 @@ class GitHubApi:
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    app: AppKey | None = None
+    installations: dict[str, int] = field(default_factory=dict)  # OWNER/NAME -> id
+    minted: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> what it may do
+    jwts: list[dict[str, Any]] = field(default_factory=list)  # the claims of every good JWT
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    hook_deliveries: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    attempts: list[int] = field(default_factory=list)  # redeliveries asked for
+    redelivery_code: int = 202  # what dockyard "answers" a redelivery, in the log
 
     def start(self) -> GitHubApi:
         spec()  # loaded before the first request, not inside one
@@ -280,9 +318,74 @@ class GitHubApi:
             found = self.statuses.get(sha, [])
             return dict(found[-1]) if found else None
 
+    def runs(self, sha: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(r) for r in self.check_runs.values() if r["head_sha"] == sha]
+
+    def log_delivery(self, guid: str, status_code: int, when: datetime | None = None) -> int:
+        """An entry of the App webhook's delivery log, as GitHub records one (newest first)."""
+        entry_id = next(self.ids)
+        entry = {
+            "id": entry_id,
+            "guid": guid,
+            "delivered_at": (when or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+            "redelivery": False,
+            "duration": 0.1,
+            "status": "OK" if 200 <= status_code < 400 else "Invalid HTTP Response: 503",
+            "status_code": status_code,
+            "event": "push",
+            "action": None,
+            "installation_id": None,
+            "repository_id": None,
+        }
+        with self.lock:
+            self.hook_deliveries.insert(0, entry)
+        return entry_id
+
+    # authentication ---------------------------------------------------------------------
+
+    def denied(self, key: str | None, values: dict[str, str], header: str | None) -> str | None:
+        """Why GitHub would answer 401, or None."""
+        if self.app is None:
+            if self.token is not None and header != f"Bearer {self.token}":
+                return "Bad credentials"
+            return None
+        bearer = (header or "").removeprefix("Bearer ").strip()
+        if key in JWT_CALLS:
+            return self._check_jwt(bearer)
+        repo = f"{values.get('owner')}/{values.get('repo')}".lower()
+        if self.token is not None and bearer == self.token:
+            return None
+        return None if self.token_ok(bearer, repo) else "Bad credentials"
+
+    def _check_jwt(self, token: str) -> str | None:
+        assert self.app is not None
+        try:
+            claims = jwt.decode(
+                token, self.app.public_key, algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]}, leeway=0,
+            )  # fmt: skip
+        except jwt.PyJWTError as exc:
+            return f"A JSON web token could not be decoded ({exc})"
+        now = int(time.time())
+        if str(claims["iss"]) != str(self.app.app_id):
+            return "Integration not found"
+        if claims["iat"] > now + 1 or claims["exp"] - claims["iat"] > 600:
+            return "'Expiration time' claim ('exp') is too far in the future"
+        with self.lock:
+            self.jwts.append(claims)
+        return None
+
+    def token_ok(self, token: str, repo: str | None) -> bool:
+        with self.lock:
+            grant = self.minted.get(token)
+        if grant is None or grant["expires"] <= time.time():
+            return False
+        return repo is None or repo in grant["repos"]
+
     # the operations dockyard uses -------------------------------------------------------
 
-    def handle(self, op: Operation, values: dict[str, str], body: Json) -> tuple[int, Json]:
+    def handle(self, op: Operation, values: dict[str, str], body: Json) -> tuple[Any, ...]:
         refused = self.refuse.get(op.key)
         if refused:
             return refused, {"message": "Resource not accessible by personal access token"}
@@ -351,6 +454,69 @@ class GitHubApi:
         self.hooks[:] = [h for h in self.hooks if h["id"] != int(values["hook_id"])]
         return (204, None) if len(self.hooks) < before else (404, {"message": "Not Found"})
 
+    def installation(self, values: dict[str, str], _body: Json) -> tuple[int, Json]:
+        found = self.installations.get(self._repo(values))
+        if found is None:
+            return 404, {"message": "Not Found"}
+        assert self.app is not None
+        return 200, {"id": found, "app_id": self.app.app_id, "account": {"login": values["owner"]}}
+
+    def access_token(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        installation = int(values["installation_id"])
+        covered = [r for r, i in self.installations.items() if i == installation]
+        if not covered:
+            return 404, {"message": "Not Found"}
+        owner = covered[0].partition("/")[0]
+        names = (body or {}).get("repositories")
+        repos = {f"{owner}/{n}".lower() for n in names} if names else {r.lower() for r in covered}
+        if not repos <= {r.lower() for r in covered}:
+            return 422, {"message": "There is at least one repository that does not exist"}
+        token = f"ghs_{secrets.token_hex(16)}"
+        expires = time.time() + TOKEN_LIFETIME_S
+        self.minted[token] = {"installation": installation, "repos": repos, "expires": expires}
+        when = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
+        return 201, {"token": token, "expires_at": when, "repository_selection": "selected"}
+
+    def create_check_run(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        if not self._has_commit(self._repo(values), body["head_sha"]):
+            return 422, {"message": "No commit found for SHA"}
+        run = {"id": next(self.ids), "repo": self._repo(values), "history": [], **body}
+        run.setdefault("status", "queued")
+        run["history"] = [run["status"]]
+        self.check_runs[run["id"]] = run
+        return 201, {k: v for k, v in run.items() if k != "history"}
+
+    def update_check_run(self, values: dict[str, str], body: Json) -> tuple[int, Json]:
+        run = self.check_runs.get(int(values["check_run_id"]))
+        if run is None:
+            return 404, {"message": "Not Found"}
+        run.update(body)
+        run["history"].append(run["status"])
+        return 200, {k: v for k, v in run.items() if k != "history"}
+
+    def list_deliveries(
+        self, _values: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, Json, dict[str, str]]:
+        per_page = int(query.get("per_page", "30"))
+        start = int(query.get("cursor", "0"))
+        page = [dict(d) for d in self.hook_deliveries[start : start + per_page]]
+        more = start + per_page < len(self.hook_deliveries)
+        nxt = f"{PREFIX}/app/hook/deliveries?per_page={per_page}&cursor={start + per_page}"
+        return 200, page, {"Link": f'<{nxt}>; rel="next"'} if more else {}
+
+    def redeliver(self, values: dict[str, str], _body: Json) -> tuple[int, Json]:
+        wanted = int(values["delivery_id"])
+        original = next((d for d in self.hook_deliveries if d["id"] == wanted), None)
+        if original is None:
+            return 404, {"message": "Not Found"}
+        self.attempts.append(wanted)
+        code = self.redelivery_code
+        again = {**original, "id": next(self.ids), "redelivery": True, "status_code": code,
+                 "status": "OK" if 200 <= code < 400 else "Invalid HTTP Response: 503",
+                 "delivered_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
+        self.hook_deliveries.insert(0, again)
+        return 202, {}
+
 
 HANDLERS = {
     "POST /repos/{owner}/{repo}/statuses/{sha}": GitHubApi.create_status,
@@ -359,7 +525,14 @@ HANDLERS = {
     "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}": GitHubApi.edit_comment,
     "POST /repos/{owner}/{repo}/hooks": GitHubApi.create_hook,
     "DELETE /repos/{owner}/{repo}/hooks/{hook_id}": GitHubApi.delete_hook,
+    "GET /repos/{owner}/{repo}/installation": GitHubApi.installation,
+    "POST /app/installations/{installation_id}/access_tokens": GitHubApi.access_token,
+    "POST /repos/{owner}/{repo}/check-runs": GitHubApi.create_check_run,
+    "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}": GitHubApi.update_check_run,
+    "GET /app/hook/deliveries": GitHubApi.list_deliveries,
+    "POST /app/hook/deliveries/{delivery_id}/attempts": GitHubApi.redeliver,
 }
+QUERY_HANDLERS = {"GET /app/hook/deliveries"}  # given the query instead of a body
 
 
 class _ApiHandler(_Handler):
@@ -399,8 +572,13 @@ class _ApiHandler(_Handler):
             self.close_connection = True
             self.connection.close()
             return
-        if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
-            self._answer(401, {"message": "Bad credentials"})
+        known = spec().find(self.command, path)
+        denied = api.denied(
+            known[0].key if known else None, known[1] if known else {},
+            self.headers.get("Authorization"),
+        )  # fmt: skip
+        if denied:
+            self._answer(401, {"message": denied})
             return
         problems = spec().check(self.command, path, query, body)
         if body and "application/json" not in self.headers.get("Content-Type", ""):
@@ -413,20 +591,38 @@ class _ApiHandler(_Handler):
             return
         op, values = spec().find(self.command, path) or (None, {})
         assert op is not None
-        status, answer = api.handle(op, values, json.loads(body) if body else None)
+        given = dict(parse_qsl(query)) if op.key in QUERY_HANDLERS else None
+        result = api.handle(op, values, given if given is not None else (
+            json.loads(body) if body else None))  # fmt: skip
+        status, answer, headers = (*result, {}) if len(result) == 2 else result
         if api.stall is not None:
             api.stall.wait(30)
         if api.padding and isinstance(answer, dict):
             answer = {**answer, "padding": "x" * api.padding}
-        self._answer(status, answer)
+        self._answer(status, answer, headers)
 
-    def _answer(self, status: int, answer: Json) -> None:
+    def _answer(self, status: int, answer: Json, headers: dict[str, str] | None = None) -> None:
         raw = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            base = f"http://127.0.0.1:{self.api.server.server_address[1]}"  # type: ignore[union-attr]
+            self.send_header(name, value.replace(f"<{PREFIX}", f"<{base}{PREFIX}"))
         self.end_headers()
         self.wfile.write(raw)
+
+    def _authorized(self) -> bool:
+        """The git host's check, and as an App's GitHub, the installation tokens it minted."""
+        if self.api.app is None:
+            return super()._authorized()
+        raw = self.headers.get("Authorization", "")
+        try:
+            user, _, token = base64.b64decode(raw.removeprefix("Basic ")).decode().partition(":")
+        except ValueError:
+            return False
+        repo = urlsplit(self.path).path.lstrip("/").partition(".git")[0].lower()
+        return user == "x-access-token" and self.api.token_ok(token, repo)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from dockyard.controller import (
     auth,
     beacon,
     envs,
+    github_credentials,
     github_oidc,
     keys,
     retention,
@@ -85,6 +86,8 @@ class Controller:
         self.github_jwks = github_oidc.Jwks(
             settings.github_oidc_issuer, settings.github_oidc_jwks_ttl_s, self.clock
         )
+        # what a GitHub link's calls authenticate with (App installation tokens cached here)
+        self.github_credentials = github_credentials.Credentials(self.db, self.keys, self.clock)
         self.reconciler = Reconciler(self.db, settings.repos_dir, self.events, self.clock)
         self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
         self.retention = retention.Retention(

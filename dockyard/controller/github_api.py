@@ -1,5 +1,6 @@
-"""The few calls dockyard makes to GitHub's REST API: commit statuses, the one pull request
-comment per workspace, and the webhook made at link time (docs/github.md).
+"""The few calls dockyard makes to GitHub's REST API: commit statuses or check runs, the one
+pull request comment per workspace, the webhook made at link time, and for a GitHub App its
+installation, installation tokens and webhook deliveries (docs/github.md).
 
 A thin httpx client rather than PyGithub (which the design card names), because these calls
 run inside the delivery processing loop and a link request, where PyGithub's defaults do not
@@ -10,15 +11,16 @@ for secondary rate limits), and it resolves a repository with a GET before any c
 answer is read at most `MAX_ANSWER_BYTES` (a page of comments at most `MAX_PAGE_BYTES`).
 
 `Auth` is what a credential must give: the `Authorization` header. A token gives `Bearer …`;
-a GitHub App (a later increment) will give an installation token the same way. Every error
-is one `GitHubError` line naming the call, GitHub's status and the fix.
+a GitHub App gives its JWT for the App's own calls (`AppApi`, `github_app.JwtAuth`) and an
+installation token for the repository's (`TokenAuth` over `LinkTarget.credential`). Every
+error is one `GitHubError` line naming the call, GitHub's status and the fix.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -34,6 +36,11 @@ MAX_COMMENT_PAGES = 10
 """At most 1,000 comments are looked through for the workspace's own."""
 MAX_DESCRIPTION = 140
 """GitHub refuses a commit status description longer than this."""
+MAX_CHECK_TEXT = 65535
+"""GitHub refuses a check run's `output.summary` (or `text`) longer than this."""
+MAX_CHECK_TITLE = 255
+"""A check run's `output.title` is one line; dockyard keeps it to this."""
+CONCLUSIONS = ("success", "failure", "neutral", "cancelled", "skipped", "timed_out")
 API_VERSION = "2022-11-28"
 USER_AGENT = "dockyard"
 
@@ -65,6 +72,17 @@ class TokenAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class LazyAuth:
+    """`Bearer` over a token asked for at each request (a link's `credential`, which may be
+    an installation token minted or refreshed on demand)."""
+
+    token: Callable[[], str] = field(repr=False)
+
+    def authorization(self) -> str:
+        return f"Bearer {self.token()}"
+
+
+@dataclass(frozen=True, slots=True)
 class Comment:
     id: int
     body: str
@@ -85,6 +103,23 @@ FIXES: dict[tuple[str, int], str] = {
     " webhooks: give it `Webhooks: write`, or create the webhook by hand",
     ("hook", 422): "GitHub refused the webhook (its URL must be one GitHub can reach; see"
     " DOCKYARD_PUBLIC_URL)",
+    ("check", 403): "the GitHub App cannot write checks: give it `Checks: write` (App"
+    " settings > Permissions), then accept the new permission on the installation",
+    ("check", 404): "the GitHub App cannot see the repository or the check run: install it"
+    " on the repository with `Checks: write`",
+    ("check", 422): "GitHub refused the check run (an unknown commit, or a field it rejects)",
+    ("installation", 401): "the App id or the private key is wrong: use the App ID shown on"
+    " the App's settings page and a private key generated there",
+    ("installation", 404): "the GitHub App is not installed on this repository: install it"
+    " (App settings > Install App) on the repository, then link again",
+    ("app_token", 401): "the App id or the private key is wrong: link again with the App's"
+    " id and a private key generated on its settings page",
+    ("app_token", 403): "the installation is suspended or lacks a permission: check the"
+    " App's installation in the organization's settings",
+    ("app_token", 404): "the GitHub App is no longer installed there: install it again on"
+    " the repository",
+    ("deliveries", 401): "the App id or the private key is wrong: link again with the App's"
+    " id and a private key generated on its settings page",
 }
 GENERIC: dict[int, str] = {
     401: "the token is wrong, expired or revoked: link again with a valid one",
@@ -104,9 +139,83 @@ def short(text: str, limit: int = MAX_DESCRIPTION) -> str:
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-class GitHubApi:
-    """One repository on one API (github.com `https://api.github.com`, GitHub Enterprise
-    Server `https://HOST/api/v3`, or a loopback stand-in in tests)."""
+def cut(text: str, limit: int) -> str:
+    """Markdown cut to `limit` characters, lines kept, saying that it was cut."""
+    if len(text) <= limit:
+        return text
+    note = "\n\n… (cut: GitHub shows at most 65,535 characters; the dashboard has it all)"
+    return text[: limit - len(note)].rstrip() + note
+
+
+class _Rest:
+    """One API (github.com `https://api.github.com`, GitHub Enterprise Server
+    `https://HOST/api/v3`, or a loopback stand-in in tests) with one credential."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: Auth,
+        *,
+        timeout: float = TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.timeout = timeout
+        self.transport = transport
+
+    def _call(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, str] | None = None,
+        limit: int = MAX_ANSWER_BYTES,
+    ) -> Any:
+        return self._request(call, method, path, body, params=params, limit=limit)[0]
+
+    def _request(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, str] | None = None,
+        limit: int = MAX_ANSWER_BYTES,
+    ) -> tuple[Any, httpx.Headers]:
+        """GitHub's parsed answer and its headers (a page's `Link`)."""
+        what = f"{method} {self.base_url}{path}"
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+            "Authorization": self.auth.authorization(),
+        }
+        try:
+            with (
+                httpx.Client(timeout=self.timeout, transport=self.transport) as client,
+                client.stream(
+                    method, self.base_url + path, json=body, params=params, headers=headers
+                ) as answer,
+            ):
+                raw = _read(answer, limit, what)
+        except httpx.HTTPError as exc:
+            raise GitHubError(f"{what}: {type(exc).__name__}: {exc or 'no answer'}") from exc
+        if answer.status_code >= 300:
+            status = answer.status_code
+            fix = fix_for(call, status)
+            raise GitHubError(f"{what} answered {status}{_message(raw)}: {fix}", status)
+        try:
+            return (json.loads(raw) if raw.strip() else None), answer.headers
+        except ValueError:
+            raise GitHubError(f"{what}: GitHub's answer is not JSON") from None
+
+
+class GitHubApi(_Rest):
+    """One repository on one API."""
 
     def __init__(
         self,
@@ -117,13 +226,10 @@ class GitHubApi:
         timeout: float = TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, auth, timeout=timeout, transport=transport)
         owner, _, name = repo.partition("/")
         self.repo = repo
         self.prefix = f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        self.auth = auth
-        self.timeout = timeout
-        self.transport = transport
 
     def create_status(
         self, sha: str, state: str, context: str, description: str, target_url: str | None
@@ -179,38 +285,126 @@ class GitHubApi:
     def delete_hook(self, hook_id: int) -> None:
         self._call("hook", "DELETE", f"{self.prefix}/hooks/{hook_id}")
 
-    def _call(
-        self,
-        call: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        params: dict[str, str] | None = None,
-        limit: int = MAX_ANSWER_BYTES,
-    ) -> Any:
-        what = f"{method} {self.base_url}{path}"
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": USER_AGENT,
-            "Authorization": self.auth.authorization(),
+    def create_check_run(self, name: str, head_sha: str, status: str) -> int:
+        """A check run on `head_sha` (App links); returns its id for `update_check_run`."""
+        body = {"name": name, "head_sha": head_sha, "status": status}
+        made = self._call("check", "POST", f"{self.prefix}/check-runs", body)
+        run_id = made.get("id") if isinstance(made, dict) else None
+        if not isinstance(run_id, int):
+            raise GitHubError("creating the check run: GitHub's answer has no id")
+        return run_id
+
+    def complete_check_run(self, run_id: int | None, head_sha: str, check: "Check") -> None:
+        """Complete the check run `run_id`, or create it completed when there is none (its
+        start was never told)."""
+        body: dict[str, Any] = {
+            "name": check.name,
+            "status": "completed",
+            "conclusion": check.conclusion,
+            "output": {
+                "title": short(check.title, MAX_CHECK_TITLE),
+                "summary": cut(check.summary or check.title, MAX_CHECK_TEXT),
+            },
         }
-        try:
-            with (
-                httpx.Client(timeout=self.timeout, transport=self.transport) as client,
-                client.stream(
-                    method, self.base_url + path, json=body, params=params, headers=headers
-                ) as answer,
-            ):
-                raw = _read(answer, limit, what)
-        except httpx.HTTPError as exc:
-            raise GitHubError(f"{what}: {type(exc).__name__}: {exc or 'no answer'}") from exc
-        if answer.status_code >= 300:
-            status = answer.status_code
-            fix = fix_for(call, status)
-            raise GitHubError(f"{what} answered {status}{_message(raw)}: {fix}", status)
-        return json.loads(raw) if raw.strip() else None
+        if check.details_url:
+            body["details_url"] = check.details_url
+        if run_id is None:
+            self._call("check", "POST", f"{self.prefix}/check-runs", {**body, "head_sha": head_sha})
+        else:
+            self._call("check", "PATCH", f"{self.prefix}/check-runs/{run_id}", body)
+
+    def installation(self) -> int:
+        """The id of the App installation that covers the repository (App JWT auth)."""
+        found = self._call("installation", "GET", f"{self.prefix}/installation")
+        found_id = found.get("id") if isinstance(found, dict) else None
+        if not isinstance(found_id, int):
+            raise GitHubError(f"finding the App's installation on {self.repo}: no id in the answer")
+        return found_id
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A completed check run: conclusion, one-line title, Markdown summary, link."""
+
+    name: str
+    conclusion: str
+    title: str
+    summary: str
+    details_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookDelivery:
+    """One entry of an App's webhook delivery log."""
+
+    id: int
+    guid: str
+    delivered_at: str
+    ok: bool  # GitHub got a 2xx/3xx answer
+    redelivery: bool
+
+
+class AppApi(_Rest):
+    """The App's own calls, made with its JWT (`github_app.JwtAuth`)."""
+
+    def installation_token(self, installation_id: int, repo_name: str) -> tuple[str, str]:
+        """A token for the installation, limited to the repository `repo_name` (NAME of
+        OWNER/NAME): (token, expires_at as GitHub wrote it)."""
+        path = f"/app/installations/{installation_id}/access_tokens"
+        made = self._call("app_token", "POST", path, {"repositories": [repo_name]})
+        token = made.get("token") if isinstance(made, dict) else None
+        expires = made.get("expires_at") if isinstance(made, dict) else None
+        if not isinstance(token, str) or not token or not isinstance(expires, str):
+            raise GitHubError("minting an installation token: no token in GitHub's answer")
+        return token, expires
+
+    def hook_deliveries(self, max_pages: int) -> Iterator[HookDelivery]:
+        """The App webhook's deliveries, newest first, at most `max_pages` pages of 100."""
+        params = {"per_page": "100"}
+        for _ in range(max_pages):
+            found, headers = self._request(
+                "deliveries", "GET", "/app/hook/deliveries", params=params, limit=MAX_PAGE_BYTES
+            )
+            if not isinstance(found, list):
+                raise GitHubError("listing the App's deliveries: GitHub's answer is not a list")
+            yield from (d for d in map(_hook_delivery, found) if d is not None)
+            cursor = next_cursor(headers.get("link", ""))
+            if cursor is None or not found:
+                return
+            params = {"per_page": "100", "cursor": cursor}
+
+    def redeliver(self, delivery_id: int) -> None:
+        self._call("deliveries", "POST", f"/app/hook/deliveries/{delivery_id}/attempts")
+
+
+def next_cursor(link: str) -> str | None:
+    """The `cursor` of the `rel="next"` page of a `Link` header, if any."""
+    for part in link.split(","):
+        target, _, rel = part.partition(";")
+        if 'rel="next"' not in rel:
+            continue
+        query = urlsplit(target.strip().strip("<>")).query
+        for name, value in parse_qsl(query):
+            if name == "cursor" and value:
+                return value[:200]
+    return None
+
+
+def _hook_delivery(item: Any) -> HookDelivery | None:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+        return None
+    guid, status, code = item.get("guid"), item.get("status"), item.get("status_code")
+    if not isinstance(guid, str) or not isinstance(code, int):
+        return None
+    ok = 200 <= code < 400 and (status in (None, "OK") or str(status).upper() == "OK")
+    delivered = item.get("delivered_at")
+    return HookDelivery(
+        item["id"],
+        guid[:64],
+        delivered if isinstance(delivered, str) else "",
+        ok,
+        item.get("redelivery") is True,
+    )
 
 
 def _read(answer: httpx.Response, limit: int, what: str) -> bytes:
@@ -239,11 +433,7 @@ def _comment(item: Any) -> Comment:
     return Comment(item["id"], body if isinstance(body, str) else "")
 
 
-def for_link(api_url: str, repo: str, credential_kind: str, credential: str) -> GitHubApi:
-    """The client for a link's repository with its (clear, in memory) credential."""
-    if credential_kind != "token":
-        raise GitHubError(
-            f"credential kind {credential_kind!r} is not supported yet (GitHub App mode is"
-            " not built); link again with --token-env"
-        )
-    return GitHubApi(api_url, repo, TokenAuth(credential))
+def for_link(api_url: str, repo: str, credential: Callable[[], str]) -> GitHubApi:
+    """The client for a link's repository; `credential` gives the token at each request (the
+    link's own token, or an App installation token, minted when needed)."""
+    return GitHubApi(api_url, repo, LazyAuth(credential))

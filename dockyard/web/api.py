@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.controller import auth, logs, sealing, usecases
 from dockyard.controller.assembly import Controller
+from dockyard.errors import InvalidInput
 from dockyard.web import api_models as M
 from dockyard.web.deps import ERRORS, ApiRouter, PathNumber, QueryOffset, controller, principal
 
@@ -55,9 +56,15 @@ class GithubLinkIn(BaseModel):
     branch: str = Field(default="main", max_length=255)
     path: str = Field(default="", max_length=255, description="the workspace's folder")
     api_url: str = Field(default="https://api.github.com", max_length=255)
-    token: str = Field(max_length=1024, description="stored sealed, never shown again")
+    token: str | None = Field(
+        default=None, max_length=1024, description="stored sealed, never shown again"
+    )
     create_webhook: bool = Field(
         default=False, description="create the webhook on GitHub with the token, if it may"
+    )
+    app_id: int | None = Field(default=None, description="a GitHub App's id, instead of a token")
+    private_key: str | None = Field(
+        default=None, max_length=16384, description="the App's PEM key, stored sealed"
     )
 
 
@@ -99,10 +106,14 @@ def reconciliation(ws: str, sha: str, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 @router.post("/workspaces/{ws}/github", status_code=201, response_model=M.GithubLinkCreated)
 def link_github(ws: str, body: GithubLinkIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    """Link the workspace to a GitHub repository (admin, token mode). The answer holds the
-    webhook URL and its secret, shown this once (docs/github.md)."""
-    fields = body.model_dump(exclude={"token", "create_webhook"})
-    return usecases.github.link(ctl, who, ws, fields, body.token, body.create_webhook)
+    """Link the workspace to a GitHub repository (admin) with a token or a GitHub App. The
+    answer holds the webhook URL and its secret, shown this once (docs/github.md)."""
+    fields = body.model_dump(include={"repo", "branch", "path", "api_url"})
+    if (body.token is None) == (body.app_id is None or body.private_key is None):
+        raise InvalidInput("give either a token, or a GitHub App's id and private key")
+    if body.app_id is not None and body.private_key is not None:
+        return usecases.github_apps.link(ctl, who, ws, fields, body.app_id, body.private_key)
+    return usecases.github.link(ctl, who, ws, fields, body.token or "", body.create_webhook)
 
 
 @router.delete("/workspaces/{ws}/github", response_model=M.GithubUnlinked)

@@ -82,7 +82,7 @@ class GithubLink(Out):
     branch: str
     path: str = Field(description="the workspace's folder in the repository; empty: its root")
     api_url: str
-    credential_kind: str = Field(description="token")
+    credential_kind: str = Field(description="token, or app (a GitHub App's installation)")
     webhook_url: str
     created_at: str
     last_processed_head: str | None
@@ -97,9 +97,20 @@ class GithubLinkInfo(GithubLink):
 
 
 class GithubLinkCreated(GithubLink):
-    webhook_secret: str = Field(description="the webhook's secret, shown in this answer only")
+    webhook_secret: str | None = Field(
+        description="the webhook's secret, shown in this answer only (App links: only when"
+        " the App was first stored; null: the App's webhook is already set)"
+    )
     webhook_created: bool = Field(description="dockyard created the webhook on GitHub")
     webhook_reason: str | None = Field(description="why it did not (then paste it by hand)")
+    app_id: int | None = Field(default=None, description="App links: the GitHub App's id")
+    installation_id: int | None = Field(default=None, description="App links: the installation")
+    app_webhook_url: str | None = Field(
+        default=None, description="App links: the App's one webhook URL, for its settings"
+    )
+    app_created: bool | None = Field(
+        default=None, description="App links: the App was stored by this link (first use)"
+    )
 
 
 class GithubUnlinked(Out):
@@ -108,6 +119,7 @@ class GithubUnlinked(Out):
     unlinked: bool
     webhook_deleted: bool = Field(description="dockyard deleted the webhook it had created")
     webhook_reason: str | None = Field(description="why not (then delete it by hand)")
+    credential_kind: str | None = Field(default=None, description="token or app")
 
 
 class GithubOidcRule(Out):

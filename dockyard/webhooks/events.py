@@ -7,6 +7,9 @@ delivery is (`kind`), the status it is stored with and why:
 - `push` to the linked branch → `deploy`, received (processing deploys the branch head as
   fetched then, never the payload's commit, so order does not matter);
 - `pull_request` opened / synchronize / reopened against the linked branch → `plan`;
+- `installation` / `installation_repositories` (a GitHub App's webhook) → done, with what
+  changed (recorded, nothing to do: links name their repository, and the installation is
+  asked for again when a token is minted);
 - anything else (another branch, a tag, a branch deletion, another repository, other
   actions and events) → ignored, with the reason stored and shown.
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PLAN_ACTIONS = ("opened", "synchronize", "reopened")
+APP_EVENTS = ("installation", "installation_repositories")
 ZERO_SHA = "0" * 40
 MAX_FIELD = 255
 MAX_REPO = 140  # the columns' sizes (models.GithubDelivery)
@@ -52,6 +56,8 @@ def classify(event: str, payload: Any, target: Target) -> Classified:
     if event == "ping":
         zen = _text(payload.get("zen"))
         return Classified("ping", "done", f"ping: {zen}" if zen else "ping", repo=repo)
+    if event in APP_EVENTS:
+        return _installation(event, payload)
     if repo is None or repo.lower() != target.repo.lower():
         reason = f"the delivery is for repository {repo or '(none)'}, not {target.repo}"
         return Classified("none", "ignored", reason, _text(payload.get("action"), MAX_ACTION), repo)
@@ -93,6 +99,34 @@ def _pull_request(payload: dict[str, Any], target: Target, repo: str) -> Classif
     if head is None:
         return Classified("none", "ignored", "pull request without a head commit", **fields)
     return Classified("plan", "received", **fields)
+
+
+def repository(payload: Any) -> str | None:
+    """The payload's `repository.full_name` (OWNER/NAME), bounded; None if it has none (an
+    App's `ping` and installation events)."""
+    if not isinstance(payload, dict):
+        return None
+    return _text(_get(payload, "repository", "full_name"), MAX_REPO)
+
+
+def _installation(event: str, payload: dict[str, Any]) -> Classified:
+    """An App installation changed: recorded as done, with its action and repositories."""
+    action = _text(payload.get("action"), MAX_ACTION)
+    added = _names(payload.get("repositories_added") or payload.get("repositories"))
+    removed = _names(payload.get("repositories_removed"))
+    parts = [f"{event.replace('_', ' ')} {action or '(no action)'}"]
+    parts += [f"added {added}"] if added else []
+    parts += [f"removed {removed}"] if removed else []
+    return Classified("none", "done", "; ".join(parts)[:MAX_FIELD], action)
+
+
+def _names(value: Any, shown: int = 5) -> str:
+    """`a/b, c/d` for a list of repository objects, the first `shown` of them."""
+    if not isinstance(value, list):
+        return ""
+    names = [_text(_get(r, "full_name"), MAX_REPO) for r in value[:shown] if isinstance(r, dict)]
+    more = f" and {len(value) - shown} more" if len(value) > shown else ""
+    return ", ".join(n for n in names if n) + more
 
 
 def _get(payload: dict[str, Any], *keys: str) -> Any:

@@ -1,5 +1,6 @@
-"""What GitHub shows of each processing (token mode): a commit status per commit, and one
-pull request comment per workspace (docs/github.md, "Feedback on GitHub").
+"""What GitHub shows of each processing: a commit status per commit (token links) or a
+check run (App links), and one pull request comment per workspace (docs/github.md,
+"Feedback on GitHub").
 
 - `begin`: `pending` on every commit the work names ("dockyard: deploying…" or
   "planning…"), context `dockyard/<workspace>`, so a commit shows at once that it was seen.
@@ -13,17 +14,28 @@ pull request comment per workspace (docs/github.md, "Feedback on GitHub").
   of this workspace (found by a hidden marker at its start) is written or **edited in
   place** with the outcome's details (Markdown), never posted twice.
 
+App links get check runs instead of statuses (GitHub lets only Apps write checks): `begin`
+creates one per commit, named `dockyard/<workspace>`, `in_progress`; `end` completes it
+(`PATCH`) with the conclusion — `success` or `failure`, and `neutral` for a superseded commit
+(its content was deployed with the newer head, so not a failure, but it was not itself what
+was deployed; GitHub counts `neutral` as passing for required checks, so nothing is blocked,
+where `skipped` would say dockyard never looked at it) — `output.title` the summary,
+`output.summary` the details (Markdown, cut to GitHub's 65,535 characters), `details_url`
+the outcome's page. The run ids live in memory from `begin` to `end` of one processing; an
+`end` without its `begin` (that call failed) creates the run already completed.
+
 Every call is tried even if an earlier one failed; the failures are raised together as one
 `GitHubError`, which the processor logs. Feedback never changes a delivery's outcome.
 """
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import quote
 
 from dockyard.controller import github_api
-from dockyard.controller.github_api import GitHubApi, GitHubError
+from dockyard.controller.github_api import Check, GitHubApi, GitHubError
 from dockyard.webhooks.processing import LinkTarget, Outcome, Work
 
 log = logging.getLogger(__name__)
@@ -37,7 +49,7 @@ ClientFor = Callable[[LinkTarget], GitHubApi]
 
 
 def client_for(link: LinkTarget) -> GitHubApi:
-    return github_api.for_link(link.api_url, link.repo, link.credential_kind, link.credential)
+    return github_api.for_link(link.api_url, link.repo, link.resolve)
 
 
 def context(link: LinkTarget) -> str:
@@ -62,6 +74,7 @@ class StatusFeedback:
     def __init__(self, client: ClientFor = client_for, base_url: str = "") -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
+        self.checks = CheckRuns()
 
     def _with_link(self, link: LinkTarget, work: Work, outcome: Outcome) -> Outcome:
         """Until an outcome names its own page, a deploy links to the workspace's deployments."""
@@ -73,6 +86,9 @@ class StatusFeedback:
     def begin(self, link: LinkTarget, work: Work) -> None:
         word = "planning…" if work.kind == "plan" else "deploying…"
         api = self.client(link)
+        if link.credential_kind == "app":
+            _raise(self.checks.begin(api, link, _named(work)))
+            return
         self._all(
             [(sha, "pending", f"dockyard: {word}", None) for sha in _named(work)],
             lambda sha, state, text, url: api.create_status(sha, state, context(link), text, url),
@@ -82,10 +98,15 @@ class StatusFeedback:
         api = self.client(link)
         outcome = self._with_link(link, work, outcome)
         statuses = final_statuses(work, outcome)
-        failures = self._collect(
-            statuses,
-            lambda sha, state, text, url: api.create_status(sha, state, context(link), text, url),
-        )
+        if link.credential_kind == "app":
+            failures = self.checks.end(api, link, work, outcome, statuses)
+        else:
+            failures = self._collect(
+                statuses,
+                lambda sha, state, text, url: api.create_status(
+                    sha, state, context(link), text, url
+                ),
+            )
         pr = work.pull_request
         if work.kind == "plan" and pr is not None:
             body = comment_body(link, pr.head_sha, outcome)
@@ -146,3 +167,61 @@ def _raise(failures: list[str]) -> None:
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise GitHubError(failures[0] + more)
+
+
+class CheckRuns:
+    """The check runs `begin` created, by (link, commit), until `end` completes them."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[int, str], int] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, api: GitHubApi, link: LinkTarget, shas: list[str]) -> list[str]:
+        failures = []
+        for sha in shas:
+            try:
+                run_id = api.create_check_run(context(link), sha, "in_progress")
+            except GitHubError as exc:
+                failures.append(exc.message)
+                continue
+            with self._lock:
+                self._open[(link.link_id, sha)] = run_id
+        return failures
+
+    def end(
+        self,
+        api: GitHubApi,
+        link: LinkTarget,
+        work: Work,
+        outcome: Outcome,
+        statuses: list[tuple[str, str, str, str | None]],
+    ) -> list[str]:
+        failures = []
+        for sha, state, title, url in statuses:
+            with self._lock:
+                run_id = self._open.pop((link.link_id, sha), None)
+            check = Check(context(link), conclusion(state, sha, outcome), title, "", url)
+            summary = check_summary(check, sha, work, outcome)
+            try:
+                api.complete_check_run(run_id, sha, replace(check, summary=summary))
+            except GitHubError as exc:
+                failures.append(exc.message)
+        return failures
+
+
+def conclusion(state: str, sha: str, outcome: Outcome) -> str:
+    """A status's state as a check run's conclusion: a superseded commit is `neutral`."""
+    if state == "success" and outcome.head is not None and sha != outcome.head:
+        return "neutral"
+    return "success" if state == "success" else "failure"
+
+
+def check_summary(check: Check, sha: str, work: Work, outcome: Outcome) -> str:
+    """The check run's Markdown: the outcome's details for the commit it is about, else what
+    the title says (a superseded commit, a failure's reason)."""
+    if check.conclusion == "neutral":
+        return f"{check.title}. This commit's changes are part of what was deployed."
+    text = outcome.details or outcome.message
+    if check.conclusion == "failure" and outcome.message not in text:
+        text = f"{outcome.message}\n\n{text}"
+    return text or check.title

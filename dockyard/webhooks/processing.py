@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
+from dockyard.controller.github_credentials import Credentials
 from dockyard.controller.keys import Keyring
 from dockyard.controller.loop import Loop
 from dockyard.controller.store.db import Database
@@ -43,17 +44,23 @@ INTERVAL_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class LinkTarget:
-    """What processing needs of a link; the credential is clear here and nowhere else."""
+    """What processing needs of a link. `credential` is the token to use now — the link's
+    own, or an App installation token minted on demand (`github_credentials`) — clear here,
+    in memory, and nowhere else; callers never branch on `credential_kind` to get it."""
 
     workspace: str
     repo: str
     branch: str
     path: str
     api_url: str
-    credential_kind: str
-    credential: str = field(repr=False)
+    credential_kind: str  # token | app (feedback: commit statuses or check runs)
+    resolve: Callable[[], str] = field(repr=False)
     last_processed_head: str | None
     link_id: int = 0
+
+    @property
+    def credential(self) -> str:
+        return self.resolve()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +134,13 @@ class Processor(Loop):
         deploy_head: DeployHead,
         plan_head: PlanHead = plan_not_built,
         feedback: Feedback | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         super().__init__()
         self.db = db
         self.keys = keys
         self.clock = clock
+        self.credentials = credentials or Credentials(db, keys, clock)
         self.deploy_head = deploy_head
         self.plan_head = plan_head
         self.feedback: Feedback = feedback or NoFeedback()
@@ -196,7 +205,7 @@ class Processor(Loop):
             path=link.path,
             api_url=link.api_url,
             credential_kind=link.credential_kind,
-            credential=self.keys.unseal(link.sealed_credential).decode(),
+            resolve=self.credentials.for_link(session, link),
             last_processed_head=link.last_processed_head,
             link_id=link.id,
         )

@@ -1,4 +1,5 @@
-"""`POST /webhooks/github/<hook id>`: verify, store, answer 202 (docs/github.md, "Webhook").
+"""`POST /webhooks/github/<hook id>` (a link's webhook) and `POST /webhooks/github/app/<app
+hook id>` (a GitHub App's one webhook): verify, store, answer 202 (docs/github.md, "Webhook").
 
 The order is the point. The hook id in the URL finds the link (an unknown one is 404 before
 any body byte is read); a missing signature is 401, also before the body. Then the body is
@@ -7,6 +8,13 @@ one is 401 and nothing is stored. Only a verified body is parsed, classified
 (`events.classify`) and stored (`deliveries.record`), and only once it is committed is 202
 answered; the processing loop is woken after the answer is sent. A delivery id already
 stored answers 200 and does nothing.
+
+A GitHub App has one webhook URL and secret for all its installations: its deliveries are
+checked with the App's secret, the same way and in the same order, then routed by
+`repository.full_name` to every link made with the App for that repository — one stored
+delivery per link, classified and made idempotent exactly as on a link's own URL. Events
+without a repository (`ping`, `installation`, `installation_repositories`) are recorded on
+every link of the App.
 """
 
 import json
@@ -17,11 +25,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import errors
 from dockyard.controller.assembly import Controller
+from dockyard.controller.store.models import GithubApp, GithubLink
 from dockyard.webhooks import deliveries, events, signature
 from dockyard.webhooks.wiring import Webhooks
 
@@ -125,6 +136,92 @@ def _store(ctl: Controller, hook_id: str, delivery_id: str, event: str, payload:
             "event": event,
             "status": stored.status,
             "replay": not new,
+        },
+    )
+    return stored
+
+
+@router.post("/webhooks/github/app/{app_hook_id}", status_code=202)
+async def github_app_webhook(app_hook_id: str, request: Request) -> JSONResponse:
+    """A GitHub App's webhook delivery (`workspace link-github --app-id` printed the URL)."""
+    hooks: Webhooks = request.app.state.webhooks
+    secret = await run_in_threadpool(_app_secret_of, hooks.ctl, app_hook_id)
+    header = request.headers.get(signature.HEADER)
+    if not header:
+        raise errors.Unauthorized(
+            f"missing {signature.HEADER}: give the GitHub App's webhook the secret that"
+            " `dockyard workspace link-github --app-id` printed when the App was first linked"
+        )
+    body = await request.body()
+    if not signature.verify(secret, body, header):
+        raise errors.Unauthorized(
+            f"{signature.HEADER} does not match the body: the App's webhook secret is not the"
+            " one `dockyard workspace link-github --app-id` printed when it was first linked"
+        )
+    event, delivery_id = _headers(request)
+    payload = await run_in_threadpool(_parse, body)
+    stored = await run_in_threadpool(
+        _store_app, hooks.ctl, app_hook_id, delivery_id, event, payload
+    )
+    answer: dict[str, Any] = {
+        "delivery": delivery_id,
+        "links": [{"status": s.status, "kind": s.kind, "outcome": s.outcome} for s in stored],
+    }
+    if not stored:
+        repo = events.repository(payload) or "(none)"
+        answer["outcome"] = f"no link of this App is for repository {repo}; nothing stored"
+    if stored and not any(s.new for s in stored):
+        return JSONResponse({**answer, "replay": True}, status_code=200)
+    received = any(s.new and s.status == "received" for s in stored)
+    wake = BackgroundTask(hooks.processor.wake) if received else None
+    return JSONResponse(answer, status_code=202, background=wake)
+
+
+def _app_secret_of(ctl: Controller, app_hook_id: str) -> bytes:
+    """The App's webhook secret, opened; 404 for a URL no stored App has."""
+    with ctl.db.session() as session:
+        app = _find_app(session, app_hook_id) if HOOK_ID.fullmatch(app_hook_id) else None
+        if app is None:
+            raise errors.NotFound(
+                "no GitHub App has this webhook URL; `dockyard workspace link-github --app-id`"
+                " printed the App's URL when it was first linked"
+            )
+        sealed = app.sealed_secret
+    return ctl.keys.unseal(sealed)
+
+
+def _find_app(session: Session, app_hook_id: str) -> GithubApp | None:
+    return session.scalar(select(GithubApp).where(GithubApp.hook_id == app_hook_id))
+
+
+def _store_app(
+    ctl: Controller, app_hook_id: str, delivery_id: str, event: str, payload: Any
+) -> list[Stored]:
+    """One stored delivery per link of the App that the delivery is for."""
+    repo = events.repository(payload)
+    with ctl.db.session() as session:
+        app = _find_app(session, app_hook_id)
+        if app is None:
+            raise errors.NotFound("this GitHub App was removed; nothing was stored")
+        links = session.scalars(
+            select(GithubLink).where(GithubLink.app_ref == app.id).order_by(GithubLink.id)
+        ).all()
+        now = ctl.clock.now()
+        stored = []
+        for link in links:
+            if repo is not None and link.repo.lower() != repo.lower():
+                continue
+            classified = events.classify(event, payload, events.Target(link.repo, link.branch))
+            row, new = deliveries.record(session, link, delivery_id, event, classified, now)
+            stored.append(Stored(row.delivery_id, row.status, row.kind, row.outcome, new))
+    log.info(
+        "github app delivery",
+        extra={
+            "action": "github_delivery",
+            "delivery": delivery_id,
+            "event": event,
+            "links": len(stored),
+            "replay": bool(stored) and not any(s.new for s in stored),
         },
     )
     return stored

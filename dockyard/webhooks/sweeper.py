@@ -31,18 +31,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
-from dockyard.controller.keys import Keyring
+from dockyard.controller.github_credentials import Credentials
 from dockyard.controller.loop import Loop
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
 from dockyard.errors import Unavailable
-from dockyard.webhooks import deliveries, deploying, heads
+from dockyard.webhooks import deliveries, deploying, heads, redelivery
 from dockyard.webhooks.events import Classified
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,6 @@ class _Link:
     repo: str
     branch: str
     api_url: str
-    sealed_credential: str = field(repr=False)
 
 
 class Sweeper(Loop):
@@ -91,7 +90,7 @@ class Sweeper(Loop):
     def __init__(
         self,
         db: Database,
-        keys: Keyring,
+        credentials: Credentials,
         clock: Clock,
         interval_s: float,
         wake: Callable[[], None],
@@ -100,7 +99,7 @@ class Sweeper(Loop):
     ) -> None:
         super().__init__()
         self.db = db
-        self.keys = keys
+        self.credentials = credentials
         self.clock = clock
         self.interval_s = interval_s
         self.wake_processor = wake
@@ -137,20 +136,33 @@ class Sweeper(Loop):
                 recorded.append(found)
         if recorded:
             self.wake_processor()
+        self._redeliver()
         return recorded
+
+    def _redeliver(self) -> None:
+        """With a GitHub App, ask GitHub to send again what it failed to deliver (bounded per
+        App: `redelivery.py`); token links have no delivery log to read."""
+        if self._stop.is_set():
+            return
+        try:
+            redelivery.redeliver_all(self.credentials, self.db, self.clock)
+        except Exception as exc:  # noqa: BLE001 (a failing App must not end the pass)
+            log.warning(
+                "github redelivery failed",
+                extra={"action": "github_redeliver", "error": str(exc)[:300]},
+            )
 
     def _links(self) -> list[_Link]:
         with self.db.session() as session:
             rows = session.scalars(select(GithubLink).order_by(GithubLink.id)).all()
             return [
-                _Link(r.id, _workspace_name(session, r), r.repo, r.branch, r.api_url,
-                      r.sealed_credential)
+                _Link(r.id, _workspace_name(session, r), r.repo, r.branch, r.api_url)
                 for r in rows
             ]  # fmt: skip
 
     def _sweep_link(self, link: _Link) -> str | None:
         try:
-            token = self.keys.unseal(link.sealed_credential).decode()
+            token = self.credentials.token(link.link_id)
             url = deploying.clone_url(link.api_url, link.repo)
             head = self._within(
                 link.link_id, heads.Ask(url, link.branch, token, self.link_timeout_s)

@@ -20,9 +20,12 @@ class Webhooks:
             deploy_head=deploying.deploy_head(ctl),
             plan_head=planning.plan_head(ctl),
             feedback=feedback.StatusFeedback(base_url=ctl.settings.base_url),
+            credentials=ctl.github_credentials,
         )
         every = ctl.settings.github_sweep_s
-        self.sweeper = Sweeper(ctl.db, ctl.keys, ctl.clock, every, self.processor.wake)
+        self.sweeper = Sweeper(
+            ctl.db, ctl.github_credentials, ctl.clock, every, self.processor.wake
+        )
 
     def start(self) -> None:
         self.processor.recover()  # what a crash left half-done goes back to received

@@ -98,6 +98,9 @@ def test_statuses_and_one_comment_on_github(cache_home: Path, tmp_path: Path) ->
             for n, (action, head) in enumerate((("opened", good), ("synchronize", bad))):
                 payload = gh.pull_request(REPO, "main", action)
                 payload["pull_request"]["head"]["sha"] = head
+                pull = f"refs/pull/{payload['pull_request']['number']}/head"
+                git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", "-f",
+                    host.url(REPO), f"{head}:{pull}", cwd=clone)  # fmt: skip
                 deliver("pull_request", payload, f"pr-{n}")
                 assert processed(cli, WS)["status"] in ("done", "failed")
                 wait_for(partial(told, github.states, head), "the plan's status")

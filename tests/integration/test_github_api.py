@@ -32,7 +32,7 @@ def client(fake: githubapi.GitHubApi, timeout: float = github_api.TIMEOUT_S) -> 
 
 
 def target(fake: githubapi.GitHubApi, ws: str = "ws1") -> LinkTarget:
-    return LinkTarget(ws, REPO, "main", "", fake.api_url(), "token", TOKEN, None, 1)
+    return LinkTarget(ws, REPO, "main", "", fake.api_url(), "token", lambda: TOKEN, None, 1)
 
 
 def test_a_status_is_posted_as_the_description_says(fake: githubapi.GitHubApi) -> None:

@@ -59,7 +59,12 @@ class Host:
 def make(yard: Yard, host: Host, interval_s: float = 60.0) -> tuple[Sweeper, list[int]]:
     woken: list[int] = []
     made = Sweeper(
-        yard.ctl.db, yard.ctl.keys, yard.clock, interval_s, lambda: woken.append(1), ask=host
+        yard.ctl.db,
+        yard.ctl.github_credentials,
+        yard.clock,
+        interval_s,
+        lambda: woken.append(1),
+        ask=host,
     )
     return made, woken
 
@@ -244,7 +249,9 @@ def test_a_host_that_dribbles_its_headers_is_given_up_by_the_sweeper(
     api_url = raw.url.removesuffix(f"/{REPO}.git") + "/api/v3"
     fields = {"repo": REPO, "branch": "main", "api_url": api_url}
     usecases.github.link(yard.ctl, ADMIN, WS, fields, GH_TOKEN)
-    sweep = Sweeper(yard.ctl.db, yard.ctl.keys, yard.clock, 1.0, lambda: None)  # the real ask
+    sweep = Sweeper(
+        yard.ctl.db, yard.ctl.github_credentials, yard.clock, 1.0, lambda: None
+    )  # the real ask
     assert sweep.sweep() == []
     [unknown] = [r for r in caplog.records if r.getMessage() == "github sweep: branch head unknown"]
     assert unknown.__dict__["error"] == "the host did not answer within 1 s"

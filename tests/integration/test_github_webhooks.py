@@ -272,6 +272,7 @@ def test_link_secrets_are_sealed_and_never_shown_again(
     with yard.ctl.db.session() as session:  # what is stored opens with the master key only
         [link] = session.query(GithubLink).all()
         assert yard.ctl.keys.unseal(link.sealed_secret).decode() == secret
+        assert link.sealed_credential is not None
         assert yard.ctl.keys.unseal(link.sealed_credential).decode() == GH_TOKEN
 
 
@@ -309,6 +310,7 @@ def test_unlink_keeps_history_and_retires_the_url(
         "workspace": WS,
         "repo": REPO,
         "unlinked": True,
+        "credential_kind": "token",
         "webhook_deleted": False,  # made by hand: dockyard leaves it alone
         "webhook_reason": "dockyard did not create it: delete it in the repository's settings",
     }

@@ -29,6 +29,7 @@ MODEL_TABLES = {
     "github_link",
     "github_delivery",
     "github_oidc_rule",
+    "github_app",
 }
 
 

@@ -22,7 +22,7 @@ GONE = "jobs.__deployment__.gone"
 HELLO = "jobs.__deployment__.hello"
 BASE = "https://dockyard.example.com"
 SRC, WS_OLD, WS_NEW = "a" * 40, "b" * 40, "c" * 40
-LINK = LinkTarget("yard", "acme/pipelines", "main", "", BASE, "token", "t", None, 1)
+LINK = LinkTarget("yard", "acme/pipelines", "main", "", BASE, "token", lambda: "t", None, 1)
 
 
 def _job(ref: str, *triggers: str) -> dict[str, Any]:

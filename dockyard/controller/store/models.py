@@ -260,6 +260,24 @@ class PublicLink(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class GithubApp(Base):
+    """A GitHub App dockyard acts as (docs/github.md, "Linking with a GitHub App"), stored
+    once per App id and API and shared by every link made with it. The private key and the
+    webhook secret are sealed to the server's master key. An App has one webhook for all its
+    installations: `hook_id` is the opaque last part of its URL (`/webhooks/github/app/<id>`)."""
+
+    __tablename__ = "github_app"
+    __table_args__ = (UniqueConstraint("app_id", "api_url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(BigInteger)
+    api_url: Mapped[str] = mapped_column(String(255))
+    hook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    sealed_private_key: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    sealed_secret: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    created_at: Mapped[datetime]
+
+
 class GithubLink(Base):
     """A workspace linked to a GitHub repository (docs/github.md). The credential and the
     webhook secret are sealed to the server's master key (`keys.Keyring.seal`); the clear
@@ -275,14 +293,18 @@ class GithubLink(Base):
     branch: Mapped[str] = mapped_column(String(255))
     path: Mapped[str] = mapped_column(String(255))  # "" is the repository's root
     api_url: Mapped[str] = mapped_column(String(255))
-    credential_kind: Mapped[str] = mapped_column(String(16))  # "token"
-    sealed_credential: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
+    credential_kind: Mapped[str] = mapped_column(String(16))  # "token" | "app"
+    # the token (token mode); None for an App link, whose tokens are minted on demand
+    sealed_credential: Mapped[str | None] = mapped_column(Text)  # base64 age ciphertext
     sealed_secret: Mapped[str] = mapped_column(Text)  # base64 age ciphertext
     created_at: Mapped[datetime]
     last_processed_head: Mapped[str | None] = mapped_column(String(40))
     last_processed_at: Mapped[datetime | None]
     # the webhook's id on GitHub when dockyard created it (unlink deletes it); None: by hand
     github_hook_id: Mapped[int | None] = mapped_column(BigInteger)
+    # App mode: the App and the installation that covers the repository
+    app_ref: Mapped[int | None] = mapped_column(ForeignKey("github_app.id"), index=True)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GithubDelivery(Base):

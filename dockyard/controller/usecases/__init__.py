@@ -10,6 +10,7 @@ principal's rights (`access`), does the work in one transaction and returns JSON
 - `workspaces`, `tokens`, `jobs`, `runs`, `deployments`: one resource each, as in the API's URLs
 - `beacon`: what a running job reports to its beacon
 - `github`: a workspace's link to a GitHub repository (the receiver is `dockyard/webhooks`)
+- `github_apps`: the same link made through a GitHub App (the App stored once, shared)
 - `github_oidc`: which GitHub repositories and refs may deploy a workspace, and the exchange
   of an Actions job's OIDC token for a short-lived token
 """
@@ -19,6 +20,7 @@ from dockyard.controller.usecases import (
     beacon,
     deployments,
     github,
+    github_apps,
     github_oidc,
     jobs,
     runs,
@@ -31,6 +33,7 @@ __all__ = [
     "beacon",
     "deployments",
     "github",
+    "github_apps",
     "github_oidc",
     "jobs",
     "runs",

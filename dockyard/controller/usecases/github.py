@@ -34,6 +34,10 @@ BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 WEBHOOK_EVENTS = ("push", "pull_request")
+APP_HOOK_KEPT = (
+    "a GitHub App's webhook belongs to the App and stays; uninstall the App from the"
+    " repository on GitHub if it should no longer see it"
+)
 
 
 def link(
@@ -113,17 +117,21 @@ def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
             .values(status="ignored", outcome="the workspace was unlinked", processed_at=utcnow())
         )
         answer: dict[str, Any] = {"workspace": ws.name, "repo": row.repo, "unlinked": True}
+        answer["credential_kind"] = row.credential_kind
         hook = (row.api_url, row.repo, row.github_hook_id, row.sealed_credential)
         session.delete(row)
+    if answer["credential_kind"] == "app":  # the App's one webhook serves its other links
+        answer["webhook_deleted"], answer["webhook_reason"] = False, APP_HOOK_KEPT
+        return answer
     answer["webhook_deleted"], answer["webhook_reason"] = _delete_webhook(ctl, *hook)
     return answer
 
 
 def _delete_webhook(
-    ctl: Controller, api_url: str, repo: str, hook_id: int | None, sealed: str
+    ctl: Controller, api_url: str, repo: str, hook_id: int | None, sealed: str | None
 ) -> tuple[bool, str | None]:
     """Delete the webhook dockyard created at link time; one made by hand is left alone."""
-    if hook_id is None:
+    if hook_id is None or sealed is None:
         return False, "dockyard did not create it: delete it in the repository's settings"
     token = ctl.keys.unseal(sealed).decode()
     try:
