@@ -164,7 +164,7 @@ def linked_world(tmp: Path, jobs: int) -> Iterator[Linked]:
             cli = Cli(server, tmp / "home", WS)
             url, secret = link(cli, host.api_url())
             world = Linked(server, cli, host, tmp / "clone", url, secret, jobs)
-            elapsed = deploy_and_wait(world, first, "first")[0]
+            elapsed = deploy_and_wait(world, first, "first")[1]
             print(f"first deploy of {jobs} jobs from the git host: {elapsed:.1f} s", flush=True)
             yield world
     finally:
@@ -309,6 +309,7 @@ class ReceiverFigures:
     statuses: Counter[str]
     server_cpu_s: list[float]  # the server's CPU seconds per 100-delivery burst
     drain_s: list[float]
+    sequential: tuple[list[float], list[float]] = ([], [])  # one at a time: deliveries, healthz
 
 
 def receiver(world: Linked, head: str, rounds: int) -> ReceiverFigures:
@@ -349,7 +350,26 @@ def receiver(world: Linked, head: str, rounds: int) -> ReceiverFigures:
             f" drained in {drain:.1f} s",
             flush=True,
         )
+    figures.sequential = one_at_a_time(world, head)
     return figures
+
+
+def one_at_a_time(world: Linked, head: str) -> tuple[list[float], list[float]]:
+    """Service time without contention: 100 deliveries (the same mix) and 100 `/healthz`,
+    sent one after the other on one connection, alternately."""
+    deliveries: list[float] = []
+    health: list[float] = []
+    with httpx.Client(timeout=60) as client:
+        for req in mixed(world, head, "seq"):
+            for out, sent in (
+                (deliveries, req),
+                (health, Request("GET", f"{world.server.url}/healthz")),
+            ):
+                start = time.perf_counter()
+                client.request(sent.method, sent.url, content=sent.body, headers=sent.headers)
+                out.append(time.perf_counter() - start)
+            drained(world)
+    return deliveries, health
 
 
 def check_round(
@@ -469,6 +489,8 @@ def receiver_report(figures: ReceiverFigures, jobs: int, rounds: int) -> Report:
     rep.add_spread("replays (33 ids x 3 at once: 202 + 2 x 200)", figures.replays, "replay")
     rep.add_spread("wrong signature (401, nothing stored)", figures.unauthorized, "unauthorized")
     rep.add("answers", dict(sorted(figures.statuses.items())))
+    rep.add_spread("one at a time: deliveries", figures.sequential[0], "sequential")
+    rep.add_spread("one at a time: GET /healthz", figures.sequential[1], "sequential_floor")
     rep.add("server CPU per 100-delivery burst, median [s]", median(figures.server_cpu_s))
     rep.add("processing drained after each round, median [s]", median(figures.drain_s))
     rep.add("target", f"p99 ≤ {RECEIVER_P99_S * 1000:g} ms", "target")

@@ -4,13 +4,14 @@ what it does for a push (`deploying.deploy_head`: deploy the branch head fetched
 and stops the loop with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
-from dockyard.webhooks import deploying
+from dockyard.webhooks import deploying, hooksecrets
 from dockyard.webhooks.processing import Processor
 
 
 class Webhooks:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
+        self.secrets = hooksecrets.HookSecrets()  # links' webhook secrets, opened once
         self.processor = Processor(
             ctl.db, ctl.keys, ctl.clock, deploy_head=deploying.deploy_head(ctl)
         )
