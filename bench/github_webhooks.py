@@ -75,7 +75,14 @@ from _common import (
 
 sys.path.insert(0, str(REPO))  # the tests' loopback git host and GitHub's examples
 
-from dockyard.controller import sourcemirror
+from dockyard.controller import (
+    deployfiles,
+    gitstore,
+    manifests,
+    prereceive,
+    sourcemirror,
+    workspaces,
+)
 from dockyard.controller.executors import sandbox
 from dockyard.controller.sourcebuild import Builder
 from dockyard.settings import Settings
@@ -440,6 +447,63 @@ def manifest_step(world: Linked, sha: str) -> float:
     return elapsed
 
 
+def steps(world: Linked, sha: str) -> dict[str, float]:
+    """Where a server-side deploy of `sha` spends its time: the steps `gitsource._deploy`
+    runs for a commit, called one by one on the same data (in this process, server idle).
+    The last deployed version is the one being re-checked: what the hook and the reconciler
+    read is that version's manifest."""
+    data = world.server.data_dir
+    settings = Settings(data_dir=data)
+    mirror = pygit2.Repository(str(data / "sources" / f"{WS}.git"))
+    commit = mirror.revparse_single(sha).peel(pygit2.Commit)
+    files = sourcemirror.files_at(mirror, commit, "", settings.max_workspace_bytes)
+    repo = gitstore.open_repo(workspaces.repo_path(settings.repos_dir, WS))
+    head = gitstore.head_sha(repo)
+    assert head is not None
+    with world.db() as conn:
+        ws_id, kid = conn.execute(
+            "SELECT w.id, k.kid FROM workspace w JOIN workspace_key k ON k.workspace_id = w.id"
+            " WHERE w.name = ? ORDER BY k.id DESC",
+            (WS,),
+        ).fetchone()
+    builder = Builder(
+        data / "source-envs",
+        data / "shimlib",
+        sandbox.probe(settings.sandbox, settings.sandbox_uid_base),
+        settings.max_workspace_bytes,
+    )
+    parent = gitstore.commit_at(repo, head).parents[0]
+    old_text = gitstore.read_file(repo, str(parent.id), gitstore.MANIFEST) or b""
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    with builder.inspect(files, ws_id) as seen:
+        out["manifest generation (Builder.inspect: shim + dlt worker)"] = (
+            time.perf_counter() - start
+        )
+        manifest = manifests.canonical(seen.manifest)
+        out["manifests.validate_schema (JSON Schema)"] = timed(
+            lambda: manifests.validate_schema(manifest)
+        )[0]
+        out["the deployed manifest, parsed (load_yaml)"], old = timed(
+            lambda: manifests.load_yaml(old_text)
+        )
+        out["deployfiles.planned (plan + files + dump_yaml)"], planned = timed(
+            lambda: deployfiles.planned(seen, old, manifest)
+        )
+    _plan, manifest, files = planned
+    out["deployfiles.check_commit"] = timed(lambda: deployfiles.check_commit(files, manifest))[0]
+    out["manifests.validate (dlt's validator + JSON Schema + semantics)"] = timed(
+        lambda: manifests.validate(manifest)
+    )[0]
+    out["receive hook's checks (prereceive.check_contents: load_yaml + validate)"] = timed(
+        lambda: prereceive.check_contents(repo, head, kid)
+    )[0]
+    out["the reconciler's parse of the new manifest (load_yaml)"] = timed(
+        lambda: manifests.load_yaml(gitstore.read_file(repo, head, gitstore.MANIFEST) or b"")
+    )[0]
+    return out
+
+
 def idle(world: Linked) -> None:
     """Wait until the server is idle (a deploy leaves work behind, e.g. run environments)."""
     assert world.server.proc is not None
@@ -500,7 +564,7 @@ def receiver_report(figures: ReceiverFigures, jobs: int, rounds: int) -> Report:
     return rep
 
 
-def reconcile_report(trials: list[Trial], jobs: int) -> Report:
+def reconcile_report(trials: list[Trial], jobs: int, breakdown: list[dict[str, float]]) -> Report:
     rep = Report(f"GitHub push delivery -> deployment reconciled: {jobs}-job workspace")
     rep.figures["floor"] = "sourcebuild.Builder.inspect of the same commit, environment cached"
     seen = [t.seen_s for t in trials]
@@ -514,6 +578,12 @@ def reconcile_report(trials: list[Trial], jobs: int) -> Report:
     rep.figures["server_samples"] = [round(t.server_s, 4) for t in trials]
     rep.add("delivery answer (202), median [s]", median([t.answer_s for t in trials]))
     rep.add("git push of the change (not counted), median [s]", median([t.push_s for t in trials]))
+    parts = {label: median([b[label] for b in breakdown]) for label in breakdown[0]}
+    for label, seconds in parts.items():
+        rep.add(f"  step: {label}, median of 3 [s]", seconds)
+    after = sum(v for k, v in parts.items() if not k.startswith("manifest generation"))
+    rep.add("  steps after manifest generation, in all [s]", after, "after_manifest_s")
+    rep.figures["steps"] = parts
     return rep
 
 
@@ -528,10 +598,12 @@ def main(argv: list[str]) -> int:
         head = git("rev-parse", "HEAD", cwd=world.clone)
         figures = receiver(world, head, rounds)
         timed_trials = reconciles(world, trials)
+        last = git("rev-parse", "HEAD", cwd=world.clone)
+        breakdown = [steps(world, last) for _ in range(3)]
     print_machine()
     first = receiver_report(figures, jobs, rounds)
     first.show()
-    second = reconcile_report(timed_trials, jobs)
+    second = reconcile_report(timed_trials, jobs, breakdown)
     second.show()
     out = json_out(argv)
     if out is not None:  # run_all.py reads one report per script: the receiver's headline
