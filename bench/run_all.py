@@ -35,6 +35,7 @@ SCRIPTS = (
     "push_history.py",
     "push_body_memory.py",
     "loglines.py",
+    "github_webhooks.py",
 )
 COLUMNS = (
     "median_s",
