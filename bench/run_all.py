@@ -36,6 +36,7 @@ SCRIPTS = (
     "push_body_memory.py",
     "loglines.py",
     "github_sweep.py",
+    "github_webhooks.py",
 )
 COLUMNS = (
     "median_s",

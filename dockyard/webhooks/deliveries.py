@@ -51,10 +51,11 @@ def record(
     classified: Classified,
     now: datetime,
 ) -> tuple[GithubDelivery, bool]:
-    """The stored delivery and whether it is new (False: a replay, nothing was written)."""
-    existing = _by_delivery_id(session, link.workspace_id, delivery_id)
-    if existing is not None:
-        return existing, False
+    """The stored delivery and whether it is new (False: a replay, nothing was written).
+
+    New deliveries are the common case: the insert is tried first, and a replay is found
+    by the unique constraint refusing it (one statement fewer per new delivery than looking
+    first)."""
     row = GithubDelivery(
         workspace_id=link.workspace_id,
         link_id=link.id,
@@ -76,11 +77,11 @@ def record(
     try:
         with session.begin_nested():
             session.add(row)
-    except IntegrityError:  # the same delivery, stored by a concurrent request
-        raced = _by_delivery_id(session, link.workspace_id, delivery_id)
-        if raced is None:
+    except IntegrityError:  # stored before (a replay), or by a concurrent request
+        existing = _by_delivery_id(session, link.workspace_id, delivery_id)
+        if existing is None:
             raise
-        return raced, False
+        return existing, False
     return row, True
 
 

@@ -15,6 +15,10 @@ checked with the App's secret, the same way and in the same order, then routed b
 delivery per link, classified and made idempotent exactly as on a link's own URL. Events
 without a repository (`ping`, `installation`, `installation_repositories`) are recorded on
 every link of the App.
+
+A link's secret is read from the database and opened once, then remembered
+(`hooksecrets`): the store step re-reads the link anyway, and refuses if it is gone or its
+secret changed, so the memory only saves work, never decides.
 """
 
 import json
@@ -33,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard import errors
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import GithubApp, GithubLink
-from dockyard.webhooks import deliveries, events, signature
+from dockyard.webhooks import deliveries, events, hooksecrets, signature
 from dockyard.webhooks.wiring import Webhooks
 
 log = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ class Stored:
 async def github_webhook(hook_id: str, request: Request) -> JSONResponse:
     """A GitHub webhook delivery for the link whose URL this is (`workspace link-github`)."""
     hooks: Webhooks = request.app.state.webhooks
-    secret = await run_in_threadpool(_secret_of, hooks.ctl, hook_id)
+    known = hooks.secrets.get(hook_id) or await _look_up(hooks, hook_id)
     header = request.headers.get(signature.HEADER)
     if not header:
         raise errors.Unauthorized(
@@ -65,14 +69,23 @@ async def github_webhook(hook_id: str, request: Request) -> JSONResponse:
             " `dockyard workspace link-github` printed"
         )
     body = await request.body()
-    if not signature.verify(secret, body, header):
+    verified = signature.verify(known.secret, body, header)
+    if not verified and known.remembered:  # the link's secret may have changed: ask the DB
+        known = await _look_up(hooks, hook_id)
+        verified = signature.verify(known.secret, body, header)
+    if not verified:
         raise errors.Unauthorized(
             f"{signature.HEADER} does not match the body: the webhook's secret is not the one"
             " `dockyard workspace link-github` printed (unlink and link again for a new one)"
         )
     event, delivery_id = _headers(request)
-    payload = await run_in_threadpool(_parse, body)
-    stored = await run_in_threadpool(_store, hooks.ctl, hook_id, delivery_id, event, payload)
+    try:
+        stored = await run_in_threadpool(
+            _store, hooks.ctl, hook_id, known.sealed, delivery_id, event, body
+        )
+    except (errors.NotFound, errors.Unauthorized):
+        hooks.secrets.forget(hook_id)
+        raise
     answer = {"delivery": stored.delivery_id, "status": stored.status, "kind": stored.kind}
     if stored.outcome:
         answer["outcome"] = stored.outcome
@@ -82,7 +95,14 @@ async def github_webhook(hook_id: str, request: Request) -> JSONResponse:
     return JSONResponse(answer, status_code=202, background=wake)
 
 
-def _secret_of(ctl: Controller, hook_id: str) -> bytes:
+async def _look_up(hooks: Webhooks, hook_id: str) -> hooksecrets.Known:
+    """The link's secret from the database, remembered for the next delivery."""
+    known = await run_in_threadpool(_secret_of, hooks.ctl, hook_id)
+    hooks.secrets.put(hook_id, known)
+    return known
+
+
+def _secret_of(ctl: Controller, hook_id: str) -> hooksecrets.Known:
     """The link's webhook secret, opened; 404 for a URL no link has."""
     with ctl.db.session() as session:
         link = deliveries.find_link(session, hook_id) if HOOK_ID.fullmatch(hook_id) else None
@@ -92,7 +112,7 @@ def _secret_of(ctl: Controller, hook_id: str) -> bytes:
                 " linked workspace's URL"
             )
         sealed = link.sealed_secret
-    return ctl.keys.unseal(sealed)
+    return hooksecrets.Known(sealed, ctl.keys.unseal(sealed))
 
 
 def _headers(request: Request) -> tuple[str, str]:
@@ -119,11 +139,21 @@ def _parse(body: bytes) -> Any:
         raise errors.InvalidInput("the delivery's body is not JSON") from None
 
 
-def _store(ctl: Controller, hook_id: str, delivery_id: str, event: str, payload: Any) -> Stored:
+def _store(
+    ctl: Controller, hook_id: str, sealed: str, delivery_id: str, event: str, body: bytes
+) -> Stored:
+    """Parse the verified body and store the delivery, if the link whose secret checked the
+    signature (`sealed`) is still there (one worker-thread hop for both)."""
+    payload = _parse(body)
     with ctl.db.session() as session:
         link = deliveries.find_link(session, hook_id)
-        if link is None:  # unlinked between the signature check and now
+        if link is None:  # unlinked since the secret was read
             raise errors.NotFound("this GitHub link was removed; nothing was stored")
+        if link.sealed_secret != sealed:
+            raise errors.Unauthorized(
+                f"{signature.HEADER} was checked with a secret this link no longer has;"
+                " nothing was stored (GitHub's next delivery uses the new secret)"
+            )
         target = events.Target(link.repo, link.branch)
         classified = events.classify(event, payload, target)
         row, new = deliveries.record(session, link, delivery_id, event, classified, ctl.clock.now())

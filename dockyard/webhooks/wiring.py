@@ -5,7 +5,7 @@ DOCKYARD_GITHUB_SWEEP_S is 0). `web/asgi.py` mounts the receiver's router, keeps
 `app.state.webhooks` and starts and stops the loops with the controller's own loops."""
 
 from dockyard.controller.assembly import Controller
-from dockyard.webhooks import deploying, feedback, planning
+from dockyard.webhooks import deploying, feedback, hooksecrets, planning
 from dockyard.webhooks.processing import Processor
 from dockyard.webhooks.sweeper import Sweeper
 
@@ -13,6 +13,7 @@ from dockyard.webhooks.sweeper import Sweeper
 class Webhooks:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
+        self.secrets = hooksecrets.HookSecrets()  # links' webhook secrets, opened once
         self.processor = Processor(
             ctl.db,
             ctl.keys,

@@ -320,3 +320,31 @@ def test_unlink_keeps_history_and_retires_the_url(
     assert late.status_code == 404
     assert client.get(f"/api/v1/workspaces/{WS}").json()["github"] is None
     assert client.delete(f"/api/v1/workspaces/{WS}/github").status_code == 404
+
+
+def rotate(yard: Yard, secret: str) -> None:
+    with yard.ctl.db.session() as session:
+        session.query(GithubLink).one().sealed_secret = yard.ctl.keys.seal(secret.encode())
+
+
+def test_a_remembered_secret_never_outlives_the_link_s_own(
+    yard: Yard, client: TestClient, linked: Link
+) -> None:
+    """The receiver remembers a link's opened secret (webhooks/hooksecrets.py); when the
+    link's stored secret changes, a delivery signed with the new one is accepted and one
+    signed with the old, remembered one is refused, with nothing stored."""
+
+    def send(delivery: str, secret: str) -> int:
+        payload = gh.push(REPO, "main", HEAD)
+        answer = deliver(client, linked, "push", payload, delivery=delivery, secret=secret)
+        return int(answer.status_code)
+
+    old, second, third = linked["webhook_secret"], "second-secret-0123456789", "third-secret-01"
+    assert send("a", old) == 202  # `old` is remembered now
+    rotate(yard, second)
+    assert send("b", old) == 401  # verified by the remembered secret, refused at the store
+    assert send("c", second) == 202  # nothing remembered: read again
+    rotate(yard, third)
+    assert send("d", third) == 202  # the remembered `second` fails: read again, it matches
+    assert send("e", second) == 401
+    assert [r.delivery_id for r in rows(yard)] == ["a", "c", "d"]
