@@ -64,7 +64,9 @@ class Dash:
     clock: FakeClock
     committer: Committer
 
-    def deploy(self, *jobs: dict[str, Any], source: bytes = b"x = 1\n") -> str:
+    def deploy(
+        self, *jobs: dict[str, Any], source: bytes = b"x = 1\n", message: str = "deploy"
+    ) -> str:
         manifest = {"engine_version": 2, "deployment_module": "__deployment__", "jobs": list(jobs)}
         manifests.validate(manifest)
         sha = self.committer.commit(
@@ -72,7 +74,8 @@ class Dash:
                 gitstore.MANIFEST: manifests.dump_yaml(manifest).encode(),
                 gitstore.REQUIREMENTS: json.dumps(samples.requirements()).encode(),
                 "code/d.py": source,
-            }
+            },
+            message,
         )
         self.ctl.reconciler.reconcile(WS)
         return sha
@@ -231,6 +234,20 @@ def test_the_diff_of_any_two_deployments(dash: Dash) -> None:
     assert diff["files"] == ["code/d.py", "manifest.yaml"]
     back = dashboard.deployment_diff(dash.ctl, ADMIN, WS, v3, v1)  # either direction
     assert back["plan"]["added"] == ["jobs.d.b"]
+
+
+def test_the_deployments_page_shows_each_versions_source_commit(
+    dash: Dash, client: TestClient
+) -> None:
+    src = "3f2a" + "0" * 36
+    dash.deploy(job("a"))  # from a folder: no trailer
+    dash.deploy(
+        job("a"), job("b"), message=f"deploy\n\n{gitstore.SOURCE_TRAILER}: acme/etl@{src}\n"
+    )
+    page = client.get(f"/ui/w/{WS}/deployments").text
+    assert "<th>Source commit</th>" in page
+    assert f'title="acme/etl@{src}">acme/etl@{src[:12]}' in page.replace("\n", "")
+    assert "from a folder" in page
 
 
 def test_pipelines_come_from_the_runs_state_and_trace_payloads(dash: Dash) -> None:
