@@ -21,7 +21,7 @@ from tests import github_examples as gh
 from tests.conftest import WORKSPACES, Cli, make_server
 from tests.e2e.test_github_crash import processed
 from tests.e2e.test_github_feedback import commit, wait_for
-from tests.githost import GitHost
+from tests.githost import GitHost, git
 from tests.githubapi import AppKey, serving
 
 REPO = "acme/pipelines"
@@ -112,8 +112,9 @@ def test_an_app_link_gets_check_runs_and_one_comment(cache_home: Path, tmp_path:
             wait_for(lambda: [r["history"] for r in github.runs(good)] == done, "the check run")
             [run] = github.runs(good)
             assert run["name"] == NAME and run["conclusion"] == "success"
-            assert run["output"]["title"].startswith(f"deployed {good[:12]} as ")
-            assert run["details_url"] == f"{server.url}/ui/w/{WS}/deployments"
+            assert run["output"]["title"].startswith("8 added"), run  # the plan's summary
+            assert good[:12] in run["output"]["summary"]  # the details name what was deployed
+            assert run["details_url"].startswith(f"{server.url}/ui/w/{WS}/deployments")
             assert any("git-upload-pack" in r for r in host.requests[fetches:])  # fetched
             refs = api.removesuffix("/api/v3") + f"/{REPO}.git/info/refs?service=git-upload-pack"
             assert httpx.get(refs).status_code == 401  # only with a minted installation token
@@ -135,14 +136,17 @@ def test_an_app_link_gets_check_runs_and_one_comment(cache_home: Path, tmp_path:
             # a pull request: a check run on its head and exactly one comment
             payload = gh.pull_request(REPO, "main", "opened")
             payload["pull_request"]["head"]["sha"] = good
-            deliver("pull_request", payload, "app-pr-1")
-            assert processed(cli, WS)["status"] in ("done", "failed")
             number = payload["pull_request"]["number"]
+            git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", "-f",
+                host.url(REPO), f"{good}:refs/pull/{number}/head", cwd=clone)  # fmt: skip
+            deliver("pull_request", payload, "app-pr-1")
+            assert processed(cli, WS)["status"] == "done"
             wait_for(lambda: len(github.comments.get(number, [])) == 1, "the comment")
             wait_for(lambda: len(github.runs(good)) == 2, "the plan's check run")
             plan = github.runs(good)[1]
             assert plan["history"] == ["in_progress", "completed"] and plan["name"] == NAME
             assert github.comments[number][0]["body"].startswith(f"<!-- dockyard:plan:{WS} -->")
+            assert plan["conclusion"] == "success" and good[:12] in plan["output"]["summary"]
             assert "PRIVATE KEY" not in server.log.read_text()
         # leaving `serving` asserted that GitHub's description accepted every request
     finally:
