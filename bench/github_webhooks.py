@@ -31,13 +31,21 @@ path (fetch, environment built by uv, manifest by the shim, commit, reconcile), 
    class, data dir, cached uv environment, shim and sandbox the server uses) on that commit's
    files read from the server's mirror of the repository.
 
-   A third figure, "→ check posted ≤ that + 0.5 s", needs the commit status posting (not built
-   on this branch): with it, each trial would also poll the fake GitHub API's recorded
-   statuses for the pushed SHA, right after the reconcile is seen.
+   Third figure, "→ check posted ≤ that + 0.5 s": the link's `--api-url` is the loopback REST
+   fake (`tests/githubapi.py`, every request checked against GitHub's OpenAPI description,
+   zero violations asserted at the end), which also serves the git host's repositories. The
+   server posts its commit statuses there; per trial, delivery sent → the fake recording
+   (its own clock, `received_at`) the `success` status on the pushed commit, next to the
+   same trial's reconcile.
+
+The bursts of 1 are sent twice per round: by 100 client threads (one new connection each,
+as above), and by one asyncio client holding 100 connections opened beforehand (raw HTTP/1.1
+on loopback), to tell the server's share from the client's on a 2-core machine.
 
 Usage: python bench/github_webhooks.py [--rounds 5] [-n 5] [--jobs 1000] [--json-out FILE]
 """
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -88,6 +96,7 @@ from dockyard.controller.sourcebuild import Builder
 from dockyard.settings import Settings
 from tests import github_examples as gh
 from tests.githost import GitHost, git
+from tests.githubapi import GitHubApi, serving
 
 GH_REPO = "acme/pipelines"
 GH_TOKEN = "ghp_bench_token_0123456789abcdef"
@@ -108,6 +117,7 @@ class Linked:
     url: str  # the webhook's payload URL
     secret: str
     jobs: int
+    github: GitHubApi
 
     def deliver(self, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
         body, headers = gh.signed(self.secret, event, payload, delivery)
@@ -131,8 +141,10 @@ def deployment_module(jobs: int, changed: int | None = None) -> str:
     return jobs_module(jobs, tags)
 
 
-def link(cli: Cli, api_url: str) -> tuple[str, str]:
-    """`workspace create` and `workspace link-github` as a user runs them."""
+def link(cli: Cli, github: GitHubApi) -> tuple[str, str]:
+    """`workspace create` and `workspace link-github` as a user runs them; the link creates
+    its webhook on the fake GitHub, which holds its URL and secret."""
+    api_url = github.api_url()
     cli.run("workspace", "create", WS)
     argv = cli.argv(
         "workspace",
@@ -147,11 +159,11 @@ def link(cli: Cli, api_url: str) -> tuple[str, str]:
         "-o",
         "json",
     )
-    proc = subprocess.run(
+    subprocess.run(
         argv, env={**cli.env(), "GH_TOKEN": GH_TOKEN}, capture_output=True, text=True, check=True
     )
-    data = httpx.Response(200, content=proc.stdout).json()
-    return str(data["webhook_url"]), str(data["webhook_secret"])
+    [hook] = github.hooks
+    return str(hook["config"]["url"]), str(hook["config"]["secret"])
 
 
 @contextmanager
@@ -167,10 +179,10 @@ def linked_world(tmp: Path, jobs: int) -> Iterator[Linked]:
     host = GitHost(tmp / "host", token=GH_TOKEN).start()
     try:
         first = host.seed(GH_REPO, source, tmp / "clone")
-        with running_server(tmp) as server:
+        with serving(token=GH_TOKEN, githost=host) as github, running_server(tmp) as server:
             cli = Cli(server, tmp / "home", WS)
-            url, secret = link(cli, host.api_url())
-            world = Linked(server, cli, host, tmp / "clone", url, secret, jobs)
+            url, secret = link(cli, github)
+            world = Linked(server, cli, host, tmp / "clone", url, secret, jobs, github)
             elapsed = deploy_and_wait(world, first, "first")[1]
             print(f"first deploy of {jobs} jobs from the git host: {elapsed:.1f} s", flush=True)
             yield world
@@ -178,10 +190,11 @@ def linked_world(tmp: Path, jobs: int) -> Iterator[Linked]:
         host.stop()
 
 
-def deploy_and_wait(world: Linked, sha: str, delivery: str) -> tuple[float, float, float]:
+def deploy_and_wait(world: Linked, sha: str, delivery: str) -> tuple[float, float, float, float]:
     """Send one push delivery for `sha`; wait until the workspace reconciled a version whose
-    source commit is `sha`. Returns (seconds to the answer, to the reconcile seen by the
-    poll, to the server's `reconciled_at`), all from the moment the delivery was sent."""
+    source commit is `sha`, then until GitHub holds its `success` status. Returns (seconds to
+    the answer, to the reconcile seen by the poll, to the server's `reconciled_at`, to the
+    fake GitHub recording the success status), all from the moment the delivery was sent."""
     before = world.workspace()["reconciled_sha"]
     payload = gh.push(GH_REPO, "main", sha)
     sent = time.time()
@@ -198,7 +211,19 @@ def deploy_and_wait(world: Linked, sha: str, delivery: str) -> tuple[float, floa
     newest = world.server.api("GET", f"/api/v1/workspaces/{WS}/deployments")[0]
     if newest["source_commit"] != f"{GH_REPO}@{sha}":
         raise RuntimeError(f"reconciled {newest}, not {sha}: {last_delivery(world)}")
-    return answered - sent, seen - sent, reconciled_at(world) - sent
+    return answered - sent, seen - sent, reconciled_at(world) - sent, posted(world, sha) - sent
+
+
+def posted(world: Linked, sha: str, timeout: float = 120) -> float:
+    """When the fake GitHub recorded the `success` status on `sha` (its clock, POSIX s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with world.github.lock:
+            done = [s for s in world.github.statuses.get(sha, []) if s["state"] == "success"]
+        if done:
+            return float(done[0]["received_at"])
+        time.sleep(POLL_S)
+    raise RuntimeError(f"no success status on {sha}: {world.github.statuses.get(sha)}")
 
 
 def last_delivery(world: Linked) -> Any:
@@ -240,6 +265,43 @@ def burst(requests: list[Request]) -> list[tuple[int, float]]:
     for thread in threads:
         thread.join()
     return results
+
+
+def burst_async(requests: list[Request]) -> list[tuple[int, float]]:
+    """The same burst from one asyncio client: every connection opened first (untimed), then
+    every request written at once; per request, from its write to its answer read (EOF:
+    `Connection: close`). Much less client work than 100 threads: the server's share."""
+
+    async def run() -> list[tuple[int, float]]:
+        conns = [await asyncio.open_connection(*address(r.url)) for r in requests]
+
+        async def one(req: Request, reader: Any, writer: Any) -> tuple[int, float]:
+            start = time.perf_counter()
+            writer.write(raw(req))
+            answer = await reader.read()
+            elapsed = time.perf_counter() - start
+            writer.close()
+            return int(answer.split(b" ", 2)[1]), elapsed
+
+        return list(
+            await asyncio.gather(*(one(r, *c) for r, c in zip(requests, conns, strict=True)))
+        )
+
+    return asyncio.run(run())
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = httpx.URL(url)
+    return str(parts.host), int(parts.port or 80)
+
+
+def raw(req: Request) -> bytes:
+    url = httpx.URL(req.url)
+    body = req.body or b""
+    lines = [f"{req.method} {url.raw_path.decode()} HTTP/1.1", f"Host: {url.netloc.decode()}",
+             f"Content-Length: {len(body)}", "Connection: close"]  # fmt: skip
+    lines += [f"{k}: {v}" for k, v in req.headers if k.lower() not in ("content-length", "host")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def signed(
@@ -317,12 +379,17 @@ class ReceiverFigures:
     server_cpu_s: list[float]  # the server's CPU seconds per 100-delivery burst
     drain_s: list[float]
     sequential: tuple[list[float], list[float]] = ([], [])  # one at a time: deliveries, healthz
+    async_deliveries: list[float] | None = None  # the same bursts from one asyncio client
+    async_floor: list[float] | None = None
 
 
 def receiver(world: Linked, head: str, rounds: int) -> ReceiverFigures:
     assert world.server.proc is not None
     pid = world.server.proc.pid
-    figures = ReceiverFigures([], [], [], [], Counter(), [], [])
+    figures = ReceiverFigures(
+        [], [], [], [], Counter(), [], [], async_deliveries=[], async_floor=[]
+    )
+    assert figures.async_deliveries is not None and figures.async_floor is not None
     health = [Request("GET", f"{world.server.url}/healthz")] * CONCURRENCY
     for n in range(rounds + 1):  # round 0 warms connections, threads and the server: untimed
         before_rows = stored(world)
@@ -334,8 +401,15 @@ def receiver(world: Linked, head: str, rounds: int) -> ReceiverFigures:
         refused = burst(wrongly_signed(world, head, f"bad{n}"))
         drain = drained(world)
         check_round(answers, replayed, refused, floor, stored(world) - before_rows)
+        async_floor = burst_async(health)
+        async_answers = burst_async(mixed(world, head, f"a{n}"))
+        drain += drained(world)
+        if {c for c, _ in async_floor} != {200} or {c for c, _ in async_answers} != {202}:
+            raise RuntimeError(f"asyncio client: {Counter(c for c, _ in async_answers)}")
         if n == 0:
             continue
+        figures.async_floor += [s for _, s in async_floor]
+        figures.async_deliveries += [s for _, s in async_answers]
         figures.floor += [s for _, s in floor]
         figures.deliveries += [s for _, s in answers]
         figures.replays += [s for _, s in replayed]
@@ -353,7 +427,9 @@ def receiver(world: Linked, head: str, rounds: int) -> ReceiverFigures:
         figures.drain_s.append(drain)
         print(
             f"round {n}: deliveries p99 {percentile([s for _, s in answers], 99) * 1000:.1f} ms,"
-            f" floor p99 {percentile([s for _, s in floor], 99) * 1000:.1f} ms,"
+            f" floor p99 {percentile([s for _, s in floor], 99) * 1000:.1f} ms;"
+            f" asyncio client: {percentile([s for _, s in async_answers], 99) * 1000:.1f}"
+            f" vs {percentile([s for _, s in async_floor], 99) * 1000:.1f} ms,"
             f" drained in {drain:.1f} s",
             flush=True,
         )
@@ -410,6 +486,7 @@ class Trial:
     seen_s: float  # delivery sent -> reconciled_sha moved, as the poll saw it
     server_s: float  # delivery sent -> the server's reconciled_at
     floor_s: float  # the server's manifest step alone, same commit, environment cached
+    posted_s: float  # delivery sent -> the fake GitHub recorded the success status
 
 
 def push_change(world: Linked, trial: int) -> tuple[str, float]:
@@ -520,12 +597,13 @@ def reconciles(world: Linked, trials: int) -> list[Trial]:
     for n in range(trials):
         idle(world)
         sha, push_s = push_change(world, n)
-        answer_s, seen_s, server_s = deploy_and_wait(world, sha, f"t{n}")
+        answer_s, seen_s, server_s, posted_s = deploy_and_wait(world, sha, f"t{n}")
         idle(world)
         floor_s = manifest_step(world, sha)
-        results.append(Trial(push_s, answer_s, seen_s, server_s, floor_s))
+        results.append(Trial(push_s, answer_s, seen_s, server_s, floor_s, posted_s))
         print(
             f"trial {n}: reconciled (poll) {seen_s:.3f} s, server {server_s:.3f} s,"
+            f" success status posted {posted_s:.3f} s,"
             f" manifest step {floor_s:.3f} s",
             flush=True,
         )
@@ -550,6 +628,9 @@ def receiver_report(figures: ReceiverFigures, jobs: int, rounds: int) -> Report:
     rep.figures["ratio"] = p99 / floor_p99
     rep.add("difference p99 - floor p99 [ms]", f"{(p99 - floor_p99) * 1000:.1f}")
     rep.figures["difference_s"] = p99 - floor_p99
+    assert figures.async_deliveries and figures.async_floor
+    rep.add_spread("asyncio client, pre-opened: deliveries", figures.async_deliveries, "async")
+    rep.add_spread("asyncio client, pre-opened: GET /healthz", figures.async_floor, "async_floor")
     rep.add_spread("replays (33 ids x 3 at once: 202 + 2 x 200)", figures.replays, "replay")
     rep.add_spread("wrong signature (401, nothing stored)", figures.unauthorized, "unauthorized")
     rep.add("answers", dict(sorted(figures.statuses.items())))
@@ -576,6 +657,15 @@ def reconcile_report(trials: list[Trial], jobs: int, breakdown: list[dict[str, f
         f"{median(server):.3f} / {max(server):.3f}",
     )
     rep.figures["server_samples"] = [round(t.server_s, 4) for t in trials]
+    posted = [t.posted_s for t in trials]
+    late = [t.posted_s - t.server_s for t in trials]
+    rep.add("delivery -> success status recorded by GitHub, median / max [s]",
+            f"{median(posted):.3f} / {max(posted):.3f}")  # fmt: skip
+    rep.add("check posted - reconciled_at (same trial), median / max [s]",
+            f"{median(late):.3f} / {max(late):.3f}")  # fmt: skip
+    rep.figures["posted_samples"] = [round(p, 4) for p in posted]
+    rep.figures["posted_after_reconciled_s"] = [round(a, 4) for a in late]
+    rep.add("target: check posted <= reconciled + 0.5 s", "yes" if max(late) <= 0.5 else "NO")
     rep.add("delivery answer (202), median [s]", median([t.answer_s for t in trials]))
     rep.add("git push of the change (not counted), median [s]", median([t.push_s for t in trials]))
     parts = {label: median([b[label] for b in breakdown]) for label in breakdown[0]}
@@ -600,6 +690,9 @@ def main(argv: list[str]) -> int:
         timed_trials = reconciles(world, trials)
         last = git("rev-parse", "HEAD", cwd=world.clone)
         breakdown = [steps(world, last) for _ in range(3)]
+        with world.github.lock:
+            calls, violations = len(world.github.requests), len(world.github.violations)
+        print(f"GitHub API: {calls} requests, {violations} against GitHub's description")
     print_machine()
     first = receiver_report(figures, jobs, rounds)
     first.show()

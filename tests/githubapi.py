@@ -1,7 +1,8 @@
 """A loopback stand-in for GitHub's REST API that checks every request against GitHub's own
 published OpenAPI description (npm `@octokit/openapi`, pinned in tests/setup_machine.sh and
 installed into `.cache/npm`), and keeps the state dockyard writes: commit statuses per sha,
-comments per pull request, webhooks, check runs.
+comments per pull request, webhooks, check runs. Each recorded commit status carries
+`received_at` (`time.time()` when the fake took it: the benchmarks' "check posted" moment).
 
 As a GitHub App's GitHub (`app=AppKey(...)`, `installations={repo: id}`), it checks the App's
 JWT on the App's own calls with the App's public key as GitHub does (RS256 signature, `iss`
@@ -420,7 +421,7 @@ class GitHubApi:
             "target_url": body.get("target_url"),
             "context": body.get("context", "default"),
         }
-        self.statuses.setdefault(sha, []).append(status)
+        self.statuses.setdefault(sha, []).append({**status, "received_at": time.time()})
         return 201, {**status, "url": f"{PREFIX}/statuses/{sha}", "node_id": "S"}
 
     def list_comments(self, values: dict[str, str], _body: Json) -> tuple[int, Json]:

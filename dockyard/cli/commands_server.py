@@ -133,7 +133,10 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
     async def serve_all() -> None:
         await asyncio.gather(*(uvicorn.Server(c).serve() for c in configs))
 
-    asyncio.run(serve_all())
+    # uvicorn's own choice of loop (`loop="auto"`: uvloop when installed), as `Server.run`
+    # makes it; `asyncio.run` alone would always take the pure-Python loop
+    with asyncio.Runner(loop_factory=configs[0].get_loop_factory()) as runner:
+        runner.run(serve_all())
 
 
 def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:
