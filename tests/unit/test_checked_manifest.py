@@ -8,7 +8,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from dockyard.controller import gitstore, manifests, prereceive
+from dockyard.controller import gitsource, gitstore, manifests, planning, prereceive
 from dockyard.controller import reconciler as reconciling
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import InvalidInput
@@ -105,3 +105,32 @@ def test_a_schema_check_carries_over_only_to_the_same_json_value() -> None:
     with pytest.raises(InvalidInput, match="not an IANA name"):
         manifests.checked(manifests.dump_yaml(bad).encode(), valid)
     assert manifests.checked(GOOD, valid).manifest == valid
+
+
+def test_a_plan_against_the_job_rows_is_the_plan_against_the_deployed_manifest(
+    repo: pygit2.Repository,
+) -> None:
+    deployed = samples.manifest(samples.HELLO, samples.SLEEPER)
+    head = commit(repo, manifests.dump_yaml(deployed).encode())
+    new = samples.manifest(samples.HELLO, samples.AFTER_HELLO)
+    new["jobs"][0]["expose"]["tags"] = ["slow"]
+    rows = [samples.job(samples.HELLO), samples.job(samples.SLEEPER)]
+
+    against = gitsource._planned_against(repo, head, rows, new)
+
+    assert against == {"jobs": rows}  # HEAD's manifest was not parsed
+    assert planning.plan(against, new) == planning.plan(deployed, new)
+    assert planning.plan(against, new).summary() == "1 added, 1 updated, 1 archived"
+
+
+def test_no_job_change_or_no_reconciled_rows_reads_the_deployed_manifest(
+    repo: pygit2.Repository,
+) -> None:
+    deployed = samples.manifest(samples.HELLO)
+    head = commit(repo, manifests.dump_yaml(deployed).encode())
+    rows = [samples.job(samples.HELLO)]
+
+    # unchanged jobs: HEAD's manifest itself, so an equal manifest keeps HEAD's blob
+    assert gitsource._planned_against(repo, head, rows, samples.manifest(samples.HELLO)) == deployed
+    other = samples.manifest(samples.HELLO, samples.SLEEPER)
+    assert gitsource._planned_against(repo, head, None, other) == deployed
