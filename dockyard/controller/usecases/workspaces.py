@@ -45,8 +45,8 @@ def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "read")
         info = workspace_dict(ws)
-        # counted, not loaded: a 1,000-job workspace's definitions cost ~50 ms to load, and
-        # `deploy` and the benchmarks poll this while a deploy runs
+        # counted, not loaded: a 1,000-job workspace's definitions cost tens of ms to load,
+        # and a client waiting for a deploy (bench/github_webhooks.py) polls this
         info["jobs"] = session.scalar(
             select(func.count())
             .select_from(Job)
