@@ -42,7 +42,10 @@ The bursts of 1 are sent twice per round: by 100 client threads (one new connect
 as above), and by one asyncio client holding 100 connections opened beforehand (raw HTTP/1.1
 on loopback), to tell the server's share from the client's on a 2-core machine.
 
-Usage: python bench/github_webhooks.py [--rounds 5] [-n 5] [--jobs 1000] [--json-out FILE]
+Usage: python bench/github_webhooks.py [--rounds 5] [-n 5] [--jobs 1000] [--skip-receiver]
+       [--json-out FILE]
+
+`--skip-receiver` runs part 2 alone.
 """
 
 import asyncio
@@ -85,14 +88,17 @@ sys.path.insert(0, str(REPO))  # the tests' loopback git host and GitHub's examp
 
 from dockyard.controller import (
     deployfiles,
+    gitsource,
     gitstore,
     manifests,
     prereceive,
+    reconciler,
     sourcemirror,
     workspaces,
 )
 from dockyard.controller.executors import sandbox
 from dockyard.controller.sourcebuild import Builder
+from dockyard.controller.store.db import Database
 from dockyard.settings import Settings
 from tests import github_examples as gh
 from tests.githost import GitHost, git
@@ -527,8 +533,9 @@ def manifest_step(world: Linked, sha: str) -> float:
 def steps(world: Linked, sha: str) -> dict[str, float]:
     """Where a server-side deploy of `sha` spends its time: the steps `gitsource._deploy`
     runs for a commit, called one by one on the same data (in this process, server idle).
-    The last deployed version is the one being re-checked: what the hook and the reconciler
-    read is that version's manifest."""
+    The last deployed version is the one being re-checked: the plan is made against its
+    job rows (as `_build` does when HEAD is reconciled), and the hook's checks and the
+    reconciler's read get the `manifests.Checked` of its manifest blob, as in a deploy."""
     data = world.server.data_dir
     settings = Settings(data_dir=data)
     mirror = pygit2.Repository(str(data / "sources" / f"{WS}.git"))
@@ -549,8 +556,7 @@ def steps(world: Linked, sha: str) -> dict[str, float]:
         sandbox.probe(settings.sandbox, settings.sandbox_uid_base),
         settings.max_workspace_bytes,
     )
-    parent = gitstore.commit_at(repo, head).parents[0]
-    old_text = gitstore.read_file(repo, str(parent.id), gitstore.MANIFEST) or b""
+    db = Database(settings.database_url)
     out: dict[str, float] = {}
     start = time.perf_counter()
     with builder.inspect(files, ws_id) as seen:
@@ -561,22 +567,35 @@ def steps(world: Linked, sha: str) -> dict[str, float]:
         out["manifests.validate_schema (JSON Schema)"] = timed(
             lambda: manifests.validate_schema(manifest)
         )[0]
-        out["the deployed manifest, parsed (load_yaml)"], old = timed(
-            lambda: manifests.load_yaml(old_text)
+
+        def deployed() -> dict[str, Any]:
+            """What a deploy that changes a job plans against (this re-check changes none,
+            so `_planned_against` would parse HEAD's manifest instead: the rare case)."""
+            with db.session() as session:
+                jobs = gitsource._deployed_jobs(session, workspaces.get(session, WS), head)
+            assert jobs is not None, "the workspace is reconciled at HEAD"
+            return {"jobs": jobs}
+
+        out["the deployed jobs, read from their rows (gitsource._deployed_jobs)"], old = timed(
+            deployed
         )
         out["deployfiles.planned (plan + files + dump_yaml)"], planned = timed(
             lambda: deployfiles.planned(seen, old, manifest)
         )
-    _plan, manifest, files = planned
-    out["deployfiles.check_commit"] = timed(lambda: deployfiles.check_commit(files, manifest))[0]
-    out["manifests.validate (dlt's validator + JSON Schema + semantics)"] = timed(
-        lambda: manifests.validate(manifest)
+    db.dispose()
+    _plan, final, files = planned
+    out["deployfiles.check_commit"] = timed(lambda: deployfiles.check_commit(files, final))[0]
+    out["manifests.checked (load_yaml + validate of the bytes to commit)"], checked = timed(
+        lambda: manifests.checked(files[gitstore.MANIFEST].data, manifest)
+    )
+    head_blob = gitstore.read_file(repo, head, gitstore.MANIFEST) or b""
+    if manifests.blob_id(head_blob) != checked.blob:  # this commit's manifest is HEAD's
+        raise RuntimeError("the re-checked commit's manifest is not the deployed one")
+    out["receive hook's checks (prereceive.check_contents, given the Checked)"] = timed(
+        lambda: prereceive.check_contents(repo, head, kid, checked)
     )[0]
-    out["receive hook's checks (prereceive.check_contents: load_yaml + validate)"] = timed(
-        lambda: prereceive.check_contents(repo, head, kid)
-    )[0]
-    out["the reconciler's parse of the new manifest (load_yaml)"] = timed(
-        lambda: manifests.load_yaml(gitstore.read_file(repo, head, gitstore.MANIFEST) or b"")
+    out["the reconciler's read of the new manifest (given the Checked)"] = timed(
+        lambda: reconciler._manifest(repo, head, checked)
     )[0]
     return out
 
@@ -686,7 +705,7 @@ def main(argv: list[str]) -> int:
         linked_world(Path(tmp), jobs) as world,
     ):
         head = git("rev-parse", "HEAD", cwd=world.clone)
-        figures = receiver(world, head, rounds)
+        figures = None if "--skip-receiver" in argv else receiver(world, head, rounds)
         timed_trials = reconciles(world, trials)
         last = git("rev-parse", "HEAD", cwd=world.clone)
         breakdown = [steps(world, last) for _ in range(3)]
@@ -694,9 +713,15 @@ def main(argv: list[str]) -> int:
             calls, violations = len(world.github.requests), len(world.github.violations)
         print(f"GitHub API: {calls} requests, {violations} against GitHub's description")
     print_machine()
+    second = reconcile_report(timed_trials, jobs, breakdown)
+    if figures is None:
+        second.show()
+        out = json_out(argv)
+        if out is not None:
+            second.write(out)
+        return 0
     first = receiver_report(figures, jobs, rounds)
     first.show()
-    second = reconcile_report(timed_trials, jobs, breakdown)
     second.show()
     out = json_out(argv)
     if out is not None:  # run_all.py reads one report per script: the receiver's headline

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pygit2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.controller import (
@@ -35,6 +37,7 @@ from dockyard.controller import (
 from dockyard.controller.assembly import Controller
 from dockyard.controller.gitstore import FileEntry
 from dockyard.controller.sourcebuild import Builder
+from dockyard.controller.store.models import Job, Workspace
 from dockyard.errors import Conflict, DockyardError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -155,10 +158,11 @@ class Built:
     """A source commit's deployment, checked as a deploy checks it, not yet written."""
 
     plan: planning.Plan
-    old: dict[str, Any] | None  # the deployed manifest it was planned against
+    old: dict[str, Any] | None  # the deployed manifest it was planned against (or its jobs)
     manifest: dict[str, Any]
     files: dict[str, FileEntry]  # the workspace commit's files (manifest.yaml, code/, config/)
     kid: str  # the workspace's current key: every secret is sealed for it
+    checked: manifests.Checked  # files[manifest.yaml] parsed and validated, as the hook does
 
 
 def _build(
@@ -171,11 +175,14 @@ def _build(
 ) -> Built:
     """The steps a deploy and a plan share: the manifest built in the commit's own
     environment, the schema, dlt's checks, the plan against the deployed manifest, the
-    commit's files and their secrets sealed for the current key."""
+    commit's files and their secrets sealed for the current key. The manifest bytes to be
+    committed are parsed and validated here, once: the hook's checks and the reconciler
+    reuse that result for the blob with those bytes (`manifests.Checked`)."""
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace)
         ws_id, current_kid = ws.id, ctl.keys.sealing_key(session, ws).kid
         executor = ctl.executor_of(ws)
+        deployed = _deployed_jobs(session, ws, head)
     builder = Builder(
         ctl.settings.data_dir / "source-envs",
         ctl.settings.data_dir / "shimlib",
@@ -183,15 +190,49 @@ def _build(
         ctl.settings.max_workspace_bytes,
         sourcecontainer.in_container(ctl.executor.get(executor)),
     )
-    old = _deployed_manifest(repo, head)
     with builder.inspect(source_files, ws_id) as seen:
-        manifest = manifests.canonical(seen.manifest)
-        manifests.validate_schema(manifest)  # dlt's own validator ran inside the worker
-        plan, manifest, files = deployfiles.planned(seen, old, manifest)
+        schema_valid = manifests.canonical(seen.manifest)
+        manifests.validate_schema(schema_valid)  # dlt's own validator ran inside the worker
+        old = _planned_against(repo, head, deployed, schema_valid)
+        plan, manifest, files = deployfiles.planned(seen, old, schema_valid)
     deployfiles.check_commit(files, manifest)
-    manifests.validate(manifest)  # what the hook checks, before anything is written
+    # what the hook checks (`load_yaml`, `validate`), on the very bytes to be committed,
+    # before anything is written
+    checked = manifests.checked(files[gitstore.MANIFEST].data, schema_valid)
     check_sealed(files, source.path, workspace, current_kid)
-    return Built(plan, old, manifest, files, current_kid)
+    return Built(plan, old, manifest, files, current_kid, checked)
+
+
+def _deployed_jobs(session: Session, ws: Workspace, head: str | None) -> list[Any] | None:
+    """The deployed manifest's jobs as its job rows hold them, when the workspace is
+    reconciled at `head`: each reconcile applies a whole manifest in one transaction, so the
+    active rows are that manifest's jobs (the reconciler plans against them too). None when
+    they may not be (no HEAD, or HEAD not reconciled yet)."""
+    if head is None or ws.reconciled_sha != head:
+        return None
+    rows = session.scalars(
+        select(Job.definition)
+        .where(Job.workspace_id == ws.id, Job.status == "active")
+        .order_by(Job.id)
+    )
+    return list(rows)
+
+
+def _planned_against(
+    repo: pygit2.Repository,
+    head: str | None,
+    deployed: list[Any] | None,
+    manifest: dict[str, Any],
+) -> dict[str, Any] | None:
+    """What the plan diffs `manifest` against: the deployed jobs from their rows (parsing a
+    1,000-job manifest costs about half a second), or HEAD's manifest parsed when the rows
+    may not stand for it, and when no job changes (then an equal manifest keeps HEAD's
+    blob byte for byte: `deployfiles.planned`)."""
+    if deployed is not None:
+        jobs = {"jobs": deployed}
+        if not planning.plan(jobs, manifest).is_noop:
+            return jobs
+    return _deployed_manifest(repo, head)
 
 
 def _deploy(
@@ -211,10 +252,10 @@ def _deploy(
     if new is None:
         reason = f"{sha[:12]} holds what is deployed already"
         return SourceDeploy("unchanged", head, sha, plan.summary(), reason)
-    check_as_hook(ctl, repo, new, built.kid)
+    checked = check_as_hook(ctl, repo, new, built.kid, built.checked)
     if not gitstore.move_branch(repo, new, head):
         raise Conflict("another deploy landed first; the next delivery or sweep deploys again")
-    ctl.reconciler.reconcile(workspace)
+    ctl.reconciler.reconcile(workspace, checked)
     log.info(
         "source commit deployed",
         extra={"action": "deploy_from_git", "workspace": workspace, "sha": new, "source": sha},
@@ -298,7 +339,7 @@ def _check_unwritten(
         scratch = pygit2.init_repository(tmp, bare=True)
         tree = gitstore.write_tree(scratch, built.files)
         sha = str(scratch.create_commit(None, WHO, WHO, "plan\n", tree, []))
-        check_as_hook(ctl, scratch, sha, built.kid)
+        check_as_hook(ctl, scratch, sha, built.kid, built.checked)
         new = gitstore.commit_at(scratch, sha).tree
         old = None if head is None else gitstore.commit_at(repo, head).tree
         return tuple(
@@ -363,9 +404,17 @@ def _commit(
     return str(repo.create_commit(None, WHO, WHO, message, tree, parents))
 
 
-def check_as_hook(ctl: Controller, repo: pygit2.Repository, sha: str, kid: str) -> None:
-    """What the receive hook checks in a pushed commit, on this one (there is no push)."""
+def check_as_hook(
+    ctl: Controller,
+    repo: pygit2.Repository,
+    sha: str,
+    kid: str,
+    checked: manifests.Checked | None = None,
+) -> manifests.Checked:
+    """What the receive hook checks in a pushed commit, on this one (there is no push);
+    `checked` stands in for the manifest's parse and validation only if the commit's
+    manifest blob is the one it was made from (`prereceive.check_contents`)."""
     limits = prereceive.Limits(ctl.settings.max_workspace_bytes, ctl.settings.push_limit)
-    walk = prereceive.Walk(repo, limits, [kid])
+    walk = prereceive.Walk(repo, limits, [kid], {checked.blob} if checked else set())
     prereceive.check_history(walk, [gitstore.commit_at(repo, sha)])
-    prereceive.check_contents(repo, sha, kid)
+    return prereceive.check_contents(repo, sha, kid, checked)

@@ -8,6 +8,7 @@ and a redeploy of unchanged code is not a change.
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
@@ -79,6 +80,43 @@ def load_yaml(text: str | bytes) -> Manifest:
     check_shape(loaded)
     # a hand-edited file may hold unquoted timestamps, which YAML turns into datetimes
     return dict(to_jsonable(loaded))
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A manifest parsed (`load_yaml`) from exactly the bytes of git blob `blob` and
+    validated (`validate`): what one deploy hands its later steps (the receive hook's checks,
+    the reconciler) so the same bytes are parsed and validated once. A reader uses it only
+    when the blob it would read has this id; any other blob is read and checked in full."""
+
+    blob: str  # the git object id (hex) of the bytes
+    manifest: Manifest
+
+    def holds(self, blob: object) -> bool:
+        return str(blob) == self.blob
+
+
+def checked(data: bytes, schema_valid: Manifest | None = None) -> Checked:
+    """Parse and validate `data` as the receive hook does: the result stands for that blob.
+    `schema_valid`, a manifest that just passed `validate_schema`, spares running the JSON
+    Schema and semantic checks again when `data` parses to exactly it (same JSON text)."""
+    manifest = load_yaml(data)
+    validate(manifest, schema_checked=schema_valid is not None and _same(manifest, schema_valid))
+    return Checked(blob_id(data), manifest)
+
+
+def _same(a: Manifest, b: Manifest) -> bool:
+    """Equal as JSON values (`==` alone takes True for 1 and 1.0 for 1)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+
+
+def blob_id(data: bytes) -> str:
+    """git's object id of a blob holding `data` (SHA-1 object format; a repository in another
+    format never matches it, so its readers check in full)."""
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def check_yaml(data: bytes) -> None:
@@ -247,8 +285,10 @@ def _json_path(path: Any) -> str:
     return "manifest" + "".join(parts)
 
 
-def validate(manifest: Manifest) -> list[str]:
+def validate(manifest: Manifest, schema_checked: bool = False) -> list[str]:
     """Validate with dlt's validator and the JSON Schema; return dlt's warnings.
+    `schema_checked`: this very value passed `validate_schema` already (dlt's validator
+    still runs).
 
     Raises `InvalidInput` with every problem on one line.
     """
@@ -256,7 +296,7 @@ def validate(manifest: Manifest) -> list[str]:
 
     # `created_at` is required by dlt's typing but volatile, so the stored form omits it
     errors, warnings = dltadapter.validate_manifest({"created_at": _EPOCH, **manifest})
-    if not errors:
+    if not errors and not schema_checked:
         errors = schema_errors(manifest) or semantic_errors(manifest)
     if errors:
         raise InvalidInput("invalid manifest: " + "; ".join(errors))

@@ -74,6 +74,8 @@ class Walk:
     repo: pygit2.Repository
     limits: Limits
     known_kids: list[str]  # current and retired keys: history may predate a rotation
+    # manifest blobs (ids) whose bytes `manifests.load_yaml` has bound-checked already
+    yaml_checked: set[str] = field(default_factory=set)
     sizes: dict[pygit2.Oid, int] = field(default_factory=dict)
     reached: set[pygit2.Oid] = field(default_factory=set)
     _trees: set[tuple[pygit2.Oid, str]] = field(default_factory=set)
@@ -120,7 +122,8 @@ class Walk:
         if mode == gitstore.MODE_LINK:
             pushrules.check_link(path, self._data(oid, path))
         elif path == gitstore.MANIFEST:
-            manifests.check_yaml(self._data(oid, path))
+            if str(oid) not in self.yaml_checked:
+                manifests.check_yaml(self._data(oid, path))
         elif pushrules.is_config_toml(path):
             data = self._data(oid, path)
             if crypto.is_secret_file(path):
@@ -206,20 +209,39 @@ def check_reached(walk: Walk, added: dict[pygit2.Oid, int]) -> None:
         )
 
 
-def check_contents(repo: pygit2.Repository, sha: str, current_kid: str | None) -> None:
-    """The tip as a deployment: what the reconciler and the runs will read."""
+def check_contents(
+    repo: pygit2.Repository,
+    sha: str,
+    current_kid: str | None,
+    checked: manifests.Checked | None = None,
+) -> manifests.Checked:
+    """The tip as a deployment: what the reconciler and the runs will read. `checked` (the
+    server's own deploy, which parsed and validated the bytes it wrote) stands in for parsing
+    and validating the manifest only when the commit's manifest blob is that very object;
+    a pushed commit is always checked in full. Returns the checked manifest."""
     commit = gitstore.commit_at(repo, sha)
-    text = gitstore.read_file(repo, sha, gitstore.MANIFEST)
-    if text is None:
-        raise InvalidInput(f"commit {sha[:12]} has no {gitstore.MANIFEST}")
-    manifest = manifests.load_yaml(text)
-    manifests.validate(manifest)
+    manifest = _manifest(repo, commit, checked)
     _check_requirements(repo, sha)
-    pushrules.check_entry_points(manifest, lambda path: _is_file(commit.tree, path))
+    pushrules.check_entry_points(manifest.manifest, lambda path: _is_file(commit.tree, path))
     kids = [current_kid] if current_kid else []
     for name, entry in gitstore.iter_files(repo, sha, gitstore.CONFIG):
         if crypto.is_secret_file(name) and entry.mode != gitstore.MODE_LINK:
             pushrules.check_secrets(f"{gitstore.CONFIG}/{name}", entry.data, kids)
+    return manifest
+
+
+def _manifest(
+    repo: pygit2.Repository, commit: pygit2.Commit, checked: manifests.Checked | None
+) -> manifests.Checked:
+    try:
+        blob = repo[commit.tree[gitstore.MANIFEST].id]
+    except KeyError:
+        blob = None
+    if not isinstance(blob, pygit2.Blob):
+        raise InvalidInput(f"commit {str(commit.id)[:12]} has no {gitstore.MANIFEST}")
+    if checked is not None and checked.holds(blob.id):
+        return checked
+    return manifests.checked(bytes(blob.data))
 
 
 def _check_requirements(repo: pygit2.Repository, sha: str) -> None:

@@ -58,9 +58,11 @@ class Reconciler:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def reconcile(self, name: str) -> Outcome:
+    def reconcile(self, name: str, checked: manifests.Checked | None = None) -> Outcome:
+        """Apply HEAD's manifest. `checked` (what a server-side deploy already parsed and
+        validated) is used instead of parsing again only when HEAD's manifest blob is it."""
         with self._lock(name):
-            return self._reconcile(name)
+            return self._reconcile(name, checked)
 
     def sweep(self) -> None:
         with self.db.session() as session:
@@ -69,7 +71,7 @@ class Reconciler:
             with contextlib.suppress(DockyardError):  # recorded on the workspace
                 self.reconcile(name)
 
-    def _reconcile(self, name: str) -> Outcome:
+    def _reconcile(self, name: str, checked: manifests.Checked | None) -> Outcome:
         repo = gitstore.open_repo(workspaces.repo_path(self.repos_dir, name))
         head = gitstore.head_sha(repo)
         with self.db.session() as session:
@@ -77,7 +79,7 @@ class Reconciler:
             if head is None or head == ws.reconciled_sha:
                 return Outcome(head, _recorded(session, ws, head), False)
         try:
-            new = _manifest(repo, head)
+            new = _manifest(repo, head, checked)
         except DockyardError as exc:
             self._record_error(name, f"{head[:12]}: {exc.message}")
             raise
@@ -123,11 +125,18 @@ class Reconciler:
                 )
 
 
-def _manifest(repo: pygit2.Repository, sha: str) -> dict[str, Any]:
-    data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
-    if data is None:
+def _manifest(
+    repo: pygit2.Repository, sha: str, checked: manifests.Checked | None
+) -> dict[str, Any]:
+    try:
+        blob = repo[gitstore.commit_at(repo, sha).tree[gitstore.MANIFEST].id]
+    except KeyError:
+        blob = None
+    if not isinstance(blob, pygit2.Blob):
         raise DockyardError(f"commit {sha[:12]} has no manifest.yaml")
-    return manifests.load_yaml(data)
+    if checked is not None and checked.holds(blob.id):
+        return checked.manifest
+    return manifests.load_yaml(bytes(blob.data))
 
 
 def _recorded(session: Session, ws: Workspace, sha: str | None) -> dict[str, Any]:
