@@ -84,8 +84,10 @@ def _allowed() -> dict[str, object]:
     return {
         "own_configuration": lambda: _read(config / "config.toml"),
         "own_data": lambda: (pipelines.mkdir(parents=True, exist_ok=True), _write(pipelines / "x")),
-        "own_tmp": lambda: _write(Path(os.environ.get("TMPDIR", "/tmp")) / "x"),
-        "own_home": lambda: _write(Path(os.environ["HOME"]) / "x"),
+        # a name no host path has: the sandbox's /tmp holds the mount points of host folders
+        # under /tmp (a checkout at /tmp/x makes /tmp/x a directory in there)
+        "own_tmp": lambda: _write(Path(os.environ.get("TMPDIR", "/tmp")) / "dockyard-probe"),
+        "own_home": lambda: _write(Path(os.environ["HOME"]) / "dockyard-probe"),
         "network": lambda: socket.getaddrinfo("localhost", 80),
     }
 
