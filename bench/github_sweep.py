@@ -68,11 +68,7 @@ def workspace(root: Path, jobs: int) -> Path:
 
 
 def push(host: GitHost, clone: Path, message: str) -> str:
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", message, cwd=clone)
-    git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", host.url(NAME),
-        "HEAD:main", cwd=clone)  # fmt: skip
-    return git("rev-parse", "HEAD", cwd=clone)
+    return host.commit_and_push(NAME, clone, message)
 
 
 def link(cli: Cli, api_url: str) -> None:

@@ -62,8 +62,20 @@ class GitHost:
         git("init", "-q", "-b", "main", cwd=work)
         git("add", "-A", cwd=work)
         git("commit", "-q", "-m", "first", cwd=work)
+        self.push(name, work)
+        return git("rev-parse", "HEAD", cwd=work)
+
+    def push(self, name: str, work: Path, refspec: str = "HEAD:main", force: bool = False) -> None:
+        """Push from the clone `work` to `name`, with the token when the host asks for one."""
         extra = ["-c", "http.extraHeader=" + self.auth_header()] if self.token else []
-        git(*extra, "push", "-q", self.url(name), "HEAD:main", cwd=work)
+        git(*extra, "push", "-q", *(["-f"] if force else []), self.url(name), refspec, cwd=work)
+
+    def commit_and_push(self, name: str, work: Path, message: str) -> str:
+        """Commit everything in the clone `work` and push it to `name`'s `main` (a
+        developer's next push); returns the commit."""
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", message, cwd=work)
+        self.push(name, work)
         return git("rev-parse", "HEAD", cwd=work)
 
     def create(self, name: str) -> Path:

@@ -21,7 +21,7 @@ from tests import github_examples as gh
 from tests.conftest import WORKSPACES, Cli, make_server
 from tests.e2e.test_github_crash import processed
 from tests.e2e.test_github_feedback import commit, wait_for
-from tests.githost import GitHost, git
+from tests.githost import GitHost
 from tests.githubapi import AppKey, serving
 
 REPO = "acme/pipelines"
@@ -137,8 +137,7 @@ def test_an_app_link_gets_check_runs_and_one_comment(cache_home: Path, tmp_path:
             payload = gh.pull_request(REPO, "main", "opened")
             payload["pull_request"]["head"]["sha"] = good
             number = payload["pull_request"]["number"]
-            git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", "-f",
-                host.url(REPO), f"{good}:refs/pull/{number}/head", cwd=clone)  # fmt: skip
+            host.push(REPO, clone, f"{good}:refs/pull/{number}/head", force=True)
             deliver("pull_request", payload, "app-pr-1")
             assert processed(cli, WS)["status"] == "done"
             wait_for(lambda: len(github.comments.get(number, [])) == 1, "the comment")

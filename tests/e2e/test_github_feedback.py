@@ -18,7 +18,7 @@ import httpx
 from tests import github_examples as gh
 from tests.conftest import WORKSPACES, Cli, make_server
 from tests.e2e.test_github_crash import processed
-from tests.githost import GitHost, git
+from tests.githost import GitHost
 from tests.githubapi import serving
 
 REPO = "acme/pipelines"
@@ -43,11 +43,7 @@ def told(states: Callable[[str, str], list[str]], sha: str) -> bool:
 
 
 def commit(host: GitHost, clone: Path, message: str) -> str:
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", message, cwd=clone)
-    git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", host.url(REPO), "HEAD:main",
-        cwd=clone)  # fmt: skip
-    return git("rev-parse", "HEAD", cwd=clone)
+    return host.commit_and_push(REPO, clone, message)
 
 
 def test_statuses_and_one_comment_on_github(cache_home: Path, tmp_path: Path) -> None:
@@ -99,8 +95,7 @@ def test_statuses_and_one_comment_on_github(cache_home: Path, tmp_path: Path) ->
                 payload = gh.pull_request(REPO, "main", action)
                 payload["pull_request"]["head"]["sha"] = head
                 pull = f"refs/pull/{payload['pull_request']['number']}/head"
-                git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", "-f",
-                    host.url(REPO), f"{head}:{pull}", cwd=clone)  # fmt: skip
+                host.push(REPO, clone, f"{head}:{pull}", force=True)
                 deliver("pull_request", payload, f"pr-{n}")
                 assert processed(cli, WS)["status"] in ("done", "failed")
                 wait_for(partial(told, github.states, head), "the plan's status")

@@ -48,8 +48,7 @@ def push_pull(host: GitHost, clone: Path, number: int, message: str, files: dict
         (clone / name).write_text(text)
     git("add", "-A", cwd=clone)
     git("commit", "-q", "-m", message, cwd=clone)
-    header = "http.extraHeader=" + host.auth_header()
-    git("-c", header, "push", "-q", host.url(REPO), f"HEAD:refs/pull/{number}/head", cwd=clone)
+    host.push(REPO, clone, f"HEAD:refs/pull/{number}/head")
     return git("rev-parse", "HEAD", cwd=clone)
 
 

@@ -22,11 +22,7 @@ TOKEN_RE = re.compile(r"ENC\[age,v1,(k[0-9a-f]{12}),")
 
 
 def push(host: GitHost, clone: Path, message: str) -> str:
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", message, cwd=clone)
-    header = "http.extraHeader=" + host.auth_header()
-    git("-c", header, "push", "-q", host.url(REPO), "HEAD:main", cwd=clone)
-    return git("rev-parse", "HEAD", cwd=clone)
+    return host.commit_and_push(REPO, clone, message)
 
 
 def test_sealed_in_place_pushed_and_deployed_by_a_webhook(cache_home: Path, tmp_path: Path) -> None:

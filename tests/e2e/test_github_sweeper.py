@@ -17,18 +17,14 @@ import httpx
 
 from tests.conftest import WORKSPACES, Cli, Server, make_server
 from tests.e2e.test_github_crash import GH_TOKEN, REPO, link
-from tests.githost import GitHost, git
+from tests.githost import GitHost
 
 SWEEP_EVERY = {"DOCKYARD_GITHUB_SWEEP_S": "1"}
 BROKEN = "import dlt\n\ndef broken(:\n    pass\n"
 
 
 def push(host: GitHost, clone: Path, message: str) -> str:
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", message, cwd=clone)
-    git("-c", "http.extraHeader=" + host.auth_header(), "push", "-q", host.url(REPO), "HEAD:main",
-        cwd=clone)  # fmt: skip
-    return git("rev-parse", "HEAD", cwd=clone)
+    return host.commit_and_push(REPO, clone, message)
 
 
 def swept(cli: Cli, ws: str, sha: str, timeout: float = 300) -> dict[str, Any]:
