@@ -499,10 +499,7 @@ def push_change(world: Linked, trial: int) -> tuple[str, float]:
     """Change one job's tags in the clone, commit, `git push`; the new head and push time."""
     (world.clone / "__deployment__.py").write_text(deployment_module(world.jobs, trial))
     git("commit", "-q", "-am", f"job {trial} tagged", cwd=world.clone)
-    extra = ["-c", "http.extraHeader=" + world.host.auth_header()]
-    elapsed = timed(
-        lambda: git(*extra, "push", "-q", world.host.url(GH_REPO), "HEAD:main", cwd=world.clone)
-    )[0]
+    elapsed = timed(lambda: world.host.push(GH_REPO, world.clone))[0]
     return git("rev-parse", "HEAD", cwd=world.clone), elapsed
 
 

@@ -75,10 +75,7 @@ class Clone:
         return git("rev-parse", "HEAD", cwd=self.path)
 
     def push(self, force: bool = False) -> None:
-        extra = ["--force"] if force else []
-        header = "http.extraHeader=" + self.host.auth_header()
-        url = self.host.url("pipelines")
-        git("-c", header, "push", "-q", *extra, url, "HEAD:main", cwd=self.path)
+        self.host.push("pipelines", self.path, force=force)
 
 
 @pytest.fixture
@@ -381,9 +378,7 @@ def _pull_request(clone: Clone, number: int) -> str:
     text = text.replace('"tiny_api"]', '"tiny_api", "nightly"]') + SCHEDULED
     git("checkout", "-q", "-b", f"pr-{number}", cwd=clone.path)
     sha = clone.commit("schedule fails, add nightly", {"__deployment__.py": text})
-    header = "http.extraHeader=" + clone.host.auth_header()
-    url = clone.host.url("pipelines")
-    git("-c", header, "push", "-q", url, f"HEAD:refs/pull/{number}/head", cwd=clone.path)
+    clone.host.push("pipelines", clone.path, f"HEAD:refs/pull/{number}/head")
     git("checkout", "-q", "main", cwd=clone.path)
     return sha
 
@@ -458,15 +453,6 @@ def test_a_name_error_at_import_fails_with_file_and_line(
     assert _head(yard) == first.workspace_sha
     # the same commit as a pull request's head: the plan fails with the same line
     sha = git("rev-parse", "HEAD", cwd=clone.path)
-    header = "http.extraHeader=" + clone.host.auth_header()
-    git(
-        "-c",
-        header,
-        "push",
-        "-q",
-        clone.host.url("pipelines"),
-        "HEAD:refs/pull/3/head",
-        cwd=clone.path,
-    )
+    clone.host.push("pipelines", clone.path, "HEAD:refs/pull/3/head")
     planned = plan_from_git(yard.ctl, WS, source, 3, sha)
     assert planned.status == "failed" and planned.reason == expected
