@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test lint typecheck unit integration e2e bench clean
+.PHONY: help venv demo test test-postgres lint typecheck unit integration e2e bench clean
 
 help:
 	@echo "make demo   set up, start a server with embedded defaults, deploy and run an example"
 	@echo "make test   install what the tests need and run lint, types and every test"
+	@echo "            (database tests on SQLite and PostgreSQL, servers on SQLite)"
+	@echo "make test-postgres   every test with every server on PostgreSQL"
 	@echo "make bench  run the benchmarks in bench/ (figures go to docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml
@@ -23,10 +25,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	examples/demo.sh
 
+# the database tests (those taking `engine`: unit, integration, security) run on SQLite and on a
+# throwaway PostgreSQL (tests/pg.py); servers started by tests use SQLite
 test: $(STAMP)
 	tests/setup_machine.sh
 	$(MAKE) lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# the whole suite with every server (and every database test) on PostgreSQL
+test-postgres: $(STAMP)
+	tests/setup_machine.sh
+	DOCKYARD_TEST_DB=postgresql $(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check dockyard tests bench

@@ -355,16 +355,31 @@ class Cli:
         )
         return env
 
+    def make_workspace(self) -> None:
+        """A deploy needs its workspace to exist (`dockyard workspace create`); one that does
+        is fine."""
+        made = httpx.post(
+            f"{self.server.url}/api/v1/workspaces",
+            json={"name": self.workspace},
+            headers={"Authorization": f"Bearer {self.server.token}"},
+            timeout=30,
+        )
+        if made.status_code not in (201, 409):
+            raise RuntimeError(f"cannot create workspace {self.workspace}: {made.text}")
+
     def argv(self, *args: str) -> list[str]:
         return [PYTHON, "-m", "dockyard", *args]
 
     def run(
         self, *args: str, cwd: Path | None = None, timeout: float = 900
     ) -> subprocess.CompletedProcess[str]:
+        if args[:1] in (("deploy",), ("launch",), ("serve",)):
+            self.make_workspace()
         proc = subprocess.run(
             self.argv(*args),
             cwd=cwd,
             env=self.env(),
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,

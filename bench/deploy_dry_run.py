@@ -62,7 +62,7 @@ PROFILED = (
     ("  workspace.find_python", "dockyard/cli/workspace.py", "find_python"),
     ("  deployfiles.deploy_files", "dockyard/controller/deployfiles.py", "deploy_files"),
     ("  Mirror.fetch (git over HTTP)", "dockyard/cli/gitpush.py", "fetch"),
-    ("  _workspace_exists (API)", "dockyard/cli/deploy.py", "_workspace_exists"),
+    ("  require_workspace (API)", "dockyard/cli/deploytarget.py", "require_workspace"),
     ("  _current (API)", "dockyard/cli/deploy.py", "_current"),
     ("  planning.plan", "dockyard/controller/planning.py", "plan"),
 )

@@ -20,3 +20,8 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request's URL at INFO: the app proxy's upstream paths and queries (what
+    # users type into apps), the GitHub API's and alert channels' URLs (a Slack URL is a
+    # credential). They are seen only when the server logs at DEBUG.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("httpx").setLevel(quiet)

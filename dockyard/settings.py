@@ -1,6 +1,7 @@
 """Server settings, built once at start-up and passed down (never a module-level global)."""
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,21 @@ class Settings:
     # the GitHub sweeper (webhooks/sweeper.py): how often each linked branch's head is
     # compared with the last processed one, ±20 %; 0 turns it off
     github_sweep_s: float = 60.0
+    # alerts (controller/alerts/, docs/alerts.md): the wait before each retry of a delivery
+    # (the last one repeats), how many attempts in all, one attempt's timeout, and how many
+    # channels one workspace may have
+    alert_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0, 3600.0)
+    alert_max_attempts: int = 6
+    alert_timeout_s: float = 10.0
+    alert_max_channels: int = 20
+    # leases (controller/leases.py): the work that must happen once across several servers
+    # on one database (reconcile sweep, retention, GitHub sweeper) runs in the holder of its
+    # lease; a holder that stops renewing is replaced within lease_ttl_s + lease_renew_s
+    lease_ttl_s: float = 10.0
+    lease_renew_s: float = 3.0
+    # this server's name as a node (controller/nodes.py): kept across restarts, so a restarted
+    # server adopts the runs it held; two live servers on one database need different names
+    node_name: str = field(default_factory=socket.gethostname)
     start_loops: bool = True
 
     @classmethod
@@ -143,6 +159,11 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _seconds(value: str) -> tuple[float, ...]:
+    """A comma-separated list of seconds (`30,120,600`)."""
+    return tuple(float(part) for part in _split(value))
+
+
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DATA_DIR": ("data_dir", Path),
     "DOCKYARD_DB": ("db_url", str),
@@ -185,5 +206,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_GITHUB_OIDC_TOKEN_S": ("github_oidc_token_s", float),
     "DOCKYARD_GITHUB_OIDC_JWKS_TTL": ("github_oidc_jwks_ttl_s", float),
     "DOCKYARD_GITHUB_SWEEP_S": ("github_sweep_s", float),
+    "DOCKYARD_ALERT_BACKOFF": ("alert_backoff_s", _seconds),
+    "DOCKYARD_ALERT_MAX_ATTEMPTS": ("alert_max_attempts", int),
+    "DOCKYARD_ALERT_TIMEOUT": ("alert_timeout_s", float),
+    "DOCKYARD_ALERT_MAX_CHANNELS": ("alert_max_channels", int),
+    "DOCKYARD_LEASE_TTL": ("lease_ttl_s", float),
+    "DOCKYARD_LEASE_RENEW": ("lease_renew_s", float),
+    "DOCKYARD_NODE_NAME": ("node_name", str),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

@@ -10,11 +10,10 @@ PORT="${DOCKYARD_PORT:-8765}"
 mkdir -p "$DATA"
 command -v git >/dev/null || { echo "dockyard needs git (the server serves workspace repositories with it): apt-get install git" >&2; exit 1; }
 
-if [ ! -s "$DATA/admin-token" ]; then
-  (umask 077 && "$ROOT/.venv/bin/python" -c 'import secrets; print("dy_" + secrets.token_urlsafe(32))' > "$DATA/admin-token")
-fi
-export DOCKYARD_ADMIN_TOKEN
-DOCKYARD_ADMIN_TOKEN=$(cat "$DATA/admin-token")
+# the admin token: yours if you set one (DOCKYARD_ADMIN_TOKEN, or a CLI login to this server),
+# else the demo's in $DATA/admin-token; never silently replaced (dockyard/cli/demotoken.py)
+ADMIN_TOKEN=$("$ROOT/.venv/bin/python" -m dockyard.cli.demotoken "$DATA" "http://127.0.0.1:$PORT") || exit 1
+export DOCKYARD_ADMIN_TOKEN="$ADMIN_TOKEN"
 export DOCKYARD_SERVER="http://127.0.0.1:$PORT" DOCKYARD_TOKEN="$DOCKYARD_ADMIN_TOKEN" DOCKYARD_WORKSPACE=demo
 unset VIRTUAL_ENV
 
@@ -34,7 +33,11 @@ for _ in $(seq 1 100); do
 done
 
 cd "$ROOT/examples/weather_workspace"
-echo "==> dockyard deploy   (workspace 'demo', from examples/weather_workspace)"
+if ! "$DOCKYARD" workspace info >/dev/null 2>&1; then
+  echo "==> dockyard workspace create demo   (no deploy creates a workspace)"
+  "$DOCKYARD" workspace create demo
+fi
+echo "==> dockyard deploy   (workspace 'demo', recorded in examples/weather_workspace/.dlt/config.toml)"
 "$DOCKYARD" deploy
 echo "==> dockyard job list"
 "$DOCKYARD" job list

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import pg
+
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACES = Path(__file__).resolve().parent / "workspaces"
 EXAMPLES = REPO / "examples"
@@ -31,6 +33,87 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-db",
+        choices=pg.ENGINES,
+        default=os.environ.get("DOCKYARD_TEST_DB") or "sqlite",
+        help="the database every server process (make_server) uses: sqlite (default) or"
+        " postgresql, a fresh database each on the session's PostgreSQL (DOCKYARD_TEST_DB)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    pg.set_server_engine(config.getoption("--server-db"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `engine` (directly or through `database_url`, `db`, …) runs once per
+    engine: on SQLite and on PostgreSQL; with `--server-db postgresql` (everything on
+    PostgreSQL, `make test-postgres`) on PostgreSQL only."""
+    chosen = any(
+        "engine" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")
+    )  # a test about one engine only says which: @pytest.mark.parametrize("engine", […])
+    if "engine" in metafunc.fixturenames and not chosen:
+        engines = ["postgresql"] if pg.server_engine() == "postgresql" else list(pg.ENGINES)
+        metafunc.parametrize("engine", engines, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A PostgreSQL this session starts lives under its basetemp and stops with it."""
+    pg.configure(tmp_path_factory.getbasetemp())
+    yield
+    pg.shutdown()
+
+
+def require_postgres() -> pg.Cluster:
+    """The session's PostgreSQL; none to be had: the test skips saying how, in CI it fails."""
+    missing = pg.missing()
+    if missing is not None:
+        how = "run tests/setup_machine.sh as root (it installs postgresql)"
+        how += " or set DOCKYARD_TEST_PG_URL"
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests cannot run in CI: {missing}; {how}")
+        pytest.skip(f"PostgreSQL tests need PostgreSQL 15: {missing}; {how}")
+    return pg.cluster()
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> str:
+    """`sqlite` or `postgresql` (parametrized by `pytest_generate_tests`)."""
+    name = str(request.param)
+    if name == "postgresql":
+        require_postgres()
+    return name
+
+
+def new_database_url(engine: str, tmp: Path) -> str:
+    """A new database on `engine`: a SQLite file in `tmp` (made by the first migration), or
+    a PostgreSQL database already migrated to head (a copy of the session's template)."""
+    if engine == "sqlite":
+        return f"sqlite:///{tmp / 'dockyard.db'}"
+    return pg.cluster().fresh()
+
+
+def copy_database(url: str, tmp: Path) -> str:
+    """A copy of the database at `url` (a module's prepared state, for one test)."""
+    if url.startswith("sqlite"):
+        target = tmp / "copy.db"
+        shutil.copyfile(url.removeprefix("sqlite:///"), target)
+        return f"sqlite:///{target}"
+    return pg.cluster().copy(url)
+
+
+@pytest.fixture
+def database_url(engine: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database migrated to head, on the engine of this parametrization."""
+    url = new_database_url(engine, tmp_path)
+    yield url
+    if engine == "postgresql":
+        pg.cluster().drop(url)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,6 +156,7 @@ class Server:
     token: str = ADMIN_TOKEN
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `dockyard server` flags
 
     def start(self) -> "Server":
         env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token, **self.extra_env}
@@ -87,6 +171,7 @@ class Server:
                     str(self.data_dir),
                     "--port",
                     str(self.port),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -128,8 +213,13 @@ class Server:
 def make_server(tmp: Path, **extra_env: str) -> Server:
     """A server for one test. The GitHub sweeper is off unless the test asks for it
     (`DOCKYARD_GITHUB_SWEEP_S`): its pass a minute in would add a deploy attempt to tests
-    that count what a delivery did."""
+    that count what a delivery did. With `--server-db postgresql` its database is on the
+    session's PostgreSQL: a new, empty one per data dir (the server migrates it, as a real
+    one would), the same one again for a server made later on that data dir (a restart)."""
     port = free_port()
+    if pg.server_engine() == "postgresql" and "DOCKYARD_DB" not in extra_env:
+        require_postgres()
+        extra_env = {"DOCKYARD_DB": pg.server_database(tmp / "data"), **extra_env}
     return Server(
         url=f"http://127.0.0.1:{port}",
         data_dir=tmp / "data",
@@ -159,6 +249,10 @@ class Cli:
     config_home: Path
     workspace: str
     token: str | None = None
+    # a deploy needs its workspace to exist (no deploy creates one): the admin makes it first,
+    # as a user would with `dockyard workspace create`; False for tests of that refusal
+    creates_workspaces: bool = True
+    made: set[str] = field(default_factory=set)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = base_env()
@@ -182,10 +276,13 @@ class Cli:
         timeout: float = 300,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        if self.creates_workspaces and _deploys(args):
+            self.make_workspace(_named_workspace(args) or self.env(env)["DOCKYARD_WORKSPACE"])
         proc = subprocess.run(
             [sys.executable, "-m", "dockyard", *args],
             cwd=cwd,
             env=self.env(env),
+            stdin=subprocess.DEVNULL,  # no terminal: a deploy that would ask refuses instead
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -197,6 +294,14 @@ class Cli:
             )
         return proc
 
+    def make_workspace(self, name: str) -> None:
+        """Create workspace `name` on the server once (admin token; one that exists is fine)."""
+        if name in self.made:
+            return
+        made = self.server.api("POST", "/api/v1/workspaces", json={"name": name})
+        assert made.status_code in (200, 201, 409), made.text
+        self.made.add(name)
+
     def json(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
         return json.loads(self.run(*args, "-o", "json", cwd=cwd, env=env).stdout)
 
@@ -207,6 +312,23 @@ class Cli:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         assert lines, "no error message"
         return lines[-1]
+
+
+def _deploys(args: tuple[str, ...]) -> bool:
+    """`deploy`, `sync`, `deployment sync`, `configuration sync`, `launch|serve script.py`."""
+    if args[:1] in (("deploy",), ("sync",)) or args[:2] in (
+        ("deployment", "sync"),
+        ("configuration", "sync"),
+    ):
+        return True
+    return args[:1] in (("launch",), ("serve",)) and any(a.endswith(".py") for a in args[1:])
+
+
+def _named_workspace(args: tuple[str, ...]) -> str | None:
+    for flag in ("-w", "--workspace"):
+        if flag in args[:-1]:
+            return args[args.index(flag) + 1]
+    return None
 
 
 def copy_workspace(source: Path, target: Path) -> Path:

@@ -7,6 +7,10 @@
 # - bubblewrap, the local executor's sandbox (tests/security runs jobs that try to escape it);
 # - chromium, the browser the dashboard and apps tests (tests/browser, tests/e2e/test_apps.py,
 #   Playwright) drive; Playwright never downloads a browser of its own here.
+# - postgresql (Debian's, PostgreSQL 15), whose binaries tests/pg.py uses to start a throwaway
+#   cluster for the test run (loopback and a socket under the pytest basetemp, stopped at the
+#   end): every database test runs on SQLite and PostgreSQL. Debian's package also starts a
+#   cluster of its own as a service; the tests never use it (none is started here).
 # - npm, and GitHub's published webhook payloads (@octokit/webhooks-examples, pinned) in
 #   .cache/npm, which the GitHub webhook tests replay, and GitHub's REST API description
 #   (@octokit/openapi, pinned), which tests/githubapi.py checks every request against; each
@@ -23,6 +27,7 @@ command -v age >/dev/null || need+=(age)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(npm)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || [ -n "${DOCKYARD_TEST_PG_URL:-}" ] || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -56,7 +56,8 @@ class Client:
         params: dict[str, Any] | None = None,
     ) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        encoded = urllib.parse.urlencode(query, doseq=True)  # a list: the key repeated
+        url = self.server + path + (f"?{encoded}" if query else "")
         request = urllib.request.Request(url, method=method)  # noqa: S310 (http(s) only)
         if self.target.token:
             request.add_header("Authorization", f"Bearer {self.target.token}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from dockyard.cli import output
+from dockyard.cli import output, pagecheck
 from dockyard.cli.client import Client
 from dockyard.cli.commands_workspace import client_for
 from dockyard.errors import Unavailable
@@ -26,9 +26,12 @@ def register(cli: click.Group) -> None:
     cli.add_command(app)
 
 
-def wait_served(client: Client, job: str, timeout_s: float) -> tuple[str, dict[str, Any]]:
-    """Start the app (or find it running) and wait until it answers through the server's
-    proxy; returns its URL and its run."""
+def wait_served(
+    client: Client, job: str, timeout_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the app (or find it running), wait until it answers through the server's proxy
+    and check that its page can load (`pagecheck`); returns what the server said about the
+    app (`url`, `mcp_url`) and its run."""
     served = client.post(f"{client.ws}/apps/{job}")
     url = str(served["url"])
     deadline = time.monotonic() + timeout_s
@@ -45,8 +48,12 @@ def wait_served(client: Client, job: str, timeout_s: float) -> tuple[str, dict[s
             )
         time.sleep(POLL_S)
     served = client.post(f"{client.ws}/apps/{job}")  # the instance that answered
+    if not served.get("mcp_url"):
+        problem = pagecheck.problem(url, client.target.token)
+        if problem is not None:
+            raise Unavailable(f"{served['job_ref']} answers, but {problem}")
     run: dict[str, Any] = client.get(f"/api/v1/runs/{served['run_id']}")
-    return url, run
+    return served, run
 
 
 def _probe(url: str, token: str | None) -> tuple[str, str]:
@@ -55,7 +62,7 @@ def _probe(url: str, token: str | None) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme == "https"
     connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
-        _address(parts), timeout=10
+        pagecheck.address(parts), timeout=10
     )
     headers = {"Accept": "application/json", "Host": parts.netloc}
     if token:
@@ -76,15 +83,6 @@ def _probe(url: str, token: str | None) -> tuple[str, str]:
     except (ValueError, AttributeError):
         message = body.decode("utf-8", "replace")
     return ("failed" if state == "failed" else "starting"), message
-
-
-def _address(parts: urllib.parse.SplitResult) -> str:
-    """Where to connect for a URL: `*.localhost` names are loopback (RFC 6761), as browsers
-    read them, even where the system's resolver does not know them."""
-    host = parts.hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return f"127.0.0.1:{parts.port}" if parts.port else "127.0.0.1"
-    return parts.netloc
 
 
 @click.group()

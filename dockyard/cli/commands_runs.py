@@ -92,11 +92,14 @@ def serve(target: str, follow_logs: bool, workspace: str | None, output_fmt: str
     client = client_for(workspace)
     if target.endswith(".py"):
         target = _deploy_script(client, target, output_fmt)
-    url, run = commands_apps.wait_served(client, target, SERVE_WAIT_S)
+    served, run = commands_apps.wait_served(client, target, SERVE_WAIT_S)
+    url, mcp_url = served["url"], served.get("mcp_url")
     if output_fmt == "json":
-        output.emit_json({**run, "url": url})
+        output.emit_json({**run, "url": url, "mcp_url": mcp_url})
     else:
         click.echo(f"{run['job_ref']} run #{run['number']} serving at {url}")
+        if mcp_url:
+            click.echo(f"MCP endpoint (streamable HTTP): {mcp_url}")
     if follow_logs:
         runlogs.finish(runlogs.follow(client, run["run_id"]))
 
@@ -117,7 +120,16 @@ def trigger(
         return
     for entry in result["triggered"]:
         number = f"#{entry['number']}" if entry.get("number") else ""
-        click.echo(f"{entry['status']:<14} {entry['job_ref']} {number} ({entry['trigger']})")
+        click.echo(f"{entry['status']:<14} {entry['job_ref']} {number} ({_matched(entry)})")
+
+
+def _matched(entry: dict[str, Any]) -> str:
+    """The trigger the selectors matched, and the one the run fires with when they differ
+    (a manual start of a scheduled job fires as its schedule, for the interval)."""
+    hit = entry.get("matched_trigger") or entry["trigger"]
+    if hit == entry["trigger"]:
+        return f"matched {hit}"
+    return f"matched {hit}; runs as {entry['trigger']}"
 
 
 @click.command("run-pipeline")
@@ -173,6 +185,15 @@ def _logs(
     win: runlogs.Window,
 ) -> None:
     run = _run(client, job_name, number)
+    if run["status"] == "skipped" and fmt != "json":
+        # a skipped run never ran: no log, but the reason it did not
+        click.echo(
+            output.visible(
+                f"run #{run['number']} of {run['job_ref']} was skipped: "
+                f"{run['reason'] or 'no reason recorded'}"
+            )
+        )
+        return
     offset = runlogs.show(client, run["run_id"], win, "text" if follow_logs else fmt)
     if follow_logs:
         runlogs.finish(runlogs.follow(client, run["run_id"], offset=offset))
@@ -201,21 +222,46 @@ def logs(
 
 
 def _show_jobs(data: list[dict[str, Any]]) -> None:
+    named = any(j.get("display_name") for j in data)
     output.table(
         [
             [
                 j["name"],
+                *([j.get("display_name")] if named else []),
                 j["job_type"],
-                j["status"],
+                "paused" if j["paused_at"] and j["status"] == "active" else j["status"],
                 ", ".join(j["triggers_humanized"]) or "manual",
+                _next_run(j),
                 j["tags"],
                 (j["last_run"] or {}).get("status"),
                 output.when((j["last_run"] or {}).get("created_at")),
             ]
             for j in data
         ],
-        ["job", "type", "status", "triggers", "tags", "last run", "at"],
+        [
+            "job",
+            *(["display name"] if named else []),
+            "type",
+            "status",
+            "triggers",
+            "next run",
+            "tags",
+            "last run",
+            "at",
+        ],
     )
+
+
+def _next_run(job: dict[str, Any]) -> str:
+    if job["paused_at"] and job["status"] == "active":
+        return "paused"
+    return output.when(job["next_fire_at"])
+
+
+USAGE = (
+    "usage: dockyard job [NAME|SELECTOR…] list | dockyard job NAME|SELECTOR info"
+    " | dockyard job NAME pause|resume"
+)
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -223,28 +269,60 @@ def _show_jobs(data: list[dict[str, Any]]) -> None:
 @output.workspace_option
 @output.output_option
 def job(args: tuple[str, ...], workspace: str | None, output_fmt: str) -> None:
-    """`job list`, `job NAME info`, or `job NAME pause|resume` (its timed triggers)."""
+    """`job [NAME|SELECTOR…] list`, `job NAME|SELECTOR info`, or `job NAME pause|resume` (its
+    timed triggers). Selectors are dlt's: `tag:x`, `batch`, `schedule:*`, `jobs.sec.*`, …"""
     client = client_for(workspace)
-    if list(args) == ["list"]:
-        data = client.get(f"{client.ws}/jobs")
+    *targets, action = args
+    if action == "list":
+        data = client.get(f"{client.ws}/jobs", selector=targets or None)
         output.emit_json(data) if output_fmt == "json" else _show_jobs(data)
         return
-    if len(args) == 2 and args[1] == "info":
-        data = client.get(f"{client.ws}/jobs/{args[0]}")
-        if output_fmt == "json":
-            output.emit_json(data)
-            return
-        _show_job(data)
+    if action == "info" and targets:
+        _job_info(client, targets, output_fmt)
         return
-    if len(args) == 2 and args[1] in ("pause", "resume"):
-        data = client.post(f"{client.ws}/jobs/{args[0]}/{args[1]}")
+    if len(targets) == 1 and action in ("pause", "resume"):
+        _one_name(targets[0], action)
+        data = client.post(f"{client.ws}/jobs/{targets[0]}/{action}")
         if output_fmt == "json":
             output.emit_json(data)
             return
         state = f"paused since {output.when(data['paused_at'])}" if data["paused_at"] else "active"
         click.echo(f"{data['job_ref']}: timed triggers {state}")
         return
-    raise InvalidInput("usage: dockyard job list | dockyard job NAME info|pause|resume")
+    raise InvalidInput(USAGE)
+
+
+def _one_name(target: str, action: str) -> None:
+    from dockyard.controller import dltadapter
+
+    if dltadapter.is_selector(target):
+        raise InvalidInput(
+            f"{action} takes one job name, not a selector ({target!r});"
+            " `dockyard job SELECTOR list` shows the names"
+        )
+
+
+def _job_info(client: Client, targets: list[str], fmt: str) -> None:
+    """One job's info (a JSON object); for selectors, each matched job's (a JSON list)."""
+    from dockyard.controller import dltadapter  # dlt's own rule of what is a selector
+
+    if len(targets) == 1 and not dltadapter.is_selector(targets[0]):
+        one = client.get(f"{client.ws}/jobs/{targets[0]}")
+        output.emit_json(one) if fmt == "json" else _show_job(one)
+        return
+    refs = [j["job_ref"] for j in client.get(f"{client.ws}/jobs", selector=targets)]
+    if not refs:
+        raise InvalidInput(
+            f"no job matches {' '.join(targets)}; `dockyard job list` shows jobs and triggers"
+        )
+    found = [client.get(f"{client.ws}/jobs/{ref}") for ref in refs]
+    if fmt == "json":
+        output.emit_json(found)
+        return
+    for index, one in enumerate(found):
+        if index:
+            click.echo("")
+        _show_job(one)
 
 
 def _show_job(data: dict[str, Any]) -> None:
@@ -254,11 +332,18 @@ def _show_job(data: dict[str, Any]) -> None:
         if not freshness["constraints"]
         else ("fresh" if freshness["fresh"] else f"not fresh: {freshness['reason']}")
     )
+    paused = (
+        f"since {output.when(data['paused_at'])} by {data['paused_by']}"
+        if data["paused_at"]
+        else "no"
+    )
     output.kv(
         [
             ("job", data["job_ref"]),
+            *([("display name", data["display_name"])] if data.get("display_name") else []),
             ("type", data["job_type"]),
             ("status", data["status"]),
+            ("paused", paused),
             ("description", data["description"]),
             ("triggers", data["triggers_humanized"] or ["manual only"]),
             ("default trigger", data["default_trigger"]),
@@ -269,6 +354,7 @@ def _show_job(data: dict[str, Any]) -> None:
             ("refresh pending", data["refresh_pending"]),
             ("runs", data["run_count"]),
             ("last run", _run_line(data["last_run"])),
+            ("next run", _next_run(data)),
         ]
     )
     if data["next_runs"]:
@@ -294,7 +380,8 @@ def _show_job(data: dict[str, Any]) -> None:
 def _run_line(run: dict[str, Any] | None) -> str:
     if not run:
         return "never"
-    return f"#{run['number']} {run['status']} at {output.when(run['created_at'])}"
+    line = f"#{run['number']} {run['status']} at {output.when(run['created_at'])}"
+    return line + (f": {run['reason']}" if run.get("reason") else "")
 
 
 def _show_runs(data: list[dict[str, Any]]) -> None:
@@ -304,15 +391,22 @@ def _show_runs(data: list[dict[str, Any]]) -> None:
                 r["job_ref"],
                 r["number"],
                 r["status"],
-                r["trigger"],
+                trigger_text(r),
+                r.get("triggered_by"),
                 output.when(r["created_at"]),
                 r["exit_code"],
                 r["reason"],
             ]
             for r in data
         ],
-        ["job", "#", "status", "trigger", "created", "exit", "reason"],
+        ["job", "#", "status", "trigger", "by", "created", "exit", "reason"],
     )
+
+
+def trigger_text(run: dict[str, Any]) -> str:
+    """`manual` for a run a person launched (its `trigger` is then the job's default, what
+    dlt's launcher gets), else the trigger that fired."""
+    return "manual" if run.get("manual") else str(run["trigger"])
 
 
 @click.command("job-run")
@@ -330,8 +424,8 @@ def job_run(
     workspace: str | None,
     output_fmt: str,
 ) -> None:
-    """`job-run list [NAME|SELECTOR]` or `job-run NAME [N] info|logs|cancel` (`logs` takes
-    -f, --head, --tail, --all like `dockyard logs`)."""
+    """`job-run list [NAME|SELECTOR]` or `job-run NAME [N] info|logs|cancel|rerun` (`logs`
+    takes -f, --head, --tail, --all like `dockyard logs`; `rerun` runs a finished run again)."""
     client = client_for(workspace)
     if args[0] == "list" and len(args) <= 2:
         data = client.get(f"{client.ws}/runs", job=args[1] if len(args) == 2 else None)
@@ -340,19 +434,50 @@ def job_run(
     name, rest = args[0], list(args[1:])
     number = int(rest.pop(0)) if rest and rest[0].isdigit() else None
     action = rest[0] if rest else "info"
-    if len(rest) > 1 or action not in ("info", "logs", "cancel"):
-        raise InvalidInput("usage: dockyard job-run NAME [N] info|logs|cancel")
+    if len(rest) > 1 or action not in ("info", "logs", "cancel", "rerun"):
+        raise InvalidInput("usage: dockyard job-run NAME [N] info|logs|cancel|rerun")
     if action == "logs":
         win = runlogs.window(head, tail, everything, follow_logs)
         _logs(client, name, number, follow_logs, output_fmt, win)
         return
     run = _run(client, name, number)
+    if action == "rerun":
+        _rerun(client, run, output_fmt)
+        return
     if action == "cancel":
         run = {**run, **client.post(f"/api/v1/runs/{run['run_id']}/cancel")}
     if output_fmt == "json":
         output.emit_json(run)
         return
     _show_run(run)
+
+
+def _rerun(client: Client, run: dict[str, Any], fmt: str) -> None:
+    made: dict[str, Any] = client.post(f"/api/v1/runs/{run['run_id']}/rerun")
+    if fmt == "json":
+        output.emit_json(made)
+        return
+    what = f"run #{made['number']} of {made['job_ref']} (re-run of #{run['number']})"
+    if made["status"] == "skipped":
+        click.echo(f"skipped {what}: {made['skip_reason']}")
+    else:
+        click.echo(f"started {what}")
+
+
+def _link(ref: dict[str, Any] | None) -> str | None:
+    return None if ref is None else f"{ref['job_ref']} #{ref['number']} ({ref['status']})"
+
+
+def _links(links: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Cause and effect: what started this run, what it started, its re-runs (rows shown
+    only when there is something to link)."""
+    rows = [
+        ("follow-up of", _link(links.get("cause"))),
+        ("started", [_link(r) for r in links.get("follow_ups") or []] or None),
+        ("re-run of", _link(links.get("rerun_of"))),
+        ("re-run as", [_link(r) for r in links.get("reruns") or []] or None),
+    ]
+    return [(k, v) for k, v in rows if v]
 
 
 def _show_run(run: dict[str, Any]) -> None:
@@ -366,6 +491,9 @@ def _show_run(run: dict[str, Any]) -> None:
                 "status",
                 "reason",
                 "trigger",
+                "manual",
+                "triggered_by",
+                "cancelled_by",
                 "created_at",
                 "started_at",
                 "finished_at",
@@ -378,7 +506,12 @@ def _show_run(run: dict[str, Any]) -> None:
                 "refresh",
             )
         ]
+        + _links(run.get("links") or {})
     )
+    if run.get("traceback"):
+        click.echo("traceback (its end):")
+        for line in str(run["traceback"]).splitlines():
+            click.echo(output.visible(f"  {line}"))
     if run.get("result"):
         click.echo(output.visible(f"result: {run['result']}"))
     for p in run.get("pipelines") or []:

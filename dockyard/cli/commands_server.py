@@ -10,6 +10,8 @@ from dockyard.cli import config, output
 from dockyard.cli.client import Client
 from dockyard.settings import DEFAULT_PORT
 
+GRACEFUL_S = 5  # at shutdown, how long open requests (event streams, proxied apps) may go on
+
 if TYPE_CHECKING:
     from dockyard.controller.assembly import Controller
     from dockyard.settings import Settings
@@ -30,7 +32,11 @@ def register(cli: click.Group) -> None:
     help="State directory (default ./.dockyard or DOCKYARD_DATA_DIR).",
 )
 @click.option(
-    "--db", "db_url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)."
+    "--db",
+    "db_url",
+    default=None,
+    help="Database URL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE, or"
+    " sqlite:///PATH (default: SQLite in --data-dir, or DOCKYARD_DB).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
@@ -61,6 +67,7 @@ def server(
     """Run the controller: API, git server, reconciler and runner in one process."""
     from dockyard.controller import app_origins
     from dockyard.controller.assembly import Controller
+    from dockyard.controller.store.db import safe_url
     from dockyard.logsetup import configure
     from dockyard.settings import Settings
 
@@ -78,6 +85,8 @@ def server(
     )
     apps = app_origins.check(settings)  # a bad DOCKYARD_APPS_DOMAIN: refused before anything
     ctl = Controller(settings)
+    if settings.start_loops:
+        ctl.join()  # a live server with this node name: refused before anything listens
     generated = ctl.bootstrap()
     if generated:
         click.echo("=" * 72, err=True)
@@ -87,6 +96,7 @@ def server(
         click.echo("=" * 72, err=True)
     click.echo(
         f"dockyard server on {settings.base_url} (data in {settings.data_dir},"
+        f" database {safe_url(settings.database_url)},"
         f" API docs at {settings.base_url}/docs, executor {settings.executor});"
         f" apps at {apps.origin('<app>--<workspace>')}/",
         err=True,
@@ -114,6 +124,9 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
             access_log=access,
             ws="websockets-sansio",  # apps' WebSockets (the proxy); fails loudly if missing
             proxy_headers=False,  # X-Forwarded-*: only from DOCKYARD_TRUSTED_PROXIES (web/origins)
+            # an open dashboard tab (its event stream) must not hold the shutdown, and with
+            # it the stop of the apps, until someone presses Ctrl-C again
+            timeout_graceful_shutdown=GRACEFUL_S,
         )
     ]
     gateway = _beacon_host(settings, ctl)
@@ -136,7 +149,12 @@ def _serve(settings: "Settings", ctl: "Controller", log_level: str) -> None:
     # uvicorn's own choice of loop (`loop="auto"`: uvloop when installed), as `Server.run`
     # makes it; `asyncio.run` alone would always take the pure-Python loop
     with asyncio.Runner(loop_factory=configs[0].get_loop_factory()) as runner:
-        runner.run(serve_all())
+        try:
+            runner.run(serve_all())
+        finally:
+            # a forced exit (Ctrl-C twice) skips the lifespan's end: the apps stop here then
+            if settings.start_loops:
+                ctl.stop()
 
 
 def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:

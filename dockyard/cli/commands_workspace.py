@@ -39,8 +39,6 @@ def show_deploy(result: "DeployResult", client: Client, fmt: str, show_manifest:
         return
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if result.created_workspace:
-        click.echo(f"created workspace {client.target.workspace!r} on {client.server}")
     verb = "would" if result.dry_run else "did"
     from dockyard.controller import plantext
 
@@ -61,6 +59,11 @@ def show_deploy(result: "DeployResult", client: Client, fmt: str, show_manifest:
         f"deployment version {output.short(result.deployment_version)},"
         f" configuration version {output.short(result.configuration_version)}"
     )
+    if result.recorded_workspace:
+        click.echo(
+            f"this directory now deploys to workspace {result.recorded_workspace!r}"
+            " (recorded in .dlt/config.toml, [dockyard] workspace)"
+        )
 
 
 def _deploy_options(func: Any) -> Any:
@@ -68,6 +71,16 @@ def _deploy_options(func: Any) -> Any:
         [
             click.option("--dry-run", is_flag=True, help="Show the plan; commit nothing."),
             click.option("--show-manifest", is_flag=True, help="Print the manifest YAML."),
+            click.option(
+                "--yes",
+                is_flag=True,
+                help="Deploy without asking even if it archives every job or more than half.",
+            ),
+            click.option(
+                "--skip-import-check",
+                is_flag=True,
+                help="Don't import each job's module in its own environment first (emergencies).",
+            ),
             click.option(
                 "--python",
                 "python",
@@ -92,13 +105,29 @@ def _deploy_options(func: Any) -> Any:
 def deploy_cmd(
     dry_run: bool,
     show_manifest: bool,
+    yes: bool,
+    skip_import_check: bool,
     python: str | None,
     workspace: str | None,
     output_fmt: str,
     force: bool,
 ) -> None:
-    """Generate the manifest, plan, commit, push and wait until the server applied it."""
-    _deploy(workspace, python, dry_run, output_fmt, show_manifest, force=force)
+    """Generate the manifest, check that each job's module imports in the environment it runs
+    in, plan, commit, push and wait until the server applied it.
+
+    The first deploy records the workspace in .dlt/config.toml; deploying the directory to
+    another one then needs -w on the command line. The workspace must exist (`dockyard
+    workspace create NAME`)."""
+    _deploy(
+        workspace,
+        python,
+        dry_run,
+        output_fmt,
+        show_manifest,
+        force=force,
+        yes=yes,
+        skip_import_check=skip_import_check,
+    )
 
 
 def _deploy(
@@ -109,12 +138,23 @@ def _deploy(
     show_manifest: bool,
     keep_configuration: bool = False,
     force: bool = False,
+    yes: bool = False,
+    skip_import_check: bool = False,
 ) -> None:
     from dockyard.cli.deploy import DeployOptions, deploy
 
     client = client_for(workspace)
     root = Path.cwd().resolve()
-    options = DeployOptions(root, None, python, dry_run, keep_configuration, force)
+    options = DeployOptions(
+        root,
+        None,
+        python,
+        dry_run,
+        keep_configuration,
+        force,
+        yes,
+        skip_import_check=skip_import_check,
+    )
     show_deploy(deploy(client, options), client, output_fmt, show_manifest)
 
 
@@ -190,9 +230,15 @@ def deployment_info(sha: str | None, workspace: str | None, output_fmt: str) -> 
             ("changed files", len(data["changed_files"])),
         ]
     )
+    changes = data.get("field_changes") or {}
     for kind in ("added", "updated", "archived"):
         for ref in data["plan"][kind]:
             click.echo(f"  {kind:<9} {ref}")
+            for change in changes.get(ref, []):
+                line = f"    {change['field']}: {change['old']} -> {change['new']}"
+                click.echo(output.visible(line))
+    for path in data["changed_files"]:
+        click.echo(output.visible(f"  file      {path}"))
 
 
 @deployment.command("rollback")
@@ -235,12 +281,23 @@ def deployment_rollback(sha: str, force: bool, workspace: str | None, output_fmt
 def deployment_sync(
     dry_run: bool,
     show_manifest: bool,
+    yes: bool,
+    skip_import_check: bool,
     python: str | None,
     workspace: str | None,
     output_fmt: str,
 ) -> None:
     """Deploy code and manifest; keep the deployed configuration."""
-    _deploy(workspace, python, dry_run, output_fmt, show_manifest, True)
+    _deploy(
+        workspace,
+        python,
+        dry_run,
+        output_fmt,
+        show_manifest,
+        True,
+        yes=yes,
+        skip_import_check=skip_import_check,
+    )
 
 
 @click.group()
@@ -307,6 +364,7 @@ def workspace() -> None:
 @click.argument("name")
 @output.output_option
 def workspace_create(name: str, output_fmt: str) -> None:
+    """Create workspace NAME (admin): its git repository and key. No deploy creates one."""
     data = client_for(name).post("/api/v1/workspaces", {"name": name})
     if output_fmt == "json":
         output.emit_json(data)
@@ -329,10 +387,11 @@ def workspace_list(output_fmt: str) -> None:
                 w["name"],
                 output.short(w["deployment_version"]),
                 output.short(w["configuration_version"]),
+                w.get("description"),
             ]
             for w in data
         ],
-        ["", "name", "deployment", "configuration"],
+        ["", "name", "deployment", "configuration", "description"],
     )
 
 
@@ -454,6 +513,7 @@ def info(workspace: str | None, output_fmt: str) -> None:
         [
             ("server", client.server),
             ("workspace", data["name"]),
+            ("description", data.get("description")),
             ("deployment version", data["deployment_version"]),
             ("configuration version", data["configuration_version"]),
             ("executor", data["effective_executor"]),

@@ -53,6 +53,9 @@ class Target:
     token: str | None
     workspace: str
     workspace_explicit: bool
+    # named with `-w/--workspace` on this command line (not the environment or saved default):
+    # only that may deploy a directory to another workspace than the one it records
+    workspace_flag: bool = False
 
 
 def resolve(
@@ -68,4 +71,5 @@ def resolve(
         token=token or os.environ.get("DOCKYARD_TOKEN") or saved.get("token"),
         workspace=explicit or saved.get("workspace") or DEFAULT_WORKSPACE,
         workspace_explicit=bool(explicit),
+        workspace_flag=bool(workspace),
     )

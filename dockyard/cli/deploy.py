@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from dockyard import errors
-from dockyard.cli import gitpush, sealing, workspace
+from dockyard.cli import deploytarget, gitpush, importcheck, sealing, workspace
 from dockyard.cli.client import Client
 from dockyard.controller import deployfiles, gitstore, manifests, planning, plantext
 from dockyard.controller.gitstore import FileEntry
@@ -39,11 +39,11 @@ class DeployResult:
     deployment_version: str | None
     configuration_version: str | None
     committed: str | None
-    created_workspace: bool = False
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
     changed_parts: list[str] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
+    recorded_workspace: str | None = None  # first deploy: written to .dlt/config.toml
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +54,7 @@ class DeployResult:
             "dry_run": self.dry_run,
             "changed": self.changed_parts,
             "warnings": self.warnings,
-            "workspace_created": self.created_workspace,
+            "recorded_workspace": self.recorded_workspace,
             "schedules": self.schedules,
         }
 
@@ -67,9 +67,13 @@ class DeployOptions:
     dry_run: bool = False
     keep_configuration: bool = False
     force: bool = False  # deploy to a workspace linked to GitHub anyway
+    yes: bool = False  # a deploy that archives most jobs goes ahead without asking
+    skip_import_check: bool = False  # emergencies: don't import the jobs' modules first
 
 
 def deploy(client: Client, options: DeployOptions) -> DeployResult:
+    deploytarget.require_workspace(client)
+    home = deploytarget.check(options.root, client)
     if not (options.dry_run or options.force or options.script):
         _refuse_if_linked(client)
     worker_args, _ad_hoc = workspace.deployment_target(options.root, options.script)
@@ -79,46 +83,87 @@ def deploy(client: Client, options: DeployOptions) -> DeployResult:
         manifest = manifests.canonical(seen.manifest)
         # dlt's own validator already ran inside the worker; the schema is dockyard's part
         manifests.validate_schema(manifest)
-        exists = _workspace_exists(client)
         mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
-        head = mirror.fetch() if exists else None
-        warnings = list(seen.warnings)
+        head = mirror.fetch()
+        warnings = list(seen.warnings) + _import_check(seen, python, options)
         old = _deployed_manifest(mirror, head, seen.ad_hoc, warnings)
         if seen.ad_hoc:
             manifest = planning.merge_ad_hoc(old, manifest)
         plan, manifest, files = deployfiles.planned(seen, old, manifest)
+        record = None
+        if not options.keep_configuration:
+            files, record = deploytarget.plan_record(
+                options.root, home, client.target.workspace, files
+            )
         deployfiles.check_commit(files, manifest)
         warnings += sealing.profile_warnings(files, _interactive(manifest))
-        created = False
         if options.keep_configuration:  # `deployment sync`: code only
             files = _replace_config(files, mirror.files(head))
         else:
-            files, created = _sealed(client, files, mirror, head, exists, options.dry_run)
+            files = _sealed(client, files, mirror, head)
         sha = mirror.commit(
             files, head, deployfiles.commit_message(plan, options.script if seen.ad_hoc else None)
         )
         result = DeployResult(
             plan, manifest, None, None, sha, warnings=warnings, dry_run=options.dry_run
         )
-        result.created_workspace = created
-        exists = exists or created
+        _note_target(result, client, home)
         if sha is None:
-            return _current(client, result, exists)
+            return _recorded(_current(client, result), record)
         result.changed_parts = mirror.changed_parts(sha, head)
         if options.dry_run:
-            result.schedules = schedule_changes(client, plan, old)
-            current = _current(client, result, exists)
-            if "code" in result.changed_parts:
-                current.deployment_version = None
-            if "configuration" in result.changed_parts:
-                current.configuration_version = None
-            current.committed = None
-            return current
-        if not exists:
-            _create_workspace(client)
-            result.created_workspace = True
+            return _dry_run(client, result, old)
+        deploytarget.confirm_archive(
+            client, plan, lambda: schedule_changes(client, plan, old), options.yes
+        )
         _push(client, mirror, sha, result)
+    return _recorded(result, record)
+
+
+def _note_target(result: DeployResult, client: Client, home: str | None) -> None:
+    """Warnings about where this deploy goes: another workspace than the directory's (named
+    with -w), or most jobs archived (a dry run says the deploy will ask)."""
+    name = client.target.workspace
+    if home is not None and home != name:
+        result.warnings.append(
+            f"this directory stays recorded for workspace {home!r}; -w {name} deployed it to"
+            f" {name!r} this once"
+        )
+    if result.dry_run and deploytarget.archives_most(result.plan):
+        note = deploytarget.archive_note(result.plan, name)
+        result.warnings.append(f"{note}: `dockyard deploy` asks to confirm (--yes for scripts)")
+
+
+def _recorded(result: DeployResult, record: deploytarget.Record | None) -> DeployResult:
+    """After the deploy landed (or changed nothing): record the workspace in the directory."""
+    if record is None or result.dry_run:
+        return result
+    problem = deploytarget.write(record)
+    if problem:
+        result.warnings.append(problem)
+    else:
+        result.recorded_workspace = record.workspace
     return result
+
+
+def _dry_run(client: Client, result: DeployResult, old: dict[str, Any] | None) -> DeployResult:
+    """What a deploy would do: schedules with their next fire times, versions not yet made."""
+    result.schedules = schedule_changes(client, result.plan, old)
+    current = _current(client, result)
+    if "code" in result.changed_parts:
+        current.deployment_version = None
+    if "configuration" in result.changed_parts:
+        current.configuration_version = None
+    current.committed = None
+    return current
+
+
+def _import_check(seen: workspace.Inspection, python: str, options: DeployOptions) -> list[str]:
+    """Each job's module imported in its own environment (a full deploy; an ad-hoc script is
+    launched at once, so its run shows the same error right away)."""
+    if seen.ad_hoc:
+        return []
+    return importcheck.check(seen, python, options.skip_import_check)
 
 
 def _deployed_manifest(
@@ -142,30 +187,13 @@ def _interactive(manifest: dict[str, Any]) -> bool:
     return any(j.get("job_type") == "interactive" for j in manifest.get("jobs", []))
 
 
-def _create_workspace(client: Client) -> None:
-    client.post("/api/v1/workspaces", {"name": client.target.workspace})
-
-
 def _sealed(
-    client: Client,
-    files: dict[str, FileEntry],
-    mirror: gitpush.Mirror,
-    head: str | None,
-    exists: bool,
-    dry_run: bool,
-) -> tuple[dict[str, FileEntry], bool]:
-    """The commit's files with secrets encrypted for the workspace's key, and whether the
-    workspace had to be created for its key (checked against a throwaway key first)."""
+    client: Client, files: dict[str, FileEntry], mirror: gitpush.Mirror, head: str | None
+) -> dict[str, FileEntry]:
+    """The commit's files with secrets encrypted for the workspace's key."""
     if not sealing.has_secrets(files):
-        return files, False
-    if not exists:
-        checked = sealing.seal(files, sealing.Key.throwaway())
-        if dry_run:
-            return checked, False
-        _create_workspace(client)
-    return sealing.seal(
-        files, sealing.workspace_key(client), lambda path: mirror.read(head, path)
-    ), not exists
+        return files
+    return sealing.seal(files, sealing.workspace_key(client), lambda path: mirror.read(head, path))
 
 
 def schedule_changes(
@@ -235,8 +263,8 @@ def _replace_config(
 def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResult:
     """`configuration sync`: commit the local `.dlt` configuration on top of the deployed code."""
     config = workspace.configuration_files(root)
-    if not _workspace_exists(client):
-        raise NotFound(f"workspace {client.target.workspace} does not exist; run `dockyard deploy`")
+    deploytarget.require_workspace(client)
+    deploytarget.check(root, client)
     mirror = gitpush.Mirror.open(client.server, client.target.workspace, client.target.token)
     head = mirror.fetch()
     manifest = mirror.manifest(head)
@@ -250,12 +278,12 @@ def sync_configuration(client: Client, root: Path, dry_run: bool) -> DeployResul
     }
     files = _replace_config(mirror.files(head), local)
     deployfiles.check_commit(files, manifest)
-    files, _created = _sealed(client, files, mirror, head, True, dry_run)
+    files = _sealed(client, files, mirror, head)
     plan = planning.plan(manifest, manifest)
     sha = mirror.commit(files, head, "deploy: configuration changed\n")
     result = DeployResult(plan, manifest, None, None, sha, dry_run=dry_run)
     if sha is None or dry_run:
-        result = _current(client, result, True)
+        result = _current(client, result)
         if sha is not None:
             result.configuration_version, result.committed = None, None
             result.changed_parts = ["configuration"]
@@ -283,19 +311,10 @@ def _refuse_if_linked(client: Client) -> None:
     )
 
 
-def _workspace_exists(client: Client) -> bool:
-    try:
-        client.get(client.ws)
-    except NotFound:
-        return False
-    return True
-
-
-def _current(client: Client, result: DeployResult, exists: bool) -> DeployResult:
-    if exists:
-        info = client.get(client.ws)
-        result.deployment_version = info.get("deployment_version")
-        result.configuration_version = info.get("configuration_version")
+def _current(client: Client, result: DeployResult) -> DeployResult:
+    info = client.get(client.ws)
+    result.deployment_version = info.get("deployment_version")
+    result.configuration_version = info.get("configuration_version")
     return result
 
 

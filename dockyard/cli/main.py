@@ -9,7 +9,16 @@ import sys
 
 import click
 
-from dockyard.cli import commands_apps, commands_runs, commands_server, commands_workspace
+from dockyard.cli import (
+    commands_alerts,
+    commands_apps,
+    commands_audit,
+    commands_leases,
+    commands_runs,
+    commands_server,
+    commands_workers,
+    commands_workspace,
+)
 from dockyard.errors import DockyardError, one_line
 
 
@@ -23,6 +32,10 @@ commands_server.register(cli)
 commands_workspace.register(cli)
 commands_runs.register(cli)
 commands_apps.register(cli)
+commands_alerts.register(cli)
+commands_audit.register(cli)
+commands_leases.register(cli)
+commands_workers.register(cli)
 
 
 def main() -> None:

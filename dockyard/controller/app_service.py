@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockyard.controller import app_origins, apps, auth, links, runs, workspaces
+from dockyard.controller import app_origins, apps, audit, auth, links, runs, workspaces
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import Job, PublicLink, Run, Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
@@ -46,9 +46,8 @@ def open_app(
     if recent is not None:
         principal.require("read", recent.workspace_id)
         return recent
-    return ctl.apps.recent.put(
-        key, ctl.apps.open(_locate(principal, ws_name, job_name, "read"), start)
-    )
+    locate = _locate(principal, ws_name, job_name, "read")
+    return ctl.apps.recent.put(key, ctl.apps.open(locate, start, _by(ctl, principal, start)))
 
 
 def open_by_label(
@@ -60,7 +59,16 @@ def open_by_label(
     if recent is not None:
         principal.require("read", recent.workspace_id)
         return recent
-    return ctl.apps.recent.put(key, ctl.apps.open(_locate_label(principal, label), start))
+    locate = _locate_label(principal, label)
+    return ctl.apps.recent.put(key, ctl.apps.open(locate, start, _by(ctl, principal, start)))
+
+
+def _by(ctl: Controller, principal: Principal, start: bool) -> str | None:
+    """Who asks for the app (a run it starts says so): the session's or request's token."""
+    if not start:
+        return None
+    with ctl.db.session() as session:
+        return audit.token(session, principal.token_id).label
 
 
 def _locate_label(principal: Principal, label: str) -> apps.Locate:
@@ -144,7 +152,8 @@ def open_link(
             raise gone  # checked before the app is started
         return ws, job
 
-    return ctl.apps.recent.put(("job", job_id), ctl.apps.open(locate, start)), link_id
+    app = ctl.apps.open(locate, start, f"public link #{link_id}")
+    return ctl.apps.recent.put(("job", job_id), app), link_id
 
 
 def _label_or_none(workspace: str, app: str) -> str | None:
@@ -163,7 +172,13 @@ def serve(ctl: Controller, principal: Principal, ws_name: str, job_name: str) ->
     with ctl.db.session() as session:
         run = session.get(Run, app.run_id) if app.run_id else None
         run_info = runs.as_dict(run, app.job_ref) if run else None
-    return {**_app_dict(ctl, app), "run": run_info}
+        job = session.scalar(
+            select(Job).where(Job.workspace_id == app.workspace_id, Job.job_ref == app.job_ref)
+        )
+        endpoint = apps.endpoint_path(job.definition) if job is not None else None
+    served = _app_dict(ctl, app)
+    mcp_url = served["url"] + endpoint if served["url"] and endpoint else None
+    return {**served, "run": run_info, "mcp_url": mcp_url}
 
 
 def _app_dict(ctl: Controller, app: apps.App) -> dict[str, Any]:

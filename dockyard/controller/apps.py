@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,6 +65,20 @@ def path_name(job_ref: str, all_refs: Iterable[str]) -> str:
     short = dltadapter.short_name(job_ref)
     clashes = [r for r in all_refs if dltadapter.short_name(r) == short]
     return short if len(clashes) <= 1 else job_ref.removeprefix("jobs.")
+
+
+MCP_LAUNCHER = "dlt._workspace.deployment.launchers.mcp"
+MCP_PATH = "mcp"  # dlt's `McpConfiguration.path` default, below the app's origin
+
+
+def endpoint_path(definition: dict[str, Any]) -> str | None:
+    """Where a client talks to the app below its origin, when that is not `/`: `mcp` for an
+    MCP server (a module with a FastMCP instance, dlt's MCP launcher, or a job declared
+    `interface="mcp"` that returns one). A workspace that configures another `path` for
+    the MCP launcher serves there instead."""
+    launcher = (definition.get("entry_point") or {}).get("launcher")
+    interface = (definition.get("expose") or {}).get("interface")
+    return MCP_PATH if launcher == MCP_LAUNCHER or interface == "mcp" else None
 
 
 def app_name(session: Session, ws: Workspace, job: Job) -> str:
@@ -205,8 +220,9 @@ class Apps:
         self.monitor = IdleMonitor(self, idle_s)
         self._start_lock = threading.Lock()
 
-    def open(self, locate: Locate, start: bool = True) -> App:
-        """The app's current instance; without one (and `start`), a new run of its job."""
+    def open(self, locate: Locate, start: bool = True, by: str | None = None) -> App:
+        """The app's current instance; without one (and `start`), a new run of its job,
+        `triggered_by` "app request" (by whom, when `by` is known)."""
         with self.db.session() as session:
             app = self._current(session, *locate(session))
         if not start or app.status not in ("stopped",):
@@ -216,14 +232,15 @@ class Apps:
             app = self._current(session, ws, job)  # someone may have started it meanwhile
             if app.status != "stopped":
                 return app
-            run = self.lifecycle.create(session, ws, job, self._request(job), self.clock.now())
+            request = self._request(job, by)
+            run = self.lifecycle.create(session, ws, job, request, self.clock.now())
             app = _app(ws, job, app.name, run)
         log.info("app started", extra={"action": "start_app", "job_ref": app.job_ref})
         return app
 
-    def _request(self, job: Job) -> Request:
+    def _request(self, job: Job, by: str | None) -> Request:
         trigger = str(job.definition.get("default_trigger") or "http:")
-        return Request(trigger, gated=False)
+        return Request(trigger, gated=False, triggered_by=_requested_by(by))
 
     def _current(self, session: Session, ws: Workspace, job: Job) -> App:
         if job.job_type != "interactive":
@@ -251,6 +268,10 @@ class Apps:
         if run.status != "failed" or run.finished_at is None:
             return False
         return (self.clock.now() - run.finished_at).total_seconds() < RETRY_AFTER_FAILURE_S
+
+
+def _requested_by(by: str | None) -> str:
+    return f"app request by {by}" if by else "app request"
 
 
 def _app(ws: Workspace, job: Job, name: str, run: Run) -> App:

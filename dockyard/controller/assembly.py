@@ -2,9 +2,15 @@
 store, keys, git repositories, the lifecycle and its events, the runner, scheduler,
 prewarmer, app monitor, reconciler, sweep and retention loops, and the executors. The web
 layer and the CLI get the control plane from here; nothing else constructs these parts.
+
+The sweep and retention run under named leases (`leases.py`, kept by `self.leases`): with
+several servers on one database only the holder does that work, its writes fenced by the
+lease's epoch; a lone server takes its leases as it starts.
 """
 
+import logging
 import sys
+from datetime import datetime
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import (
@@ -15,14 +21,18 @@ from dockyard.controller import (
     github_credentials,
     github_oidc,
     keys,
+    leases,
+    nodes,
+    notify,
     retention,
     workspaces,
 )
+from dockyard.controller.alerts import delivery as alert_delivery
 from dockyard.controller.executors import sandbox
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.executors.local import LocalExecutor
-from dockyard.controller.lifecycle import Events, Lifecycle
+from dockyard.controller.lifecycle import Events, Lifecycle, RunEnded
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.prewarm import Prewarmer
@@ -34,6 +44,8 @@ from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
 from dockyard.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class Controller:
     def __init__(
@@ -41,12 +53,20 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self._stopped = False
         for path in (settings.data_dir, settings.repos_dir, settings.runs_dir):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         settings.data_dir.chmod(0o700)  # keys, database, repositories: the server's only
         self.isolation = sandbox.probe(settings.sandbox, settings.sandbox_uid_base)
         self.db = Database(settings.database_url)
         self.db.migrate()
+        # the work that must happen once across servers runs under these leases (holder:
+        # this process, new at every start)
+        self.holder = leases.holder_identity()
+        self.leases = leases.Keeper(
+            leases.Leases(self.db, self.clock, self.holder, settings.lease_ttl_s),
+            settings.lease_renew_s,
+        )
         self.beacon_secret = beacon.load_secret(settings.data_dir / "beacon.key")
         self.keys = keys.Keyring(keys.load_master(settings.data_dir), settings.repos_dir)
         self.hooks = workspaces.HookInstaller(
@@ -59,8 +79,13 @@ class Controller:
         self.preparer = Preparer(settings, self.executor, self.beacon_secret, self.keys, self.db)
         # what happened to runs and deployments; each loop subscribes to what wakes it
         self.events = Events()
+        # this server as a node: the holder of the runs it claims (controller/nodes.py)
+        self.membership = nodes.Membership(
+            self.db, self.clock, nodes.Identity(nodes.check_name(settings.node_name))
+        )
+        self._joined = False
         self.lifecycle = Lifecycle(
-            settings.repos_dir, self.defaults, settings.executor, self.events
+            settings.repos_dir, self.defaults, settings.executor, self.events, settings.node_name
         )
         self.runner = Runner(
             self.db,
@@ -70,6 +95,10 @@ class Controller:
             self.lifecycle,
             bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
         )
+        self.runner.fenced = lambda: self.membership.fenced
+        self.runner.others_alive = self._others_alive
+        self.heartbeat = nodes.Heartbeat(self.membership, self.lifecycle, self.preparer.run_dir)
+        self._given_up_since: datetime | None = None
         self.prewarmer = Prewarmer(
             self.db,
             self.preparer,
@@ -88,8 +117,25 @@ class Controller:
         )
         # what a GitHub link's calls authenticate with (App installation tokens cached here)
         self.github_credentials = github_credentials.Credentials(self.db, self.keys, self.clock)
+        # the alert outbox's sender (rows are written with the run's end; woken after it)
+        self.alerts = alert_delivery.Sender(
+            self.db,
+            self.clock,
+            self.keys,
+            alert_delivery.Policy(
+                settings.alert_backoff_s,
+                settings.alert_max_attempts,
+                settings.alert_timeout_s,
+                settings.base_url,
+            ),
+        )
+        self.events.subscribe(RunEnded, lambda _event: self.alerts.wake())
+        # several servers on one PostgreSQL: each one's committed events wake the others' loops
+        self.crossing = self._crossing() if self.db.is_postgres else None
         self.reconciler = Reconciler(self.db, settings.repos_dir, self.events, self.clock)
-        self.sweeper = Sweeper(self.reconciler, settings.sweep_interval_s)
+        self.sweeper = Sweeper(
+            self.reconciler, settings.sweep_interval_s, self.leases.guard(leases.SWEEP)
+        )
         self.retention = retention.Retention(
             self.db,
             self.clock,
@@ -101,7 +147,26 @@ class Controller:
                 settings.retain_envs_days,
             ),
             settings.retention_interval_s,
+            self.leases.guard(leases.RETENTION),
         )
+        self.leases.guard(leases.SWEEP).on_acquired(self.sweeper.wake)
+        self.leases.guard(leases.RETENTION).on_acquired(self.retention.wake)
+
+    def _crossing(self) -> notify.Crossing:
+        run_loop, scheduler = [self.runner.wake], [self.scheduler.wake]
+        crossing = notify.Crossing(
+            self.db.engine,
+            {
+                "RunCreated": run_loop,
+                "RunRequeued": run_loop,
+                "StopRequested": run_loop,
+                "RunEnded": [self.runner.wake, self.alerts.wake],
+                "Deployed": scheduler,
+                "ScheduleChanged": scheduler,
+            },
+        )
+        crossing.watch(self.events)
+        return crossing
 
     def _local_envs(self) -> envs.EnvBuilder | None:
         """The local executor's virtualenvs (what retention may prune)."""
@@ -129,20 +194,51 @@ class Controller:
                 self.hooks(pygit2.Repository(str(path)))
         return generated
 
+    def join(self) -> None:
+        """Register this server as a node (Conflict when a live one has its name); the
+        server calls it before it listens, `start` when nobody did."""
+        if not self._joined:
+            self._given_up_since = self.membership.join()
+            self._joined = True
+
+    def _others_alive(self) -> bool:
+        with self.db.session() as session:
+            return nodes.others_alive(session, self.membership.name, self.clock.now())
+
     def start(self) -> None:
+        self.leases.start()  # first: a lone server holds its leases before the loops run
+        self.join()
+        self.heartbeat.start()
         self.prewarmer.recover()
-        self.runner.start()
+        self.runner.recover(self._given_up_since)
+        self.runner.start_loop()
         self.scheduler.start()
         self.sweeper.start()
         self.apps.monitor.start()
         self.retention.start()
+        self.alerts.start()
+        if self.crossing is not None:
+            self.crossing.start()
 
     def stop(self) -> None:
+        """Stop the loops; the runner's stop also stops the apps (`Runner.stop_apps`). Once
+        only: the server calls it from its lifespan and again after a forced exit (a second
+        Ctrl-C skips the lifespan's end)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.crossing is not None:
+            self.crossing.stop()
+        self.alerts.stop()
         self.retention.stop()
         self.apps.monitor.stop()
         self.sweeper.stop()
         self.scheduler.stop()
         self.runner.stop()
+        self.leases.stop()  # released: another server takes over at its next renewal
+        self.heartbeat.stop()
+        if self._joined:
+            self.membership.leave()
         self.db.dispose()
 
 
@@ -169,15 +265,28 @@ def make_fleet(
 
 
 class Sweeper(Loop):
-    """Reconciles every workspace whose HEAD moved without a push event reaching us."""
+    """Reconciles every workspace whose HEAD moved without a push event reaching us. With a
+    lease (`leases.SWEEP`), only while this process holds it, each write fenced by it."""
 
     name = "sweep"
 
-    def __init__(self, reconciler: Reconciler, interval_s: float) -> None:
+    def __init__(
+        self, reconciler: Reconciler, interval_s: float, lease: leases.Guard | None = None
+    ) -> None:
         super().__init__()
         self.reconciler = reconciler
         self.interval_s = interval_s
+        self.lease = lease
 
     def step(self) -> float:
-        self.reconciler.sweep()
+        if self.lease is None:
+            self.reconciler.sweep()
+            return self.interval_s
+        fence = self.lease.held()
+        if fence is None:  # another server sweeps; woken if this one takes the lease over
+            return self.interval_s
+        try:
+            self.reconciler.sweep(fence)
+        except leases.LeaseLost as exc:
+            log.warning(exc.message, extra={"action": "sweep", "lease": fence.name})
         return self.interval_s

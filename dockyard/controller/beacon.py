@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.clock import utcnow
+from dockyard.controller.createonce import create_once
 from dockyard.controller.lifecycle.status import LAUNCHED
 from dockyard.controller.store.models import BeaconPayload, Run
 from dockyard.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized
@@ -41,10 +42,11 @@ class Limits:
 
 
 def load_secret(path: Path) -> bytes:
+    """The secret kept at `path`, made on first use. Several servers starting at once on
+    one data dir agree on one: it is written aside in full, then linked into place only if
+    no other got there first."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
+        create_once(path, secrets.token_bytes(32))
     return path.read_bytes()
 
 

@@ -21,6 +21,7 @@ from dockyard.controller import (
     gitstore,
     lifecycle,
     planning,
+    plantext,
     runs,
     usecases,
 )
@@ -66,8 +67,10 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
                 Run.created_at >= now - timedelta(hours=24),
             )
         )
+        version = ws.deployment_version
         return {
             "workspace": usecases.workspaces.workspace_dict(ws),
+            "description": usecases.workspaces.description(ctl, ws.name, version),
             "jobs": _job_counts(session, ws),
             "last_runs": _last_run_counts(session, ws),
             "failing": _failing_jobs(session, ws),
@@ -147,14 +150,15 @@ class Listed:
     status: str
     paused: bool
     tags: tuple[str, ...]
-    text: str  # lower-case: ref, description, tags, triggers
+    text: str  # lower-case: ref, display name, description, tags, triggers
 
     @classmethod
     def of(cls, row: Any) -> "Listed":
         definition = row.definition or {}
         tags = tuple(job_tags(definition))
         triggers = [str(t) for t in definition.get("triggers") or []]
-        words = [row.job_ref, str(definition.get("description") or ""), *tags, *triggers]
+        shown = str((definition.get("expose") or {}).get("display_name") or "")
+        words = [row.job_ref, shown, str(definition.get("description") or ""), *tags, *triggers]
         paused = row.paused_at is not None
         return cls(
             row.id, row.job_ref, row.job_type, row.status, paused, tags, " ".join(words).lower()
@@ -370,6 +374,7 @@ def deployment_diff(
         "files": files,
         "plan": plan.as_dict(),
         "changed_fields": {c.job_ref: list(c.changed_fields) for c in plan.changes},
+        "field_changes": plantext.field_changes(plan),
         "summary": plan.summary(),
     }
 

@@ -62,10 +62,18 @@ def is_selector(text: str) -> bool:
 
 
 def match_job(job_def: JobDef, selectors: Sequence[str]) -> str | None:
-    """The trigger a job fires with for these selectors, or None when it is not selected.
+    """The trigger a job fires with for these selectors, or None when it is not selected."""
+    found = match_trigger(job_def, selectors)
+    return None if found is None else found[1]
+
+
+def match_trigger(job_def: JobDef, selectors: Sequence[str]) -> tuple[str, str] | None:
+    """`(matched, fires)`: the trigger the selectors matched and the one the job fires with,
+    or None when it is not selected.
 
     Same rules as dlt's `select_candidates`: expand triggers, fnmatch, prefer the default
-    trigger, and replace a picked `manual:` trigger by the job's default trigger.
+    trigger, and replace a picked `manual:` trigger by the job's default trigger (so the two
+    differ only then).
     """
     job_type = job_def["entry_point"]["job_type"]
     hits = _trigger_helpers.match_triggers_with_selectors(
@@ -80,8 +88,13 @@ def match_job(job_def: JobDef, selectors: Sequence[str]) -> str | None:
     if str(picked).startswith("manual:"):
         default = default_trigger(job_def)
         if default is not None:
-            return default
-    return str(picked)
+            return str(picked), default
+    return str(picked), str(picked)
+
+
+def selects_job(job_def: JobDef, selector: str) -> bool:
+    """dlt's `selects_job`: the selector picks the job by its type, a trigger or its ref."""
+    return bool(dlt_manifest.selects_job(cast(Any, job_def), selector))
 
 
 def resolve_job_ref(name: str, job_refs: Sequence[str]) -> str:

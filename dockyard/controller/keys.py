@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import crypto
 from dockyard.clock import utcnow
+from dockyard.controller.createonce import create_once
 from dockyard.controller.store.models import Workspace, WorkspaceKey
 from dockyard.errors import DockyardError, InvalidInput
 
@@ -70,10 +71,7 @@ def _create_master_file(path: Path) -> None:
         f"# dockyard master key, created {utcnow().isoformat()}: back it up (docs/secrets.md)\n"
         f"# public key: {identity.to_public()}\n{identity}\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    create_once(path, text.encode())
 
 
 class Keyring:

@@ -216,3 +216,31 @@ def redactions(run_dir: Path) -> list[str]:
     """The secret strings a run's log must not show (gone with its configuration when the
     run has ended)."""
     return rundir.read_redactions(run_dir)
+
+
+TAIL_SCAN_BYTES = 256 * 1024  # how much of a log's end a failure's reason is read from
+TAIL_SCAN_LINES = 400
+
+
+def stream_tail(
+    run_dir: Path, stream: str, max_bytes: int = TAIL_SCAN_BYTES, max_lines: int = TAIL_SCAN_LINES
+) -> list[str]:
+    """The texts of the last lines of one stream (`err`) within the log's last `max_bytes`,
+    at most `max_lines` of them, oldest first: what a failed run's reason is read from."""
+    try:
+        f = path(run_dir).open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        start = max(f.seek(0, os.SEEK_END) - max_bytes, 0)
+        f.seek(start)
+        data = f.read(max_bytes)
+    raws = data.split(b"\n")
+    if start > 0:
+        raws = raws[1:]  # a line cut by where the read began
+    texts = []
+    for raw in raws:
+        entry = _parse(raw) if raw else None
+        if entry is not None and entry.get("s") == stream and isinstance(entry.get("m"), str):
+            texts.append(entry["m"])
+    return texts[-max_lines:]

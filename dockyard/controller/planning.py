@@ -20,6 +20,7 @@ class JobChange:
     kind: ChangeKind
     new: dict[str, Any] | None
     changed_fields: tuple[str, ...] = ()
+    old: dict[str, Any] | None = None  # an updated job's definition before, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +75,9 @@ def plan_from_fingerprints(
         if before is None:
             changes.append(JobChange(ref, "added", job))
         elif before != job_fingerprint(job):
-            fields = _changed_fields(old_jobs[ref], job) if old_jobs else ()
-            changes.append(JobChange(ref, "updated", job, fields))
+            previous = old_jobs.get(ref) if old_jobs else None
+            fields = _changed_fields(previous, job) if previous is not None else ()
+            changes.append(JobChange(ref, "updated", job, fields, previous))
         else:
             changes.append(JobChange(ref, "unchanged", job))
     changes.extend(JobChange(ref, "archived", None) for ref in old if ref not in new_jobs)

@@ -8,6 +8,7 @@ next_fire_at: {trigger: iso | None}, next_window: [start, end] | None}`; `to_pre
 definitions worth previewing and `archived_schedules` adds the timed jobs a plan stops.
 """
 
+import json
 from typing import Any
 
 from dockyard.controller import dltadapter, planning
@@ -107,6 +108,49 @@ def summary(plan: planning.Plan, schedules: list[dict[str, Any]]) -> str:
     if not shown:
         return clip(f"{text}; {left} schedule(s) change", SUMMARY_MAX)
     return clip(text + label + ", ".join(shown) + (f" +{left} more" if left else ""), SUMMARY_MAX)
+
+
+def field_changes(plan: planning.Plan) -> dict[str, list[dict[str, str]]]:
+    """Each updated job's changed fields, old → new: `{job_ref: [{field, old, new}]}`, each
+    value compact JSON cut to `VALUE_MAX` characters; the fields that describe configuration
+    (`inputs`, `config_keys`) by key names only (values live in the sealed config files)."""
+    return {
+        c.job_ref: [
+            {
+                "field": name,
+                "old": shown_value(name, (c.old or {}).get(name)),
+                "new": shown_value(name, (c.new or {}).get(name)),
+            }
+            for name in c.changed_fields
+        ]
+        for c in plan.changes
+        if c.kind == "updated" and c.changed_fields
+    }
+
+
+VALUE_MAX = 80
+KEYS_ONLY = ("inputs", "config_keys")
+
+
+def shown_value(name: str, value: Any) -> str:
+    """A field's value for people: `(none)`, or compact JSON of at most `VALUE_MAX`."""
+    if value is None:
+        return "(none)"
+    if name in KEYS_ONLY:
+        value = key_names(value)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return clip(text, VALUE_MAX)
+
+
+def key_names(value: Any) -> list[str]:
+    """The key names of a config field: a JSON schema's properties, a mapping's keys or the
+    items of a list of names."""
+    if isinstance(value, dict):
+        props = value.get("properties")
+        return sorted(str(k) for k in (props if isinstance(props, dict) else value))
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
 
 
 def clip(text: str, limit: int) -> str:

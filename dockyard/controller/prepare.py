@@ -2,6 +2,7 @@
 entry point and process environment. Nothing here imports workspace code.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -16,8 +17,8 @@ import pygit2
 from sqlalchemy.orm import object_session
 
 from dockyard import crypto
-from dockyard.controller import dltadapter, envs, gitstore, keys, logs, retention_files
-from dockyard.controller.executors.base import RunPlan
+from dockyard.controller import dltadapter, envs, gitstore, keys, logs, retention_files, runlinks
+from dockyard.controller.executors.base import CODE_IN_CONTAINER, RunPlan
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -76,19 +77,23 @@ class Preparer:
     def run_dir(self, run_id: str) -> Path:
         return self.settings.runs_dir / run_id
 
-    def prepare(self, ws: Workspace, job: Job, run: Run) -> Prepared:
-        """Everything a run needs; its launch command starts the job at once."""
+    def prepare(
+        self, ws: Workspace, job: Job, run: Run, upstream: runlinks.Upstream | None = None
+    ) -> Prepared:
+        """Everything a run needs; its launch command starts the job at once. A follow-up is
+        told about its `upstream` run (environment variables and dlt's `run_args`)."""
         requirements = self._requirements_of(ws, run.deployment_version)
-        entry_point = self.entry_point(job, run, requirements)
-        ports = (int(entry_point["run_args"]["port"]),) if "run_args" in entry_point else ()
+        entry_point = self.entry_point(job, run, requirements, upstream)
+        port = (entry_point.get("run_args") or {}).get("port")
         plan = self._plan(
             ws,
             job,
             RunIdentity.of(run),
             requirements,
             launch_args(run, entry_point),
-            ports,
+            (int(port),) if port is not None else (),
             executor=run.executor,
+            extra_env=upstream.environment(self.settings.base_url) if upstream else None,
         )
         return Prepared(plan, entry_point)
 
@@ -101,12 +106,20 @@ class Preparer:
         plan = self._plan(ws, job, identity, requirements, None, (), timeout_s, "local")
         return Prepared(plan, {})
 
-    def entry_point(self, job: Job, run: Run, requirements: dict[str, Any]) -> dict[str, Any]:
+    def entry_point(
+        self,
+        job: Job,
+        run: Run,
+        requirements: dict[str, Any],
+        upstream: runlinks.Upstream | None = None,
+    ) -> dict[str, Any]:
         """dlt's entry point; an interactive job gets a free port (and no base path: it is
-        served at `/` of an origin of its own)."""
+        served at `/` of an origin of its own), a follow-up its upstream run's fields."""
         run_args: dict[str, Any] | None = None
         if job.job_type == "interactive":
             run_args = {"port": free_port()}
+        if upstream is not None:
+            run_args = {**(run_args or {}), **upstream.run_args(self.settings.base_url)}
         return dltadapter.build_entry_point(
             job.definition,
             profile=run.profile,
@@ -160,6 +173,7 @@ class Preparer:
         ports: tuple[int, ...],
         hold_timeout_s: float = 0.0,
         executor: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> RunPlan:
         run_dir = self.run_dir(identity.run_id)
         assert identity.deployment_version is not None
@@ -184,6 +198,7 @@ class Preparer:
             launcher=str(job.definition["entry_point"]["launcher"]),
             launch_args=args,
             environment={
+                **(extra_env or {}),
                 "WORKSPACE__PROFILE": profile,
                 "DOCKYARD_RUN_ID": identity.run_id,
                 "DOCKYARD_WORKSPACE": ws.name,
@@ -205,6 +220,16 @@ class Preparer:
     def cleanup(self, run_id: str) -> None:
         """The run's configuration copy is removed as soon as the run has ended."""
         _cleanup(self.run_dir(run_id))
+
+    def code_roots(self, workspace: str, sha: str | None) -> list[str]:
+        """Where a run of deployment `sha` ran its workspace's code from: the checkout (as
+        given and resolved: the job's working folder is the resolved one) and the path a
+        container sees it at. Tracebacks name files under one of them."""
+        roots = [CODE_IN_CONTAINER]
+        if sha:
+            target = self.settings.checkouts_dir / workspace / sha
+            roots += sorted({str(target), str(target.resolve())})
+        return roots
 
     def checkout(self, repo: pygit2.Repository, workspace: str, sha: str) -> Path:
         """The deployment's code, checked out once per SHA and shared by its runs. Its
@@ -260,6 +285,7 @@ class Preparer:
         settings_dir = run_dir / rundir.SETTINGS
         settings_dir.mkdir(parents=True, mode=0o700)
         (settings_dir / ".workspace").touch()
+        _write_private(settings_dir / ANONYMOUS_ID, _anonymous_id(repo).encode())
         if sha is None:
             return settings_dir
         files = gitstore.config_files(repo, sha)
@@ -275,6 +301,18 @@ class Preparer:
         if redact:
             _write_private(settings_dir / logs.REDACT_FILE, json.dumps(redact).encode())
         return settings_dir
+
+
+# dlt's telemetry keeps an anonymous id in its global folder, which in a run is the run's own
+# settings folder (`DLT_CONFIG_FOLDER`), read-only to the job: without the file dlt tries to
+# write one at every pipeline step and logs a traceback each time, above the job's own output.
+ANONYMOUS_ID = ".anonymous_id"
+
+
+def _anonymous_id(repo: pygit2.Repository) -> str:
+    """One id per workspace of this server (dlt's format: 32 hex digits), stable across
+    runs so dlt's telemetry counts one workspace once; it names nothing."""
+    return hashlib.sha256(f"dlt-anonymous-id:{Path(repo.path).resolve()}".encode()).hexdigest()[:32]
 
 
 def free_port() -> int:

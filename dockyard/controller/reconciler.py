@@ -9,9 +9,9 @@ version history) before the write transaction opens; listeners hear `Deployed` a
 commits.
 """
 
-import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import gitstore, manifests, planning, workspaces
+from dockyard.controller.leases import LeaseLost
 from dockyard.controller.lifecycle.events import Deployed, Events
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.store.db import Database
@@ -30,6 +31,9 @@ from dockyard.controller.store.models import Job, Reconciliation, Workspace
 from dockyard.errors import DockyardError
 
 log = logging.getLogger(__name__)
+Fence = Callable[[Session], None]
+"""Run first in each write transaction of a leased caller (`leases.Fence`): raises to refuse
+the write when the caller no longer holds its lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +62,30 @@ class Reconciler:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def reconcile(self, name: str, checked: manifests.Checked | None = None) -> Outcome:
+    def reconcile(
+        self, name: str, checked: manifests.Checked | None = None, fence: Fence | None = None
+    ) -> Outcome:
         """Apply HEAD's manifest. `checked` (what a server-side deploy already parsed and
-        validated) is used instead of parsing again only when HEAD's manifest blob is it."""
+        validated) is used instead of parsing again only when HEAD's manifest blob is it.
+        `fence` (the sweep's lease) refuses the writes once the lease is lost."""
         with self._lock(name):
-            return self._reconcile(name, checked)
+            return self._reconcile(name, checked, fence)
 
-    def sweep(self) -> None:
+    def sweep(self, fence: Fence | None = None) -> None:
+        """Reconcile every workspace whose HEAD moved; stops at a lost lease (`LeaseLost`)."""
         with self.db.session() as session:
             names = [w.name for w in workspaces.list_all(session)]
         for name in names:
-            with contextlib.suppress(DockyardError):  # recorded on the workspace
-                self.reconcile(name)
+            try:
+                self.reconcile(name, fence=fence)
+            except LeaseLost:
+                raise
+            except DockyardError:  # recorded on the workspace
+                continue
 
-    def _reconcile(self, name: str, checked: manifests.Checked | None) -> Outcome:
+    def _reconcile(
+        self, name: str, checked: manifests.Checked | None, fence: Fence | None = None
+    ) -> Outcome:
         repo = gitstore.open_repo(workspaces.repo_path(self.repos_dir, name))
         head = gitstore.head_sha(repo)
         with self.db.session() as session:
@@ -81,13 +95,15 @@ class Reconciler:
         try:
             new = _manifest(repo, head, checked)
         except DockyardError as exc:
-            self._record_error(name, f"{head[:12]}: {exc.message}")
+            self._record_error(name, f"{head[:12]}: {exc.message}", fence)
             raise
         versions = (
             gitstore.latest_version(repo, head, gitstore.DEPLOYMENT_PATHS),
             gitstore.latest_version(repo, head, gitstore.CONFIGURATION_PATHS),
         )
         with self.db.session() as session:
+            if fence is not None:
+                fence(session)
             ws = workspaces.get(session, name)
             if head == ws.reconciled_sha:  # another controller got there first
                 return Outcome(head, _recorded(session, ws, head), False)
@@ -113,9 +129,11 @@ class Reconciler:
         )
         return Outcome(head, result, True)
 
-    def _record_error(self, name: str, message: str) -> None:
+    def _record_error(self, name: str, message: str, fence: Fence | None = None) -> None:
         """Kept on the workspace (in its own transaction) for `info` and a waiting deploy."""
         with self.db.session() as session:
+            if fence is not None:
+                fence(session)
             ws = workspaces.get(session, name)
             if ws.reconcile_error != message:
                 ws.reconcile_error = message

@@ -13,6 +13,14 @@ Three windows, in days (settings; 0 keeps forever):
   job of a current deployment needs, no active or prepared run uses, and no run has taken for
   that long. The Docker executor's images have their own GC (docs/docker.md).
 
+With several servers on one database (and one data dir), retention runs only in the server
+holding its lease (`leases.RETENTION`). Removing files cannot be fenced by a transaction:
+the lease is checked again before each part (runs, checkouts, environments), so a holder
+paused past its expiry stops at the next part once another server has taken over.
+
+Rows are never removed: the runs' and the audit log (`audit_event`, `controller/audit.py`)
+are kept for the server's life.
+
 What is in use is read from the database (current deployments, active runs) and from the run
 folders of prepared (held) runs. A run being prepared at this very moment is not in either
 yet: for it, checkouts and environments are touched when a run takes them, under the lock
@@ -30,7 +38,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, isoformat
-from dockyard.controller import envs, lifecycle, logs, retention_files
+from dockyard.controller import envs, leases, lifecycle, logs, retention_files
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.store.db import Database
@@ -79,6 +87,7 @@ class Retention(Loop):
         env_builder: Callable[[], envs.EnvBuilder | None],
         windows: Windows,
         interval_s: float = 3600.0,
+        lease: leases.Guard | None = None,
     ) -> None:
         super().__init__()
         self.db = db
@@ -87,12 +96,22 @@ class Retention(Loop):
         self.env_builder = env_builder
         self.windows = windows
         self.interval_s = interval_s
+        self.lease = lease
         self._after: tuple[datetime, str] | None = None  # runs done up to here (this process)
 
     def step(self) -> float:
-        more = self.runs()
-        self.checkouts()
-        self.environments()
+        fence = self.lease.held() if self.lease is not None else None
+        if self.lease is not None and fence is None:
+            return self.interval_s  # another server's work; woken if this one takes over
+        more = False
+        try:
+            for part in (self.runs, self.checkouts, self.environments):
+                if fence is not None:
+                    fence.check()
+                more = bool(part()) or more
+        except leases.LeaseLost as exc:
+            log.warning(exc.message, extra={"action": "retention"})
+            return self.interval_s
         return 1.0 if more else self.interval_s
 
     # runs ----------------------------------------------------------------------------------

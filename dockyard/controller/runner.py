@@ -6,23 +6,34 @@ a while) happens on a small worker pool, outside any transaction. Every status c
 through `lifecycle` (the table of legal moves, guarded UPDATEs), and the executor keeps its
 state in files, so after a restart running processes are adopted, and a run is never launched
 twice.
+
+Several controllers may share one database: each is a node (`controller/nodes.py`) and this
+runner claims runs as its node and touches only the runs it holds; its writes for a run are
+guarded by the claim (holder and claim epoch), so once a run is given up on (its holder was
+lost) nothing here can finish or restart it.
 """
 
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import logs, prewarm, runs
+from dockyard.controller import failure, logs, prewarm, runlinks, runs
+from dockyard.controller.alerts import kinds as alert_kinds
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.lifecycle import (
+    ACTIVE,
     LAUNCHED,
+    Claim,
     Deployed,
     Lifecycle,
     RunCreated,
@@ -32,6 +43,8 @@ from dockyard.controller.lifecycle import (
     StopRequested,
     outcome,
 )
+from dockyard.controller.lifecycle import writer as lifecycle_writer
+from dockyard.controller.lifecycle.decisions import SERVER_STOPPED
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
@@ -40,6 +53,7 @@ from dockyard.errors import DockyardError
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
+KILL_WAIT_S = 10.0  # after SIGKILL, how long a stopping server waits for an app's exit record
 S = RunStatus
 
 
@@ -66,7 +80,18 @@ class Runner(Loop):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self._preparing: set[str] = set()
         self._futures: set[Future[None]] = set()
+        self._launches: dict[str, Future[None]] = {}  # run id → its preparation and start
+        self._claims: dict[str, Claim] = {}  # run id → this runner's claim, while it starts
+        self._watched: set[str] = set()  # the runs the last tick watched
+        # left the watch since (ended here, or by another controller: then maybe still
+        # running) → whether SIGKILL went out
+        self._given_up: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self.node = lifecycle.node  # the holder of the runs this runner claims
+        # the node's membership says so: another process took this node's name
+        self.fenced: Callable[[], bool] = lambda: False
+        # whether another controller is alive (a stopping one leaves pending apps to it)
+        self.others_alive: Callable[[], bool] = lambda: False
         executor.on_exit(self.wake)
         events = lifecycle.events
         events.subscribe(RunCreated, lambda _event: self.wake())
@@ -80,30 +105,71 @@ class Runner(Loop):
         self.recover()
         super().start()
 
+    def start_loop(self) -> None:
+        """Start ticking without `recover` (the caller recovered, with what it knows)."""
+        super().start()
+
     def on_stop(self) -> None:
+        """The loop has ended: apps stop with the server, then the preparations queued are
+        dropped (the runs stay `pending`/`starting`; a restart starts them again)."""
+        try:
+            self.stop_apps()
+        except Exception:  # the server stops anyway; a restart ends what is left
+            log.exception("stopping apps failed", extra={"action": "stop_apps"})
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def step(self) -> float:
         self.tick()
         return TICK_S
 
-    def recover(self) -> None:
-        """After a restart: runs whose preparation was cut short go back to `pending` (their
-        process was never started); runs that were launched but not yet recorded as running
-        are recorded now and watched like any other."""
+    def recover(self, given_up_since: datetime | None = None) -> None:
+        """After a restart: this node adopts the runs it held (claimed anew, and those nobody
+        holds); runs whose preparation was cut short go back to `pending` (their process was
+        never started); runs that were launched but not yet recorded as running are recorded
+        now and watched like any other. `given_up_since`: this node's last heartbeat before
+        the restart; runs of its ended since (given up on as lost) whose processes still
+        run are killed."""
         now = self.clock.now()
+        if given_up_since is not None:
+            self._kill_given_up(given_up_since)
         with self.db.session() as session:
-            for run in session.scalars(select(Run).where(Run.status == S.STARTING)):
+            adopted = self.lifecycle.adopt(session, self.node)
+            starting = session.scalars(
+                select(Run).where(Run.status == S.STARTING, Run.id.in_(list(adopted)))
+            )
+            for run in starting:
+                claim = adopted[run.id]
                 run_dir = self.preparer.run_dir(run.id)
                 if not self.executor.launched(run_dir):
-                    self.lifecycle.requeue(session, run.id)
+                    self.lifecycle.requeue(session, run.id, claim)
                     continue
                 if self.executor.held_unreleased(run_dir):
                     # prepared ahead of its tick, never released: start it the ordinary way
                     prewarm.requeue_unreleased(self.executor, run_dir)
-                    self.lifecycle.requeue(session, run.id)
+                    self.lifecycle.requeue(session, run.id, claim)
                     continue
-                self.lifecycle.mark_running(session, run, now)
+                self.lifecycle.mark_running(session, run, now, claim)
+
+    def _kill_given_up(self, since: datetime) -> None:
+        """Processes of runs this node held that another controller ended while this one was
+        gone (its runs are never run twice, nor left running unwatched)."""
+        with self.db.session() as session:
+            ids = list(
+                session.scalars(
+                    select(Run.id).where(
+                        Run.holder == self.node,
+                        Run.status == S.FAILED,
+                        Run.finished_at >= since,
+                    )
+                )
+            )
+        for run_id in ids:
+            run_dir = self.preparer.run_dir(run_id)
+            alive = self.executor.launched(run_dir) and self.executor.poll(run_dir) is None
+            if alive and self.executor.signal(run_dir, signal.SIGKILL):
+                logs.system(
+                    run_dir, "this run was given up on while its controller was gone: SIGKILL"
+                )
 
     def prebuild(self, workspace: str) -> None:
         """Build the environments of a workspace's active batch jobs in the background after a
@@ -149,22 +215,26 @@ class Runner(Loop):
                 logs.system(warm.run_dir, "released the prepared process at its tick")
                 crashpoints.reached("process_started")  # released, not yet recorded
             now = self.clock.now()
+            claim = Claim(run.holder or self.node, run.claim_epoch)
             if released:
-                self.lifecycle.mark_running(session, run, now, entry_point=entry_point)
+                self.lifecycle.mark_running(session, run, now, claim, entry_point=entry_point)
             else:  # the prepared process is gone: start the run the ordinary way
                 prewarm.requeue_unreleased(self.executor, warm.run_dir)
-                self.lifecycle.requeue(session, run_id)
+                self.lifecycle.requeue(session, run_id, claim)
         self.wake()
 
     # one tick ---------------------------------------------------------------------------
     def tick(self) -> None:
+        if self.fenced():
+            return  # another process holds this node's name now: hold nothing more
         now = self.clock.now()
         self._bound(now)
         self._claim(now)
         self._watch(now)
 
     def _bound(self, now: datetime) -> None:
-        """No run waits forever: stuck in `pending` or `starting` past its bound, it fails."""
+        """No run waits forever: stuck in `pending` (anyone's to end) or `starting` (this
+        node's) past its bound, it fails."""
         pending_before = now - timedelta(seconds=self.pending_bound)
         starting_before = now - timedelta(seconds=self.starting_bound)
         with self.db.session() as session:
@@ -172,7 +242,11 @@ class Runner(Loop):
                 session.execute(
                     select(Run.id, Run.status).where(
                         ((Run.status == S.PENDING) & (Run.created_at < pending_before))
-                        | ((Run.status == S.STARTING) & (Run.claimed_at < starting_before))
+                        | (
+                            (Run.status == S.STARTING)
+                            & (Run.holder == self.node)
+                            & (Run.claimed_at < starting_before)
+                        )
                     )
                 )
             )
@@ -181,31 +255,44 @@ class Runner(Loop):
             if status == S.STARTING and self.executor.launched(self.preparer.run_dir(run_id)):
                 continue  # its process exists: watched like a running run
             reason = f"stuck in {status} for more than {bound:g}s"
-            if self._end(run_id, [S(status)], S.FAILED, reason=reason):
+            if self._end(run_id, [S(status)], S.FAILED, lost=True, reason=reason):
                 logs.system(self.preparer.run_dir(run_id), f"run failed: {reason}")
 
     def _claim(self, now: datetime) -> None:
         with self.db.session() as session:
+            # rows another server is claiming right now are skipped, not waited for (PostgreSQL;
+            # nothing on SQLite); the guarded update in `claim` keeps a claim once either way
             pending = list(
                 session.scalars(
-                    select(Run.id).where(Run.status == S.PENDING).order_by(Run.created_at)
+                    select(Run.id)
+                    .where(Run.status == S.PENDING)
+                    .order_by(Run.created_at)
+                    .with_for_update(skip_locked=True)
                 )
             )
-            claimed = [rid for rid in pending if self.lifecycle.claim(session, rid, now)]
+            claims = {rid: self.lifecycle.claim(session, rid, now, self.node) for rid in pending}
+        claimed = [rid for rid, claim in claims.items() if claim is not None]
         for run_id in claimed:
             with self._lock:
                 self._preparing.add(run_id)
-            self._submit(self._launch, run_id)
+                self._claims[run_id] = claims[run_id]  # type: ignore[assignment]
+            future = self._submit(self._launch, run_id)
+            with self._lock:
+                self._launches[run_id] = future
 
-    def _submit(self, work: Any, arg: str) -> None:
+    def _submit(self, work: Any, arg: str) -> "Future[None]":
         future = self._pool.submit(work, arg)
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._forget_future)
+        return future
 
     def _forget_future(self, future: "Future[None]") -> None:
         with self._lock:
             self._futures.discard(future)
+            for run_id in [r for r, f in self._launches.items() if f is future]:
+                del self._launches[run_id]
+                self._claims.pop(run_id, None)
 
     def settle(self, timeout_s: float = 30.0) -> None:
         """Wait for the preparations (and prebuilds) in flight: for tests driving `tick`."""
@@ -215,7 +302,12 @@ class Runner(Loop):
 
     def _watch(self, now: datetime) -> None:
         with self.db.session() as session:
-            active = list(session.scalars(select(Run).where(Run.status.in_(LAUNCHED))))
+            active = list(
+                session.scalars(
+                    select(Run).where(Run.status.in_(LAUNCHED), Run.holder == self.node)
+                )
+            )
+        self._reap({run.id for run in active})
         for run in active:
             with self._lock:
                 if run.id in self._preparing:
@@ -226,6 +318,24 @@ class Runner(Loop):
                 self._finish(run, status, now)
             else:
                 self._enforce(run, now)
+
+    def _reap(self, watched: set[str]) -> None:
+        """Runs that left this node's watch since the last tick: those another controller
+        ended (this node was taken for lost) may still have a process, which must not run on
+        unwatched: SIGKILL; once it is gone, its configuration copy is removed. (Runs this
+        runner ended pass through once, their process already gone.)"""
+        for run_id in self._watched - watched:
+            self._given_up.setdefault(run_id, False)
+        self._watched = watched
+        for run_id, killed in list(self._given_up.items()):
+            run_dir = self.preparer.run_dir(run_id)
+            if self.executor.launched(run_dir) and self.executor.poll(run_dir) is None:
+                if not killed and self.executor.signal(run_dir, signal.SIGKILL):
+                    logs.system(run_dir, "this run was given up on (its holder was lost): SIGKILL")
+                self._given_up[run_id] = True
+                continue
+            self.preparer.cleanup(run_id)
+            del self._given_up[run_id]
 
     # start ------------------------------------------------------------------------------
     def _launch(self, run_id: str) -> None:
@@ -241,19 +351,31 @@ class Runner(Loop):
                 self._preparing.discard(run_id)
             self.wake()
 
+    def _claim_of(self, run_id: str) -> Claim | None:
+        with self._lock:
+            return self._claims.get(run_id)
+
     def _prepare_and_start(self, run_id: str) -> None:
+        claim = self._claim_of(run_id)
         with self.db.session() as session:  # a short read: nothing slow holds a transaction
             run = session.get(Run, run_id)
             assert run is not None
             job = session.get(Job, run.job_id)
             ws = session.get(Workspace, run.workspace_id)
             assert job is not None and ws is not None
-        prepared = self.preparer.prepare(ws, job, run)  # env build, checkout, configuration
+            upstream = runlinks.upstream_of(session, run, ws.name)  # a follow-up's cause
+        # env build, checkout, configuration
+        prepared = self.preparer.prepare(ws, job, run, upstream)
         with self.db.session() as session:
             current = session.get(Run, run_id)
+            if current is not None and claim is not None and not _holds(current, claim):
+                return  # given up on while it was prepared (this node was lost): leave it
             if current is None or current.status != S.STARTING:
                 # cancelled while its environment was being prepared: never launch it
-                self._finish_unlaunched(run_id, "cancelled before it started")
+                stopped = current is not None and current.stop_reason == "shutdown"
+                self._finish_unlaunched(
+                    run_id, SERVER_STOPPED if stopped else "cancelled before it started"
+                )
                 return
             session.execute(
                 runs.update_run(run_id).values(
@@ -267,28 +389,46 @@ class Runner(Loop):
         with self.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
-            self.lifecycle.mark_running(session, run, now)
+            recorded = self.lifecycle.mark_running(session, run, now, claim)
+        if not recorded and claim is not None:
+            # given up on meanwhile: its process must not run unwatched
+            self.executor.signal(prepared.plan.run_dir, signal.SIGKILL)
+            logs.system(prepared.plan.run_dir, "this run was given up on as it started: SIGKILL")
+            return
         log.info("run started", extra={"action": "start_run", "run_id": run_id})
 
     def _fail_start(self, run_id: str, reason: str) -> None:
         logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
-        self._end(run_id, [S.STARTING, S.CANCELLING], S.FAILED, reason=reason)
+        claim = self._claim_of(run_id)
+        self._end(run_id, [S.STARTING, S.CANCELLING], S.FAILED, claim=claim, reason=reason)
 
     def _finish_unlaunched(self, run_id: str, reason: str) -> None:
-        self._end(run_id, [S.CANCELLING], S.CANCELLED, reason=reason)
+        claim = self._claim_of(run_id)
+        self._end(run_id, [S.CANCELLING], S.CANCELLED, claim=claim, reason=reason)
 
     def _end(
-        self, run_id: str, expected: list[RunStatus], status: RunStatus, **values: Any
+        self,
+        run_id: str,
+        expected: list[RunStatus],
+        status: RunStatus,
+        lost: bool = False,
+        claim: Claim | None = None,
+        **values: Any,
     ) -> bool:
-        """End a run through the lifecycle (interval ledger, refresh, follow-ups) in one
-        transaction, from the status it is in now; False when it had already ended."""
+        """End a run through the lifecycle (interval ledger, refresh, follow-ups, alerts) in
+        one transaction, from the status it is in now; False when it had already ended (or,
+        with `claim`, is no longer held at that claim)."""
         with self.db.session() as session:
             run = session.get(Run, run_id)
             if run is None or run.status not in expected:
                 return False
-            follow_ups = self.lifecycle.finish(
-                session, run, [run.status], status, self.clock.now(), **values
+            follow_ups = self.lifecycle.end(
+                session, run, [run.status], status, self.clock.now(), lost, claim, **values
             )
+        if follow_ups is None:
+            if claim is not None:
+                lifecycle_writer.refused(run_id, claim, "finish")
+            return False
         if follow_ups:
             crashpoints.reached("follow_up_created")  # committed with the upstream's end
         return True
@@ -310,7 +450,7 @@ class Runner(Loop):
             )
             self.executor.signal(run_dir, signal.SIGTERM)
             with self.db.session() as session:
-                self.lifecycle.signalled(session, run.id, reason, now)
+                self.lifecycle.signalled(session, run.id, reason, now, _claim(run))
         elif now >= run.stop_requested_at + timedelta(seconds=run.grace_s) and self.executor.signal(
             run_dir, signal.SIGKILL
         ):
@@ -318,19 +458,124 @@ class Runner(Loop):
 
     def _finish(self, run: Run, exit_status: ExitStatus, now: datetime) -> None:
         crashpoints.reached("run_finished")  # the process ended, nothing recorded yet
-        status, reason = outcome(run.stop_reason, exit_status, run.timeout_s)
         run_dir = self.preparer.run_dir(run.id)
+        raised = self._raised(run, run_dir) if exit_status.returncode else None
+        status, reason = outcome(
+            run.stop_reason, exit_status, run.timeout_s, raised.reason if raised else None
+        )
         logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))
         moved = self._end(
             run.id,
             list(LAUNCHED),
             status,
+            lost=alert_kinds.lost_exit(exit_status.error),
+            claim=_claim(run),
             reason=reason,
             exit_code=exit_status.returncode,
             signal=exit_status.signal,
+            traceback=raised.traceback if raised and status is S.FAILED else None,
         )
         if moved:
             self.preparer.cleanup(run.id)
             log.info(
                 "run finished", extra={"action": "finish_run", "run_id": run.id, "status": status}
             )
+
+    def _raised(self, run: Run, run_dir: Path) -> failure.Failure | None:
+        """The exception a job that exited non-zero ended with, from the end of its stderr
+        (read before the run's folder can be emptied)."""
+        with self.db.session() as session:
+            ws = session.get(Workspace, run.workspace_id)
+            name = ws.name if ws is not None else ""
+        roots = self.preparer.code_roots(name, run.deployment_version)
+        return failure.explain(logs.stream_tail(run_dir, "err"), roots)
+
+    # server shutdown --------------------------------------------------------------------
+    def stop_apps(self, poll_s: float = 0.2) -> list[str]:
+        """The server is stopping, so its apps stop too: they answer only through its proxy,
+        and left running they would listen with nobody checking who comes in. Every active
+        run of an interactive job gets SIGTERM, its grace, then SIGKILL, and ends `cancelled`
+        ("server stopped"). Batch runs are left alone: a restarted server adopts them. Only
+        this node's apps, and pending ones unless another controller is alive to start them.
+        Called once the loop has ended (nothing else here is watching runs); returns the runs
+        stopped."""
+        now = self.clock.now()
+        mine = Run.holder == self.node
+        if not self.others_alive():
+            mine = mine | (Run.status == S.PENDING)
+        with self.db.session() as session:
+            found = list(
+                session.scalars(
+                    select(Run)
+                    .join(Job, Job.id == Run.job_id)
+                    .where(Job.job_type == "interactive", Run.status.in_(ACTIVE), mine)
+                )
+            )
+            for run in found:
+                self.lifecycle.stop_for_shutdown(session, run, now)
+        signalled = [run for run in found if self._stop_app(run, now)]
+        if signalled:
+            grace = max(run.grace_s for run in signalled)
+            log.info(
+                "stopping apps with the server: SIGTERM, SIGKILL after their grace",
+                extra={"action": "stop_apps", "apps": len(signalled), "grace_s": grace},
+            )
+        self._await_exits(signalled, poll_s)
+        for run in signalled:
+            with self.db.session() as session:
+                current = session.get(Run, run.id)
+            status = self.executor.poll(self.preparer.run_dir(run.id))
+            if current is not None and status is not None:
+                self._finish(current, status, self.clock.now())
+        if found:
+            log.info("apps stopped with the server", extra={"action": "stop_apps"})
+        return [run.id for run in found]
+
+    def _stop_app(self, run: Run, now: datetime) -> bool:
+        """SIGTERM to an app's process (True), or, with none, end its run here (False)."""
+        run_dir = self.preparer.run_dir(run.id)
+        if run.status == S.CANCELLED:
+            return False  # it was pending: ended already
+        if self.executor.launched(run_dir):
+            if run.stop_requested_at is None:
+                logs.system(run_dir, "server stopping: SIGTERM, SIGKILL after the grace period")
+                self.executor.signal(run_dir, signal.SIGTERM)
+                with self.db.session() as session:
+                    self.lifecycle.signalled(
+                        session, run.id, run.stop_reason or "shutdown", now, _claim(run)
+                    )
+            return True
+        with self._lock:
+            future = self._launches.get(run.id)
+        if future is None or future.cancel():  # not being prepared: nothing will start it
+            self._end(run.id, [S.CANCELLING], S.CANCELLED, reason=SERVER_STOPPED)
+        # else its preparation is under way and ends it when done (`cancelled before it
+        # started`): it sees the run is no longer `starting`
+        return False
+
+    def _await_exits(self, runs_: list[Run], poll_s: float) -> None:
+        """Until every process has exited: each run's grace, then SIGKILL and a little more."""
+        start = time.monotonic()
+        grace = max((run.grace_s for run in runs_), default=0.0)
+        killed = False
+        while True:
+            alive = [r for r in runs_ if self.executor.poll(self.preparer.run_dir(r.id)) is None]
+            waited = time.monotonic() - start
+            if not alive or waited > grace + KILL_WAIT_S:
+                return
+            if not killed and waited > grace:
+                killed = True
+                for run in alive:
+                    run_dir = self.preparer.run_dir(run.id)
+                    if self.executor.signal(run_dir, signal.SIGKILL):
+                        logs.system(run_dir, "grace period over: SIGKILL")
+            time.sleep(poll_s)
+
+
+def _claim(run: Run) -> Claim | None:
+    """The claim a run read from the database is held at (None: nobody holds it)."""
+    return None if run.holder is None else Claim(run.holder, run.claim_epoch)
+
+
+def _holds(run: Run, claim: Claim) -> bool:
+    return run.holder == claim.holder and run.claim_epoch == claim.epoch

@@ -33,7 +33,15 @@ def find_job(session: Session, ws: Workspace, name: str) -> Job:
 
 
 def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> list[tuple[Job, str]]:
-    """Active jobs matched by dlt's selector rules, each with the trigger it fires with.
+    """Active jobs matched by dlt's selector rules, each with the trigger it fires with."""
+    return [(job, fires) for job, _matched, fires in select_matched(session, ws, selectors)]
+
+
+def select_matched(
+    session: Session, ws: Workspace, selectors: Sequence[str]
+) -> list[tuple[Job, str, str]]:
+    """Active jobs matched by dlt's selector rules, each with the trigger the selectors
+    matched and the one it fires with (`dltadapter.match_trigger`).
 
     A plain job name (not a selector) means that job, fired manually; a name or selector that
     matches nothing is an error, so a typo never silently does nothing.
@@ -47,17 +55,31 @@ def select_jobs(session: Session, ws: Workspace, selectors: Sequence[str]) -> li
             resolved.append(text)
         else:
             resolved.append(f"manual:{_active_ref(session, ws, text, active)}")
-    matched: list[tuple[Job, str]] = []
+    matched: list[tuple[Job, str, str]] = []
     for job in active:
-        trigger = dltadapter.match_job(job.definition, resolved)
-        if trigger is not None:
-            matched.append((job, trigger))
+        found = dltadapter.match_trigger(job.definition, resolved)
+        if found is not None:
+            matched.append((job, *found))
     if not matched:
         raise NotFound(
             f"no active job matches {' '.join(selectors)};"
             " `dockyard job list` shows jobs and their triggers"
         )
     return matched
+
+
+def filter_jobs(listed: Sequence[Job], selectors: Sequence[str]) -> list[Job]:
+    """The jobs of `listed` (archived ones too) that dlt's selector rules pick: a selector
+    (`tag:x`, `batch`, `schedule:*`, `jobs.sec.*`, `manual:jobs.sec.*`) by
+    `dltadapter.selects_job`, a plain name the one job it names (unknown: an error)."""
+    names = [s for s in selectors if not dltadapter.is_selector(s)]
+    refs = {dltadapter.resolve_job_ref(n, [j.job_ref for j in listed]) for n in names}
+    patterns = [s for s in selectors if dltadapter.is_selector(s)]
+    return [
+        j
+        for j in listed
+        if j.job_ref in refs or any(dltadapter.selects_job(j.definition, p) for p in patterns)
+    ]
 
 
 def _active_ref(session: Session, ws: Workspace, name: str, active: list[Job]) -> str:
@@ -163,8 +185,13 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "scheduled_for": isoformat(run.scheduled_for),
         "skip_reason": run.reason if run.status == RunStatus.SKIPPED else None,
         "cause_run_id": run.cause_run_id,
+        "rerun_of": run.rerun_of,
         "environment": run.env_hash,
         "executor": run.executor,
+        "triggered_by": run.triggered_by,
+        "manual": run.manual,
+        "cancelled_by": run.cancelled_by,
+        "holder": run.holder,
     }
 
 

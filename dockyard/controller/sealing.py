@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 
 from dockyard import crypto
-from dockyard.controller import deployfiles, gitstore, isolation, usecases
+from dockyard.controller import audit, deployfiles, gitstore, isolation, usecases
 from dockyard.controller.assembly import Controller
 from dockyard.errors import Conflict
 
@@ -59,6 +59,9 @@ def rotate_key(ctl: Controller, principal: usecases.access.Principal, name: str)
             "key_id": new.kid,
             "retired_key_id": old.kid,
         }
+        actor = audit.token(session, principal.token_id)
+        detail = {"key_id": new.kid, "retired_key_id": old.kid}
+        audit.record(session, actor, "key.rotate", ctl.clock.now(), ws, new.kid, detail)
     with ctl.db.session() as session:
         ctl.keys.publish(session, usecases.access.workspace(session, principal, name, "admin"))
     result["commit"] = None

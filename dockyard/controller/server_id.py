@@ -5,11 +5,11 @@ there (its environment images) carries its id, so that it cleans up only after i
 never removes another server's images, nor anything it did not make.
 """
 
-import os
 import re
 import secrets
 from pathlib import Path
 
+from dockyard.controller.createonce import create_once
 from dockyard.errors import Unavailable
 
 FILE = "server-id"
@@ -23,16 +23,7 @@ def ensure(data_dir: Path) -> str:
     found = _read(path)
     if found is not None:
         return found
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / f".{FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    tmp.write_text(secrets.token_hex(16) + "\n")
-    tmp.chmod(0o600)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    create_once(path, (secrets.token_hex(16) + "\n").encode())
     found = _read(path)
     if found is None:
         raise Unavailable(f"{path} does not hold a server id; remove it and start again")

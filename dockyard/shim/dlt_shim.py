@@ -7,6 +7,8 @@ own modules unchanged, so plain open-source dlt is enough.
     python dlt_shim.py launch <launcher module> --run-id … --trigger … --entry-point …
     python dlt_shim.py held <release FIFO> <released marker> <launcher module> <timeout s>
     python dlt_shim.py inspect <workspace dir> <stage dir> <module | file.py> [--no-use-all]
+    python dlt_shim.py imports <stage dir> <JSON {"modules": […], "requirements": […]}>
+    python dlt_shim.py distributions <top-level module name>…
 
 `held` is a run prepared ahead of its tick: it imports dlt and the launcher and creates dlt's
 run context, then waits on the run directory's `release` FIFO for one JSON line:
@@ -23,6 +25,14 @@ dlt's worker reports only an exception's type and text; when importing the works
 raised something other than a SyntaxError (whose text names the file and line already), the
 shim adds `"where": "<file>:<line>"`, the innermost line of the workspace's own code on the
 traceback, so the one-line error points at it.
+
+`imports` is deploy's import check (`controller/importcheck.py`), run in a job's own
+environment: it imports each module the way dlt's manifest worker does (pipeline execution
+and framework noise suppressed) from a staged copy of the deployed files and prints
+`{"modules": {name: null | {kind, missing, type, error, where}}, "extras": […]}`, `extras`
+naming the requirements whose installed distribution lacks an extra they ask for.
+`distributions` (no dlt needed) maps top-level import names to the distributions that
+provide them, in the environment that made the manifest.
 """
 
 import contextlib
@@ -48,9 +58,50 @@ def _prepare() -> None:
     import dlt.hub.run  # noqa: F401
 
 
-def launch(module: str, args: list[str]) -> None:
+MARIMO_LAUNCHER = "dlt._workspace.deployment.launchers.marimo"
+
+
+def launch(module: str, args: list[str]) -> int:
+    """Run dlt's launcher as `__main__`. `sys.exit("message")` ends the run with exit code 1
+    and `SystemExit: message` on stderr (Python would print the bare message), the line
+    the run's reason is read from (`controller/failure.py`)."""
+    if module == MARIMO_LAUNCHER:
+        marimo_assets_from_its_own_server()
     sys.argv = [module, *args]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            raise
+        sys.stderr.write(f"SystemExit: {exc.code}\n")
+        return 1
+    return 0
+
+
+def marimo_assets_from_its_own_server() -> None:
+    """marimo's frontend from the notebook's own server unless the workspace says otherwise.
+
+    dlt's `MarimoConfiguration.asset_url` defaults to a CDN (jsdelivr), and its launcher then
+    runs `marimo … --asset-url <CDN>`: the page's scripts and styles point there, and a browser
+    that cannot reach the CDN shows a blank page. marimo itself serves the frontend bundled
+    in its package when no `--asset-url` is given. Only the default changes here, for this
+    process: the launcher imports the class by name when it runs, so it gets this subclass,
+    whose `asset_url` defaults to empty; whatever the workspace configures (`.dlt/*.toml`,
+    environment, the job's own config) resolves over it as before.
+    """
+    from typing import Optional
+
+    from dlt._workspace.deployment import configuration
+    from dlt.common.configuration import configspec
+
+    base = configuration.MarimoConfiguration
+
+    @configspec
+    class LocalAssets(base):  # type: ignore[valid-type,misc]
+        asset_url: Optional[str] = ""  # noqa: UP045  # dlt's configspec reads the annotation
+
+    LocalAssets.__name__ = LocalAssets.__qualname__ = base.__name__
+    configuration.MarimoConfiguration = LocalAssets  # type: ignore[misc,assignment]
 
 
 NOT_RELEASED = 75  # EX_TEMPFAIL: a prepared run that was never released
@@ -90,8 +141,7 @@ def held(release: Path, marker: Path, launcher: str, timeout_s: float) -> int:
 
     # runpy warns that the launcher module was imported before it runs as __main__: on purpose
     warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-    launch(launcher, list(payload["args"]))
-    return 0
+    return launch(launcher, list(payload["args"]))
 
 
 def _selected(root: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
@@ -217,6 +267,92 @@ def inspect(root: Path, stage: Path, args: list[str]) -> int:
     return rc
 
 
+def imports(stage: Path, request: dict[str, Any]) -> int:
+    """Import each module from the staged copy; report what failed and missing extras."""
+    os.chdir(stage)
+    sys.path[0] = str(stage)
+    saved = os.dup(1)
+    os.dup2(2, 1)  # anything the imports print goes to stderr, the answer alone to stdout
+    try:
+        modules = {name: _import_one(name, stage) for name in request["modules"]}
+        extras = [e for e in map(_missing_extras, request.get("requirements", [])) if e]
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+    os.write(saved, json.dumps({"modules": modules, "extras": extras}).encode())
+    return 0
+
+
+def _import_one(name: str, stage: Path) -> dict[str, Any] | None:
+    import importlib
+
+    try:
+        from dlt._workspace.deployment import manifest
+    except ImportError:  # another dlt: a plain import
+        manifest = None  # type: ignore[assignment]
+    # the way dlt's manifest worker imports: pipeline execution and framework noise suppressed
+    importing = getattr(manifest, "import_deployment_module", importlib.import_module)
+    try:
+        importing(name)
+    except (Exception, SystemExit) as exc:  # a module may raise anything, exit() too
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        return {
+            "kind": "missing" if missing else "error",
+            "missing": missing,
+            "type": type(exc).__qualname__,
+            "error": str(exc)[:2000],
+            "where": _syntax(exc, stage) if isinstance(exc, SyntaxError) else _where(exc, stage),
+        }
+    return None
+
+
+def _syntax(exc: SyntaxError, stage: Path) -> str | None:
+    """A SyntaxError's own file and line (it is not on its traceback)."""
+    if not exc.filename:
+        return None
+    path = Path(exc.filename)
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(stage)
+    return f"{path.as_posix()}:{exc.lineno}"
+
+
+def _missing_extras(spec: str) -> dict[str, Any] | None:
+    """The extras `spec` asks for that its installed distribution does not provide."""
+    import re
+    from importlib import metadata
+
+    # PEP 508's name and extras (the shim imports the standard library only)
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", spec)
+    if found is None or not found.group(2):
+        return None
+    name, extras = found.group(1), [e.strip() for e in found.group(2).split(",") if e.strip()]
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None  # not installed here (a marker for another platform): nothing to say
+    provided = {_canonical(e) for e in dist.metadata.get_all("Provides-Extra") or []}
+    missing = sorted(e for e in extras if _canonical(e) not in provided)
+    if not missing:
+        return None
+    return {"requirement": spec, "package": name, "version": dist.version, "missing": missing}
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distributions(names: list[str]) -> int:
+    """Top-level import name → the distributions that provide it, in this environment."""
+    from importlib import metadata
+
+    known = metadata.packages_distributions()
+    found = {name: sorted(set(known.get(name, []))) for name in names}
+    sys.stdout.write(json.dumps(found))
+    return 0
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -224,15 +360,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def main() -> int:
-    _prepare()
     command, rest = sys.argv[1], sys.argv[2:]
+    if command == "distributions":  # no dlt: only the environment's metadata
+        return distributions(rest)
+    _prepare()
     if command == "launch":
-        launch(rest[0], rest[1:])
-        return 0
+        return launch(rest[0], rest[1:])
     if command == "held":
         return held(Path(rest[0]), Path(rest[1]), rest[2], float(rest[3]))
     if command == "inspect":
         return inspect(Path(rest[0]).resolve(), Path(rest[1]).resolve(), rest[2:])
+    if command == "imports":
+        return imports(Path(rest[0]).resolve(), json.loads(rest[1]))
     sys.stderr.write(f"unknown shim command {command!r}\n")
     return 2
 

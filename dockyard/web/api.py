@@ -75,7 +75,7 @@ def me(who: Who) -> dict[str, Any]:
 
 @router.get("/workspaces", response_model=list[M.Workspace])
 def list_workspaces(ctl: Ctl, who: Who) -> JSONList:
-    return usecases.workspaces.list_workspaces(ctl, who)
+    return usecases.workspaces.list_workspaces(ctl, who, describe=True)
 
 
 @router.post("/workspaces", status_code=201, response_model=M.Workspace)
@@ -127,6 +127,12 @@ def list_tokens(ctl: Ctl, who: Who) -> JSONList:
     return usecases.tokens.list_tokens(ctl, who)
 
 
+@router.get("/leases", response_model=list[M.Lease])
+def list_leases(ctl: Ctl, who: Who) -> JSONList:
+    """The named leases of the work that must happen once across servers (admin)."""
+    return usecases.leases.list_leases(ctl, who)
+
+
 @router.post("/tokens", status_code=201, response_model=M.TokenCreated)
 def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace)
@@ -137,9 +143,19 @@ def revoke_token(token_id: PathNumber, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.tokens.revoke_token(ctl, who, token_id)
 
 
+Selectors = Annotated[list[str] | None, Query(max_length=50)]
+
+
 @router.get("/workspaces/{ws}/jobs", response_model=list[M.Job])
-def list_jobs(ws: str, ctl: Ctl, who: Who, archived: bool = True) -> JSONList:
-    return usecases.jobs.list_jobs(ctl, who, ws, include_archived=archived)
+def list_jobs(
+    ws: str, ctl: Ctl, who: Who, archived: bool = True, selector: Selectors = None
+) -> JSONList:
+    """The jobs; with `selector` (repeatable) only those dlt's selector rules pick (`tag:x`,
+    `batch`, `schedule:*`, `jobs.sec.*`, a job name)."""
+    picked = [s for s in selector or [] if s]
+    if any(len(s) > 500 for s in picked):
+        raise InvalidInput("a selector is at most 500 characters")
+    return usecases.jobs.list_jobs(ctl, who, ws, include_archived=archived, selectors=picked)
 
 
 @router.get("/workspaces/{ws}/jobs/{job}", response_model=M.JobInfo)
@@ -193,6 +209,18 @@ def list_runs(
     return usecases.runs.list_runs(ctl, who, ws, job, status, limit)
 
 
+@router.get("/audit", response_model=M.AuditPage)
+def audit_log(
+    ctl: Ctl,
+    who: Who,
+    workspace: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """The audit log, newest first (docs/api.md, "Audit log")."""
+    return usecases.audit.list_events(ctl, who, workspace, before, limit)
+
+
 @router.get("/runs/{run_id}", response_model=M.RunDetails)
 def run_by_id(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.runs.run_by_id(ctl, who, run_id)
@@ -216,6 +244,14 @@ def run_logs(
 @router.post("/runs/{run_id}/cancel", response_model=M.CancelRunResult)
 def cancel_run(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
     return usecases.runs.cancel_run(ctl, who, run_id)
+
+
+@router.post("/runs/{run_id}/rerun", response_model=M.Run)
+def rerun(run_id: str, ctl: Ctl, who: Who) -> dict[str, Any]:
+    """Run a finished run again (deploy role): same job at the latest deployment, same
+    trigger, refresh and window; the new run has `rerun_of` (it may be `skipped` with the
+    reason, as a trigger). 409 for an active run, an archived job or an app."""
+    return usecases.runs.rerun(ctl, who, run_id)
 
 
 @router.get("/workspaces/{ws}/deployments", response_model=list[M.Version])

@@ -11,8 +11,9 @@ answers equal what the use cases return, and every key they hold is declared her
 
 No model holds a secret: tokens are stored and shown as hashes and prefixes, except the clear
 value of a token or public link in the one answer that creates it (`TokenCreated.token`,
-`LinkCreated.token`), and a GitHub link's webhook secret (`GithubLinkCreated.webhook_secret`),
-each shown that once by design.
+`LinkCreated.token`), a GitHub link's webhook secret (`GithubLinkCreated.webhook_secret`)
+and an alert webhook's generated secret (`AlertChannelCreated.webhook_secret`), each shown
+that once by design.
 
 Numbers that may be whole or fractional are `int | float`: a bare `float` would turn a stored
 `60` into `60.0`.
@@ -55,6 +56,11 @@ class Workspace(Out):
     configuration_version: str | None
     reconcile_error: str | None
     executor: str | None = Field(description="null: the server's default executor")
+    description: str | None = Field(
+        default=None,
+        description="the first line of the deployed `__deployment__` module's docstring"
+        " (listed and shown workspaces; absent in other answers)",
+    )
 
 
 class WorkspaceSettings(Workspace):
@@ -154,6 +160,18 @@ class Token(Out):
     expires_at: str | None = Field(default=None, description="null: never expires")
 
 
+class Lease(Out):
+    name: str = Field(description="the work: reconcile-sweep, retention, github-sweep")
+    holder: str | None = Field(
+        description="<hostname>:<pid>:<hex> of the server process; null: released"
+    )
+    epoch: int = Field(description="grows by one with every new holder (fences stale writes)")
+    acquired_at: str
+    expires_at: str = Field(description="renewed every DOCKYARD_LEASE_RENEW seconds by its holder")
+    held: bool = Field(description="held and not expired, by this server's clock")
+    this_server: bool = Field(description="held by the server process that answers")
+
+
 class TokenCreated(Token):
     token: str = Field(description="the clear token, shown in this answer only")
 
@@ -172,7 +190,10 @@ class Run(Out):
     job_ref: str
     status: str
     trigger: str
-    reason: str | None
+    reason: str | None = Field(
+        description="why it ended so or was skipped; a failed run's is the exception it "
+        "raised (`Type: message (file:line)`), else its exit code or signal"
+    )
     created_at: str | None
     started_at: str | None
     finished_at: str | None
@@ -189,9 +210,27 @@ class Run(Out):
     grace_s: Number | None
     scheduled_for: str | None
     skip_reason: str | None
-    cause_run_id: str | None
+    cause_run_id: str | None = Field(description="a follow-up's upstream run")
+    rerun_of: str | None = Field(default=None, description="a re-run's original run")
     environment: str | None = Field(description="hash of the run's environment (requirements)")
     executor: str | None
+    triggered_by: str | None = Field(
+        default=None,
+        description="who or what made the run: a token (`NAME (token #ID)`), `scheduler`,"
+        " `follow-up of JOB #N`, `app request [by …]`; null for runs made before it was kept",
+    )
+    manual: bool = Field(
+        default=False,
+        description="a person launched it (API, CLI, dashboard); `trigger` is then the one"
+        " dlt's launcher got: the job's default trigger, so a scheduled job keeps its interval",
+    )
+    cancelled_by: str | None = Field(
+        default=None, description="who stopped it: a token, or `idle`, `timeout`, `server`"
+    )
+    holder: str | None = Field(
+        default=None,
+        description="the node (controller or worker) that claimed it; null before a claim",
+    )
 
 
 class PipelineSummary(Out):
@@ -205,9 +244,33 @@ class PipelineSummary(Out):
     finished_at: Any
 
 
+class RunRef(Out):
+    """Another run, as a run's links name it."""
+
+    run_id: str
+    job_ref: str
+    number: int
+    status: str
+
+
+class RunLinks(Out):
+    """Cause and effect, both ways (lists newest first, at most 20)."""
+
+    cause: RunRef | None = Field(description="the upstream run this follow-up reacts to")
+    follow_ups: list[RunRef] = Field(description="the follow-up runs this run's end started")
+    rerun_of: RunRef | None = Field(description="the run this one runs again")
+    reruns: list[RunRef] = Field(description="the re-runs of this run")
+
+
 class RunDetails(Run):
     pipelines: list[PipelineSummary]
     entry_point: dict[str, Any] | None
+    traceback: str | None = Field(
+        default=None,
+        description="a failed run: the end of the traceback its `reason` was read from "
+        "(at most 30 lines, 8 KiB)",
+    )
+    links: RunLinks
 
 
 class LogPage(Out):
@@ -228,7 +291,11 @@ class Triggered(Out):
     """One matched job of a trigger: the run made (or skipped), or what a dry run would do."""
 
     job_ref: str
-    trigger: str
+    trigger: str = Field(description="the trigger the run fires with")
+    matched_trigger: str = Field(
+        description="the trigger the selectors matched (a `manual:` one fires as the job's"
+        " default trigger)"
+    )
     run_id: str | None
     status: str = Field(description="triggered | skipped | would_trigger")
     number: int | None = None
@@ -262,6 +329,7 @@ class CancelRunResult(Out):
 class Job(Out):
     job_ref: str
     name: str
+    display_name: str | None = Field(description="`expose.display_name` of its definition")
     job_type: str
     triggers: list[str]
     triggers_humanized: list[str]
@@ -272,9 +340,12 @@ class Job(Out):
     created_sha: str
     updated_sha: str
     last_run: Run | None
-    paused_at: str | None
-    paused_by: str | None
-    next_fire_at: str | None
+    paused_at: str | None = Field(description="its timed triggers are paused since then")
+    paused_by: str | None = Field(description="the name of the token that paused them")
+    next_fire_at: str | None = Field(
+        description="the earliest next tick of its timed triggers; null when paused, archived"
+        " or it has none"
+    )
 
 
 class Schedule(Out):
@@ -340,9 +411,19 @@ class Plan(Out):
     archived: list[str]
 
 
+class FieldChange(Out):
+    field: str
+    old: str = Field(description="compact JSON, at most 80 characters; `(none)` when unset")
+    new: str
+
+
 class Deployment(Version):
     previous_version: str | None
     plan: Plan
+    field_changes: dict[str, list[FieldChange]] = Field(
+        description="per updated job, its changed fields old → new (config fields by key"
+        " names only)"
+    )
     changed_files: list[str]
     jobs: list[str]
     description: str | None
@@ -434,6 +515,9 @@ class AppListed(App):
 
 class AppServed(App):
     run: Run | None
+    mcp_url: str | None = Field(
+        None, description="an MCP server's endpoint (the URL + `mcp`); null for other apps"
+    )
 
 
 class Link(Out):
@@ -455,3 +539,90 @@ class LinkCreated(Link):
 class LinksRevoked(Out):
     revoked: list[Link]
     closed_connections: int
+
+
+# alerts ----------------------------------------------------------------------------------
+class AlertChannel(Out):
+    """A workspace's alert channel (docs/alerts.md); never a secret's value."""
+
+    workspace: str
+    name: str
+    kind: str = Field(description="webhook, slack or email")
+    events: list[str] = Field(description="of failed, timeout, lost, recovered")
+    target: str = Field(description="where it sends, in words that hold no secret")
+    config: dict[str, Any] = Field(
+        description="what may be shown: a webhook's url; SMTP host, port, security, username,"
+        " sender, to"
+    )
+    secret: str | None = Field(
+        description="what is shown of its secret: a webhook secret's start, or `set`"
+    )
+    created_at: str
+
+
+class AlertChannelCreated(AlertChannel):
+    """The channel; for a webhook whose secret the server generated, that secret, this once."""
+
+    webhook_secret: str | None = Field(
+        default=None, description="the generated signing secret, shown in this answer only"
+    )
+
+
+class AlertChannelRemoved(AlertChannel):
+    removed: bool
+
+
+class AlertDelivery(Out):
+    """One alert to one channel, with every attempt counted (docs/alerts.md)."""
+
+    id: int
+    channel: str
+    event: str = Field(description="failed, timeout, lost, recovered, or test")
+    run_id: str | None
+    job: str | None
+    run_number: int | None
+    status: str = Field(description="pending, sent or failed (no attempt left)")
+    attempts: int
+    last_error: str | None = Field(description="the last failed attempt's error, one line")
+    created_at: str
+    next_attempt_at: str | None
+    sent_at: str | None
+
+
+class AuditActor(Out):
+    kind: str = Field(description="token, scheduler, github, server, …")
+    id: int | None = Field(description="the token's id (kept after it is revoked)")
+    name: str
+
+
+class AuditEvent(Out):
+    id: int
+    at: str | None
+    actor: AuditActor
+    actor_label: str
+    workspace: str | None
+    action: str = Field(
+        description="deploy, launch, cancel, pause, resume, token.create, token.revoke,"
+        " key.rotate, workspace.create, github.link, github.unlink"
+    )
+    target: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(Out):
+    events: list[AuditEvent]
+    next_before: int | None = Field(description="pass as `before` for the next (older) page")
+
+
+class Worker(Out):
+    """A node that holds runs: a controller (`dockyard server`) or a worker (docs/api.md)."""
+
+    name: str
+    kind: str = Field(description="controller or worker")
+    pool: str | None
+    labels: dict[str, str]
+    slots: int | None = Field(description="how many runs it takes at once (null: no limit)")
+    slots_in_use: int = Field(description="runs it holds in starting or running")
+    started_at: str
+    last_heartbeat_at: str
+    state: str = Field(description="alive, lost (3 heartbeats missed) or stopped")

@@ -26,8 +26,10 @@ from dockyard.controller.assembly import Controller
 from dockyard.settings import Settings
 from dockyard.web import (
     api,
+    api_alerts,
     api_apps,
     api_github_oidc,
+    api_workers,
     app_host,
     app_sessions,
     apps_dashboard,
@@ -104,6 +106,8 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(api_apps.router)
     app.include_router(api_github_oidc.router)
+    app.include_router(api_alerts.router)
+    app.include_router(api_workers.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     app.include_router(github_receiver.router)

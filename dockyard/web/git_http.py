@@ -23,13 +23,15 @@ import shutil
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs
 
+import pygit2
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from dockyard.controller import auth, isolation, workspaces
+from dockyard.controller import auth, gitstore, isolation, workspaces
 from dockyard.errors import DockyardError, InvalidInput, NotFound, Unauthorized
 from dockyard.web.deps import controller, token_from
 
@@ -40,6 +42,9 @@ SERVICES = {"git-upload-pack": "read", "git-receive-pack": "deploy"}
 MAX_HEAD_BYTES = 64 * 1024  # the CGI's response headers
 _QUEUED_CHUNKS = 16  # CGI output read ahead of a slow client (64 KiB chunks)
 STOP_GRACE_S = 10.0
+MAIN = "main"
+LANDED = f"ok refs/heads/{MAIN}\n".encode()
+COMMAND_BYTES = 4096  # the push's command lines come first; more is the pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTask
     name = repo.removesuffix(".git")
     try:
         git = parse_request(request.method, path, request.url.query)
-        _authorize(ctl, request, name, git.role)
+        principal = _authorize(ctl, request, name, git.role)
     except Unauthorized as exc:
         return _answer(401, exc.message, {"WWW-Authenticate": 'Basic realm="dockyard"'})
     except NotFound as exc:
@@ -107,10 +112,11 @@ async def git_http(repo: str, path: str, request: Request, tasks: BackgroundTask
     if declared.isdigit() and int(declared) > limit:
         return _too_big(limit)
     cgi = await Cgi.start(str(ctl.settings.repos_dir), name, git, request)
+    cgi.pusher = principal.token_id
     return await cgi.respond(request, limit, name, tasks, ctl)
 
 
-def _authorize(ctl: object, request: Request, name: str, role: str) -> None:
+def _authorize(ctl: object, request: Request, name: str, role: str) -> auth.Principal:
     """Who is asking, then whether they may: a name that is no workspace is answered like a
     workspace the token may not see (`usecases.access.workspace` does the same for the API)."""
     from dockyard.controller.assembly import Controller
@@ -128,6 +134,7 @@ def _authorize(ctl: object, request: Request, name: str, role: str) -> None:
         principal.require(role, ws.id)
         if role == "deploy":  # code that would run unsandboxed (controller/isolation.py)
             isolation.check_deploy(principal, ctl.isolation, ctl.executor_of(ws), ctl.settings)
+    return principal
 
 
 def _answer(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -142,12 +149,58 @@ def _too_big(limit: int) -> Response:
     )
 
 
-def _reconcile_quietly(ctl: object, name: str) -> None:
+def _reconcile_quietly(ctl: object, name: str, cgi: "Cgi | None" = None) -> None:
     from dockyard.controller.assembly import Controller
 
     assert isinstance(ctl, Controller)
+    if cgi is not None and cgi.landed and cgi.pusher is not None:
+        _record_push(ctl, name, cgi.pusher, cgi.commands)
     with contextlib.suppress(DockyardError):  # recorded on the workspace; the sweep retries
         ctl.reconciler.reconcile(name)
+
+
+def _record_push(ctl: object, name: str, token_id: int, commands: bytes) -> None:
+    """The push in the audit log, by the token that made it: git reported `ok` for main, so
+    the branch moved from the command's old SHA to its new one."""
+    from dockyard.controller import audit, usecases
+    from dockyard.controller.assembly import Controller
+
+    assert isinstance(ctl, Controller)
+    old, new = push_command(commands)
+    if new is None or not _on_main(ctl.settings.repos_dir, name, new):
+        return  # git's `ok` line was not its report (it echoed text), or main moved back
+    with ctl.db.session() as session:
+        actor = audit.token(session, token_id)
+    usecases.deployments.record_deploy(ctl, name, actor, new, {"previous": old, "via": "push"})
+
+
+def _on_main(repos_dir: Path, name: str, sha: str) -> bool:
+    """`sha` is main's head or in its history: the push really landed."""
+    try:
+        repo = gitstore.open_repo(workspaces.repo_path(repos_dir, name))
+        head = gitstore.head_sha(repo)
+        return head is not None and (head == sha or repo.descendant_of(head, sha))
+    except (NotFound, ValueError, KeyError, pygit2.GitError):
+        return False
+
+
+def push_command(data: bytes) -> tuple[str | None, str | None]:
+    """(old, new) of the receive-pack command for `refs/heads/main` in the first pkt-lines of
+    a push request; (None, None) when it is not there."""
+    at = 0
+    while at + 4 <= len(data):
+        try:
+            size = int(data[at : at + 4], 16)
+        except ValueError:
+            break
+        if size < 4 or at + size > len(data):
+            break  # a flush packet (0000) ends the commands; a cut line is not read
+        line = data[at + 4 : at + size].split(b"\0", 1)[0].strip().decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[2] == f"refs/heads/{MAIN}":
+            return (None if set(parts[0]) == {"0"} else parts[0]), parts[1]  # 0…0: created
+        at += size
+    return None, None
 
 
 @dataclass
@@ -158,6 +211,10 @@ class Cgi:
     git: GitRequest
     out: "asyncio.Queue[bytes | None]"
     tasks: list["asyncio.Task[object]"]
+    pusher: int | None = None  # the token that pushes (receive-pack)
+    commands: bytes = b""  # the start of the request: the push's commands
+    landed: bool = False  # git reported `ok` for main: the branch moved
+    _tail: bytes = b""
 
     @classmethod
     async def start(cls, root: str, name: str, git: GitRequest, request: Request) -> "Cgi":
@@ -205,12 +262,13 @@ class Cgi:
         if b"ok refs/heads/" not in answer:
             return _too_big(limit) if fed == "over the limit" else _answer(400, fed)
         status, headers, rest = _parse_head(answer)
+        self._saw(answer)
         self._pushed(tasks, ctl, name)
         return Response(rest, status_code=status, headers=headers)
 
     def _pushed(self, tasks: BackgroundTasks, ctl: object, name: str) -> None:
         if self.git.service == "git-receive-pack" and not self.git.advertise:
-            tasks.add_task(_reconcile_quietly, ctl, name)
+            tasks.add_task(_reconcile_quietly, ctl, name, self)
 
     async def feed(self, request: Request, limit: int) -> str:
         """Pipe the request body into the CGI as it arrives, then close git's input; "ok", or
@@ -223,6 +281,8 @@ class Cgi:
                 total += len(chunk)
                 if total > limit:
                     return "over the limit"
+                if len(self.commands) < COMMAND_BYTES:
+                    self.commands += chunk[: COMMAND_BYTES - len(self.commands)]
                 stdin.write(chunk)
                 await stdin.drain()
         except ClientDisconnect:
@@ -262,12 +322,22 @@ class Cgi:
     async def body(self, rest: bytes) -> AsyncIterator[bytes]:
         try:
             if rest:
+                self._saw(rest)
                 yield rest
             while (chunk := await self.out.get()) is not None:
+                self._saw(chunk)
                 yield chunk
             await self.proc.wait()
         finally:
             await self.stop()  # the client went away mid-answer: stop git too
+
+    def _saw(self, chunk: bytes) -> None:
+        """Watch git's report for `ok refs/heads/main` (across chunk boundaries)."""
+        if self.landed or self.git.service != "git-receive-pack":
+            return
+        seen = self._tail + chunk
+        self.landed = LANDED in seen
+        self._tail = seen[-len(LANDED) :]
 
     async def stop(self) -> None:
         """End git's processes (all of them: receive-pack removes its quarantine on SIGTERM)."""

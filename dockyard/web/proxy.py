@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import http.cookiejar
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 import httpx
-from fastapi import Request, WebSocket
+from fastapi import Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -290,16 +290,16 @@ async def _relay(
     ctl.apps.activity.opened(run_id)
     if target.link_id is not None:
         ctl.apps.connections.add(target.link_id, revoke)
+    from_client = asyncio.ensure_future(_client_to_app(websocket, upstream))
     tasks = [
-        asyncio.ensure_future(_client_to_app(websocket, upstream)),
+        from_client,
         asyncio.ensure_future(_app_to_client(websocket, upstream)),
         asyncio.ensure_future(revoked.wait()),
     ]
+    ended_by = "server"  # the relay itself was cancelled (the server is stopping)
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:  # a side that went away mid-send: the relay ends, nothing more
-            if not task.cancelled() and task.exception() is not None:
-                log.debug("websocket relay ended", extra={"action": "proxy_ws"})
+        ended_by = _ended_by(done, from_client, revoked.is_set())
     finally:
         for task in tasks:
             task.cancel()
@@ -309,7 +309,27 @@ async def _relay(
         code = 1008 if revoked.is_set() else _close_code(upstream.close_code)
         with anyio.CancelScope(shield=True):
             await upstream.close()
-            await _close_quietly(websocket, code)
+            if ended_by != "client":  # a client that left cannot be sent a close
+                await _close_quietly(websocket, code)
+        log.info(
+            "app websocket closed", extra={"action": "proxy_ws", "run_id": run_id, "by": ended_by}
+        )
+
+
+def _ended_by(
+    done: Iterable["asyncio.Future[Any]"], from_client: "asyncio.Future[Any]", revoked: bool
+) -> str:
+    """Who ended a relay: `client` (its tab closed, or it went away mid-send: a normal end),
+    `app`, or `revoked` (the public link it came through)."""
+    if revoked:
+        return "revoked"
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, WebSocketDisconnect | OSError):
+            return "client"  # sending to a client that had gone
+        if isinstance(error, ConnectionClosed):
+            return "app"  # sending to an app that had gone
+    return "client" if from_client in done else "app"
 
 
 async def _client_to_app(websocket: WebSocket, upstream: ClientConnection) -> None:
@@ -342,5 +362,6 @@ def _close_code(code: int | None) -> int:
 
 
 async def _close_quietly(websocket: WebSocket, code: int) -> None:
-    with contextlib.suppress(RuntimeError, OSError):  # the client is gone already
+    # the client is gone already (starlette says so with WebSocketDisconnect)
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
         await websocket.close(code=code)

@@ -9,9 +9,10 @@ deployment. The words come from `controller/plantext.py`, as `deploy --dry-run`'
 
 from urllib.parse import quote, urlsplit
 
-from dockyard.controller import plantext
+from dockyard.controller import audit, plantext
 from dockyard.controller.assembly import Controller
 from dockyard.controller.gitsource import GitSource, SourceDeploy, deploy_from_git
+from dockyard.controller.usecases import deployments
 from dockyard.webhooks.processing import DeployHead, LinkTarget, Outcome
 
 GITHUB_API = "api.github.com"
@@ -52,6 +53,14 @@ def deploy_head(ctl: Controller) -> DeployHead:
 
     def deploy(link: LinkTarget) -> Outcome:
         done = deploy_from_git(ctl, link.workspace, source_of(link))
+        if done.status == "deployed":
+            detail = {
+                "source": f"{link.repo}@{done.source_sha}",
+                "previous": done.previous_sha,
+                "summary": done.summary,
+            }
+            actor = audit.named(audit.GITHUB)
+            deployments.record_deploy(ctl, link.workspace, actor, done.workspace_sha, detail)
         return outcome(done, link, ctl.settings.base_url)
 
     return deploy

@@ -24,6 +24,9 @@ Choices:
 - **Not at start-up.** The first pass comes one interval after the server starts: stored
   deliveries (and a crash's leftovers) are processed first.
 - One sweeper per server process, started and stopped with the processor (`wiring.py`).
+  With several servers on one database, only the holder of the `github-sweep` lease
+  (`controller/leases.py`) sweeps and asks for redelivery, so GitHub is asked once per pass,
+  not once per server; the delivery it records is fenced by the lease's epoch.
 """
 
 import logging
@@ -37,6 +40,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
+from dockyard.controller import leases
 from dockyard.controller.github_credentials import Credentials
 from dockyard.controller.loop import Loop
 from dockyard.controller.store.db import Database
@@ -96,6 +100,7 @@ class Sweeper(Loop):
         wake: Callable[[], None],
         ask: AskHead = heads.branch_head,
         rng: random.Random | None = None,
+        lease: leases.Guard | None = None,
     ) -> None:
         super().__init__()
         self.db = db
@@ -109,12 +114,30 @@ class Sweeper(Loop):
         self._cursor = 0  # the last link asked: the next pass starts after it
         self._asking: set[int] = set()  # links whose question has not ended yet
         self._started = False
+        self.lease = lease
+        self._fence: leases.Fence | None = None  # the lease's epoch during a pass
 
     def step(self) -> float:
         if self._started:
-            self.sweep()
+            self._leased_sweep()
         self._started = True
         return jittered(self.interval_s, self.rng)
+
+    def _leased_sweep(self) -> None:
+        """A pass if this process holds the lease (or has none to hold); else skip it: the
+        holder sweeps, and this one is woken if it takes the lease over."""
+        if self.lease is None:
+            self.sweep()
+            return
+        self._fence = self.lease.held()
+        if self._fence is None:
+            return
+        try:
+            self.sweep()
+        except leases.LeaseLost as exc:
+            log.warning(exc.message, extra={"action": "github_sweep"})
+        finally:
+            self._fence = None
 
     def sweep(self) -> list[str]:
         """One pass; returns the ids of the deliveries it recorded."""
@@ -144,6 +167,8 @@ class Sweeper(Loop):
         App: `redelivery.py`); token links have no delivery log to read."""
         if self._stop.is_set():
             return
+        if self._fence is not None:
+            self._fence.check()  # asking GitHub cannot be fenced: checked just before
         try:
             redelivery.redeliver_all(self.credentials, self.db, self.clock)
         except Exception as exc:  # noqa: BLE001 (a failing App must not end the pass)
@@ -211,6 +236,8 @@ class Sweeper(Loop):
         """Record the sweep delivery if `decide` says so, with the link as it is now."""
         ident = delivery_id(link_id, head)
         with self.db.session() as session:
+            if self._fence is not None:
+                self._fence(session)
             row = session.get(GithubLink, link_id)
             if row is None:  # unlinked during the pass
                 return None

@@ -1,9 +1,11 @@
 """The webhook side of the server, made once from the controller: the processing loop and
 what it does for a push (`deploying.deploy_head`: deploy the branch head fetched now), and
 the sweeper that records what webhooks missed (`sweeper.py`; off when
-DOCKYARD_GITHUB_SWEEP_S is 0). `web/asgi.py` mounts the receiver's router, keeps this on
+DOCKYARD_GITHUB_SWEEP_S is 0; with several servers, only the holder of the `github-sweep`
+lease sweeps). `web/asgi.py` mounts the receiver's router, keeps this on
 `app.state.webhooks` and starts and stops the loops with the controller's own loops."""
 
+from dockyard.controller import leases
 from dockyard.controller.assembly import Controller
 from dockyard.webhooks import deploying, feedback, hooksecrets, planning
 from dockyard.webhooks.processing import Processor
@@ -24,9 +26,12 @@ class Webhooks:
             credentials=ctl.github_credentials,
         )
         every = ctl.settings.github_sweep_s
+        lease = ctl.leases.guard(leases.GITHUB_SWEEP) if every > 0 else None
         self.sweeper = Sweeper(
-            ctl.db, ctl.github_credentials, ctl.clock, every, self.processor.wake
+            ctl.db, ctl.github_credentials, ctl.clock, every, self.processor.wake, lease=lease
         )
+        if lease is not None:
+            lease.on_acquired(self.sweeper.wake)
 
     def start(self) -> None:
         self.processor.recover()  # what a crash left half-done goes back to received

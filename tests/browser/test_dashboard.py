@@ -8,6 +8,7 @@ is timed.
 import re
 from typing import Any
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.browser.conftest import WORKSPACE, Dash, log_in, screenshot
@@ -188,7 +189,40 @@ def test_the_overview_refreshes_itself(dash: Dash, context: Any) -> None:
     expect(failed.first).to_be_visible(timeout=SLOW_MS)  # appears by itself (every 10 s)
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator("#overview-live .card.bad .n")).not_to_have_text("0")
+    expect(page.locator("#overview-live")).to_contain_text(FAILS_REASON)
     screenshot(page, "overview")
+
+
+FAILS_REASON = "RuntimeError: boom on purpose (__deployment__.py:26)"
+
+
+def test_a_failed_run_shows_its_reason_and_the_end_of_its_traceback_above_the_log(
+    dash: Dash, context: Any
+) -> None:
+    page = context.new_page()
+    log_in(page, dash)
+    page.goto(dash.url("/jobs/jobs.__deployment__.fails"))
+    page.click("button:has-text('Run now')")
+    expect(page.locator("#run-status")).to_have_text("failed", timeout=SLOW_MS)
+    expect(page.locator("#run-reason")).to_have_text(FAILS_REASON)
+    traceback = page.locator("#run-traceback")
+    expect(traceback).to_contain_text('raise RuntimeError("boom on purpose")')
+    expect(traceback).to_contain_text("RuntimeError: boom on purpose")
+    expect(page.locator("#log")).to_contain_text(f"run failed: {FAILS_REASON}")
+    failure_box, log_box = (
+        page.locator("#run-failure").bounding_box(),
+        page.locator("#log").bounding_box(),
+    )
+    assert failure_box is not None and log_box is not None
+    assert failure_box["y"] + failure_box["height"] <= log_box["y"]  # above the log
+    screenshot(page, "run-failed")
+
+    page.goto(dash.url("/jobs/jobs.__deployment__.fails"))
+    expect(page.locator("table.runs tr.failed").first).to_contain_text(FAILS_REASON)
+    page.goto(dash.url("/jobs"))
+    expect(page.locator("tr[data-job='jobs.__deployment__.fails'] .run-reason")).to_have_text(
+        FAILS_REASON
+    )
 
 
 def test_a_token_is_shown_once_and_a_revoked_one_cannot_log_in(dash: Dash, context: Any) -> None:
@@ -267,3 +301,60 @@ def test_logging_out_ends_the_session(dash: Dash, context: Any) -> None:
     expect(page).to_have_url(re.compile(r"/ui/login$"))
     page.goto(dash.url("/runs"))
     expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+def test_the_settings_page_lists_the_audit_log_and_runs_say_who(dash: Dash, context: Any) -> None:
+    page = context.new_page()
+    log_in(page, dash)
+    page.goto(dash.url("/jobs/jobs.__deployment__.hello"))
+    page.click("button:has-text('Run now')")
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=SLOW_MS)
+    admin = "admin (DOCKYARD_ADMIN_TOKEN) (token #1)"
+    expect(page.locator("#run-triggered-by")).to_have_text(admin)
+    expect(page.locator("#run-summary")).to_contain_text("manual")
+    page.goto(dash.url("/runs?job=jobs.__deployment__.hello"))
+    newest = page.locator("#runs-table tbody tr").first
+    expect(newest.locator(".by")).to_have_text(f"by {admin}")
+    expect(newest).to_contain_text("manual")
+    for action in ("pause", "resume"):
+        done = dash.server.api("POST", f"/api/v1/workspaces/{WORKSPACE}/jobs/hello/{action}")
+        assert done.status_code == 200
+
+    page.click("nav >> text=Settings")
+    rows = page.locator("#audit tr[data-event]")
+    expect(rows.first).to_have_attribute("data-action", "resume")  # newest first
+    expect(rows.nth(1)).to_have_attribute("data-action", "pause")
+    expect(rows.nth(0).locator(".actor")).to_have_text(admin)
+    launch = page.locator("#audit tr[data-action=launch]").first
+    expect(launch).to_contain_text("jobs.__deployment__.hello #")
+    expect(page.locator("#audit tr[data-action=deploy]").last).to_contain_text(admin)
+    page.locator("#audit").scroll_into_view_if_needed()
+    screenshot(page, "audit")
+
+
+def test_an_apps_page_makes_lists_and_revokes_its_public_links(dash: Dash, context: Any) -> None:
+    page = context.new_page()
+    log_in(page, dash)
+    page.goto(dash.url("/jobs/jobs.__deployment__.tiny_api"))
+    links = page.locator("#public-links tr[data-link]")
+    expect(page.locator("#public-links")).to_contain_text("No public links.")
+
+    page.fill("#create-link input[name=note]", "for the demo")
+    page.click("#create-link button")
+
+    url = page.locator("#new-link-url").inner_text().strip()
+    origin = f"http://tiny-api--{WORKSPACE}.apps.localhost:{dash.server.port}/p/dyp_"
+    assert url.startswith(origin)
+    expect(links).to_have_count(1)
+    expect(links).to_contain_text("for the demo")
+    listed = dash.cli.json("app", "link", "list", "tiny_api")
+    assert [(x["note"], x["active"]) for x in listed] == [("for the demo", True)]
+    page.goto(dash.url("/jobs/jobs.__deployment__.tiny_api"))  # shown that once only
+    expect(page.locator("#new-link-url")).to_have_count(0)
+    assert url.split("/p/")[1].rstrip("/") not in page.content()
+
+    links.locator("button:has-text('Revoke')").click()
+
+    expect(links).to_contain_text("revoked")
+    assert [x["active"] for x in dash.cli.json("app", "link", "list", "tiny_api")] == [False]
+    assert httpx.get(url, timeout=10).status_code == 404

@@ -74,7 +74,8 @@ def test_serve_prints_the_proxy_url_and_it_answers(apps_cli: Cli) -> None:
     assert "base_path" not in served["entry_point"]["run_args"]  # at `/` of its own origin
     page = httpx.get(served["url"], headers=bearer(apps_cli), timeout=30)
     assert page.status_code == 200 and "<marimo-version" in page.text
-    assert "cdn.jsdelivr.net" not in page.text  # assets from the app's own server (asset_url="")
+    # the example sets no `asset_url`: the front end comes from marimo's own server
+    assert "cdn.jsdelivr.net" not in page.text
 
 
 def test_requests_without_credentials_are_refused(apps_cli: Cli) -> None:
@@ -149,6 +150,32 @@ def test_the_notebook_loads_in_chromium_and_its_websocket_connects(
     page.context.close()
 
 
+def log_after(server_log: Path, offset: int, line: str, timeout: float = 30) -> str:
+    """The server's log from `offset` on, once `line` is in it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = server_log.read_bytes()[offset:].decode("utf-8", "replace")
+        if line in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def test_closing_a_notebook_tab_is_a_normal_end_in_the_server_log(
+    apps_cli: Cli, chromium: Any
+) -> None:
+    server_log = apps_cli.server.log
+    offset = server_log.stat().st_size
+    page, sockets = open_notebook(chromium, app_url(apps_cli, NOTEBOOK), bearer(apps_cli))
+    assert [s for s in sockets if "/ws" in s.url]
+
+    page.close()  # the tab goes away, and its WebSocket with it
+
+    text = log_after(server_log, offset, "app websocket closed")
+    assert "app websocket closed" in text and "by=client" in text
+    assert "Traceback" not in text and " ERROR " not in text
+    page.context.close()
+
+
 def test_a_public_link_serves_the_notebook_without_login_until_revoked(
     apps_cli: Cli, chromium: Any
 ) -> None:
@@ -220,6 +247,16 @@ def test_an_mcp_client_lists_and_calls_tools_through_the_proxy(apps_cli: Cli) ->
     assert httpx.post(url, json={}, timeout=10).status_code == 401  # not without a token
 
 
+def test_serve_of_an_mcp_app_prints_its_mcp_endpoint(apps_cli: Cli) -> None:
+    endpoint = app_url(apps_cli, TOOLS) + "mcp"
+
+    text = apps_cli.run("serve", TOOLS).stdout
+
+    assert f"MCP endpoint (streamable HTTP): {endpoint}" in text
+    assert serve(apps_cli, TOOLS)["mcp_url"] == endpoint
+    assert serve(apps_cli, NOTEBOOK)["mcp_url"] is None
+
+
 def test_an_mcp_client_works_through_a_public_link(apps_cli: Cli) -> None:
     link = apps_cli.json("app", "link", "create", TOOLS)
 
@@ -262,3 +299,27 @@ def test_the_app_list_shows_urls_and_status(apps_cli: Cli) -> None:
     assert listed[TOOLS]["url"] == app_url(apps_cli, TOOLS)
     assert listed[TOOLS]["interface"] == "mcp"
     assert listed[NOTEBOOK]["category"] == "notebook"
+
+
+# last: it deploys a configuration the notebook cannot load with ------------------------------
+def test_serve_refuses_a_notebook_whose_front_end_is_on_an_unreachable_cdn(
+    apps_cli: Cli, tmp_path: Path
+) -> None:
+    """The workspace points marimo's assets at dlt's CDN default explicitly (a configured value
+    wins over dockyard's default); this machine cannot reach the CDN, so the page would be
+    blank, and `serve` says so instead of printing a URL."""
+    ws = copy_workspace(EXAMPLES / "apps_workspace", tmp_path / "apps_workspace")
+    with (ws / ".dlt" / "config.toml").open("a") as config:
+        config.write(
+            "\n[jobs.weather_notebook.marimo]\n"
+            'asset_url = "https://cdn.jsdelivr.net/npm/@marimo-team/frontend@{version}/dist"\n'
+        )
+    apps_cli.run("deploy", cwd=ws, timeout=600)
+    apps_cli.run("cancel", NOTEBOOK, check=False)
+    wait_run(apps_cli, NOTEBOOK, timeout=60)
+
+    error = apps_cli.fails("serve", NOTEBOOK)
+
+    assert error.startswith("error: jobs.weather_notebook answers, but its page at ")
+    assert "https://cdn.jsdelivr.net/npm/@marimo-team/frontend@" in error
+    assert "blank page" in error and "asset_url" in error

@@ -15,6 +15,9 @@ from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, make_server,
 
 BASE_IMAGE = "dockyard-base:py311"
 CA = "/etc/ssl/certs/ca-certificates.crt"
+# the workspace's `unbuildable` job requires a package that does not exist, on purpose (its
+# image build must fail at run time): deploy's import check would refuse the workspace
+SKIP = ("--skip-import-check",)
 
 
 def engine_ready() -> str | None:
@@ -66,7 +69,7 @@ def dserver(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> It
 def dcli(dserver: Server, cache_home: Path, tmp_path: Path) -> Cli:
     cli = Cli(dserver, cache_home, tmp_path / "config", "containers")
     ws = copy_workspace(WORKSPACES / "containers", tmp_path / "containers")
-    cli.run("deploy", cwd=ws)
+    cli.run("deploy", *SKIP, cwd=ws)
     return cli
 
 
@@ -178,7 +181,7 @@ def test_a_restarted_controller_adopts_its_containers(
     server = docker_server(tmp_path)
     cli = Cli(server, cache_home, tmp_path / "config", "adopt")
     try:
-        cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
+        cli.run("deploy", *SKIP, cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
         cli.run("launch", "counter")
         run = wait_run(cli, "counter", statuses=("running",), timeout=180)
         time.sleep(1.5)
@@ -216,7 +219,11 @@ def test_engine_unreachable_and_missing_base_image(
         server = docker_server(tmp_path / name, **env)
         cli = Cli(server, cache_home, tmp_path / name / "config", name)
         try:
-            cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / name / "w"))
+            cli.run(
+                "deploy",
+                *SKIP,
+                cwd=copy_workspace(WORKSPACES / "containers", tmp_path / name / "w"),
+            )
             cli.run("launch", "hello", check=False)
             ended = wait_run(cli, "hello", timeout=120)
             assert ended["status"] == "failed" and reason in ended["reason"]
@@ -237,7 +244,7 @@ def test_one_workspace_can_choose_docker_on_a_local_server(
 
 
 def _choose_docker(cli: Cli, tmp_path: Path) -> None:
-    cli.run("deploy", cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
+    cli.run("deploy", *SKIP, cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "ws"))
     assert cli.json("info")["effective_executor"] == "local"
     assert "cwd /workspace" not in cli.run("launch", "hello", "-f").stdout
     chosen = cli.json("workspace", "set-executor", "docker")
@@ -343,3 +350,19 @@ def test_secrets_in_a_container_are_decrypted_and_redacted(
     stored = (dserver.data_dir / "runs" / run["run_id"] / "log.jsonl").read_text()
     assert value not in stored and "***" in stored
     assert not (dserver.data_dir / "runs" / run["run_id"] / "dlt").exists()  # removed
+
+
+def test_a_failed_run_in_a_container_has_the_reason_a_local_one_has(
+    dserver: Server, cache_home: Path, tmp_path: Path
+) -> None:
+    """The checkout is at /workspace in the container: the reason still names the
+    workspace's file relative to its root (tests/e2e/test_failure_reason.py, locally)."""
+    cli = Cli(dserver, cache_home, tmp_path / "config", "failing")
+    cli.run("deploy", cwd=copy_workspace(WORKSPACES / "failing", tmp_path / "failing"))
+    assert cli.run("launch", "transform", "-f", check=False).returncode == 1
+    run = cli.json("job-run", "transform", "info")
+    assert run["executor"] == "docker" and run["exit_code"] == 1
+    assert run["reason"] == (
+        "ModuleNotFoundError: No module named 'ibis_is_not_installed' (usgs/transformations.py:5)"
+    )
+    assert '  File "usgs/transformations.py", line 5, in <module>' in run["traceback"]

@@ -7,7 +7,8 @@ from tests.conftest import EXAMPLES, Cli, copy_workspace, wait_run
 
 def test_weather_workspace_deploys_and_runs(cli: Cli, tmp_path: Path) -> None:
     ws = copy_workspace(EXAMPLES / "weather_workspace", tmp_path / "weather")
-    result = cli.json("deploy", cwd=ws)
+    # the example records workspace `demo` (what `make demo` deploys it as): -w deploys it here
+    result = cli.json("deploy", "-w", cli.workspace, cwd=ws)
     assert set(result["added"]) == {
         "jobs.weather.ingest_weather",
         "jobs.weather.weather_report",

@@ -7,13 +7,13 @@ down, `workspace info` and `unlink-github` as a user runs them."""
 import json
 import re
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests import dbread
 from tests import github_examples as gh
 from tests.conftest import WORKSPACES, Cli, Server, make_server
 from tests.githost import GitHost
@@ -38,11 +38,8 @@ def link(cli: Cli, ws: str, api_url: str) -> tuple[str, str]:
 
 
 def rows(server: Server) -> list[tuple[str, str, int, str | None]]:
-    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        found = conn.execute(
-            "SELECT delivery_id, status, attempts, outcome FROM github_delivery ORDER BY id"
-        ).fetchall()
-    return [tuple(r) for r in found]
+    sql = "SELECT delivery_id, status, attempts, outcome FROM github_delivery ORDER BY id"
+    return [(str(a), str(b), int(c), d) for a, b, c, d in dbread.rows(dbread.url_of(server), sql)]
 
 
 def processed(cli: Cli, ws: str, timeout: float = 300) -> dict[str, Any]:
@@ -111,7 +108,10 @@ def test_sigkill_right_after_202_then_info_and_unlink(cache_home: Path, tmp_path
         last = processed(cli, "gh-kill")
         assert last["status"] == "failed" and "127.0.0.1" in last["outcome"], last
         [(delivery, status, attempts, outcome)] = rows(server)
-        assert (delivery, status, attempts, outcome) == ("kill-1", "failed", 1, last["outcome"])
+        assert (delivery, status, outcome) == ("kill-1", "failed", last["outcome"])
+        # the kill may land before the loop takes the delivery (1 attempt, after the restart)
+        # or while it is fetching (the restart takes it again: 2); never more
+        assert attempts in (1, 2), attempts
 
         text = cli.run("workspace", "info", "-w", "gh-kill").stdout
         assert f"{REPO}@main" in text and "kill-1 push failed" in text

@@ -8,13 +8,13 @@ commit); a head that fails to deploy is tried once, not on every later pass; a g
 is down is logged and the server keeps serving, then heals once the host is back.
 """
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests import dbread
 from tests.conftest import WORKSPACES, Cli, Server, make_server
 from tests.e2e.test_github_crash import GH_TOKEN, REPO, link
 from tests.githost import GitHost
@@ -40,11 +40,10 @@ def swept(cli: Cli, ws: str, sha: str, timeout: float = 300) -> dict[str, Any]:
 
 
 def deliveries(server: Server) -> list[tuple[str, str, str, int]]:
-    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        found = conn.execute(
-            "SELECT delivery_id, event, status, attempts FROM github_delivery ORDER BY id"
-        ).fetchall()
-    return [tuple(r) for r in found]
+    sql = "SELECT delivery_id, event, status, attempts FROM github_delivery ORDER BY id"
+    return [
+        (str(a), str(b), str(c), int(d)) for a, b, c, d in dbread.rows(dbread.url_of(server), sql)
+    ]
 
 
 def asks(host: GitHost) -> int:

@@ -63,4 +63,4 @@ def test_pause_and_resume_from_the_cli(cli: Cli, basic_ws: Path) -> None:
     resumed = cli.json("job", "nightly", "resume")
     assert resumed["paused_at"] is None and resumed["next_fire_at"] is not None
     assert "timed triggers active" in cli.run("job", "nightly", "resume").stdout
-    assert "usage: dockyard job list" in cli.fails("job", "nightly", "stop")
+    assert "usage: dockyard job [NAME|SELECTOR…] list" in cli.fails("job", "nightly", "stop")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from tests import dbread
 from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, make_server, wait_run
 
 TOKEN_RE = re.compile(r"ENC\[age,v1,(k[0-9a-f]{12}),([A-Za-z0-9_-]{22}),([^\]]*)\]")
@@ -116,9 +117,10 @@ def test_a_secret_reaches_its_job_and_nothing_else(
         places[str(path)] = path.read_bytes()
     for path in files_under(cache_home / "dockyard" / "repos"):
         places[str(path)] = path.read_bytes()  # the CLI's own mirrors of workspace repos
+    places["database"] = dbread.dump(dbread.url_of(own_server)).encode()
     leaks = [where for where, data in places.items() if value.encode() in data]
     assert leaks == []
-    assert (own_server.data_dir / "dockyard.db").exists()
+    assert cli.workspace in places["database"].decode()  # the database was read
 
     # the committed file: key names readable, the value an age ciphertext the recovery
     # identity opens with the stock age tool

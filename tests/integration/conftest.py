@@ -1,4 +1,6 @@
-"""Real SQLite files with real Alembic migrations, real bare git repositories, in tmp dirs."""
+"""Real databases with real Alembic migrations (a SQLite file, and a fresh PostgreSQL
+database: `database_url` in tests/conftest.py runs each test on both), real bare git
+repositories, in tmp dirs."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,8 @@ from tests.integration.helpers import Committer
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
     database.migrate()
     yield database
     database.dispose()

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, TypeAdapter
 
-from dockyard.controller import auth, gitstore, manifests, sealing, usecases
+from dockyard.controller import auth, gitstore, leases, manifests, sealing, usecases
 from dockyard.errors import DockyardError
 from dockyard.web import api_models as M
 from dockyard.web.asgi import create_asgi
@@ -28,13 +28,13 @@ RESOURCES = [
     "CancelJobsResult", "CancelRunResult", "Version", "Deployment", "Configuration",
     "Reconciled", "AppliedReconciliation", "Key", "KeyRotation", "AppListed",
     "AppServed", "Link", "LinkCreated", "LinksRevoked", "GithubLinkCreated", "GithubUnlinked",
-    "Error",
+    "Lease", "Error",
 ]  # fmt: skip
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data")
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_every_answer_keeps_every_key_and_declares_it(yard: Yard, client: TestCl
 
     assert answer(client, "GET", "/api/v1/me", M.Me)["role"] == "admin"
     listed = answer(client, "GET", "/api/v1/workspaces", list[M.Workspace])
-    assert listed == same(usecases.workspaces.list_workspaces(ctl, ADMIN))
+    assert listed == same(usecases.workspaces.list_workspaces(ctl, ADMIN, describe=True))
     info = answer(client, "GET", api, M.WorkspaceInfo)
     assert info == same(usecases.workspaces.workspace_info(ctl, ADMIN, WS))
     body = {"executor": None}
@@ -89,7 +89,13 @@ def test_every_answer_keeps_every_key_and_declares_it(yard: Yard, client: TestCl
 
     dry = {"selectors": ["hello"], "dry_run": True}
     would = answer(client, "POST", f"{api}/trigger", M.TriggerResult, json=dry)
-    assert set(would["triggered"][0]) == {"job_ref", "trigger", "run_id", "status"}
+    assert set(would["triggered"][0]) == {
+        "job_ref",
+        "trigger",
+        "matched_trigger",
+        "run_id",
+        "status",
+    }
     started = answer(client, "POST", f"{api}/trigger", M.TriggerResult, json={"selectors": ["*"]})
     run_id = started["triggered"][0]["run_id"]
     assert started["triggered"][0]["run"]["run_id"] == run_id
@@ -135,6 +141,8 @@ def test_every_answer_keeps_every_key_and_declares_it(yard: Yard, client: TestCl
     rotated = answer(client, "POST", f"{api}/rotate-key", M.KeyRotation)
     assert rotated["retired_key_id"] == key["key_id"]
     assert answer(client, "GET", f"{api}/apps", list[M.AppListed]) == []
+    workers = answer(client, "GET", "/api/v1/workers", list[M.Worker])
+    assert workers == same(usecases.workers.list_workers(ctl, ADMIN))
 
 
 def test_github_link_answers_are_declared(yard: Yard, client: TestClient) -> None:
@@ -146,6 +154,19 @@ def test_github_link_answers_are_declared(yard: Yard, client: TestClient) -> Non
     assert info == same(usecases.workspaces.workspace_info(yard.ctl, ADMIN, WS))
     assert info["github"]["repo"] == "acme/pipelines" and info["github"]["last_delivery"] is None
     answer(client, "DELETE", f"{api}/github", M.GithubUnlinked)
+
+
+def test_a_lease_answer_is_declared_and_for_admins_only(yard: Yard, client: TestClient) -> None:
+    yard.ctl.leases.guard(leases.SWEEP).refresh()  # what the server's keeper does at start
+    found = answer(client, "GET", "/api/v1/leases", list[M.Lease])
+    assert found == same(usecases.leases.list_leases(yard.ctl, ADMIN))
+    assert [(x["name"], x["epoch"], x["held"], x["this_server"]) for x in found] == [
+        (leases.SWEEP, 1, True, True)
+    ]
+    assert found[0]["holder"] == yard.ctl.holder
+    reader = usecases.tokens.create_token(yard.ctl, ADMIN, "reader", "read", None)["token"]
+    refused = client.get("/api/v1/leases", headers={"Authorization": f"Bearer {reader}"})
+    assert refused.status_code == 403
 
 
 def test_a_configuration_answer_is_declared(yard: Yard, client: TestClient) -> None:

@@ -21,9 +21,13 @@ LISTENERS: dict[str, Callable[[Controller], FastAPI]] = {
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
     yield from make_yard(
-        tmp_path / "data", beacon_max_bytes=1024, beacon_max_payloads=3, beacon_max_run_bytes=2048
+        tmp_path / "data",
+        db_url=database_url,
+        beacon_max_bytes=1024,
+        beacon_max_payloads=3,
+        beacon_max_run_bytes=2048,
     )
 
 

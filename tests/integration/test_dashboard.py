@@ -92,9 +92,11 @@ class Dash:
 
 
 @pytest.fixture
-def dash(tmp_path: Path) -> Iterator[Dash]:
+def dash(tmp_path: Path, database_url: str) -> Iterator[Dash]:
     clock = FakeClock(NOW)
-    settings = Settings(data_dir=tmp_path / "data", start_loops=False, admin_token=TOKEN)
+    settings = Settings(
+        data_dir=tmp_path / "data", db_url=database_url, start_loops=False, admin_token=TOKEN
+    )
     ctl = Controller(settings, clock=clock)
     ctl.bootstrap()
     usecases.workspaces.create_workspace(ctl, ADMIN, WS)

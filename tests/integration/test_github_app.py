@@ -4,7 +4,6 @@ public key: finding the installation, installation tokens and their cache, check
 linking through the API (the App stored once), the App's one webhook routed by repository,
 and redelivery of failed deliveries. An RSA key made here is the App's key."""
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +24,8 @@ from dockyard.web.asgi import create_asgi
 from dockyard.webhooks import redelivery
 from dockyard.webhooks.feedback import StatusFeedback
 from dockyard.webhooks.processing import LinkTarget, Outcome, PullRequest, Work
+from tests import dbread, githubapi
 from tests import github_examples as gh
-from tests import githubapi
 from tests.githubapi import AppKey, serving
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
 
@@ -183,8 +182,8 @@ def test_a_plan_gets_a_check_run_and_one_comment(
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data")
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url)
 
 
 def store_delivery(yard: Yard, guid: str) -> None:
@@ -271,7 +270,7 @@ def test_the_app_is_stored_once_and_its_webhook_routes_by_repository(
     assert [a.json()["webhook_secret"] for a in again] == [None, None]
     with yard.ctl.db.session() as session:
         assert session.query(GithubApp).count() == 1
-    dump = "\n".join(sqlite3.connect(yard.ctl.settings.data_dir / "dockyard.db").iterdump())
+    dump = dbread.dump(yard.ctl.settings.database_url)
     assert secret not in dump and "PRIVATE KEY" not in dump
 
     def deliver(event: str, payload: dict[str, Any], delivery: str, sign: str = secret) -> Any:

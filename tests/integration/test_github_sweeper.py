@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.controller import usecases
+from dockyard.clock import FakeClock
+from dockyard.controller import leases, usecases
 from dockyard.controller.store.models import GithubDelivery, GithubLink
 from dockyard.errors import InvalidInput, Unauthorized, Unavailable
 from dockyard.webhooks import deliveries, heads, sweeper
@@ -27,8 +28,8 @@ HEAD, OLD = "a" * 40, "b" * 40
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data")
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url)
 
 
 def link(yard: Yard, name: str = WS, repo: str = REPO) -> int:
@@ -258,3 +259,37 @@ def test_a_host_that_dribbles_its_headers_is_given_up_by_the_sweeper(
     assert sweep.sweep() == []  # still dribbling: not asked twice at once
     errors = [r.__dict__["error"] for r in caplog.records if "head unknown" in r.getMessage()]
     assert errors[1] == "the previous question to the host has not ended yet"
+
+
+def test_only_the_holder_of_the_lease_sweeps_and_a_stale_holders_record_is_refused(
+    yard: Yard,
+) -> None:
+    """Several servers on one database: the `github-sweep` lease decides who asks GitHub;
+    a holder paused past its expiry asks once more at most, and records nothing."""
+    link_id = link(yard)
+    host = Host()
+    host.heads[REPO] = HEAD
+    mine = yard.ctl.leases.guard(leases.GITHUB_SWEEP)
+    sweep = Sweeper(
+        yard.ctl.db, yard.ctl.github_credentials, yard.clock, 60.0, lambda: None, ask=host,
+        lease=mine,
+    )  # fmt: skip
+    other_clock = FakeClock(yard.clock.now())
+    other = leases.Leases(yard.ctl.db, other_clock, "other-server:1:00", 10.0)
+    assert other.hold(leases.GITHUB_SWEEP, None) == 1
+    mine.refresh()
+    sweep.step()  # the first step never sweeps (start-up)
+    sweep.step()
+    assert host.asked == [] and rows(yard) == []  # the other server's work
+
+    assert other.release(leases.GITHUB_SWEEP, 1)
+    mine.refresh()
+    other_clock.advance(11)  # this server paused past its expiry: the other takes over
+    assert other.hold(leases.GITHUB_SWEEP, None) == 3
+    sweep.step()
+    assert len(host.asked) == 1 and rows(yard) == []  # asked, but its record was refused
+
+    assert other.release(leases.GITHUB_SWEEP, 3)
+    mine.refresh()
+    sweep.step()
+    assert rows(yard) == [(sweeper.delivery_id(link_id, HEAD), "sweep", "deploy", "received", HEAD)]

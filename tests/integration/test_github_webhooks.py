@@ -3,7 +3,6 @@ file, real workspace repository), driven with GitHub's published example payload
 (tests/github_examples.py) signed with the link's secret. The processing loop is stepped by
 hand, so each test sees exactly what one round does."""
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from dockyard.controller.store.models import GithubDelivery, GithubLink
 from dockyard.web.asgi import create_asgi
 from dockyard.webhooks.processing import LinkTarget, Outcome
 from dockyard.webhooks.wiring import Webhooks
+from tests import dbread
 from tests import github_examples as gh
 from tests.githost import GitHost
 from tests.integration.deployed import TOKEN, WS, Yard, make_yard
@@ -29,8 +29,8 @@ Link = dict[str, Any]
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data", max_webhook_bytes=256 * 1024)
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url, max_webhook_bytes=256 * 1024)
 
 
 @pytest.fixture
@@ -121,6 +121,18 @@ def test_a_push_is_stored_before_202_and_deployed_by_the_loop(
         assert last["last_processed_head"] == pushed
         jobs = client.get(f"/api/v1/workspaces/{WS}/jobs").json()
         assert "jobs.__deployment__.hello" in {j["job_ref"] for j in jobs}
+        # the audit log: the link by the admin token, the deploy by GitHub
+        events = client.get("/api/v1/audit", params={"workspace": WS}).json()["events"]
+        deploy, made = events[0], events[1]
+        assert (deploy["action"], deploy["actor"]["kind"]) == ("deploy", "github")
+        assert deploy["detail"]["source"] == f"{REPO}@{pushed}"
+        assert deploy["target"] == client.get(f"/api/v1/workspaces/{WS}").json()["reconciled_sha"]
+        assert (made["action"], made["actor"]["kind"], made["target"]) == (
+            "github.link",
+            "token",
+            REPO,
+        )
+        assert GH_TOKEN not in str(events)
     finally:
         host.stop()
 
@@ -265,9 +277,7 @@ def test_link_secrets_are_sealed_and_never_shown_again(
     shown = client.get(f"/api/v1/workspaces/{WS}").text
     assert secret not in shown and GH_TOKEN not in shown
     assert info(client)["repo"] == REPO and info(client)["path"] == "etl"
-    database = yard.ctl.settings.data_dir / "dockyard.db"
-    with sqlite3.connect(database) as conn:
-        dump = "\n".join(conn.iterdump())
+    dump = dbread.dump(yard.ctl.settings.database_url)
     assert secret not in dump and GH_TOKEN not in dump
     with yard.ctl.db.session() as session:  # what is stored opens with the master key only
         [link] = session.query(GithubLink).all()
@@ -320,6 +330,9 @@ def test_unlink_keeps_history_and_retires_the_url(
     assert late.status_code == 404
     assert client.get(f"/api/v1/workspaces/{WS}").json()["github"] is None
     assert client.delete(f"/api/v1/workspaces/{WS}/github").status_code == 404
+    events = client.get("/api/v1/audit", params={"workspace": WS}).json()["events"]
+    assert [e["action"] for e in events[:2]] == ["github.unlink", "github.link"]
+    assert linked["webhook_secret"] not in str(events) and GH_TOKEN not in str(events)
 
 
 def rotate(yard: Yard, secret: str) -> None:

@@ -47,8 +47,8 @@ def host(tmp_path: Path) -> Iterator[GitHost]:
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data")
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Workspace keys against a real database and real age crypto."""
 
 import stat
+import threading
 from pathlib import Path
 
 import pyrage
@@ -8,7 +9,7 @@ import pytest
 
 from dockyard import crypto
 from dockyard.clock import utcnow
-from dockyard.controller import keys
+from dockyard.controller import beacon, keys
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace, WorkspaceKey
 from dockyard.errors import DockyardError, InvalidInput
@@ -75,3 +76,29 @@ def test_keys_are_sealed_at_rest_and_rotation_keeps_the_old_one(
     other = keys.Keyring(str(pyrage.x25519.Identity.generate()), tmp_path)
     with db.session() as session, pytest.raises(DockyardError, match="master key cannot open"):
         other.identities(session, session.query(Workspace).one())
+
+
+def test_servers_starting_together_on_one_data_dir_agree_on_one_master_and_beacon_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several servers may share a data dir (one database, several controllers): the keys
+    made on first start are linked into place whole, so every starter reads the same one."""
+    monkeypatch.delenv(keys.MASTER_ENV, raising=False)
+    masters: list[str] = []
+    secrets: list[bytes] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        masters.append(keys.load_master(tmp_path))
+        secrets.append(beacon.load_secret(tmp_path / "beacon.key"))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(masters) == 8 and len(set(masters)) == 1
+    assert len(secrets) == 8 and len(set(secrets)) == 1 and len(secrets[0]) == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beacon.key", keys.MASTER_FILE]
+    assert stat.S_IMODE((tmp_path / "beacon.key").stat().st_mode) == 0o600

@@ -245,10 +245,10 @@ def test_a_run_whose_job_vanished_without_a_status_is_lost(runs_dir: Path) -> No
 
 
 def test_an_adopted_run_is_not_lost_while_its_supervisor_drains_output(runs_dir: Path) -> None:
-    # the job exits at once, but a background child keeps its stdout open for 2 s: the
+    # the job exits at once, but a background child keeps its stdout open for 5 s: the
     # supervisor is still draining it and has not written exit.json yet
     original = LocalExecutor()
-    run = spec(runs_dir, "r1", ["sh", "-c", "sleep 2 & exit 0"])
+    run = spec(runs_dir, "r1", ["sh", "-c", "sleep 5 & exit 0"])
     original.spawn(run)
     wait_for(run.run_dir / "proc.json")
     restarted = LocalExecutor()

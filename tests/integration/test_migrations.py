@@ -1,4 +1,5 @@
-"""Alembic migrations on a real SQLite file give exactly the schema the models declare."""
+"""Alembic migrations on a real SQLite file and a real PostgreSQL database give exactly the
+schema the models declare (each test that takes `db` runs on both engines)."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from dockyard.controller.store import db as store_db
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Base, Job, Workspace
+from tests import pg
 
 MODEL_TABLES = {
     "workspace",
@@ -28,8 +30,13 @@ MODEL_TABLES = {
     "public_link",
     "github_link",
     "github_delivery",
+    "audit_event",
     "github_oidc_rule",
     "github_app",
+    "alert_channel",
+    "alert_delivery",
+    "lease",
+    "node",
 }
 
 
@@ -44,8 +51,8 @@ def fresh(tmp_path: Path) -> Database:
     return Database(f"sqlite:///{tmp_path / 'fresh.db'}")
 
 
-def test_upgrade_head_on_a_fresh_file_equals_the_models(tmp_path: Path) -> None:
-    database = fresh(tmp_path)
+def test_upgrade_head_on_a_fresh_file_equals_the_models(tmp_path: Path, engine: str) -> None:
+    database = fresh(tmp_path) if engine == "sqlite" else Database(pg.cluster().fresh(False))
     try:
         database.migrate()
 
@@ -93,7 +100,9 @@ def test_downgrade_to_base_and_up_again(db: Database) -> None:
     assert differences(db, Base.metadata) == []
 
 
-def test_sqlite_runs_with_wal_and_foreign_keys(db: Database) -> None:
+def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path: Path) -> None:
+    db = fresh(tmp_path)
+    db.migrate()
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -147,3 +156,34 @@ def test_datetimes_come_back_as_the_same_instant_in_utc(db: Database) -> None:
 def test_a_naive_datetime_is_refused(db: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"), db.session() as session:
         session.add(Workspace(name="ws", created_at=datetime(2026, 3, 4, 10, 30)))
+
+
+def test_descriptive_text_longer_than_its_column_is_clipped_on_both_engines(db: Database) -> None:
+    # SQLite would keep 400 characters in a VARCHAR(255), PostgreSQL refuse them
+    with db.session() as session:
+        ws = Workspace(name="ws", created_at=datetime(2026, 3, 4, 10, 0, tzinfo=UTC))
+        session.add(ws)
+        session.flush()
+        job = job_row(ws.id)
+        job.paused_by = "p" * 400
+        session.add(job)
+
+    with db.session() as session:
+        paused_by = session.scalars(sa.select(Job.paused_by)).one()
+
+    assert paused_by == "p" * 127 + "…"
+
+
+def test_an_integer_beyond_any_column_finds_nothing_on_both_engines(db: Database) -> None:
+    # ids and run numbers arrive from URLs up to 2**63-1: not found, never a database error
+    with db.session() as session:
+        ws = Workspace(name="ws", created_at=datetime(2026, 3, 4, 10, 0, tzinfo=UTC))
+        session.add(ws)
+        session.flush()
+        session.add(job_row(ws.id))
+
+    with db.session() as session:
+        for value in (2**31, 2**63 - 1):
+            assert session.get(Workspace, value) is None
+            assert session.scalars(sa.select(Job).where(Job.workspace_id == value)).all() == []
+            assert session.scalars(sa.select(Job).where(Job.id < value)).all() != []

@@ -36,7 +36,7 @@ from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.settings import Settings
 from dockyard.web import sessions
 from dockyard.web.asgi import create_asgi
-from tests.conftest import free_port
+from tests.conftest import free_port, new_database_url
 from tests.unit import samples
 
 MARIMO = "dlt._workspace.deployment.launchers.marimo"
@@ -208,10 +208,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("proxy")
     port = free_port()
-    ctl = Controller(Settings(data_dir=tmp, start_loops=False, port=port))
+    url = new_database_url(engine, tmp)
+    ctl = Controller(Settings(data_dir=tmp, db_url=url, start_loops=False, port=port))
     with ctl.db.session() as session:
         ws = Workspace(name="ws", created_at=utcnow(), deployment_version="a" * 40)
         other = Workspace(name="other", created_at=utcnow())

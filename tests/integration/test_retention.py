@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.controller import envs, gitstore, logs, retention, usecases, workspaces
+from dockyard.clock import FakeClock
+from dockyard.controller import envs, gitstore, leases, logs, retention, usecases, workspaces
 from dockyard.controller.store.models import Run
 from tests.integration.deployed import ADMIN, WS, Yard, make_yard
 from tests.unit import samples
@@ -22,8 +23,8 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def yard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Yard]:
-    for made in make_yard(tmp_path / "data"):
+def yard(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Yard]:
+    for made in make_yard(tmp_path / "data", db_url=database_url):
         # a deploy starts a real uv build of its jobs' environments in the background; here
         # the tests make the environment folders themselves, and the build would race them
         monkeypatch.setattr(made.ctl.runner, "prebuild", lambda workspace: None)
@@ -267,3 +268,36 @@ def test_an_environment_taken_while_retention_decides_stays(yard: Yard) -> None:
 
     loop.environments()
     assert env.exists()
+
+
+# under a lease (several servers on one database) -------------------------------------------
+def test_retention_runs_only_in_the_holder_of_its_lease_and_stops_once_it_is_lost(
+    yard: Yard,
+) -> None:
+    yard.deploy()
+    old = ended_run(yard)
+    yard.clock.advance(31 * DAY)
+    mine = yard.ctl.leases.guard(leases.RETENTION)
+    other_clock = FakeClock(yard.clock.now())
+    other = leases.Leases(yard.ctl.db, other_clock, "other-server:1:00", 10.0)
+    assert other.hold(leases.RETENTION, None) == 1
+
+    mine.refresh()
+    assert mine.held() is None
+    yard.ctl.retention.step()  # another server's work: nothing removed here
+    assert len(log_lines(yard, old)) == 2
+
+    assert other.release(leases.RETENTION, 1)
+    mine.refresh()  # released: this server takes it (epoch 2)
+    assert mine.held() is not None
+    other_clock.advance(11)  # this server paused past its expiry: the other takes it over
+    assert other.hold(leases.RETENTION, None) == 3
+    assert mine.held() is not None  # this server, by its own clock, still believes it holds it
+    yard.ctl.retention.step()  # believed held, but the check before removing refuses
+    assert len(log_lines(yard, old)) == 2
+
+    assert other.release(leases.RETENTION, 3)
+    mine.refresh()
+    yard.ctl.retention.step()
+    (line,) = log_lines(yard, old)
+    assert "removed by retention" in line

@@ -16,8 +16,8 @@ from tests.unit import samples
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    yield from make_yard(tmp_path / "data")
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url)
 
 
 def files(**extra: bytes) -> dict[str, bytes]:

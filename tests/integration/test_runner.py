@@ -33,6 +33,7 @@ from dockyard.controller.runner import Runner
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.settings import Settings
+from tests.conftest import copy_database, new_database_url
 from tests.integration.helpers import Committer
 from tests.unit import samples
 
@@ -101,28 +102,31 @@ def deploy(ctl: Controller, *jobs: dict[str, object]) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir made once by a real controller: migrated database, workspace, keys and
-    repository with hello → after_hello and a sleeper (timeout 3 s, grace 1 s) deployed."""
+def deployed(tmp_path_factory: pytest.TempPathFactory, engine: str) -> tuple[Path, str]:
+    """A data dir and database made once by a real controller: migrated database, workspace,
+    keys and repository with hello → after_hello, a sleeper (timeout 3 s, grace 1 s) and an app
+    deployed."""
     data_dir = tmp_path_factory.mktemp("runner") / "data"
-    settings = Settings(data_dir=data_dir, start_loops=False, admin_token="t" * 32)
+    url = new_database_url(engine, data_dir.parent)
+    settings = Settings(data_dir=data_dir, db_url=url, start_loops=False, admin_token="t" * 32)
     ctl = Controller(settings, clock=FakeClock(utcnow()), executor=FakeExecutor())
     ctl.bootstrap()
     usecases.workspaces.create_workspace(ctl, ADMIN, WS)
-    sleeper = samples.job(samples.SLEEPER)
-    deploy(ctl, samples.job(samples.HELLO), samples.job(samples.AFTER_HELLO), sleeper)
+    sleeper, app = samples.job(samples.SLEEPER), samples.job(samples.TINY_API)
+    deploy(ctl, samples.job(samples.HELLO), samples.job(samples.AFTER_HELLO), sleeper, app)
     ctl.runner.on_stop()  # the deploy's environment prebuild (fake) ends with the pool
     ctl.db.dispose()
-    return data_dir
+    return data_dir, url
 
 
 @pytest.fixture
-def bench(deployed: Path, tmp_path: Path) -> Iterator[Bench]:
+def bench(deployed: tuple[Path, str], tmp_path: Path) -> Iterator[Bench]:
     """A copy of the deployed data dir and the runner's parts built on it (no Controller:
     no migrations, no sandbox probe), so each test starts from the same state in ms."""
     data_dir = tmp_path / "data"
-    shutil.copytree(deployed, data_dir)
-    settings = Settings(data_dir=data_dir, start_loops=False)
+    shutil.copytree(deployed[0], data_dir)
+    url = copy_database(deployed[1], tmp_path)
+    settings = Settings(data_dir=data_dir, db_url=url, start_loops=False)
     clock = FakeClock(utcnow())
     db = Database(settings.database_url)
     fake = FakeExecutor()
@@ -250,6 +254,37 @@ def test_cancel_of_a_running_run_stops_it_and_ends_it_cancelled(bench: Bench) ->
     assert (run.status, run.reason) == ("cancelled", "cancelled by request")
 
 
+def test_stopping_the_runner_stops_apps_and_leaves_batch_runs_to_be_adopted(
+    bench: Bench,
+) -> None:
+    bench.fake.ends_on = (SIGTERM, SIGKILL)  # obedient processes
+    app, batch = bench.trigger("tiny_api"), bench.trigger("sleeper")
+    bench.tick()
+    assert {bench.run(app).status, bench.run(batch).status} == {"running"}
+
+    assert bench.runner.stop_apps(poll_s=0.01) == [app]
+
+    assert bench.fake.signals_of(app) == [SIGTERM]
+    stopped = bench.run(app)
+    assert (stopped.status, stopped.reason, stopped.stop_reason) == (
+        "cancelled",
+        "server stopped",
+        "shutdown",
+    )
+    assert bench.fake.signals_of(batch) == [] and bench.run(batch).status == "running"
+    bench.restart().tick()  # the batch run is adopted, the app is not started again
+    assert bench.run(batch).status == "running" and bench.run(app).status == "cancelled"
+    assert bench.fake.started().count(app) == 1
+
+
+def test_a_pending_app_ends_at_once_when_the_runner_stops(bench: Bench) -> None:
+    app = bench.trigger("tiny_api")
+    assert bench.runner.stop_apps(poll_s=0.01) == [app]
+    assert (bench.run(app).status, bench.run(app).reason) == ("cancelled", "server stopped")
+    bench.tick()
+    assert bench.fake.started() == []
+
+
 def test_cancel_of_a_pending_run_ends_it_at_once_and_it_never_starts(bench: Bench) -> None:
     run_id = bench.trigger()
     assert bench.cancel(run_id) == "cancelled"
@@ -339,3 +374,22 @@ def test_an_illegal_move_is_an_error_not_a_silent_no_op(bench: Bench) -> None:
     ):
         move(session, run_id, [RunStatus.PENDING], RunStatus.COMPLETED)
     assert bench.run(run_id).status == "pending"
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # SQLite: no row locks
+@pytest.mark.timeout(60)  # without SKIP LOCKED the claim would wait on the lock forever
+def test_a_pending_run_another_server_is_claiming_is_skipped_not_waited_for(
+    bench: Bench,
+) -> None:
+    first, second = bench.trigger(), bench.trigger()
+    other = bench.db.engine.connect()  # another server's claim, holding the first row
+    try:
+        other.execute(select(Run.id).where(Run.id == first).with_for_update())
+        bench.tick()  # would block on the locked row without SKIP LOCKED
+        assert bench.run(first).status == "pending"
+        assert bench.run(second).status != "pending"
+    finally:
+        other.rollback()
+        other.close()
+    bench.tick()
+    assert bench.run(first).status != "pending"

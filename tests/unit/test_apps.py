@@ -76,3 +76,13 @@ def test_recent_apps_expire_and_go_when_their_run_ends() -> None:
     recent.put("nb", running)
     recent.forget_run("run-1")
     assert recent.get("nb") is None
+
+
+def test_an_mcp_server_is_reached_at_mcp_below_its_origin() -> None:
+    mcp_module = {"entry_point": {"launcher": apps.MCP_LAUNCHER}, "expose": {}}
+    declared = {"entry_point": {"launcher": samples.JOB_LAUNCHER}, "expose": {"interface": "mcp"}}
+    notebook = {"entry_point": {"launcher": "dlt._workspace.deployment.launchers.marimo"}}
+
+    assert apps.endpoint_path(mcp_module) == apps.endpoint_path(declared) == "mcp"
+    assert apps.endpoint_path(notebook) is None
+    assert apps.endpoint_path(samples.job(samples.TINY_API)) is None  # interface rest_api

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.controller.lifecycle import decisions, status
+from dockyard.controller.lifecycle import decisions, rules, status
 from dockyard.controller.lifecycle.decisions import Facts, Request
 from dockyard.controller.lifecycle.status import MOVES, IllegalMove, RunStatus
 
@@ -164,6 +164,63 @@ def test_a_pending_refresh_is_taken_by_the_next_run_without_cascading_again() ->
     hourly.refresh_pending = True
     made = decisions.decide(hourly, Request("schedule:0 * * * *"), Facts(), NOW)
     assert made.refresh and made.new_epoch and not made.cascade
+
+
+# re-runs -----------------------------------------------------------------------------------
+def rerun(window: tuple[datetime, datetime], **extra: Any) -> Request:
+    return Request(
+        "schedule:0 * * * *", gated=False, rerun_of="r-1", window=rules.Window(*window), **extra
+    )
+
+
+H8, H9, H10 = (datetime(2026, 3, 4, h, tzinfo=UTC) for h in (8, 9, 10))
+
+
+def test_a_rerun_of_a_covered_window_runs_it_again_and_leaves_the_ledger() -> None:
+    hourly = job("schedule:0 * * * *", **INTERVAL)
+    # everything up to 10:00 is done: an ordinary run now has nothing new to cover
+    done = Facts(completed_end=H10)
+    assert decisions.decide(hourly, Request("manual:", gated=False), done, NOW).status is S.SKIPPED
+    made = decisions.decide(hourly, rerun((H8, H9)), done, NOW)
+    assert made.status is S.PENDING and made.reason is None
+    assert made.window == rules.Window(H8, H9)
+    assert not made.record_window and not made.new_epoch and not made.cascade
+
+
+def test_a_rerun_of_the_next_uncovered_window_goes_into_the_ledger() -> None:
+    hourly = job("schedule:0 * * * *", **INTERVAL)
+    # its run failed (window removed): the ledger still ends at 09:00
+    made = decisions.decide(hourly, rerun((H9, H10)), Facts(completed_end=H9), NOW)
+    assert made.status is S.PENDING and made.record_window
+    first = decisions.decide(hourly, rerun((H8, H9)), Facts(), NOW)  # nothing completed yet
+    assert first.record_window
+
+
+def test_a_rerun_of_a_window_being_processed_is_skipped_with_the_reason() -> None:
+    hourly = job("schedule:0 * * * *", **INTERVAL)
+    facts = Facts(completed_end=H9, taken_windows={H9: 12})
+    made = decisions.decide(hourly, rerun((H9, H10)), facts, NOW)
+    assert made.status is S.SKIPPED
+    assert made.reason == f"the window from {H9.isoformat()} is being processed by run #12"
+
+
+def test_a_rerun_leaves_the_jobs_pending_refresh_to_its_next_run() -> None:
+    hourly = job("schedule:0 * * * *", **INTERVAL)
+    hourly.refresh_pending = True
+    made = decisions.decide(hourly, rerun((H8, H9)), Facts(completed_end=H10), NOW)
+    assert not made.refresh and not made.new_epoch and not made.record_window
+
+
+def test_a_rerun_of_a_refresh_refreshes_again_without_cascading_again() -> None:
+    hourly = job("schedule:0 * * * *", **INTERVAL)
+    made = decisions.decide(hourly, rerun((H8, H9), refresh=True), Facts(completed_end=H10), NOW)
+    assert made.refresh and made.new_epoch and made.record_window and not made.cascade
+
+
+def test_a_rerun_still_respects_the_concurrency_limit() -> None:
+    made = decisions.decide(job(), rerun((H8, H9)), Facts(active_numbers=(3,)), NOW)
+    assert made.status is S.SKIPPED
+    assert made.reason == "concurrency limit 1 reached: run #3 still active"
 
 
 # ends --------------------------------------------------------------------------------------

@@ -25,6 +25,25 @@ def test_a_non_zero_exit_fails_with_the_code() -> None:
     )
 
 
+def test_the_exception_a_job_raised_is_the_reason_of_its_non_zero_exit() -> None:
+    raised = "ModuleNotFoundError: No module named 'ibis' (usgs/transformations.py:13)"
+    assert decisions.outcome(None, ExitStatus(1, None), raised=raised) == ("failed", raised)
+
+
+@pytest.mark.parametrize("status", [TERMINATED, LOST, OK])
+def test_a_raised_exception_never_hides_a_signal_an_executor_error_or_a_success(
+    status: ExitStatus,
+) -> None:
+    assert decisions.outcome(None, status, raised="X: y") == decisions.outcome(None, status)
+
+
+@pytest.mark.parametrize("stop", ["timeout", "cancel"])
+def test_a_stop_dockyard_asked_for_keeps_its_reason(stop: str) -> None:
+    assert decisions.outcome(stop, ExitStatus(1, None), raised="X: y") == decisions.outcome(
+        stop, ExitStatus(1, None)
+    )
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [(TERMINATED, "killed by signal SIGTERM"), (KILLED, "killed by signal SIGKILL")],
@@ -63,3 +82,8 @@ def test_durations_read_like_a_person_would_say_them() -> None:
         "2 h",
         "90 min",
     ]
+
+
+@pytest.mark.parametrize("status", [OK, TERMINATED, KILLED, ExitStatus(1, None)])
+def test_an_app_stopped_with_the_server_is_cancelled_however_it_ended(status: ExitStatus) -> None:
+    assert decisions.outcome("shutdown", status) == ("cancelled", "server stopped")

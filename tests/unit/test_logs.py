@@ -206,3 +206,18 @@ def test_system_lines_are_bounded_like_the_job_s(tmp_path: Path) -> None:
 
     (line,) = logs.read(tmp_path).lines
     assert line["m"] == "e" * 65536 + f" [line truncated: {100_000 - 65536} bytes]"
+
+
+def test_a_streams_tail_is_read_from_the_end_only(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert logs.stream_tail(run, "err") == []
+    append(run, b"".join(job_line("out", f"printed {i}") for i in range(3000)))
+    append(run, b"not json\n" + job_line("sys", "run failed"))
+    append(run, b"".join(job_line("err", f"line {i}") for i in range(50)))
+    append(run, job_line("out", "after"))
+
+    assert logs.stream_tail(run, "err") == [f"line {i}" for i in range(50)]
+    assert logs.stream_tail(run, "err", max_lines=3) == ["line 47", "line 48", "line 49"]
+    small = logs.stream_tail(run, "err", max_bytes=1000)  # the read starts mid-line
+    assert small and small[-1] == "line 49" and len(small) < 50
+    assert all(text.startswith("line ") for text in small)

@@ -15,6 +15,7 @@ from dockyard.controller.envs import EnvSpec
 from dockyard.shim.rundir import ExitStatus as ExitStatus  # how a run ended (the run-dir record)
 
 LineSink = Callable[[str], None]
+CODE_IN_CONTAINER = "/workspace"  # where a container sees the checkout (tracebacks name it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dockyard.controller.lifecycle import rules
 from dockyard.controller.lifecycle.status import RunStatus
 
 JobDef = dict[str, Any]
+SERVER_STOPPED = "server stopped"  # the reason of an app run ended by the server's shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,14 @@ class Request:
     gated: bool = True  # freshness gates apply; a person starting a job by hand is not gated
     run_id: str | None = None  # chosen ahead for a run whose process is already prepared
     prepared: bool = False  # its process waits to be released: `starting`, not `pending`
+    # a re-run (`rerun_of`: the run it runs again) covers that run's `window` again, with
+    # that run's trigger and refresh; it never takes the job's pending refresh
+    rerun_of: str | None = None
+    window: rules.Window | None = None
+    # who or what asked (`audit.Actor.label`), and whether a person did: a manual launch of
+    # a scheduled job fires the schedule's trigger (dlt's rule), so `manual` tells them apart
+    triggered_by: str | None = None
+    manual: bool = False
 
 
 class JobView(Protocol):
@@ -74,12 +83,16 @@ def decide(job: JobView, request: Request, facts: Facts, now: datetime) -> Creat
     """`pending` (or `starting` for a prepared run), or `skipped` with a reason a person
     reads: concurrency first, then freshness (unless a person started it), then the window."""
     job_def = job.definition
-    refresh, _ = dltadapter.refresh_for(job_def, request.refresh or job.refresh_pending)
+    pending = job.refresh_pending and request.rerun_of is None
+    refresh, _ = dltadapter.refresh_for(job_def, request.refresh or pending)
     skip = rules.concurrency_skip(job_def, list(facts.active_numbers))
     if skip is None and request.gated and job_def.get("freshness"):
         skip = rules.freshness_skip(job_def, dict(facts.upstream), dict(facts.upstream_ends), now)
-    at = request.scheduled_for or now
-    decision = rules.window(job_def, request.trigger, at, facts.completed_end, refresh)
+    if request.window is not None:  # a re-run: that window again, whatever the ledger says
+        decision = rules.Decision(request.window)
+    else:
+        at = request.scheduled_for or now
+        decision = rules.window(job_def, request.trigger, at, facts.completed_end, refresh)
     skip = skip or decision.skip_reason or _window_taken(job_def, decision, refresh, facts)
     if skip is not None:
         return Creation(RunStatus.SKIPPED, skip, decision.window, refresh)
@@ -90,9 +103,28 @@ def decide(job: JobView, request: Request, facts: Facts, now: datetime) -> Creat
         decision.window,
         refresh,
         new_epoch=refresh and interval,
-        record_window=decision.window is not None and interval,
-        cascade=request.refresh and refresh,
+        record_window=interval and _records(job_def, request, decision.window, refresh, facts),
+        # a re-run's refresh cascaded when its run was made: downstream is marked already
+        cascade=request.refresh and refresh and request.rerun_of is None,
     )
+
+
+def _records(
+    job_def: JobDef,
+    request: Request,
+    window: rules.Window | None,
+    refresh: bool,
+    facts: Facts,
+) -> bool:
+    """Whether the run's window goes into the ledger. Every new window does; a re-run's only
+    when it is the next one the ledger would cover (its run failed and nothing covered it
+    since) or it refreshes (a new epoch from `interval.start`). A re-run of time already
+    covered processes it again and leaves the ledger as it is: nothing is covered twice."""
+    if window is None:
+        return False
+    if request.window is None or refresh:
+        return True
+    return window.start == rules.next_start(job_def, facts.completed_end)
 
 
 def _window_taken(
@@ -123,13 +155,17 @@ class Exit(Protocol):
 
 
 def outcome(
-    stop_reason: str | None, exit_status: Exit, idle_s: float = 0.0
+    stop_reason: str | None, exit_status: Exit, idle_s: float = 0.0, raised: str | None = None
 ) -> tuple[RunStatus, str | None]:
-    """Final status and reason from why we stopped it (if we did) and how it exited."""
+    """Final status and reason from why we stopped it (if we did) and how it exited.
+    `raised` is the exception the job ended with, read from its log (`failure.explain`): the
+    reason of a job that exited non-zero by itself, instead of its exit code."""
     if stop_reason == "cancel":
         return RunStatus.CANCELLED, "cancelled by request"
     if stop_reason == "idle":
         return RunStatus.CANCELLED, f"stopped after {duration(idle_s)} idle"
+    if stop_reason == "shutdown":
+        return RunStatus.CANCELLED, SERVER_STOPPED
     if stop_reason == "timeout":
         return RunStatus.FAILED, "timeout"
     if exit_status.error:
@@ -138,7 +174,7 @@ def outcome(
         return RunStatus.COMPLETED, None
     if exit_status.signal is not None:
         return RunStatus.FAILED, f"killed by signal {signal.Signals(exit_status.signal).name}"
-    return RunStatus.FAILED, f"exit code {exit_status.returncode}"
+    return RunStatus.FAILED, raised or f"exit code {exit_status.returncode}"
 
 
 def follow_up_trigger(upstream_ref: str, status: RunStatus) -> str | None:

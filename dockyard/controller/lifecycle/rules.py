@@ -59,6 +59,16 @@ def window(
     return Decision(Window(start, end))
 
 
+def next_start(job_def: JobDef, completed_end: datetime | None) -> datetime | None:
+    """Where the ledger's next window starts: the end of the last completed one, else
+    `interval.start` (None for a job without an interval)."""
+    declared = dltadapter.declared_range(job_def)
+    if declared is None:
+        return None
+    begin = declared[0]
+    return begin if completed_end is None else max(completed_end, begin)
+
+
 def _math_trigger(job_def: JobDef, trigger: str) -> str:
     """Interval math uses the job's default (timed) trigger for manual and event runs, as dlt
     does, so a manual run of a scheduled job covers the schedule's window."""

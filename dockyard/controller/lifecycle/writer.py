@@ -7,17 +7,20 @@ after the commit (`events`). The end of a run carries what depends on it in the 
 transaction: the interval ledger, dlt's refresh cascade and the follow-up runs.
 """
 
+import logging
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard.controller import dltadapter, gitstore, runtime_config
+from dockyard.controller.alerts import outbox
 from dockyard.controller.lifecycle import decisions, facts
 from dockyard.controller.lifecycle.decisions import Creation, Request
 from dockyard.controller.lifecycle.events import (
@@ -32,6 +35,17 @@ from dockyard.controller.store.models import IntervalWindow, Job, Run, Workspace
 from dockyard.errors import Conflict
 
 S = RunStatus
+log = logging.getLogger(__name__)
+DEFAULT_NODE = "local"  # the holder when no node name is given (tests driving the runner)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who holds a run and at which of its claims: a holder's writes for the run match only
+    while both are still the run's (a holder given up on finds them refused)."""
+
+    holder: str
+    epoch: int
 
 
 def move(
@@ -39,17 +53,34 @@ def move(
     run_id: str,
     sources: Collection[RunStatus],
     target: RunStatus,
+    claim: Claim | None = None,
     **values: Any,
 ) -> bool:
-    """`run_id` to `target` if it is still in one of `sources`; False when someone moved it
-    first. Every source must be allowed to move to `target` (else `IllegalMove`)."""
+    """`run_id` to `target` if it is still in one of `sources` (and, with `claim`, still held
+    by that claim); False when someone moved it first. Every source must be allowed to move
+    to `target` (else `IllegalMove`)."""
     check(sources, target)
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status.in_([s.value for s in sources]))
+        .where(Run.id == run_id, Run.status.in_([s.value for s in sources]), *_held(claim))
         .values(status=target.value, **values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _held(claim: Claim | None) -> list[Any]:
+    """The WHERE terms a holder's write adds: still its run, at the same claim."""
+    if claim is None:
+        return []
+    return [Run.holder == claim.holder, Run.claim_epoch == claim.epoch]
+
+
+def refused(run_id: str, claim: Claim, what: str) -> None:
+    """A holder's write matched nothing: the run was given up on (or moved on); leave it."""
+    log.warning(
+        "run no longer held at this claim: left alone",
+        extra={"action": what, "run_id": run_id, "holder": claim.holder, "epoch": claim.epoch},
+    )
 
 
 class Lifecycle:
@@ -59,7 +90,9 @@ class Lifecycle:
         defaults: runtime_config.Defaults,
         executor: str = "local",
         events: Events | None = None,
+        node: str = DEFAULT_NODE,
     ) -> None:
+        self.node = node  # this process's node name: the holder of the runs it claims
         self.repos_dir = repos_dir
         self.defaults = defaults
         self.executor = executor  # the server's default; a workspace may choose another
@@ -113,6 +146,9 @@ class Lifecycle:
             trigger=request.trigger,
             status=creation.status.value,
             claimed_at=now if creation.status is S.STARTING else None,
+            # prepared ahead of its tick: its held process is this node's
+            holder=self.node if creation.status is S.STARTING else None,
+            claim_epoch=1 if creation.status is S.STARTING else 0,
             executor="local" if request.prepared else (ws.executor or self.executor),
             reason=creation.reason,
             created_at=now,
@@ -127,6 +163,9 @@ class Lifecycle:
             grace_s=grace,
             scheduled_for=request.scheduled_for,
             cause_run_id=request.cause_run_id,
+            rerun_of=request.rerun_of,
+            triggered_by=request.triggered_by,
+            manual=request.manual,
         )
         session.add(run)
         session.flush()
@@ -144,7 +183,7 @@ class Lifecycle:
         """What starting a run changes in its job's ledger."""
         if creation.new_epoch:
             job.interval_epoch += 1  # back to interval.start; old windows stay as history
-        if job.refresh_pending:
+        if job.refresh_pending and run.rerun_of is None:  # a re-run leaves it to the next run
             job.refresh_pending = False
         if creation.record_window:
             assert creation.window is not None
@@ -176,38 +215,121 @@ class Lifecycle:
         return self._config_names[key]
 
     # the runner's moves -----------------------------------------------------------------
-    def claim(self, session: Session, run_id: str, now: datetime) -> bool:
-        """pending → starting: this runner prepares it (no other can)."""
-        return move(session, run_id, [S.PENDING], S.STARTING, claimed_at=now)
+    def claim(
+        self, session: Session, run_id: str, now: datetime, holder: str | None = None
+    ) -> Claim | None:
+        """pending → starting: `holder` (this node by default) prepares it, no other can.
+        The same guarded write sets the holder and counts the claim; None when someone
+        moved the run first."""
+        holder = holder or self.node
+        epoch = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == S.PENDING)
+            .values(
+                status=S.STARTING.value,
+                claimed_at=now,
+                holder=holder,
+                claim_epoch=Run.claim_epoch + 1,
+            )
+            .returning(Run.claim_epoch)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+        return None if epoch is None else Claim(holder, epoch)
 
-    def requeue(self, session: Session, run_id: str) -> bool:
+    def adopt(self, session: Session, holder: str | None = None) -> dict[str, Claim]:
+        """A (re)started node takes its launched runs back, and those nobody holds (made
+        before holders existed): each is claimed anew (its epoch counts up), so writes of an
+        earlier incarnation under the same name are refused. Returns run id → claim."""
+        holder = holder or self.node
+        rows = session.execute(
+            select(Run.id, Run.claim_epoch).where(
+                Run.status.in_([s.value for s in LAUNCHED]),
+                (Run.holder == holder) | Run.holder.is_(None),
+            )
+        ).all()
+        adopted = {}
+        for run_id, epoch in rows:
+            result = session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.claim_epoch == epoch)
+                .where((Run.holder == holder) | Run.holder.is_(None))
+                .values(holder=holder, claim_epoch=epoch + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                adopted[run_id] = Claim(holder, epoch + 1)
+        return adopted
+
+    def requeue(self, session: Session, run_id: str, claim: Claim | None = None) -> bool:
         """starting → pending: its process was never started (preparation cut short by a
-        restart, or a prepared process that was never released); it starts the ordinary way."""
-        moved = move(session, run_id, [S.STARTING], S.PENDING)
+        restart, or a prepared process that was never released); it starts the ordinary way.
+        With `claim`: only while that claim still holds it (it holds nothing afterwards)."""
+        moved = move(session, run_id, [S.STARTING], S.PENDING, claim, holder=None)
         if moved:
             self.events.publish(session, RunRequeued(run_id))
+        elif claim is not None:
+            refused(run_id, claim, "requeue")
         return moved
 
     def mark_running(
-        self, session: Session, run: Run, now: datetime, **values: Any
-    ) -> datetime | None:
+        self,
+        session: Session,
+        run: Run,
+        now: datetime,
+        claim: Claim | None = None,
+        **values: Any,
+    ) -> bool:
         """starting → running, with its start time and the deadline its timeout gives; a run
-        cancelled while it was starting keeps `cancelling` and gets its start time too."""
+        cancelled while it was starting keeps `cancelling` and gets its start time too.
+        False when neither matched (with `claim`: the run is no longer held at that claim)."""
         deadline = _deadline(session, run, now)
-        if not move(
-            session, run.id, [S.STARTING], S.RUNNING, started_at=now, deadline_at=deadline, **values
-        ):
-            session.execute(
+        moved = move(
+            session,
+            run.id,
+            [S.STARTING],
+            S.RUNNING,
+            claim,
+            started_at=now,
+            deadline_at=deadline,
+            **values,
+        )
+        if not moved:
+            result = session.execute(
                 update(Run)
                 .where(Run.id == run.id, Run.status == S.CANCELLING, Run.started_at.is_(None))
+                .where(*_held(claim))
                 .values(started_at=now, deadline_at=deadline, **values)
             )
-        return deadline
+            moved = bool(result.rowcount)  # type: ignore[attr-defined]
+        if not moved and claim is not None:
+            refused(run.id, claim, "mark_running")
+        return moved
 
     # stopping ---------------------------------------------------------------------------
-    def cancel(self, session: Session, run: Run, now: datetime) -> RunStatus:
+    def cancel(self, session: Session, run: Run, now: datetime, by: str | None = None) -> RunStatus:
         """A pending run ends at once (its interval window released); a launched one moves to
-        `cancelling` and the runner stops it (SIGTERM, SIGKILL after the grace)."""
+        `cancelling` and the runner stops it (SIGTERM, SIGKILL after the grace). `by`: who
+        cancelled (`audit.Actor.label`), kept on the run as `cancelled_by`."""
+        return self._stop(session, run, now, "cancel", "cancelled before it started", by)
+
+    def stop_for_shutdown(self, session: Session, run: Run, now: datetime) -> RunStatus:
+        """The server is stopping and `run` is an app's: a pending one ends at once, a
+        launched one moves to `cancelling` with stop reason `shutdown` (its exit then ends it
+        `cancelled`, "server stopped"); one already cancelling keeps its own reason."""
+        return self._stop(session, run, now, "shutdown", decisions.SERVER_STOPPED, "server")
+
+    def _stop(
+        self,
+        session: Session,
+        run: Run,
+        now: datetime,
+        stop_reason: str,
+        pending_reason: str,
+        by: str | None,
+    ) -> RunStatus:
+        """Stop `run` for `stop_reason`: pending → cancelled now (with `pending_reason`),
+        starting/running → cancelling (the runner signals it); `by` is kept as
+        `cancelled_by`. Returns the run's status afterwards."""
         if run.status == S.PENDING:
             self.finish(
                 session,
@@ -215,28 +337,45 @@ class Lifecycle:
                 [S.PENDING],
                 S.CANCELLED,
                 now,
-                reason="cancelled before it started",
-                stop_reason="cancel",
+                reason=pending_reason,
+                stop_reason=stop_reason,
+                cancelled_by=by,
             )
-        elif move(session, run.id, [S.STARTING, S.RUNNING], S.CANCELLING, stop_reason="cancel"):
-            self.events.publish(session, StopRequested(run.id, "cancel"))
+        elif move(
+            session,
+            run.id,
+            [S.STARTING, S.RUNNING],
+            S.CANCELLING,
+            stop_reason=stop_reason,
+            cancelled_by=by,
+        ):
+            self.events.publish(session, StopRequested(run.id, stop_reason))
         session.refresh(run)
         return S(run.status)
 
     def stop_idle(self, session: Session, run_id: str) -> bool:
         """running → cancelling for an app nobody used within its idle window."""
-        moved = move(session, run_id, [S.RUNNING], S.CANCELLING, stop_reason="idle")
+        moved = move(
+            session, run_id, [S.RUNNING], S.CANCELLING, stop_reason="idle", cancelled_by="idle"
+        )
         if moved:
             self.events.publish(session, StopRequested(run_id, "idle"))
         return moved
 
-    def signalled(self, session: Session, run_id: str, reason: str, now: datetime) -> None:
+    def signalled(
+        self, session: Session, run_id: str, reason: str, now: datetime, claim: Claim | None = None
+    ) -> None:
         """SIGTERM went out (cancel, idle, timeout): the grace period runs from now. Not a
-        status change: the exit decides the status (`decisions.outcome`)."""
+        status change: the exit decides the status (`decisions.outcome`). A stop nobody asked
+        for (the timeout) is recorded as its own `cancelled_by`."""
         session.execute(
             update(Run)
-            .where(Run.id == run_id, Run.status.in_([s.value for s in LAUNCHED]))
-            .values(stop_requested_at=now, stop_reason=reason)
+            .where(Run.id == run_id, Run.status.in_([s.value for s in LAUNCHED]), *_held(claim))
+            .values(
+                stop_requested_at=now,
+                stop_reason=reason,
+                cancelled_by=func.coalesce(Run.cancelled_by, reason),
+            )
         )
 
     # the end ----------------------------------------------------------------------------
@@ -247,13 +386,34 @@ class Lifecycle:
         expected: Sequence[str],
         status: str,
         now: datetime,
+        lost: bool = False,
+        claim: Claim | None = None,
         **values: Any,
     ) -> list[Run]:
         """End `run` if it is still in one of `expected`; returns the follow-up runs made.
-        The interval ledger, the refresh cascade and the follow-ups are in this transaction."""
+        The interval ledger, the refresh cascade, the follow-ups and the alerts' outbox rows
+        are in this transaction. `lost`: the controller lost the run (its alert says so).
+        `claim`: only while that claim holds it (a holder's own end)."""
+        return self.end(session, run, expected, status, now, lost, claim, **values) or []
+
+    def end(
+        self,
+        session: Session,
+        run: Run,
+        expected: Sequence[str],
+        status: str,
+        now: datetime,
+        lost: bool = False,
+        claim: Claim | None = None,
+        **values: Any,
+    ) -> list[Run] | None:
+        """`finish`, telling apart "ended here" (the follow-ups, maybe none) from "someone
+        moved it first" (None)."""
         target = S(status)
-        if not move(session, run.id, [S(e) for e in expected], target, finished_at=now, **values):
-            return []
+        sources = [S(e) for e in expected]
+        if not move(session, run.id, sources, target, claim, finished_at=now, **values):
+            return None
+        outbox.record(session, run, target.value, now, values.get("reason"), lost)
         _close_window(session, run.id, target)
         job = session.get(Job, run.job_id)
         ws = session.get(Workspace, run.workspace_id)
@@ -315,9 +475,12 @@ class Lifecycle:
                 continue
             try:
                 with session.begin_nested():
-                    made.append(
-                        self.create(session, ws, job, Request(trigger, cause_run_id=run.id), now)
+                    request = Request(
+                        trigger,
+                        cause_run_id=run.id,
+                        triggered_by=f"follow-up of {upstream.job_ref} #{run.number}",
                     )
+                    made.append(self.create(session, ws, job, request, now))
             except IntegrityError:
                 continue  # made already (the finish is being replayed after a restart)
         return made

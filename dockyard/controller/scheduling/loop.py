@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard import crashpoints
@@ -98,7 +98,11 @@ class Scheduler(Loop):
 
     def _fire(self, schedule_id: int, expected: datetime | None, now: datetime) -> Run | None:
         with self.db.session() as session:
-            schedule = session.get(Schedule, schedule_id)
+            # a schedule another server is firing now is skipped, not waited for (PostgreSQL;
+            # nothing on SQLite); the guarded update below keeps the tick once either way
+            schedule = session.scalar(
+                select(Schedule).where(Schedule.id == schedule_id).with_for_update(skip_locked=True)
+            )
             if schedule is None or schedule.next_fire_at != expected:
                 return None
             fire = ticks.due(schedule.trigger, schedule.timezone, expected, now)
@@ -122,6 +126,7 @@ class Scheduler(Loop):
                 scheduled_for=fire.tick,
                 run_id=warm.identity.run_id if warm else None,
                 prepared=warm is not None,
+                triggered_by="scheduler",  # prepared ahead (prewarm) or not
             )
             try:
                 with session.begin_nested():

@@ -39,6 +39,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+class Clipped(TypeDecorator[str]):
+    """A descriptive VARCHAR(n) (who triggered, paused or cancelled, an audit target) that
+    keeps its first n characters. SQLite stores any length; PostgreSQL refuses a longer value,
+    and a follow-up named after a long job must not fail the run that ended on that account."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        limit = getattr(self.impl_instance, "length", None)
+        if value is None or limit is None or len(value) <= limit:
+            return value
+        return value[: limit - 1] + "…"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
@@ -132,7 +147,7 @@ class Job(Base):
     interval_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # a person paused the job's timed triggers (the dashboard); code still declares them
     paused_at: Mapped[datetime | None]
-    paused_by: Mapped[str | None] = mapped_column(String(128))
+    paused_by: Mapped[str | None] = mapped_column(Clipped(128))
 
 
 class Reconciliation(Base):
@@ -161,6 +176,11 @@ class Run(Base):
         # the dashboard's run lists: newest first, keyset pages on (created_at, id)
         Index("ix_run_ws_created", "workspace_id", "created_at", "id"),
         Index("ix_run_ws_status_created", "workspace_id", "status", "created_at", "id"),
+        # a run's page links cause and effect both ways: its follow-ups and its re-runs
+        Index("ix_run_cause_run_id", "cause_run_id"),
+        Index("ix_run_rerun_of", "rerun_of"),
+        # a node's runs (the runner watches its own; a lost node's are ended)
+        Index("ix_run_holder_status", "holder", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -170,6 +190,9 @@ class Run(Base):
     trigger: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # the end of the traceback a failed run ended with (controller/failure.py: ≤ 30 lines,
+    # 8 KiB); kept when retention empties the run's folder; loaded only when asked for
+    traceback: Mapped[str | None] = mapped_column(Text, deferred=True)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -193,6 +216,42 @@ class Run(Base):
     claimed_at: Mapped[datetime | None]
     cause_run_id: Mapped[str | None] = mapped_column(String(36))
     executor: Mapped[str | None] = mapped_column(String(16))
+    # a re-run (`job-run NAME N rerun`, the run page's button): the run it runs again
+    rerun_of: Mapped[str | None] = mapped_column(String(36))
+    # who or what made it (`audit.Actor.label`: a token, `scheduler`, `follow-up of …`), and
+    # whether a person launched it: `trigger` stays the one dlt's launcher gets (a manual
+    # launch of a scheduled job fires its schedule's trigger, so its interval math holds)
+    triggered_by: Mapped[str | None] = mapped_column(Clipped(255))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # who stopped it: a token's label, or `idle`, `timeout`, `server`
+    cancelled_by: Mapped[str | None] = mapped_column(Clipped(255))
+    # the node (controller or worker, `Node.name`) that claimed it, and how many claims it has
+    # had: the holder's later writes are guarded by both, so a holder given up on cannot
+    # finish or restart it (controller/nodes.py)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    claim_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Node(Base):
+    """A process that holds runs: a controller (`dockyard server`) or, later, a worker. It
+    heartbeats; one whose heartbeat is older than `nodes.LOST_AFTER` is lost and the runs it
+    held end `failed` (controller/nodes.py). `incarnation` grows at every start: a heartbeat
+    from an older incarnation of the same name is refused."""
+
+    __tablename__ = "node"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # controller | worker
+    pool: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    slots: Mapped[int | None]  # None: no limit (a controller's embedded executor)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    incarnation: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16))  # up | stopped (lost is computed)
+    started_at: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime]
 
 
 class Schedule(Base):
@@ -336,3 +395,90 @@ class GithubDelivery(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     processed_at: Mapped[datetime | None]
+
+
+class AlertChannel(Base):
+    """Where a workspace's alerts go (docs/alerts.md): a signed JSON webhook, a Slack
+    incoming webhook or e-mail through SMTP. `config` holds what may be shown (the webhook's
+    URL, the SMTP host, port, security, user, sender and recipients); `sealed_secret` what
+    may not (the webhook's signing secret, the Slack URL, the SMTP password), sealed to the
+    server's master key (`keys.Keyring.seal`); `secret_hint` is what is shown of it."""
+
+    __tablename__ = "alert_channel"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | slack | email
+    events: Mapped[list[str]] = mapped_column(JSON)  # failed, timeout, lost, recovered
+    config: Mapped[dict[str, Any]]
+    sealed_secret: Mapped[str | None] = mapped_column(Text)  # base64 age ciphertext
+    secret_hint: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+
+class AlertDelivery(Base):
+    """One alert to one channel: the outbox row written in the transaction that ended the
+    run (`alerts.outbox`), then sent, retried and recorded by `alerts.delivery.Sender`.
+    `message` is what the alert says (workspace, job, run, status, reason), fixed when the
+    run ended. The channel's id and name are kept without a foreign key, so the history
+    outlives the channel."""
+
+    __tablename__ = "alert_delivery"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "run_id", "event"),
+        Index("ix_alert_delivery_due", "status", "next_attempt_at"),
+        Index("ix_alert_delivery_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    channel_id: Mapped[int] = mapped_column(Integer)
+    channel_name: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(36))  # None: a test message
+    event: Mapped[str] = mapped_column(String(16))  # failed|timeout|lost|recovered|test
+    message: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """One change a person or dockyard made (`controller/audit.py`): append-only, written in
+    the transaction of the change; never updated or deleted by any code path, and kept by
+    retention. `detail` is small, bounded JSON and never holds a secret."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_ws_id", "workspace_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor_kind: Mapped[str] = mapped_column(String(16))  # token | scheduler | github | server
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # the token's id, kept past revoke
+    actor_name: Mapped[str] = mapped_column(Clipped(128))
+    # no foreign key: the history outlives what it names; None: server-wide (tokens)
+    workspace_id: Mapped[int | None] = mapped_column(Integer)
+    workspace: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(Clipped(255))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class Lease(Base):
+    """A named lease (`controller/leases.py`): the work that must happen once across several
+    controllers (the reconcile sweep, retention, the GitHub sweeper) runs only in the process
+    that holds it. `epoch` grows by one with every new holder and never goes back, so a write
+    fenced by (holder, epoch) is refused once anyone else has taken the lease. `holder` is
+    None after a clean release (the next taker needs no wait)."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    epoch: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -7,7 +7,16 @@ from typing import Any
 from sqlalchemy import select
 
 from dockyard import errors
-from dockyard.controller import gitstore, isolation, manifests, planning, rollback
+from dockyard.controller import (
+    audit,
+    gitstore,
+    isolation,
+    manifests,
+    planning,
+    plantext,
+    rollback,
+    workspaces,
+)
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import GithubLink, Reconciliation
 from dockyard.controller.usecases import access
@@ -89,6 +98,7 @@ def deployment_info(
         **version.as_dict(),
         "previous_version": previous,
         "plan": plan.as_dict(),
+        "field_changes": plantext.field_changes(plan),
         "changed_files": files,
         "jobs": [j["job_ref"] for j in manifest.get("jobs", [])],
         "description": manifest.get("description"),
@@ -98,6 +108,16 @@ def deployment_info(
 def manifest_at(repo: Any, sha: str) -> dict[str, Any]:
     data = gitstore.read_file(repo, sha, gitstore.MANIFEST)
     return manifests.load_yaml(data) if data else {"jobs": []}
+
+
+def record_deploy(
+    ctl: Controller, name: str, actor: audit.Actor, sha: str | None, detail: dict[str, Any]
+) -> None:
+    """A deploy in the audit log. The change itself is git's (the branch moved), so the event
+    is written right after it, in its own transaction."""
+    with ctl.db.session() as session:
+        ws = workspaces.get(session, name)
+        audit.record(session, actor, "deploy", ctl.clock.now(), ws, sha, detail)
 
 
 def rollback_to(
@@ -115,6 +135,10 @@ def rollback_to(
     done = rollback.rollback(ctl, name, sha, keys, source, force)
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "read")
+        if done.status == "rolled_back":
+            actor = audit.token(session, principal.token_id)
+            detail = {"rollback_to": done.target, "previous": done.previous}
+            audit.record(session, actor, "deploy", ctl.clock.now(), ws, done.commit, detail)
         versions = {
             "deployment_version": ws.deployment_version,
             "configuration_version": ws.configuration_version,

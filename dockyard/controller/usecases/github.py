@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import utcnow
-from dockyard.controller import github_api, github_oidc
+from dockyard.controller import audit, github_api, github_oidc
 from dockyard.controller.assembly import Controller
 from dockyard.controller.store.models import GithubDelivery, GithubLink, Workspace
 from dockyard.controller.usecases import access
@@ -74,10 +74,20 @@ def link(
         session.flush()
         answer = link_dict(ctl, ws, row)
         row_id = row.id
+        record_link(session, ctl, principal, ws, row)
     made = {"webhook_created": False, "webhook_reason": "not asked to create it"}
     if create_webhook:
         made = _create_webhook(ctl, row_id, answer, token, hook_secret)
     return {**answer, **made, "webhook_secret": hook_secret}
+
+
+def record_link(
+    session: Session, ctl: Controller, principal: Principal, ws: Workspace, row: GithubLink
+) -> None:
+    """The link in the audit log: repository, branch, path and credential kind (no secret)."""
+    detail = {"branch": row.branch, "path": row.path, "credential": row.credential_kind}
+    actor = audit.token(session, principal.token_id)
+    audit.record(session, actor, "github.link", ctl.clock.now(), ws, row.repo, detail)
 
 
 def _create_webhook(
@@ -120,6 +130,9 @@ def unlink(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]:
         answer["credential_kind"] = row.credential_kind
         hook = (row.api_url, row.repo, row.github_hook_id, row.sealed_credential)
         session.delete(row)
+        actor = audit.token(session, principal.token_id)
+        detail = {"credential": row.credential_kind}
+        audit.record(session, actor, "github.unlink", ctl.clock.now(), ws, row.repo, detail)
     if answer["credential_kind"] == "app":  # the App's one webhook serves its other links
         answer["webhook_deleted"], answer["webhook_reason"] = False, APP_HOOK_KEPT
         return answer

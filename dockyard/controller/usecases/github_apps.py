@@ -67,6 +67,7 @@ def link(
         session.add(link_row)
         session.flush()
         answer = github.link_dict(ctl, ws, link_row)
+        github.record_link(session, ctl, principal, ws, link_row)
         app_url = app_webhook_url(ctl, row)
     made = {
         "webhook_created": False,

@@ -1,13 +1,14 @@
 """Jobs: list, show (definition, schedules, freshness, interval), pause and resume their timed
 triggers, and preview what a deploy would do to their schedules (`deploy --dry-run`)."""
 
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
-from dockyard.controller import dltadapter, runs, schedulepreview
+from dockyard.controller import audit, dltadapter, runs, schedulepreview
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ScheduleChanged, facts, rules
 from dockyard.controller.scheduling import state as schedules
@@ -25,6 +26,7 @@ def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any
     return {
         "job_ref": job.job_ref,
         "name": dltadapter.short_name(job.job_ref),
+        "display_name": expose.get("display_name"),
         "job_type": job.job_type,
         "triggers": list(definition.get("triggers") or []),
         "triggers_humanized": [
@@ -39,16 +41,27 @@ def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any
         "last_run": runs.as_dict(last, job.job_ref) if last else None,
         "paused_at": isoformat(job.paused_at),
         "paused_by": job.paused_by,
-        "next_fire_at": isoformat(next_fire) if job.status == "active" else None,
+        # a paused job's rows keep their tick, but it does not fire: no next run
+        "next_fire_at": (
+            isoformat(next_fire) if job.status == "active" and job.paused_at is None else None
+        ),
     }
 
 
 def list_jobs(
-    ctl: Controller, principal: Principal, name: str, include_archived: bool = True
+    ctl: Controller,
+    principal: Principal,
+    name: str,
+    include_archived: bool = True,
+    selectors: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """The jobs (those dlt's `selectors` pick, when given), each with its last run and next
+    fire time: three reads whatever the number of jobs."""
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "read")
         all_jobs = runs.jobs(session, ws, include_archived=include_archived)
+        if selectors:
+            all_jobs = runs.filter_jobs(all_jobs, selectors)
         ids = [j.id for j in all_jobs]
         last = runs.last_runs(session, ids)
         fires = schedules.next_fire_by_job(session, ids)
@@ -127,11 +140,13 @@ def pause_job(
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "deploy")
         job = runs.find_job(session, ws, job_name)
+        actor = audit.token(session, principal.token_id)
         if paused:
             token = session.get(Token, principal.token_id)
             schedules.pause(job, token.name if token else f"token {principal.token_id}", now)
         else:
             schedules.resume(session, job, now)
+        audit.record(session, actor, "pause" if paused else "resume", now, ws, job.job_ref)
         last = runs.last_runs(session, [job.id]).get(job.id)
         info = job_dict(job, last, schedules.next_fire_by_job(session, [job.id]).get(job.id))
         ctl.events.publish(session, ScheduleChanged(job.id))

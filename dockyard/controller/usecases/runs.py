@@ -1,14 +1,16 @@
 """Runs: start them (`trigger`), cancel them, list them, show one, and page through its log."""
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from dockyard.controller import beacon, dltadapter, logs, runs
+from dockyard.controller import audit, beacon, dltadapter, logs, runlinks, runs
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ACTIVE, TERMINAL, Request, RunStatus
-from dockyard.controller.store.models import Job, Run
+from dockyard.controller.lifecycle.rules import Window
+from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.controller.usecases import access
 from dockyard.controller.usecases.access import Principal
 from dockyard.errors import Conflict
@@ -27,15 +29,20 @@ def trigger(
     now = ctl.clock.now()
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "deploy")
-        matched = runs.select_jobs(session, ws, selectors)
+        matched = runs.select_matched(session, ws, selectors)
+        actor = audit.token(session, principal.token_id)
         triggered = []
-        for job, fired in matched:
+        for job, hit, fired in matched:
             entry: dict[str, Any] = {"job_ref": job.job_ref, "trigger": fired}
+            entry["matched_trigger"] = hit
             if dry_run:
                 entry.update(run_id=None, status="would_trigger")
             else:
-                request = Request(fired, refresh=refresh, gated=False)
+                request = Request(
+                    fired, refresh=refresh, gated=False, triggered_by=actor.label, manual=True
+                )
                 run = ctl.lifecycle.create(session, ws, job, request, now)
+                _audit_launch(session, actor, ws, job, run, now)
                 entry.update(
                     run_id=run.id,
                     number=run.number,
@@ -55,6 +62,7 @@ def cancel_jobs(
         ws = access.workspace(session, principal, name, "deploy")
         matched = runs.select_jobs(session, ws, selectors)
         refs = {job.id: job.job_ref for job, _ in matched}
+        actor = audit.token(session, principal.token_id)
         active = session.scalars(
             runs.runs_query(ws).where(Run.job_id.in_(refs), Run.status.in_(ACTIVE))
         )
@@ -63,9 +71,9 @@ def cancel_jobs(
                 "run_id": r.id,
                 "job_ref": refs[r.job_id],
                 "number": r.number,
-                "status": ctl.lifecycle.cancel(session, r, now),
+                "status": _cancel(ctl, session, actor, ws, r, refs[r.job_id], now),
             }
-            for r in active
+            for r in list(active)
         ]
     not_running = sorted(set(refs.values()) - {c["job_ref"] for c in cancelled})
     return {"cancelled": cancelled, "not_running": not_running}
@@ -75,11 +83,89 @@ def cancel_run(ctl: Controller, principal: Principal, run_id: str) -> dict[str, 
     now = ctl.clock.now()
     with ctl.db.session() as session:
         run, job = access.run(session, run_id)
-        access.workspace_by_id(session, principal, run.workspace_id, "deploy")
+        ws = access.workspace_by_id(session, principal, run.workspace_id, "deploy")
         if run.status in TERMINAL:
             raise Conflict(f"run #{run.number} of {job.job_ref} already ended ({run.status})")
-        status = ctl.lifecycle.cancel(session, run, now)
+        actor = audit.token(session, principal.token_id)
+        status = _cancel(ctl, session, actor, ws, run, job.job_ref, now)
     return {"run_id": run_id, "status": status}
+
+
+def rerun(ctl: Controller, principal: Principal, run_id: str) -> dict[str, Any]:
+    """Run a finished run again: the same job at the latest deployment and configuration,
+    the same trigger, refresh and window (an interval job's window again, even one the
+    ledger holds as completed), recorded with `rerun_of`. Concurrency applies, freshness
+    gates do not (a person asked); an active run, an archived job or an app is refused."""
+    now = ctl.clock.now()
+    with ctl.db.session() as session:
+        run, job = access.run(session, run_id)
+        ws = access.workspace_by_id(session, principal, run.workspace_id, "deploy")
+        _check_rerun(run, job)
+        actor = audit.token(session, principal.token_id)
+        made = ctl.lifecycle.create(session, ws, job, rerun_request(run, actor.label), now)
+        _audit_launch(session, actor, ws, job, made, now)
+        return runs.as_dict(made, job.job_ref)
+
+
+def rerun_request(run: Run, triggered_by: str | None = None) -> Request:
+    """What a re-run of `run` asks for. Its trigger is the run's own (dlt's
+    `run_context["trigger"]` is the same); `rerun_of` says it is a re-run of `#N`; a person
+    asked, so it is `manual`, made by `triggered_by`."""
+    window = None
+    if run.interval_start is not None and run.interval_end is not None:
+        window = Window(run.interval_start, run.interval_end)
+    return Request(
+        run.trigger,
+        refresh=run.refresh,
+        gated=False,
+        rerun_of=run.id,
+        window=window,
+        triggered_by=triggered_by,
+        manual=True,
+    )
+
+
+def _check_rerun(run: Run, job: Job) -> None:
+    name = job.job_ref.rsplit(".", 1)[-1]
+    if run.status not in TERMINAL:
+        raise Conflict(
+            f"run #{run.number} of {job.job_ref} is still {run.status}; cancel it first"
+            f" (`dockyard job-run {name} {run.number} cancel`) or wait for it to end"
+        )
+    if job.status != "active":
+        raise Conflict(f"job {job.job_ref} is archived; deploy it again to re-run its runs")
+    if job.job_type == "interactive":
+        raise Conflict(f"job {job.job_ref} is an app; start it with `dockyard serve {name}`")
+
+
+def _cancel(
+    ctl: Controller,
+    session: Session,
+    actor: audit.Actor,
+    ws: Workspace,
+    run: Run,
+    job_ref: str,
+    now: datetime,
+) -> RunStatus:
+    """Cancel `run` as `actor`: who cancelled is kept on the run and in the audit log."""
+    status = ctl.lifecycle.cancel(session, run, now, by=actor.label)
+    audit.record(
+        session,
+        actor,
+        "cancel",
+        now,
+        ws,
+        f"{job_ref} #{run.number}",
+        {"run_id": run.id, "status": str(status)},
+    )
+    return status
+
+
+def _audit_launch(
+    session: Session, actor: audit.Actor, ws: Workspace, job: Job, run: Run, now: datetime
+) -> None:
+    detail = {"run_id": run.id, "trigger": run.trigger, "status": run.status}
+    audit.record(session, actor, "launch", now, ws, f"{job.job_ref} #{run.number}", detail)
 
 
 def list_runs(
@@ -126,6 +212,8 @@ def _run_details(session: Session, run: Run, job: Job) -> dict[str, Any]:
     info = runs.as_dict(run, job.job_ref)
     info["pipelines"] = beacon.load_summary(beacon.payloads(session, run.id, "trace"))
     info["entry_point"] = run.entry_point
+    info["traceback"] = run.traceback
+    info["links"] = runlinks.links(session, run)
     return info
 
 

@@ -4,9 +4,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dockyard.controller import auth, workspaces
+from dockyard.controller import audit, auth, workspaces
 from dockyard.controller.assembly import Controller
-from dockyard.controller.store.models import Token
+from dockyard.controller.store.models import Token, Workspace
 from dockyard.controller.usecases.access import Principal
 
 
@@ -17,6 +17,9 @@ def create_token(
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace) if workspace else None
         clear, row = auth.create(session, name, role, ws)
+        detail = {"token_id": row.id, "role": role, "prefix": row.prefix}
+        actor = audit.token(session, principal.token_id)
+        audit.record(session, actor, "token.create", ctl.clock.now(), ws, row.name, detail)
         return {**auth.as_dict(row, workspace), "token": clear}
 
 
@@ -31,4 +34,13 @@ def list_tokens(ctl: Controller, principal: Principal) -> list[dict[str, Any]]:
 def revoke_token(ctl: Controller, principal: Principal, token_id: int) -> dict[str, Any]:
     principal.require("admin")
     with ctl.db.session() as session:
-        return auth.as_dict(auth.revoke(session, token_id))
+        before = session.get(Token, token_id)
+        already = before is not None and before.revoked_at is not None
+        row = auth.revoke(session, token_id)
+        if already:  # revoking twice changes nothing, so it is not an event
+            return auth.as_dict(row)
+        ws = session.get(Workspace, row.workspace_id) if row.workspace_id else None
+        detail = {"token_id": row.id, "role": row.role, "prefix": row.prefix}
+        actor = audit.token(session, principal.token_id)
+        audit.record(session, actor, "token.revoke", ctl.clock.now(), ws, row.name, detail)
+        return auth.as_dict(row)

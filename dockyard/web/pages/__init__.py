@@ -8,14 +8,14 @@ Pages are thin: they call the same use cases as the JSON API (`controller.usecas
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dockyard.web.pages import access, jobs, render, runs, workspace
+from dockyard.web.pages import access, alerts, jobs, render, runs, workspace
 
 
 def install(app: FastAPI) -> None:
     """Templates, `/ui/static` and every page route."""
     render.install(app)
     app.mount("/ui/static", StaticFiles(directory=render.STATIC), name="ui-static")
-    for module in (access, jobs, runs, workspace):
+    for module in (access, jobs, runs, workspace, alerts):
         app.include_router(module.router)
 
 

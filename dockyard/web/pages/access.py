@@ -26,14 +26,16 @@ def root() -> RedirectResponse:
 @router.get("/ui", include_in_schema=False)
 @router.get("/ui/", include_in_schema=False)
 def start(request: Request, who: Who) -> Response:
-    """The overview of the first workspace the token may see."""
+    """The overview of the workspace last shown in this browser, if the token may see it,
+    else of the first one it may see."""
     names = [
         w["name"] for w in usecases.workspaces.list_workspaces(render.controller(request), who)
     ]
     if not names:
         context = {"page": render.page(request, who, None, "overview")}
         return render.render(request, "empty.html", context)
-    return RedirectResponse(f"/ui/w/{quote(names[0], safe='')}", status_code=307)
+    name = render.last_workspace(request, names) or names[0]
+    return RedirectResponse(f"/ui/w/{quote(name, safe='')}", status_code=307)
 
 
 @router.get("/ui/switch", include_in_schema=False)

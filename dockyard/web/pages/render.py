@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
@@ -19,7 +19,7 @@ from dockyard import __version__
 from dockyard.controller import auth, dltadapter, usecases
 from dockyard.controller.assembly import Controller
 from dockyard.errors import DockyardError, InvalidInput, Unauthorized
-from dockyard.web import deps, formatting, sessions
+from dockyard.web import deps, formatting, origins, sessions
 
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"
@@ -134,7 +134,35 @@ def full(
     target = request.headers.get("hx-target", "")
     if is_htmx(request) and target in partials:
         return render(request, partials[target], ctx)
-    return render(request, template, ctx)
+    response = render(request, template, ctx)
+    if workspace is not None:
+        remember_workspace(response, request, workspace)
+    return response
+
+
+LAST_WORKSPACE = "dockyard_ws"
+LAST_WORKSPACE_S = 365 * 24 * 3600
+
+
+def remember_workspace(response: Response, request: Request, workspace: str) -> None:
+    """The workspace last shown, so `/ui/` (after login too) opens it again. Only a hint:
+    `last_workspace` keeps it only when the token may see that workspace."""
+    response.set_cookie(
+        LAST_WORKSPACE,
+        quote(workspace, safe=""),
+        max_age=LAST_WORKSPACE_S,
+        path="/ui",
+        httponly=True,
+        samesite="lax",
+        secure=origins.is_https(request),
+    )
+
+
+def last_workspace(request: Request, names: list[str]) -> str | None:
+    """The remembered workspace if it is one of `names` (those the token may see)."""
+    raw = request.cookies.get(LAST_WORKSPACE, "")[:1024]
+    name = unquote(raw)
+    return name if name in names else None
 
 
 def is_htmx(request: Request) -> bool:

@@ -1,4 +1,5 @@
-"""The runs list (filters, keyset pages), a run's page, its cancel button and its live log.
+"""The runs list (filters, keyset pages), a run's page, its cancel and re-run buttons and its
+live log.
 
 The live log is a server-sent event stream that follows `usecases.runs.run_logs` by byte offset
 (polled every 0.2 s), one bounded read (at most 1 MiB of log) per event. Each stream lasts
@@ -72,6 +73,15 @@ def cancel(ws: str, run_id: str, request: Request, who: Who, form: CheckedForm) 
     dashboard.run_detail(ctl, who, ws, run_id)  # a run of this workspace
     usecases.runs.cancel_run(ctl, who, run_id)
     return render.see_other(f"/ui/w/{quote(ws, safe='')}/runs/{quote(run_id, safe='')}")
+
+
+@router.post("/runs/{run_id}/rerun")
+def rerun(ws: str, run_id: str, request: Request, who: Who, form: CheckedForm) -> Response:
+    """Run a finished run again; go to the new run's page."""
+    ctl = render.controller(request)
+    dashboard.run_detail(ctl, who, ws, run_id)  # a run of this workspace
+    made = usecases.runs.rerun(ctl, who, run_id)
+    return render.see_other(f"/ui/w/{quote(ws, safe='')}/runs/{quote(made['run_id'], safe='')}")
 
 
 @router.get("/runs/{run_id}/log")

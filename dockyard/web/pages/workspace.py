@@ -15,6 +15,7 @@ from dockyard.web.pages import render
 from dockyard.web.pages.render import CheckedForm, Who
 
 router = APIRouter(prefix="/ui/w/{ws}", include_in_schema=False)
+AUDIT_PAGE = 50
 
 
 @router.get("/deployments")
@@ -69,12 +70,44 @@ def _settings(
         tokens: list[dict[str, Any]] | None = usecases.tokens.list_tokens(ctl, who)
     except Forbidden:
         tokens = None  # shown as "needs an admin token"
-    return {"info": info, "key": key, "tokens": tokens, "created": None, **extra}
+    audit = usecases.audit.list_events(ctl, who, ws, extra.pop("audit_before", None), AUDIT_PAGE)
+    return {
+        "info": info,
+        "key": key,
+        "tokens": tokens,
+        "created": None,
+        "audit": audit,
+        "alerts": _alerts(ctl, who, ws),
+        "workers": usecases.workers.list_workers(ctl, who),
+        **extra,
+    }
+
+
+def _alerts(ctl: Any, who: usecases.access.Principal, ws: str) -> dict[str, Any] | None:
+    """The alert channels and their newest deliveries (admin), else None."""
+    try:
+        return {
+            "channels": usecases.alerts.list_channels(ctl, who, ws),
+            "deliveries": usecases.alerts.deliveries(ctl, who, ws, 20),
+        }
+    except Forbidden:
+        return None  # shown as "needs an admin token"
+
+
+def settings_page(
+    request: Request, who: usecases.access.Principal, ws: str, **extra: Any
+) -> HTMLResponse:
+    """The settings page with what a form's answer shows once (web/pages/alerts.py)."""
+    context = _settings(request, who, ws, **extra)
+    return render.full(request, "settings.html", who, ws, "settings", **context)
 
 
 @router.get("/settings")
-def settings(ws: str, request: Request, who: Who) -> HTMLResponse:
-    return render.full(request, "settings.html", who, ws, "settings", **_settings(request, who, ws))
+def settings(
+    ws: str, request: Request, who: Who, audit_before: deps.QueryOffset | None = None
+) -> HTMLResponse:
+    context = _settings(request, who, ws, audit_before=audit_before or None)
+    return render.full(request, "settings.html", who, ws, "settings", **context)
 
 
 @router.post("/settings/executor")

@@ -57,7 +57,16 @@ function followLog() {
   };
 }
 
+// a failed run's traceback: its end (the exception, the workspace's frame) is what matters
+function tracebackEnd() {
+  document.querySelectorAll("pre.traceback").forEach(function (pre) {
+    pre.scrollTop = pre.scrollHeight;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   autosubmit();
   followLog();
+  tracebackEnd();
 });
+document.addEventListener("htmx:afterSwap", tracebackEnd);

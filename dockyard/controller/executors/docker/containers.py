@@ -18,7 +18,7 @@ from typing import Any
 from docker.errors import NotFound
 
 from dockyard.controller.executors import sandbox
-from dockyard.controller.executors.base import ExitStatus, RunPlan
+from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus, RunPlan
 from dockyard.controller.executors.docker.config import (
     CA_PATH,
     PATH,
@@ -34,7 +34,7 @@ from dockyard.shim import SHIM, rundir
 
 log = logging.getLogger(__name__)
 IN_CONTAINER = {
-    "code": "/workspace",
+    "code": CODE_IN_CONTAINER,
     "settings": "/run/dlt",
     "var": "/var/dockyard",
     "work": "/work",
