@@ -157,12 +157,14 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)  # more `dockyard server` flags
+    wrap: list[str] = field(default_factory=list)  # a prefix: `ip netns exec NS` (tests/netns.py)
 
     def start(self) -> "Server":
         env = {**base_env(), "DOCKYARD_ADMIN_TOKEN": self.token, **self.extra_env}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
+                    *self.wrap,
                     sys.executable,
                     "-m",
                     "dockyard",

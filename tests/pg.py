@@ -61,7 +61,9 @@ class Cluster:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, root: Path) -> "Cluster":
+    def start(cls, root: Path, host: str = "127.0.0.1") -> "Cluster":
+        """A new cluster under `root`, listening on `host` (and a socket under `root`); a
+        host other than loopback also accepts its /24 (a lab of namespaces, tests/netns.py)."""
         root.mkdir(parents=True, exist_ok=True)
         data, sock = root / "data", root / "sock"
         for path in (data, sock):
@@ -92,9 +94,13 @@ class Cluster:
             check=True,
             capture_output=True,
         )
+        if host != "127.0.0.1":
+            subnet = host.rsplit(".", 1)[0] + ".0/24"
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {subnet} trust\nhost all all samehost trust\n")
         port = _free_port()
         options = (
-            f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c synchronous_commit=off"
+            f"-h {host} -p {port} -k {sock} -c fsync=off -c synchronous_commit=off"
             " -c full_page_writes=off -c max_connections=300"
         )
         subprocess.run(
@@ -114,7 +120,7 @@ class Cluster:
             check=True,
             capture_output=True,
         )
-        cluster = cls(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", data)
+        cluster = cls(f"postgresql+psycopg://postgres@{host}:{port}/postgres", data)
         atexit.register(cluster.stop)
         return cluster
 

@@ -11,6 +11,8 @@
 #   cluster for the test run (loopback and a socket under the pytest basetemp, stopped at the
 #   end): every database test runs on SQLite and PostgreSQL. Debian's package also starts a
 #   cluster of its own as a service; the tests never use it (none is started here).
+# - iproute2 and iptables: tests/netns.py puts controllers and workers on hosts of their own
+#   (network namespaces on a bridge, masqueraded to reach PyPI), tests/e2e/test_hosts.py.
 # - npm, and GitHub's published webhook payloads (@octokit/webhooks-examples, pinned) in
 #   .cache/npm, which the GitHub webhook tests replay, and GitHub's REST API description
 #   (@octokit/openapi, pinned), which tests/githubapi.py checks every request against; each
@@ -27,6 +29,8 @@ command -v age >/dev/null || need+=(age)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(npm)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || [ -n "${DOCKYARD_TEST_PG_URL:-}" ] || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

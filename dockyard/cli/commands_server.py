@@ -170,13 +170,38 @@ def _beacon_host(settings: "Settings", ctl: "Controller") -> str | None:
     docker = ctl.executor.get("docker")
     assert isinstance(docker, DockerExecutor)
     try:
-        return docker.gateway()
+        gateway = docker.gateway()
     except DockyardError as exc:
         if settings.executor == "docker":
             click.echo(
                 f"warning: {exc.message}; runs in containers cannot report results", err=True
             )
         return None
+    if not _is_local_address(gateway):
+        # the engine is another network's (a network namespace sharing the host's Docker
+        # socket, or a remote DOCKER_HOST): its bridge is not on this host's network
+        if settings.executor == "docker":
+            click.echo(
+                f"warning: the Docker network's gateway {gateway} is not an address of this"
+                " host; runs in containers cannot report results (serve on --host 0.0.0.0"
+                " or DOCKYARD_DOCKER_NETWORK=host)",
+                err=True,
+            )
+        return None
+    return gateway
+
+
+def _is_local_address(address: str) -> bool:
+    """Whether this host has `address` (a listener can bind it)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 @click.command()
