@@ -119,10 +119,11 @@ class World:
         self.db.dispose()
 
 
-def make_world(tmp: Path, clock: Clock | None = None) -> World:
+def make_world(tmp: Path, clock: Clock | None = None, database_url: str | None = None) -> World:
+    """A world in `tmp`, its database a SQLite file there unless `database_url` names one."""
     clock = clock or SystemClock()
     tmp.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite:///{tmp / 'dockyard.db'}")
+    db = Database(database_url or f"sqlite:///{tmp / 'dockyard.db'}")
     db.migrate()
     repos = tmp / "repos"
     with db.session() as session:

@@ -21,7 +21,12 @@ Printed: p50 / p95 / max per page and the overview's size in KB. Targets: Jobs a
 
 Floor: `GET /healthz` on the same connection (the HTTP round trip and routing).
 
-Usage: python bench/pages.py [-n 40] [--jobs 2000] [--runs-per-job 100] [--json-out FILE]
+On SQLite and on PostgreSQL (`--db sqlite|postgresql|both`, default both; bench/_pg.py): the
+same seed, the server started with `DOCKYARD_DB`.
+
+Usage: python bench/pages.py [-n 40] [--jobs 2000] [--runs-per-job 100] [--db both]
+       [--json-out FILE] (with both engines the JSON is SQLite's report, PostgreSQL's under its
+       `postgresql` key)
 """
 
 import random
@@ -32,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import _pg
 import httpx
 from _common import Report, int_arg, json_out, percentile, print_machine, running_server
 from _world import WORKSPACE, job, make_world
@@ -62,8 +68,8 @@ def definitions(count: int) -> list[dict[str, Any]]:
     return out
 
 
-def seed(data_dir: Path, jobs: int, per_job: int) -> None:
-    world = make_world(data_dir)
+def seed(data_dir: Path, jobs: int, per_job: int, url: str) -> None:
+    world = make_world(data_dir, database_url=url)
     try:
         world.deploy(definitions(jobs))
         with world.db.session() as session:
@@ -120,8 +126,8 @@ def _insert(db: Database, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(Run.__table__), rows)  # type: ignore[arg-type]
 
 
-def deep_cursor(data_dir: Path, offset: int) -> str:
-    db = Database(f"sqlite:///{data_dir / 'dockyard.db'}")
+def deep_cursor(url: str, offset: int) -> str:
+    db = Database(url)
     try:
         with db.session() as session:
             created, run_id = session.execute(
@@ -149,14 +155,18 @@ def measure(client: httpx.Client, pages: dict[str, str], n: int) -> dict[str, li
     return times
 
 
-def bench(n: int, jobs: int, per_job: int) -> Report:
-    rep = Report(f"dashboard pages, {jobs:,} jobs and {jobs * per_job:,} runs (real server)")
+def bench(n: int, jobs: int, per_job: int, engine: str) -> Report:
+    rep = Report(
+        f"dashboard pages, {jobs:,} jobs and {jobs * per_job:,} runs (real server,"
+        f" {_pg.describe(engine)})"
+    )
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-pages-") as tmp:
         data_dir = Path(tmp) / "data"
+        url = _pg.database_url(engine, data_dir)
         began = time.perf_counter()
-        seed(data_dir, jobs, per_job)
+        seed(data_dir, jobs, per_job, url)
         rep.add("seeding (reconcile + bulk insert) [s]", time.perf_counter() - began)
-        cursor = deep_cursor(data_dir, min(DEEP, jobs * per_job - 200))
+        cursor = deep_cursor(url, min(DEEP, jobs * per_job - 200))
         ws = f"/ui/w/{WORKSPACE}"
         pages = {
             "floor: /healthz": "/healthz",
@@ -170,7 +180,7 @@ def bench(n: int, jobs: int, per_job: int) -> Report:
             "Job page": f"{ws}/jobs/jobs.bench.job_0042",
             "Overview": ws,
         }
-        with running_server(Path(tmp)) as server:
+        with running_server(Path(tmp), env={"DOCKYARD_DB": url}) as server:
             headers = {"Authorization": f"Bearer {server.token}"}
             with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
                 times = measure(client, pages, n)
@@ -202,11 +212,20 @@ def report_figures(rep: Report, times: dict[str, list[float]], sizes: dict[str, 
 
 def main(argv: list[str]) -> int:
     print_machine()
-    rep = bench(
-        int_arg(argv, "-n", 40), int_arg(argv, "--jobs", 2000), int_arg(argv, "--runs-per-job", 100)
-    )
-    rep.show()
-    rep.write(json_out(argv))
+    reports = [
+        bench(
+            int_arg(argv, "-n", 40),
+            int_arg(argv, "--jobs", 2000),
+            int_arg(argv, "--runs-per-job", 100),
+            engine,
+        )
+        for engine in _pg.engines(argv)
+    ]
+    for rep in reports:
+        rep.show()
+    if len(reports) == 2:
+        reports[0].figures["postgresql"] = reports[1].figures
+    reports[0].write(json_out(argv))
     return 0
 
 

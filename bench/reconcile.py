@@ -1,6 +1,7 @@
-"""Reconcile a 1,000-job manifest in which 10 jobs changed, in-process (no server).
+"""Reconcile a 1,000-job manifest in which 10 jobs changed, in-process (no server), on SQLite
+and on PostgreSQL (`--db sqlite|postgresql|both`, default both; bench/_pg.py).
 
-Each repetition builds a fresh SQLite database and bare workspace repository, commits a
+Each repetition builds a fresh database and bare workspace repository, commits a
 canonical manifest of 1,000 job definitions (plus `requirements.json` and `code/bench.py`),
 reconciles it (1,000 added), commits the same manifest with 10 jobs changed and times the
 second `Reconciler.reconcile`. A `before_cursor_execute` listener counts the statements of
@@ -12,7 +13,8 @@ against the deployed jobs' fingerprints (`planning.plan_from_fingerprints`), i.e
 reconcile has to do before touching the database. (The controller keeps one fingerprint per
 job row, so it never parses the old manifest again.)
 
-Usage: python bench/reconcile.py [-n 7] [--jobs 1000] [--changed 10] [--json-out FILE]
+Usage: python bench/reconcile.py [-n 7] [--jobs 1000] [--changed 10] [--db both] [--json-out FILE]
+(with both engines the JSON is SQLite's report, PostgreSQL's under its `postgresql` key)
 """
 
 import cProfile
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _pg
 import pygit2
 from _common import Report, int_arg, json_out, median, print_machine, timed
 from sqlalchemy import event
@@ -133,8 +136,8 @@ class Case:
     first_s: float
 
 
-def setup(tmp: Path, jobs: int, changed: set[int]) -> Case:
-    db = Database(f"sqlite:///{tmp / 'dockyard.db'}")
+def setup(tmp: Path, jobs: int, changed: set[int], engine: str) -> Case:
+    db = Database(_pg.database_url(engine, tmp))
     db.migrate()
     repos = tmp / "repos"
     with db.session() as session:
@@ -163,8 +166,8 @@ def floor(case: Case) -> float:
     return timed(parse_and_plan)[0]
 
 
-def repetition(tmp: Path, jobs: int, changed: set[int]) -> dict[str, Any]:
-    case = setup(tmp, jobs, changed)
+def repetition(tmp: Path, jobs: int, changed: set[int], engine: str) -> dict[str, Any]:
+    case = setup(tmp, jobs, changed, engine)
     writes = Writes()
     event.listen(case.db.engine, "before_cursor_execute", writes.listen)
     elapsed, outcome = timed(lambda: case.reconciler.reconcile(WORKSPACE))
@@ -190,9 +193,11 @@ PROFILED = (
 )
 
 
-def profile(tmp: Path, jobs: int, changed: set[int], top: int = 12) -> tuple[str, dict[str, float]]:
+def profile(
+    tmp: Path, jobs: int, changed: set[int], engine: str, top: int = 12
+) -> tuple[str, dict[str, float]]:
     """Where the second reconcile spends its time (cProfile, cumulative seconds)."""
-    case = setup(tmp, jobs, changed)
+    case = setup(tmp, jobs, changed, engine)
     profiler = cProfile.Profile()
     profiler.runcall(case.reconciler.reconcile, WORKSPACE)
     case.db.dispose()
@@ -233,17 +238,20 @@ def part_times(jobs: int, changed: set[int], repeat: int) -> dict[str, float]:
     return {label: median([timed(func)[0] for _ in range(repeat)]) for label, func in parts.items()}
 
 
-def bench(repeat: int, jobs: int, n_changed: int) -> Report:
+def bench(repeat: int, jobs: int, n_changed: int, engine: str) -> Report:
     changed = set(range(0, jobs, max(1, jobs // n_changed))[:n_changed])
     results = []
     for i in range(repeat + 1):  # the first repetition warms imports and caches, untimed
         with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
-            result = repetition(Path(tmp), jobs, changed)
+            result = repetition(Path(tmp), jobs, changed, engine)
         if i > 0:
             results.append(result)
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
-        profiled, parts = profile(Path(tmp), jobs, changed)
-    rep = Report(f"reconcile: {jobs}-job manifest, {n_changed} jobs changed (in-process, SQLite)")
+        profiled, parts = profile(Path(tmp), jobs, changed, engine)
+    rep = Report(
+        f"reconcile: {jobs}-job manifest, {n_changed} jobs changed (in-process,"
+        f" {_pg.describe(engine)})"
+    )
     rep.figures["floor"] = "manifests.load_yaml + planning.plan_from_fingerprints"
     rep.headline([r["s"] for r in results], [r["floor_s"] for r in results], TARGET_S, False)
     rep.add("first reconcile (all added), median [s]", median([r["first_s"] for r in results]))
@@ -270,11 +278,20 @@ def bench(repeat: int, jobs: int, n_changed: int) -> Report:
 
 def main(argv: list[str]) -> int:
     print_machine()
-    rep = bench(
-        int_arg(argv, "-n", 7), int_arg(argv, "--jobs", 1000), int_arg(argv, "--changed", 10)
-    )
-    rep.show()
-    rep.write(json_out(argv))
+    reports = [
+        bench(
+            int_arg(argv, "-n", 7),
+            int_arg(argv, "--jobs", 1000),
+            int_arg(argv, "--changed", 10),
+            engine,
+        )
+        for engine in _pg.engines(argv)
+    ]
+    for rep in reports:
+        rep.show()
+    if len(reports) == 2:
+        reports[0].figures["postgresql"] = reports[1].figures
+    reports[0].write(json_out(argv))
     return 0
 
 

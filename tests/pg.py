@@ -61,9 +61,10 @@ class Cluster:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, root: Path, host: str = "127.0.0.1") -> "Cluster":
+    def start(cls, root: Path, host: str = "127.0.0.1", durable: bool = False) -> "Cluster":
         """A new cluster under `root`, listening on `host` (and a socket under `root`); a
-        host other than loopback also accepts its /24 (a lab of namespaces, tests/netns.py)."""
+        host other than loopback also accepts its /24 (a lab of namespaces, tests/netns.py).
+        Not `durable` (the tests): fsync and synchronous commit off."""
         root.mkdir(parents=True, exist_ok=True)
         data, sock = root / "data", root / "sock"
         for path in (data, sock):
@@ -99,10 +100,9 @@ class Cluster:
             with (data / "pg_hba.conf").open("a") as hba:
                 hba.write(f"host all all {subnet} trust\nhost all all samehost trust\n")
         port = _free_port()
-        options = (
-            f"-h {host} -p {port} -k {sock} -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=300"
-        )
+        options = f"-h {host} -p {port} -k {sock} -c max_connections=300"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(
             _as_owner(
                 [

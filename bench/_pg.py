@@ -1,0 +1,58 @@
+"""The benchmarks' PostgreSQL, for `--db postgresql` (or `both`, beside SQLite).
+
+A throwaway cluster like the tests' (tests/pg.py: Debian's PostgreSQL 15 binaries, data in a
+temporary folder, loopback, stopped at exit), but durable as a production server is (fsync and
+synchronous commit on), so the two engines are compared on the same terms: dockyard's SQLite
+commits are durable too. `DOCKYARD_BENCH_PG_URL` names an existing server's admin URL instead.
+
+Each benchmark repetition gets a new, empty database; the code under test migrates it.
+"""
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.pg
+
+from tests import pg
+
+ENGINES = ("sqlite", "postgresql")
+_cluster: pg.Cluster | None = None
+
+
+def engines(argv: Sequence[str], default: str = "both") -> list[str]:
+    """`--db sqlite|postgresql|both`."""
+    choice = argv[list(argv).index("--db") + 1] if "--db" in argv else default
+    if choice == "both":
+        return list(ENGINES)
+    if choice not in ENGINES:
+        raise SystemExit(f"--db {choice!r}: use sqlite, postgresql or both")
+    return [choice]
+
+
+def cluster() -> pg.Cluster:
+    global _cluster
+    if _cluster is None:
+        external = os.environ.get("DOCKYARD_BENCH_PG_URL")
+        if external:
+            _cluster = pg.Cluster(external)
+        else:
+            why = pg.missing()
+            if why is not None:
+                raise SystemExit(f"--db postgresql: {why} (tests/setup_machine.sh installs it)")
+            root = Path(tempfile.mkdtemp(prefix="dockyard-bench-pg-"))
+            _cluster = pg.Cluster.start(root / "cluster", durable=True)
+    return _cluster
+
+
+def database_url(engine: str, tmp: Path) -> str:
+    """A new, empty database on `engine` (SQLite: a file in `tmp`)."""
+    if engine == "sqlite":
+        return f"sqlite:///{tmp / 'dockyard.db'}"
+    return cluster().fresh(migrated=False)
+
+
+def describe(engine: str) -> str:
+    return "SQLite" if engine == "sqlite" else "PostgreSQL 15 (loopback, fsync on)"
