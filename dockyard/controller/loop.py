@@ -32,6 +32,12 @@ def backoff(failures: int) -> float:
     return BACKOFF_S[min(max(failures, 1), len(BACKOFF_S)) - 1]
 
 
+def _first_line(exc: BaseException) -> str:
+    """The driver's message without its SQL and background lines, for one log line."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
 class Outage:
     """A loop's view of the database being away: one warning when it starts, one line when
     it ends, the backoff in between."""
@@ -45,7 +51,7 @@ class Outage:
         if self.failures == 1:
             log.warning(
                 "database unavailable; retrying until it is back",
-                extra={"action": "db_outage", "loop": self.name, "error": str(exc)[:300]},
+                extra={"action": "db_outage", "loop": self.name, "error": _first_line(exc)},
             )
         return backoff(self.failures)
 

@@ -115,7 +115,10 @@ class Crossing:
         if failures == 0:
             log.warning(
                 "listening for other servers failed; polling meanwhile, reconnecting",
-                extra={"action": "notify_listen", "error": str(exc)[:300]},
+                extra={
+                    "action": "notify_listen",
+                    "error": (str(exc).splitlines() or [""])[0][:300],
+                },
             )
         return failures + 1
 
