@@ -8,6 +8,10 @@ admin URL, e.g. `postgresql+psycopg://postgres@db:5432/postgres`) names an exist
 instead. The schema is migrated once into a template database; each test gets a fresh copy
 (`CREATE DATABASE … TEMPLATE …`, a file copy: milliseconds, not a migration run).
 
+A test that restarts PostgreSQL (tests/e2e/test_postgres_restart.py) starts a *dedicated*
+cluster of its own (`Cluster.start` under its tmp path, `stop`/`restart`/`start_again`), so no
+other test's database goes away under it.
+
 initdb refuses to run as root: as root the cluster runs as the `postgres` user (`runuser`).
 """
 
@@ -54,9 +58,13 @@ class Cluster:
     """A PostgreSQL server the tests may create databases in (admin URL), with the migrated
     template database made on first use."""
 
-    def __init__(self, admin_url: str, data: Path | None = None) -> None:
+    def __init__(
+        self, admin_url: str, data: Path | None = None, options: str = "", log: Path | None = None
+    ) -> None:
         self.admin_url = admin_url
         self.data = data  # None: not ours to stop
+        self.options = options  # the postgres flags it was started with
+        self.log = log
         self._template_ready = False
         self._lock = threading.Lock()
 
@@ -103,35 +111,33 @@ class Cluster:
         options = f"-h {host} -p {port} -k {sock} -c max_connections=300"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        subprocess.run(
-            _as_owner(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-o",
-                    options,
-                    "-w",
-                    "-l",
-                    str(root / "postgres.log"),
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        cluster = cls(f"postgresql+psycopg://postgres@{host}:{port}/postgres", data)
+        url = f"postgresql+psycopg://postgres@{host}:{port}/postgres"
+        cluster = cls(url, data, options, root / "postgres.log")
+        cluster.start_again()
         atexit.register(cluster.stop)
         return cluster
 
-    def stop(self) -> None:
-        if self.data is None or not (self.data / "postmaster.pid").exists():
-            return
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        assert self.data is not None, "not a cluster these tests started"
         subprocess.run(
-            _as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
-            check=False,
+            _as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args]),
+            check=check,
             capture_output=True,
         )
+
+    def start_again(self) -> None:
+        """Start it (after `stop(mode)`), on the same port and socket; waits until it takes
+        connections."""
+        self._ctl("-o", self.options, "-w", "-l", str(self.log), "start")
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every connection is cut, then it takes new ones."""
+        self._ctl("-m", "fast", "-w", "-l", str(self.log), "restart")
+
+    def stop(self, mode: str = "immediate") -> None:
+        if self.data is None or not (self.data / "postmaster.pid").exists():
+            return
+        self._ctl("-m", mode, "-w", "stop", check=False)
 
     def url(self, database: str) -> str:
         return make_url(self.admin_url).set(database=database).render_as_string(False)

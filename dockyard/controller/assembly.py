@@ -80,8 +80,13 @@ class Controller:
         # what happened to runs and deployments; each loop subscribes to what wakes it
         self.events = Events()
         # this server as a node: the holder of the runs it claims (controller/nodes.py)
+        # on PostgreSQL heartbeats go by the database's clock (hosts' clocks may disagree);
+        # a test's FakeClock stays the clock
         self.membership = nodes.Membership(
-            self.db, self.clock, nodes.Identity(nodes.check_name(settings.node_name))
+            self.db,
+            self.clock,
+            nodes.Identity(nodes.check_name(settings.node_name)),
+            db_clock=self.db.is_postgres and isinstance(self.clock, SystemClock),
         )
         self._joined = False
         self.lifecycle = Lifecycle(
@@ -203,7 +208,7 @@ class Controller:
 
     def _others_alive(self) -> bool:
         with self.db.session() as session:
-            return nodes.others_alive(session, self.membership.name, self.clock.now())
+            return nodes.others_alive(session, self.membership.name, self.membership.now(session))
 
     def start(self) -> None:
         self.leases.start()  # first: a lone server holds its leases before the loops run

@@ -24,7 +24,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from dockyard.controller import dltadapter, retention_files
+from dockyard.controller import dltadapter, filelock, retention_files
 from dockyard.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,12 @@ class EnvBuilder:
     def is_ready(self, spec: EnvSpec) -> bool:
         return (self.path(spec) / READY).exists()
 
+    def _lock_file(self, key: str) -> Path:
+        """Across processes sharing the data directory (`.KEY.lock`; retention skips
+        dot-names). Environments are built in place (a virtualenv cannot be moved), so the
+        lock is what keeps two processes from building into one folder."""
+        return self.envs_dir / f".{key}.lock"
+
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
@@ -118,8 +124,8 @@ class EnvBuilder:
     def ensure(self, spec: EnvSpec, sink: LineSink) -> Path:
         """Build the environment unless it exists; return its interpreter. The modification
         time of its ready marker says when a run last took it (for retention)."""
-        with self._lock(spec.key):
-            if not self.is_ready(spec):
+        with self._lock(spec.key), filelock.held(self._lock_file(spec.key)):
+            if not self.is_ready(spec):  # another process may have built it meanwhile
                 self._build(spec, sink)
             os.utime(self.path(spec) / READY)
         return self.python(spec)
@@ -129,7 +135,7 @@ class EnvBuilder:
         (POSIX time), under the lock `ensure` takes: a run preparing at this moment either
         took it just now (it stays) or builds it again. Returns where it went, to delete."""
         target = self.envs_dir / key
-        with self._lock(key):
+        with self._lock(key), filelock.held(self._lock_file(key)):
             marker = target / READY
             try:
                 used = (marker if marker.exists() else target).stat().st_mtime
@@ -137,7 +143,9 @@ class EnvBuilder:
                 return None
             if used >= unused_since:
                 return None
-            return retention_files.set_aside(target)
+            aside = retention_files.set_aside(target)
+            filelock.remove(self._lock_file(key))
+            return aside
 
     def _build(self, spec: EnvSpec, sink: LineSink) -> None:
         target = self.path(spec)

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
-from dockyard.controller.loop import Loop
+from dockyard.controller.loop import Loop, is_outage
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Lease
 from dockyard.errors import DockyardError
@@ -270,18 +270,27 @@ class Keeper(Loop):
         super().start()
 
     def step(self) -> float:
-        self._refresh_all(notify=True)
+        outage = self._refresh_all(notify=True)
+        if outage is not None:
+            raise outage  # the loop says so once per outage and retries sooner
         return self.renew_s
 
-    def _refresh_all(self, notify: bool) -> None:
+    def _refresh_all(self, notify: bool) -> Exception | None:
+        """Every guard refreshed; the database error if it was away (then not logged here:
+        once per outage is the loop's job)."""
+        outage: Exception | None = None
         for guard in self.guards():
             try:
                 guard.refresh(notify)
             except Exception as exc:  # noqa: BLE001 (the database away: believed lost at TTL)
+                if is_outage(exc):
+                    outage = exc
+                    continue
                 log.warning(
                     "lease not renewed",
                     extra={"action": "lease", "lease": guard.name, "error": str(exc)[:300]},
                 )
+        return outage
 
     def on_stop(self) -> None:
         for guard in self.guards():

@@ -10,6 +10,13 @@ a second time behind its back. Ending it is a guarded single-row write on status
 and claim epoch, so it happens once even when several controllers notice together, and a
 holder that comes back finds its writes refused (`lifecycle.Claim`).
 
+No false "lost" after a database outage: while PostgreSQL is away nobody heartbeats, so when it
+comes back every node's last heartbeat is old. A controller therefore judges others only once
+it has itself heartbeated continuously for `LOST_AFTER` (`may_judge`): by then every node that
+survived the outage has heartbeated again. One clock: on PostgreSQL heartbeats are written and
+judged with the database's clock (`clock_timestamp()`), so hosts whose clocks disagree do not
+take each other for lost; on SQLite (one box) the injected `Clock` is the clock.
+
 Two live processes must not share a name: the second refuses to start. A name whose last
 heartbeat is fresh is taken over at once only when it was this host's and its process is
 gone (the usual restart after a crash); otherwise the newcomer watches the heartbeat for up to
@@ -63,6 +70,21 @@ def check_name(name: str) -> str:
 def is_lost(last_heartbeat: datetime, now: datetime) -> bool:
     """Three heartbeats missed."""
     return now - last_heartbeat >= LOST_AFTER
+
+
+def connected_since(since: float | None, last_beat: float | None, now: float) -> float:
+    """When this node's continuous heartbeating began (monotonic seconds), after a beat at
+    `now`: it begins again when there was none before or the gap since the last one was as
+    long as `LOST_AFTER` (a pause, or an outage between two beats)."""
+    if since is None or last_beat is None or now - last_beat >= LOST_AFTER.total_seconds():
+        return now
+    return since
+
+
+def may_judge(since: float | None, now: float) -> bool:
+    """Whether this node has heartbeated continuously for `LOST_AFTER`, so that a node it saw
+    no heartbeat from in that window is lost rather than just back from the same outage."""
+    return since is not None and now - since >= LOST_AFTER.total_seconds()
 
 
 def state(stored: str, last_heartbeat: datetime, now: datetime) -> str:
@@ -133,11 +155,13 @@ class Membership:
         clock: Clock,
         me: Identity,
         sleep: Callable[[float], None] = time.sleep,
+        db_clock: bool = False,
     ) -> None:
         self.db = db
         self.clock = clock
         self.me = me
         self.sleep = sleep
+        self.db_clock = db_clock  # heartbeats by the database's clock (PostgreSQL)
         self.incarnation: int | None = None
         self.fenced = False  # another process took the name: hold nothing more
 
@@ -145,16 +169,23 @@ class Membership:
     def name(self) -> str:
         return self.me.name
 
+    def now(self, session: Session | None = None) -> datetime:
+        """The time heartbeats are written and judged by (the database's, or the clock's)."""
+        if not self.db_clock:
+            return self.clock.now()
+        if session is not None:
+            return database_now(session)
+        with self.db.session() as own:
+            return database_now(own)
+
     def join(self) -> datetime | None:
         """Register (insert or take over the row); returns the previous incarnation's last
         heartbeat (None for a new name). Conflict when a live process holds the name."""
         seen = self._read()
-        if seen is not None and not may_take_over(
-            seen, self.me, self.clock.now(), pid_alive(seen.pid)
-        ):
+        if seen is not None and not may_take_over(seen, self.me, self.now(), pid_alive(seen.pid)):
             self._watch(seen)
-        now = self.clock.now()
         with self.db.session() as session:
+            now = self.now(session)
             if seen is None:
                 self.incarnation = 1
                 session.add(self._row(now))
@@ -229,7 +260,7 @@ class Membership:
             result = session.execute(
                 update(Node)
                 .where(Node.name == self.name, Node.incarnation == self.incarnation)
-                .values(last_heartbeat_at=self.clock.now(), state=UP)
+                .values(last_heartbeat_at=self.now(session), state=UP)
             )
         if not result.rowcount:  # type: ignore[attr-defined]
             self.fenced = True
@@ -250,6 +281,13 @@ class Membership:
                 .where(Node.name == self.name, Node.incarnation == self.incarnation)
                 .values(state=STOPPED)
             )
+
+
+def database_now(session: Session) -> datetime:
+    """PostgreSQL's clock (the real time, not the transaction's start), in UTC."""
+    value = session.scalar(select(func.clock_timestamp()))
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # the runs of lost nodes -------------------------------------------------------------------
@@ -383,7 +421,8 @@ def others_alive(session: Session, me: str, now: datetime) -> bool:
 
 
 class Heartbeat(Loop):
-    """Every `HEARTBEAT_S`: this node's heartbeat, then the runs of lost nodes ended."""
+    """Every `HEARTBEAT_S`: this node's heartbeat, then the runs of lost nodes ended (once
+    this node has heartbeated continuously for `LOST_AFTER`: see `may_judge`)."""
 
     name = "heartbeat"
 
@@ -399,9 +438,22 @@ class Heartbeat(Loop):
         self.lifecycle = lifecycle
         self.run_dir = run_dir
         self.interval_s = interval_s
+        self.since: float | None = None  # continuous heartbeating began (monotonic)
+        self.last_beat: float | None = None
 
     def step(self) -> float:
-        if self.membership.beat():
-            m = self.membership
-            end_orphans(m.db, self.lifecycle, m.name, m.clock.now(), self.run_dir)
+        m = self.membership
+        try:
+            beaten = m.beat()
+        except Exception:
+            self.since = None  # the database is away (or worse): judge nobody until back
+            raise
+        mono = m.clock.monotonic()
+        self.since, self.last_beat = connected_since(self.since, self.last_beat, mono), mono
+        if beaten and may_judge(self.since, mono):
+            try:
+                end_orphans(m.db, self.lifecycle, m.name, m.now(), self.run_dir)
+            except Exception:
+                self.since = None
+                raise
         return self.interval_s

@@ -100,13 +100,27 @@ class Crossing:
             log.warning("could not notify other servers", extra={"action": "notify"})
 
     def _listener(self) -> None:
+        failures = 0  # in a row: one warning per outage, not one per attempt
         while not self._stop.is_set():
             try:
                 self._listen()
-            except Exception:  # dropped connection or database restart: reconnect
-                log.warning("listening for other servers failed; retrying", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 (dropped connection, database restart)
+                failures = self._failed(failures, exc)
             self.ready.clear()
             self._stop.wait(RETRY_S)
+
+    def _failed(self, failures: int, exc: Exception) -> int:
+        if self.ready.is_set():
+            failures = 0  # it had been listening: this is a new outage
+        if failures == 0:
+            log.warning(
+                "listening for other servers failed; polling meanwhile, reconnecting",
+                extra={
+                    "action": "notify_listen",
+                    "error": (str(exc).splitlines() or [""])[0][:300],
+                },
+            )
+        return failures + 1
 
     def _listen(self) -> None:
         import psycopg
@@ -116,6 +130,7 @@ class Crossing:
             conn.execute(f"LISTEN {CHANNEL}")
             self._wake_all()  # whatever was sent while we were not listening
             self.ready.set()
+            log.info("listening for other servers", extra={"action": "notify_listen"})
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=1.0):
                     self._on(note.payload)

@@ -17,7 +17,16 @@ import pygit2
 from sqlalchemy.orm import object_session
 
 from dockyard import crypto
-from dockyard.controller import dltadapter, envs, gitstore, keys, logs, retention_files, runlinks
+from dockyard.controller import (
+    dltadapter,
+    envs,
+    filelock,
+    gitstore,
+    keys,
+    logs,
+    retention_files,
+    runlinks,
+)
 from dockyard.controller.executors.base import CODE_IN_CONTAINER, RunPlan
 from dockyard.controller.executors.fleet import Fleet
 from dockyard.controller.store.db import Database
@@ -235,13 +244,9 @@ class Preparer:
         """The deployment's code, checked out once per SHA and shared by its runs. Its
         modification time says when a run last took it (retention keeps what is in use)."""
         target = self.settings.checkouts_dir / workspace / sha
-        with self._checkout_lock:
+        with self._checkout_lock, filelock.held(lock_path(target)):  # threads, then processes
             if not target.exists():
-                tmp = target.with_name(f".{sha}.tmp")
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                gitstore.checkout(repo, sha, gitstore.CODE, tmp)
-                os.replace(tmp, target)
+                _place(repo, sha, target)
             os.utime(target)
         return target
 
@@ -249,13 +254,15 @@ class Preparer:
         """Move a checkout no run has taken since `unused_since` (POSIX time) out of the way,
         under the lock `checkout` takes, so a run preparing at this moment either took it
         just now (and it stays) or makes it again. Returns where it went, to be deleted."""
-        with self._checkout_lock:
+        with self._checkout_lock, filelock.held(lock_path(target)):
             try:
                 if target.stat().st_mtime >= unused_since:
                     return None
             except FileNotFoundError:
                 return None
-            return retention_files.set_aside(target)
+            aside = retention_files.set_aside(target)
+            filelock.remove(lock_path(target))
+            return aside
 
     def _identities(self, ws: Workspace) -> dict[str, str]:
         """The workspace's private keys, read when a value must be decrypted (preparation
@@ -349,3 +356,25 @@ def _cleanup(run_dir: Path) -> None:
     """The run's decrypted configuration and its scratch folder (home, tmp)."""
     shutil.rmtree(run_dir / rundir.SETTINGS, ignore_errors=True)
     shutil.rmtree(run_dir / rundir.JOB, ignore_errors=True)
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of a checkout (or environment) folder: `.NAME.lock` beside it (retention
+    skips dot-names)."""
+    return target.with_name(f".{target.name}.lock")
+
+
+def _place(repo: pygit2.Repository, sha: str, target: Path) -> None:
+    """Check out into a name of this process's own, then rename it into place. Called under
+    the checkout's file lock: temporary folders left by a process that died mid-checkout are
+    removed first; a target that appeared anyway (a process without the lock) is used."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = filelock.unique_tmp(target)
+    gitstore.checkout(repo, sha, gitstore.CODE, tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # the other one's is the same commit

@@ -59,7 +59,8 @@ class Prewarmer:
         self.most = most
         self._warm: dict[tuple[int, str], Warm] = {}
         self._discarded: list[Path] = []
-        self._index = preparer.settings.runs_dir / rundir.PREWARM_INDEX
+        # one index per node: controllers sharing the runs folder each recover only their own
+        self._index = index_dir(preparer.settings.runs_dir, lifecycle.node)
 
     @property
     def enabled(self) -> bool:
@@ -174,15 +175,38 @@ class Prewarmer:
 
     def recover(self) -> None:
         """After a restart: prepared processes that never became runs are removed."""
-        if not self._index.exists():
+        if not self._index.exists() and not self._index.parent.exists():
             return
+        # this node's markers, and those a version without per-node indexes left at the top
+        legacy = self._index.parent.iterdir() if self._index.parent.exists() else ()
+        markers = [
+            *(self._index.iterdir() if self._index.exists() else ()),
+            *(p for p in legacy if p.is_file()),
+        ]
         with self.db.session() as session:
-            for marker in list(self._index.iterdir()):
+            for marker in markers:
                 run_dir = self.preparer.run_dir(marker.name)
                 if session.get(Run, marker.name) is None:
                     self.executor.signal(run_dir, signal.SIGKILL)
                     shutil.rmtree(run_dir, ignore_errors=True)
                 marker.unlink(missing_ok=True)
+
+
+def index_dir(runs_dir: Path, node: str) -> Path:
+    """Where node `node` marks the runs it prepared ahead of their tick."""
+    return runs_dir / rundir.PREWARM_INDEX / node
+
+
+def held_runs(runs_dir: Path) -> list[str]:
+    """The runs any node has prepared and not yet released or discarded (retention keeps
+    what they use)."""
+    root = runs_dir / rundir.PREWARM_INDEX
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        found += [p.name for p in entry.iterdir()] if entry.is_dir() else [entry.name]
+    return found
 
 
 def requeue_unreleased(executor: Executor, run_dir: Path) -> None:

@@ -4,7 +4,9 @@ plan(manifest@reconciled, manifest@HEAD) is applied in one transaction together 
 reconciled SHA, so a crash leaves either the old or the new state; the active job rows are
 therefore always manifest@reconciled, and their stored fingerprints stand in for it (the old
 manifest is never parsed again). Unchanged jobs cost no row writes. Triggered at the end of
-every push and by a periodic sweep (HEAD ≠ reconciled). Git is read (the manifest, the
+every push and by a periodic sweep (HEAD ≠ reconciled). A push to any controller reconciles
+once: the write transaction locks the workspace row (`FOR UPDATE` on PostgreSQL) and checks
+the reconciled SHA again under the lock. Git is read (the manifest, the
 version history) before the write transaction opens; listeners hear `Deployed` after it
 commits.
 """
@@ -104,7 +106,9 @@ class Reconciler:
         with self.db.session() as session:
             if fence is not None:
                 fence(session)
-            ws = workspaces.get(session, name)
+            # the row locked: a controller reconciling the same HEAD waits here, then finds
+            # it done (the process lock above orders this process's threads only)
+            ws = workspaces.get(session, name, for_update=True)
             if head == ws.reconciled_sha:  # another controller got there first
                 return Outcome(head, _recorded(session, ws, head), False)
             # the active job rows are exactly manifest@reconciled (each reconcile applies the

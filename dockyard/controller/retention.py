@@ -38,7 +38,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock, isoformat
-from dockyard.controller import envs, leases, lifecycle, logs, retention_files
+from dockyard.controller import envs, leases, lifecycle, logs, prewarm, retention_files
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer
 from dockyard.controller.store.db import Database
@@ -244,8 +244,7 @@ class Retention(Loop):
         return keys
 
     def _held_runs(self) -> Iterable[str]:
-        index = self.preparer.settings.runs_dir / rundir.PREWARM_INDEX
-        return [p.name for p in index.iterdir()] if index.is_dir() else []
+        return prewarm.held_runs(self.preparer.settings.runs_dir)
 
     def _from_run_dir(self, run_id: str, checkouts: set[str], env_keys: set[str]) -> None:
         """What a started local run's `spec.json` says it uses (its cwd and virtualenv)."""

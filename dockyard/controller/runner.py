@@ -45,7 +45,7 @@ from dockyard.controller.lifecycle import (
 )
 from dockyard.controller.lifecycle import writer as lifecycle_writer
 from dockyard.controller.lifecycle.decisions import SERVER_STOPPED
-from dockyard.controller.loop import Loop
+from dockyard.controller.loop import Loop, is_outage
 from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -86,6 +86,9 @@ class Runner(Loop):
         # left the watch since (ended here, or by another controller: then maybe still
         # running) → whether SIGKILL went out
         self._given_up: dict[str, bool] = {}
+        # runs whose preparation the database's absence cut short → their claim: back to
+        # `pending` once it is back (never failed for an outage)
+        self._cut_short: dict[str, Claim] = {}
         self._lock = threading.Lock()
         self.node = lifecycle.node  # the holder of the runs this runner claims
         # the node's membership says so: another process took this node's name
@@ -228,9 +231,22 @@ class Runner(Loop):
         if self.fenced():
             return  # another process holds this node's name now: hold nothing more
         now = self.clock.now()
+        self._requeue_cut_short()
         self._bound(now)
         self._claim(now)
         self._watch(now)
+
+    def _requeue_cut_short(self) -> None:
+        """Runs whose preparation failed for a database outage start again the ordinary way
+        (one whose process did start is watched like any other)."""
+        with self._lock:
+            cut = dict(self._cut_short)
+        for run_id, claim in cut.items():
+            if not self.executor.launched(self.preparer.run_dir(run_id)):
+                with self.db.session() as session:
+                    self.lifecycle.requeue(session, run_id, claim)
+            with self._lock:
+                self._cut_short.pop(run_id, None)
 
     def _bound(self, now: datetime) -> None:
         """No run waits forever: stuck in `pending` (anyone's to end) or `starting` (this
@@ -310,7 +326,7 @@ class Runner(Loop):
         self._reap({run.id for run in active})
         for run in active:
             with self._lock:
-                if run.id in self._preparing:
+                if run.id in self._preparing or run.id in self._cut_short:
                     continue
             run_dir = self.preparer.run_dir(run.id)
             status = self.executor.poll(run_dir)
@@ -344,12 +360,25 @@ class Runner(Loop):
         except DockyardError as exc:
             self._fail_start(run_id, exc.message)
         except Exception as exc:  # a run must end with a reason, whatever went wrong
+            if is_outage(exc):  # not the run's fault: it starts again once the database is back
+                self._postpone(run_id, exc)
+                return
             log.exception("run start failed", extra={"action": "start_run", "run_id": run_id})
             self._fail_start(run_id, f"could not start: {exc!r}")
         finally:
             with self._lock:
                 self._preparing.discard(run_id)
             self.wake()
+
+    def _postpone(self, run_id: str, exc: Exception) -> None:
+        claim = self._claim_of(run_id)
+        if claim is not None:
+            with self._lock:
+                self._cut_short[run_id] = claim
+        log.warning(
+            "run start cut short by a database outage; it starts again once it is back",
+            extra={"action": "start_run", "run_id": run_id, "error": type(exc).__name__},
+        )
 
     def _claim_of(self, run_id: str) -> Claim | None:
         with self._lock:

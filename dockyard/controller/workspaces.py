@@ -28,8 +28,11 @@ def check_name(name: str) -> None:
         )
 
 
-def get(session: Session, name: str) -> Workspace:
-    row = session.scalar(select(Workspace).where(Workspace.name == name))
+def get(session: Session, name: str, for_update: bool = False) -> Workspace:
+    """The workspace row; `for_update` locks it to the end of the transaction on PostgreSQL
+    (SQLite has one writer at a time and compiles the lock away)."""
+    query = select(Workspace).where(Workspace.name == name)
+    row = session.scalar(query.with_for_update() if for_update else query)
     if row is None:
         raise NotFound(
             f"no workspace {name!r} on this server; `dockyard workspace list` shows them,"

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dockyard.clock import FakeClock, utcnow
 from dockyard.controller import logs, nodes, runtime_config
@@ -234,3 +234,62 @@ def test_a_restarted_node_adopts_its_runs_and_those_nobody_holds(
     assert adopted == {mine: Claim("a", 2), unheld: Claim("a", 1)}
     assert get(db, theirs).holder == "b"
     assert not running(db, a, mine, clock, Claim("a", 1))  # the old incarnation's claim
+
+
+def beat_node(db: Database, name: str, clock: FakeClock) -> None:
+    with db.session() as session:
+        session.execute(update(Node).where(Node.name == name).values(last_heartbeat_at=clock.now()))
+
+
+def test_after_an_outage_nobody_is_lost_until_the_observer_heartbeated_for_lost_after(
+    db: Database, tmp_path: Path
+) -> None:
+    """Every node's heartbeat is old when the database comes back: the first controller back
+    must not fail the others' runs. It judges once it has itself heartbeated for LOST_AFTER,
+    and then only the nodes that did not heartbeat in that window."""
+    clock = FakeClock(utcnow())
+    lc_b, lc_c = lifecycle(tmp_path, "b"), lifecycle(tmp_path, "c")
+    back, gone = add_run(db, clock, 1), add_run(db, clock, 2)
+    for run_id, lc, node in ((back, lc_b, "b"), (gone, lc_c, "c")):
+        running(db, lc, run_id, clock, claim(db, lc, run_id, clock))
+        node_row(db, node, 0.0, clock)
+    me = nodes.Membership(db, clock, nodes.Identity("a", host="here", pid=os.getpid()))
+    me.join()
+    heartbeat = nodes.Heartbeat(me, lifecycle(tmp_path, "a"), tmp_path.joinpath)
+    for _ in range(4):  # a, b and c heartbeat for 15 s: all well
+        heartbeat.step()
+        beat_node(db, "b", clock)
+        beat_node(db, "c", clock)
+        clock.advance(5)
+    clock.advance(20)  # the database away for 20 s: nobody heartbeated
+    statuses = []
+    for _ in range(3):  # a is back first; b comes back 1 s later, c never
+        heartbeat.step()
+        clock.advance(1)
+        beat_node(db, "b", clock)
+        statuses.append((get(db, back).status, get(db, gone).status))
+        clock.advance(4)
+    assert statuses == [("running", "running")] * 3  # a has not heartbeated for 15 s yet
+    heartbeat.step()  # now it has, and c has not heartbeated in that window
+    assert (get(db, back).status, get(db, gone).status) == ("running", "failed")
+    assert str(get(db, gone).reason).startswith("controller c lost")
+
+
+def test_heartbeats_go_by_the_database_clock_on_postgresql(db: Database) -> None:
+    """A host whose clock is an hour off still writes a fresh heartbeat on PostgreSQL (the
+    database's clock); on SQLite (one box) the injected clock is the clock."""
+    skewed = FakeClock(utcnow() - timedelta(hours=1))
+    me = nodes.Membership(
+        db, skewed, nodes.Identity("skewed", host="h", pid=os.getpid()), db_clock=db.is_postgres
+    )
+    me.join()
+    assert me.beat()
+    with db.session() as session:
+        written = session.scalar(select(Node.last_heartbeat_at).where(Node.name == "skewed"))
+        listed = {v.name: v.state for v in nodes.listing(session, me.now(session))}
+    assert written is not None
+    if db.is_postgres:
+        assert abs(written - utcnow()) < timedelta(minutes=10)  # not an hour behind
+    else:
+        assert written == skewed.now()
+    assert listed == {"skewed": "alive"}

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -124,7 +125,8 @@ def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -
     class Preparer:
         settings = Settings()
 
-    prewarmer = Prewarmer(None, Preparer(), Recorder(), None, lead_s=5)  # type: ignore[arg-type]
+    lifecycle = SimpleNamespace(node="n1")  # only its node name is read here
+    prewarmer = Prewarmer(None, Preparer(), Recorder(), lifecycle, lead_s=5)  # type: ignore[arg-type]
     due = datetime(2026, 3, 4, 10, 5, tzinfo=UTC)
     warm = Warm(
         RunIdentity("r1", "prod", "d", "c"),
@@ -138,3 +140,18 @@ def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -
     assert released == []
     prewarmer._expire(due + timedelta(seconds=6))
     assert released == [(warm.run_dir, {"discard": True})] and prewarmer._warm == {}
+
+
+def test_each_node_keeps_its_own_prewarm_index_and_retention_sees_them_all(
+    tmp_path: Path,
+) -> None:
+    from dockyard.controller import prewarm
+
+    runs = tmp_path / "runs"
+    a, b = prewarm.index_dir(runs, "ctl-a"), prewarm.index_dir(runs, "ctl-b")
+    assert a != b and a.parent == b.parent  # one controller's recover never reads the other's
+    for index, run_id in ((a, "r-a"), (b, "r-b")):
+        index.mkdir(parents=True)
+        (index / run_id).touch()
+    (a.parent / "r-old").touch()  # left by a version without per-node indexes
+    assert sorted(prewarm.held_runs(runs)) == ["r-a", "r-b", "r-old"]

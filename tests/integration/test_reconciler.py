@@ -403,3 +403,48 @@ def test_sweep_reconciles_every_workspace_and_survives_a_broken_one(env: Env) ->
     assert env.changes == [NAME]
     with env.db.session() as session:
         assert workspaces.get(session, "broken").reconciled_sha is None
+
+
+def together(reconciler: Reconciler, barrier: Any, outcomes: list[Any]) -> None:
+    barrier.wait()
+    outcomes.append(reconciler.reconcile(NAME))
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_two_controllers_reconciling_one_new_head_together_apply_it_once(env: Env) -> None:
+    """Each controller has its own Reconciler (its process lock orders its own threads only):
+    on PostgreSQL the workspace row is locked in the write transaction, so of two reconciling
+    the same new HEAD at once exactly one applies it (one Deployed, one set of job writes)."""
+    import threading
+
+    heard: list[str] = []
+    other_events = Events()
+    other_events.subscribe(Deployed, lambda deployed: heard.append(deployed.workspace))
+    controllers = [env.reconciler, Reconciler(env.db, env.repos_dir, other_events)]
+    for round_, refs in enumerate(((HELLO,), (HELLO, AFTER_HELLO), (HELLO, SLEEPER))):
+        sha = env.deploy(*refs, code=f"x = {round_}\n".encode())
+        env.statements.seen.clear()
+        barrier = threading.Barrier(2)
+        outcomes: list[Any] = []
+        threads = [
+            threading.Thread(target=together, args=(r, barrier, outcomes)) for r in controllers
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(o.changed for o in outcomes) == [False, True]
+        assert {o.sha for o in outcomes} == {sha}
+        with env.db.session() as session:
+            applied = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Reconciliation)
+                .where(Reconciliation.sha == sha)
+            )
+        assert applied == 1
+        inserted = [
+            s for s in env.statements.job_writes() if s.lstrip().upper().startswith("INSERT")
+        ]
+        assert len(inserted) <= 1  # the new job of this round, written once
+    assert len(env.changes) + len(heard) == 3  # one Deployed per HEAD, across both
+    assert sorted(env.jobs()) == sorted([HELLO, AFTER_HELLO, SLEEPER])

@@ -148,7 +148,8 @@ def test_checkouts_of_old_deployments_go_the_current_one_stays(yard: Yard) -> No
     assert not bytecode.exists()
     assert bytecode.parent.exists()
     assert (current / "__deployment__.py").read_bytes() == b"x = 2\n"
-    assert os.listdir(old.parent) == [v2]  # nothing left aside
+    left = sorted(os.listdir(old.parent))
+    assert left == [f".{v2}.lock", v2]  # nothing left aside; the old one's lock file gone
 
 
 def test_a_checkout_used_recently_or_by_an_active_run_stays(yard: Yard) -> None:

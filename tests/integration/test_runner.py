@@ -393,3 +393,31 @@ def test_a_pending_run_another_server_is_claiming_is_skipped_not_waited_for(
         other.close()
     bench.tick()
     assert bench.run(first).status != "pending"
+
+
+def test_a_start_cut_short_by_a_database_outage_starts_again_once_it_is_back(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away while the run was being prepared (here: the preparation's
+    query raises what psycopg raises then). The run is not failed for it: once the database
+    answers, it goes back to `pending` and starts the ordinary way, once."""
+    from sqlalchemy.exc import OperationalError
+
+    real = bench.preparer.prepare
+    outage = [OperationalError("SELECT", {}, Exception("server closed the connection"))]
+
+    def prepare_during_outage(*args: object) -> object:
+        if outage:
+            raise outage.pop()
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench.preparer, "prepare", prepare_during_outage)
+    run_id = bench.trigger()
+    bench.tick()  # claimed; its preparation cut short
+    assert bench.run(run_id).status == "starting"
+    assert bench.fake.started() == []
+    bench.tick()  # requeued, claimed again, started
+    bench.tick()
+    run = bench.run(run_id)
+    assert (run.status, run.claim_epoch) == ("running", 2)
+    assert bench.fake.started() == [run_id]

@@ -60,3 +60,25 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names_say_what_to_set(name: str) -> None:
     with pytest.raises(InvalidInput, match="DOCKYARD_NODE_NAME"):
         nodes.check_name(name)
+
+
+def test_a_node_judges_others_only_after_heartbeating_continuously_for_lost_after() -> None:
+    lost_s = nodes.LOST_AFTER.total_seconds()
+    assert not nodes.may_judge(None, 100.0)  # never heartbeated (or the database is away)
+    since = nodes.connected_since(None, None, 100.0)  # the first beat (a start, a reconnect)
+    assert since == 100.0
+    assert not nodes.may_judge(since, 100.0 + lost_s - 0.1)
+    for beat in (105.0, 110.0, 115.0):  # beats every 5 s keep the window going
+        since = nodes.connected_since(since, beat - 5.0, beat)
+    assert since == 100.0
+    assert nodes.may_judge(since, 115.0)
+
+
+def test_a_gap_as_long_as_lost_after_between_beats_starts_the_window_again() -> None:
+    lost_s = nodes.LOST_AFTER.total_seconds()
+    # a beat, then the database away for 20 s (no beat), then a beat: others' heartbeats are
+    # as old as ours, so nobody is judged for another LOST_AFTER
+    since = nodes.connected_since(100.0, 195.0, 195.0 + lost_s + 5.0)
+    assert since == 195.0 + lost_s + 5.0
+    assert not nodes.may_judge(since, since + 1.0)
+    assert nodes.connected_since(100.0, 195.0, 195.0 + lost_s - 0.1) == 100.0

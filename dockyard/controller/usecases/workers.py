@@ -12,7 +12,7 @@ from dockyard.controller.usecases.access import Principal
 def list_workers(ctl: Controller, principal: Principal) -> list[dict[str, Any]]:
     principal.require("read")
     with ctl.db.session() as session:
-        found = nodes.listing(session, ctl.clock.now())
+        found = nodes.listing(session, ctl.membership.now(session))
     return [as_dict(view) for view in found]
 
 
