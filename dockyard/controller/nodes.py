@@ -226,12 +226,8 @@ class Membership:
         if self.incarnation is None or self.fenced:
             return False
         with self.db.session() as session:
-            result = session.execute(
-                update(Node)
-                .where(Node.name == self.name, Node.incarnation == self.incarnation)
-                .values(last_heartbeat_at=self.clock.now(), state=UP)
-            )
-        if not result.rowcount:  # type: ignore[attr-defined]
+            moved = beat(session, self.name, self.incarnation, self.clock.now())
+        if not moved:
             self.fenced = True
             log.error(
                 "another process took this node's name: this one holds nothing more",
@@ -250,6 +246,16 @@ class Membership:
                 .where(Node.name == self.name, Node.incarnation == self.incarnation)
                 .values(state=STOPPED)
             )
+
+
+def beat(session: Session, name: str, incarnation: int, now: datetime) -> bool:
+    """A node's heartbeat; False when a newer incarnation took the name."""
+    result = session.execute(
+        update(Node)
+        .where(Node.name == name, Node.incarnation == incarnation)
+        .values(last_heartbeat_at=now, state=UP)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # the runs of lost nodes -------------------------------------------------------------------
