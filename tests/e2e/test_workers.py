@@ -106,7 +106,7 @@ def holds(root: Path, needle: bytes) -> list[Path]:
 def test_a_worker_runs_a_batch_run_and_keeps_no_secret(
     yard: tuple[Server, Cli, Worker], tmp_path: Path
 ) -> None:
-    server, cli, worker = yard
+    _server, cli, worker = yard
     value = "sk-" + secrets.token_hex(16)
     ws = copy_workspace(WORKSPACES / "secretive", tmp_path / "ws")
     (ws / ".dlt" / "prod.secrets.toml").write_text(f'[sources.api]\nkey = "{value}"\n')
@@ -145,7 +145,7 @@ def wait_running_on_worker(cli: Cli, worker: Worker) -> dict[str, Any]:
 def test_a_killed_workers_run_fails_with_the_reason_and_is_not_run_again(
     yard: tuple[Server, Cli, Worker], tmp_path: Path
 ) -> None:
-    server, cli, worker = yard
+    _server, cli, worker = yard
     cli.run("deploy", cwd=napper_ws(tmp_path))
     cli.run("launch", "napper")
     run = wait_running_on_worker(cli, worker)
