@@ -176,3 +176,41 @@ def test_cancelling_a_run_on_a_worker_stops_it_through_the_heartbeat(
     assert any("SIGTERM on worker w1" in line for line in lines)
     run_dir = worker.data_dir / "runs" / run["run_id"]
     until("the worker cleaned up", lambda: not (run_dir / "dlt").exists())
+
+
+COUNTER = """
+
+@run.job(execute={"timeout": {"timeout": 600, "grace_period": 2}})
+def counter():
+    for i in range(120):
+        print(f"count {i}", flush=True)
+        time.sleep(0.1)
+"""
+
+
+def test_a_restarted_worker_adopts_its_run_and_ships_its_whole_log(
+    yard: tuple[Server, Cli, Worker], tmp_path: Path
+) -> None:
+    server, cli, worker = yard
+    ws = copy_workspace(WORKSPACES / "basic", tmp_path / "ws")
+    source = ws / "__deployment__.py"
+    text = source.read_text().replace('"tiny_api"]', '"tiny_api", "counter"]')
+    source.write_text(text + COUNTER)
+    cli.run("deploy", cwd=ws)
+    cli.run("launch", "counter")
+    run = wait_run(cli, "counter", 1, statuses=("running",), timeout=600)
+    log = worker.data_dir / "runs" / run["run_id"] / "log.jsonl"
+    until("the count began", lambda: log.exists() and "count 5" in log.read_text())
+    worker.kill()  # the agent only: the run's process keeps running
+    token = worker_token(server)
+    again = start_worker(server, token, tmp_path, "w1")
+    try:
+        ended = wait_run(cli, "counter", 1, timeout=300)
+        assert ended["status"] == "completed", ended
+        assert ended["holder"] == "w1"
+        lines = [ln["m"] for ln in cli.json("job-run", "counter", "1", "logs")["lines"]]
+        counted = [line for line in lines if line.startswith("count ")]
+        assert counted == [f"count {i}" for i in range(120)]  # whole, once, in order
+        assert not (log.parent / "dlt").exists()
+    finally:
+        again.stop()
