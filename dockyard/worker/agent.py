@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dockyard.controller import envs, logs
 from dockyard.controller.executors.base import Executor, RunPlan
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 WATCH_S = 0.3
 CLAIM_WAIT_S = 20.0
 SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,8 +384,20 @@ def make_executor(options: Options) -> Executor:
     """The executor runs use on this host, with its caches in the worker's data dir."""
     data = options.data_dir
     if options.executor == "docker":
-        from dockyard.controller.executors.docker.executor import DockerExecutor
-        from dockyard.settings import Settings
-
-        return DockerExecutor.from_settings(Settings(data_dir=data, public_url=options.server))
+        return _docker(options)
     return LocalExecutor(data / "envs", options.server, data / "pycache")
+
+
+def _docker(options: Options) -> Executor:
+    """The Docker executor with this worker's data dir and the `DOCKYARD_DOCKER_*` settings.
+    A container reaches the server at its URL; when that is this host's loopback (server and
+    worker on one machine) at the server's port on the containers' gateway instead, where the
+    server listens for beacons."""
+    from dockyard.controller.executors.docker.executor import DockerExecutor
+    from dockyard.settings import Settings
+
+    settings = Settings.from_env(data_dir=options.data_dir, public_url=options.server)
+    executor = DockerExecutor.from_settings(settings)
+    url = urlsplit(options.server)
+    executor.port = url.port if url.hostname in LOOPBACK_HOSTS else None
+    return executor

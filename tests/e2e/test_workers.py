@@ -33,6 +33,8 @@ from tests.conftest import (
     make_server,
     wait_run,
 )
+from tests.e2e.test_docker import BASE_IMAGE, CA, SKIP, containers
+from tests.e2e.test_docker import docker_engine as docker_engine  # the fixture
 from tests.e2e.test_nodes import node, until
 
 pytestmark = pytest.mark.slow
@@ -58,13 +60,17 @@ class Worker:
                 self.kill()
 
 
-def start_worker(server: Server, token: str, tmp: Path, name: str) -> Worker:
+def start_worker(
+    server: Server, token: str, tmp: Path, name: str, *more: str, **env: str
+) -> Worker:
     data = tmp / f"worker-{name}"
     log = tmp / f"worker-{name}.log"
     argv = [sys.executable, "-m", "dockyard", "worker", "--server", server.url]
-    argv += ["--token", token, "--name", name, "--data-dir", str(data), "--slots", "2"]
+    argv += ["--token", token, "--name", name, "--data-dir", str(data), "--slots", "2", *more]
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=base_env())
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**base_env(), **env}
+        )
     return Worker(name, data, log, proc)
 
 
@@ -214,3 +220,29 @@ def test_a_restarted_worker_adopts_its_run_and_ships_its_whole_log(
         assert not (log.parent / "dlt").exists()
     finally:
         again.stop()
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_a_worker_runs_a_batch_run_in_a_container(tmp_path: Path, cache_home: Path) -> None:
+    (tmp_path / "srv").mkdir()
+    server = make_server(tmp_path / "srv", DOCKYARD_EMBEDDED_RUNS="off").start()
+    env = {"DOCKYARD_DOCKER_BASE_IMAGE": BASE_IMAGE}
+    if os.path.exists(CA):
+        env["DOCKYARD_DOCKER_CA_BUNDLE"] = CA
+    worker = start_worker(
+        server, worker_token(server), tmp_path, "dw", "--executor", "docker", **env
+    )
+    cli = Cli(server, cache_home, tmp_path / "config", "containers")
+    try:
+        cli.run("deploy", *SKIP, cwd=copy_workspace(WORKSPACES / "containers", tmp_path / "c"))
+        cli.run("launch", "hello")
+        run = wait_run(cli, "hello", timeout=900)
+        assert run["status"] == "completed", run
+        assert run["holder"] == "dw"
+        assert run["result"]["result"] == {"greeting": "hello from prod in a container"}
+        lines = [ln["m"] for ln in cli.json("job-run", "hello", "logs")["lines"]]
+        assert "cwd /workspace" in lines and "to stderr" in lines
+        assert containers(run["run_id"]) == []
+    finally:
+        worker.stop()
+        server.stop()
