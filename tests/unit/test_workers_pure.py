@@ -65,3 +65,16 @@ def test_run_state_files_round_trip_and_are_forgotten(tmp_path: Path) -> None:
     assert states.load_all() == [one]
     states.forget("r1")
     assert states.load_all() == []
+
+
+def test_embedded_runs_is_on_unless_the_environment_says_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dockyard.settings import Settings
+
+    assert Settings.from_env().embedded_runs is True
+    monkeypatch.setenv("DOCKYARD_EMBEDDED_RUNS", "off")
+    assert Settings.from_env().embedded_runs is False
+    monkeypatch.setenv("DOCKYARD_EMBEDDED_RUNS", "maybe")
+    with pytest.raises(ValueError, match="neither on nor off"):
+        Settings.from_env()
