@@ -320,9 +320,7 @@ class WorkerSide:
             expected = _read_offset(run_dir)
             part = new_part(expected, offset, data)
             if part:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                with logs.path(run_dir).open("ab") as f:
-                    f.write(part)
+                logs.append_lines(run_dir, part)
                 expected += len(part)
                 _write_offset(run_dir, expected)
         return expected

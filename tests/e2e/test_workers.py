@@ -145,6 +145,7 @@ def wait_running_on_worker(cli: Cli, worker: Worker) -> dict[str, Any]:
     assert run["holder"] == worker.name
     log = worker.data_dir / "runs" / run["run_id"] / "log.jsonl"
     until("the nap began", lambda: log.exists() and "nap 3" in log.read_text())
+    assert node(cli, worker.name)["slots_in_use"] == 1
     return run
 
 
