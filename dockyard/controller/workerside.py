@@ -42,6 +42,7 @@ from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
 log = logging.getLogger(__name__)
 S = RunStatus
 MAX_WAIT_S = 20.0
+UNKNOWN_AFTER = timedelta(seconds=30)  # a claimed run a worker's heartbeats never listed
 OFFSET_FILE = "worker.offset"  # beside the run's log: how many bytes of the worker's log it has
 _log_lock = threading.Lock()
 
@@ -85,6 +86,18 @@ def stop_for(
     if now >= stop_requested_at + timedelta(seconds=grace_s):
         return Stop(run_id, "KILL", stop_reason or "cancel", False)
     return None
+
+
+def unknown(held: Sequence[Run], reported: set[str], now: datetime) -> list[Run]:
+    """The held runs a worker's heartbeat leaves out although they were claimed more than
+    `UNKNOWN_AFTER` ago (its heartbeats list every run it knows from the moment it gets one)."""
+    return [
+        run
+        for run in held
+        if run.id not in reported
+        and run.claimed_at is not None
+        and now - run.claimed_at > UNKNOWN_AFTER
+    ]
 
 
 def new_part(expected: int, offset: int, data: bytes) -> bytes:
@@ -175,10 +188,25 @@ class WorkerSide:
                     " grace period",
                 )
         given_up = [rid for rid, epoch in running if epochs.get(rid) != epoch]
+        self._end_unknown(name, held, {rid for rid, _ in running}, now)
         return {
             "stop": [{"run_id": s.run_id, "signal": s.signal, "reason": s.reason} for s in stops],
             "given_up": given_up,
         }
+
+    def _end_unknown(self, name: str, held: list[Run], reported: set[str], now: datetime) -> None:
+        """Runs this worker holds but has not reported for `UNKNOWN_AFTER` since their claim
+        (the claim's answer never reached it, or it lost its data dir) end `failed`: never
+        requeued, as a process of theirs may exist somewhere."""
+        for run in unknown(held, reported, now):
+            reason = f"worker {name} does not know this run (its claim never reached it)"
+            claim = Claim(name, run.claim_epoch)
+            ended = run_end.end(
+                self.db, self.lifecycle, now, run.id, list(LAUNCHED), S.FAILED,
+                lost=True, claim=claim, reason=reason,
+            )  # fmt: skip
+            if ended:
+                logs.system(self.preparer.run_dir(run.id), f"run failed: {reason}")
 
     # claims -------------------------------------------------------------------------------
     def claim(

@@ -201,3 +201,25 @@ def test_the_heartbeat_hands_out_stops_and_given_up_runs(
     old = {"run_id": run_id, "epoch": given["epoch"] - 1}
     assert beat([old]).json()["given_up"] == [run_id]
     assert beat([mine], incarnation + 1).status_code == 409
+
+
+def test_a_claimed_run_the_worker_never_reports_ends_failed_not_requeued(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    """The claim's answer never reached the worker (or it lost its data dir): after 30 s of
+    heartbeats without the run, it ends `failed`; nobody starts it a second time."""
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    run_id = yard.trigger()
+    claim(app, worker_token, incarnation)
+    body = {"name": "w1", "incarnation": incarnation, "running": []}
+    app.post("/api/v1/worker/heartbeat", json=body, headers=as_(worker_token))
+    assert yard.run(run_id).status == "starting"  # just claimed: maybe still on its way
+    yard.clock.advance(31)
+    app.post("/api/v1/worker/heartbeat", json=body, headers=as_(worker_token))
+    run = yard.run(run_id)
+    assert (run.status, run.reason) == (
+        "failed",
+        "worker w1 does not know this run (its claim never reached it)",
+    )
+    assert claim(app, worker_token, incarnation) == []
