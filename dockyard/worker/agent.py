@@ -346,34 +346,45 @@ class Agent:
     def _report_exit(
         self, held: Held, returncode: int | None, signum: int | None, error: str | None
     ) -> None:
+        """Ship the rest of the log, then the exit; retried while the server is away (a
+        worker stopping meanwhile keeps the run's state: its restart reports the exit)."""
         if held.done:
             return
         held.done = True
-        try:
-            self.ship(held)
-            self.client.post(
-                f"/runs/{held.state.run_id}/exit",
-                {
-                    "name": self.options.name,
-                    "epoch": held.state.epoch,
-                    "returncode": returncode,
-                    "signal": signum,
-                    "error": error,
-                    "code_roots": held.code_roots,
-                },
-            )
-        except Refused as exc:  # given up on meanwhile: nothing more to report
-            log.warning(exc.message, extra={"action": "worker_exit"})
-        finally:
-            with self._lock:
-                self.held.pop(held.state.run_id, None)
-            self._cleanup(held)
+        body = {
+            "name": self.options.name,
+            "epoch": held.state.epoch,
+            "returncode": returncode,
+            "signal": signum,
+            "error": error,
+            "code_roots": held.code_roots,
+        }
+        while True:
+            try:
+                self.ship(held)
+                self.client.post(f"/runs/{held.state.run_id}/exit", body)
+                break
+            except Refused as exc:  # given up on meanwhile: nothing more to report
+                log.warning(exc.message, extra={"action": "worker_exit"})
+                break
+            except DockyardError as exc:
+                log.warning(exc.message, extra={"action": "worker_exit"})
+                if self.stopping.wait(1.0):
+                    _remove_config(held.run_dir)  # the state stays: a restart reports it
+                    return
+        with self._lock:
+            self.held.pop(held.state.run_id, None)
+        self._cleanup(held)
 
     def _cleanup(self, held: Held) -> None:
         """The decrypted configuration and the job's scratch folder go; the state too."""
-        shutil.rmtree(held.run_dir / rundir.SETTINGS, ignore_errors=True)
-        shutil.rmtree(held.run_dir / rundir.JOB, ignore_errors=True)
+        _remove_config(held.run_dir)
         self.states.forget(held.state.run_id)
+
+
+def _remove_config(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / rundir.SETTINGS, ignore_errors=True)
+    shutil.rmtree(run_dir / rundir.JOB, ignore_errors=True)
 
 
 def _fields(state: st.RunState) -> dict[str, Any]:
