@@ -160,7 +160,10 @@ class Agent:
                 log.warning(exc.message, extra={"action": "worker_heartbeat"})
 
     def beat(self) -> None:
-        running = [{"run_id": h.state.run_id, "epoch": h.state.epoch} for h in self._snapshot()]
+        with self._lock:  # every run it holds, up to its reported exit
+            running = [
+                {"run_id": h.state.run_id, "epoch": h.state.epoch} for h in self.held.values()
+            ]
         answer = self.client.post(
             "/heartbeat",
             {"name": self.options.name, "incarnation": self.incarnation, "running": running},
