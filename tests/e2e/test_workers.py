@@ -6,7 +6,12 @@ worker process (worker token, its own data dir, loopback only) running real dlt 
   configuration and no secret value is left anywhere in the worker's data dir;
 - SIGKILL the worker and its run's processes: the server ends the run `failed` with "worker
   W lost (last heartbeat …)" and never runs it again;
-- cancel a run on a worker: the heartbeat's stop list ends it `cancelled`.
+- cancel a run on a worker: the heartbeat's stop list ends it `cancelled`;
+- SIGKILL the agent only and start it again: it adopts its run, which completes with its
+  whole log shipped once;
+- freeze the agent past 15 s (a partition): the run ends as lost; thawed, the worker kills
+  the run's process and the run stays as the server ended it;
+- `--executor docker`: the run goes to a container on the worker.
 
 No timed assertion: every wait has a generous deadline."""
 
@@ -247,3 +252,36 @@ def test_a_worker_runs_a_batch_run_in_a_container(tmp_path: Path, cache_home: Pa
     finally:
         worker.stop()
         server.stop()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_partitioned_worker_that_comes_back_kills_the_run_given_up_on(
+    yard: tuple[Server, Cli, Worker], tmp_path: Path
+) -> None:
+    """The agent frozen (SIGSTOP) past 15 s stands for a partition: the server ends its run
+    as lost; thawed, the worker learns the run was given up on and kills its process; the run
+    stays as the server ended it."""
+    _server, cli, worker = yard
+    cli.run("deploy", cwd=napper_ws(tmp_path))
+    cli.run("launch", "napper")
+    run = wait_running_on_worker(cli, worker)
+    run_dir = worker.data_dir / "runs" / run["run_id"]
+    proc = json.loads((run_dir / "proc.json").read_text())
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        ended = wait_run(cli, "napper", 1, timeout=120)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    assert ended["status"] == "failed" and ended["reason"].startswith("worker w1 lost")
+    until("the given-up run's process is gone", lambda: not group_alive(proc["pgid"]))
+    until("its configuration is gone", lambda: not (run_dir / "dlt").exists())
+    again = wait_run(cli, "napper", 1)
+    assert (again["status"], again["reason"]) == ("failed", ended["reason"])
+    assert node(cli, "w1")["state"] == "alive"
