@@ -99,6 +99,9 @@ class Settings:
     # server adopts the runs it held; two live servers on one database need different names
     node_name: str = field(default_factory=socket.gethostname)
     start_loops: bool = True
+    # whether this server's own runner claims batch runs (off: only `dockyard worker` hosts
+    # run them; interactive runs stay here either way)
+    embedded_runs: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -159,6 +162,16 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _on_off(value: str) -> bool:
+    """`on` or `off` (also true/false, 1/0, yes/no)."""
+    word = value.strip().lower()
+    if word in ("on", "true", "1", "yes"):
+        return True
+    if word in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is neither on nor off")
+
+
 def _seconds(value: str) -> tuple[float, ...]:
     """A comma-separated list of seconds (`30,120,600`)."""
     return tuple(float(part) for part in _split(value))
@@ -213,5 +226,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_LEASE_TTL": ("lease_ttl_s", float),
     "DOCKYARD_LEASE_RENEW": ("lease_renew_s", float),
     "DOCKYARD_NODE_NAME": ("node_name", str),
+    "DOCKYARD_EMBEDDED_RUNS": ("embedded_runs", _on_off),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

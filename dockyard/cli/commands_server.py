@@ -1,5 +1,6 @@
 """`dockyard server`, `login`, `logout`, `token …`."""
 
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -54,6 +55,12 @@ def register(cli: click.Group) -> None:
     help="Base image for run images; {python} stands for the deployment's Python version"
     " (default python:{python}-slim, or DOCKYARD_DOCKER_BASE_IMAGE).",
 )
+@click.option(
+    "--no-embedded-runs",
+    is_flag=True,
+    help="This server runs no batch runs itself: `dockyard worker` hosts take them"
+    " (DOCKYARD_EMBEDDED_RUNS=off); apps still run here.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def server(
     data_dir: str | None,
@@ -62,6 +69,7 @@ def server(
     port: int | None,
     executor: str | None,
     docker_base_image: str | None,
+    no_embedded_runs: bool,
     log_level: str,
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
@@ -83,6 +91,8 @@ def server(
         executor=executor,
         docker_base_image=docker_base_image,
     )
+    if no_embedded_runs:
+        settings = dataclasses.replace(settings, embedded_runs=False)
     apps = app_origins.check(settings)  # a bad DOCKYARD_APPS_DOMAIN: refused before anything
     ctl = Controller(settings)
     if settings.start_loops:
@@ -274,7 +284,10 @@ def token() -> None:
 @token.command("create")
 @click.argument("name")
 @click.option(
-    "--role", type=click.Choice(["read", "deploy", "admin"]), default="deploy", show_default=True
+    "--role",
+    type=click.Choice(["read", "deploy", "admin", "worker"]),
+    default="deploy",
+    show_default=True,
 )
 @click.option("-w", "--workspace", default=None, help="Limit the token to one workspace.")
 @output.output_option

@@ -42,6 +42,7 @@ from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
+from dockyard.controller.workerside import WorkerSide
 from dockyard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ class Controller:
             bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
         )
         self.runner.fenced = lambda: self.membership.fenced
+        self.runner.batch_runs = settings.embedded_runs
+        # `dockyard worker` hosts: their registration, heartbeats, claims and runs over HTTP
+        self.workers = WorkerSide(
+            self.db,
+            self.clock,
+            self.lifecycle,
+            self.preparer,
+            self.beacon_secret,
+            settings.base_url,
+            db_clock=self.membership.db_clock,
+        )
         self.runner.others_alive = self._others_alive
         self.heartbeat = nodes.Heartbeat(self.membership, self.lifecycle, self.preparer.run_dir)
         self._given_up_since: datetime | None = None
@@ -158,7 +170,7 @@ class Controller:
         self.leases.guard(leases.RETENTION).on_acquired(self.retention.wake)
 
     def _crossing(self) -> notify.Crossing:
-        run_loop, scheduler = [self.runner.wake], [self.scheduler.wake]
+        run_loop, scheduler = [self.runner.wake, self.workers.wake], [self.scheduler.wake]
         crossing = notify.Crossing(
             self.db.engine,
             {

@@ -2,6 +2,8 @@
 
 Roles: `admin` (everything, including tokens and new workspaces), `deploy` (push, trigger,
 cancel), `read` (list, info, logs, clone). A token may be limited to one workspace.
+`worker` is outside that ladder: a `dockyard worker` host's token may call only
+`/api/v1/worker/*` and fetch workspace code over git (never push, never any other endpoint).
 
 `DOCKYARD_ADMIN_TOKEN` is stored like any token, marked as coming from the environment; the
 server starting with another value revokes the one it replaces, so changing the variable is
@@ -28,6 +30,12 @@ from dockyard.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 ROLES = ("read", "deploy", "admin")
+WORKER = "worker"
+TOKEN_ROLES = (*ROLES, WORKER)
+WORKER_ONLY = (
+    "a worker token may only call /api/v1/worker/* and fetch code; use a read, deploy or"
+    " admin token for this"
+)
 TOKEN_PREFIX = "dy_"  # noqa: S105 (a prefix, not a secret)
 FROM_ENV = "env"
 FROM_GITHUB_OIDC = "github-oidc"
@@ -43,10 +51,20 @@ class Principal:
     workspace_id: int | None
 
     def require(self, role: str, workspace_id: int | None = None) -> None:
+        if self.role == WORKER:
+            raise Forbidden(WORKER_ONLY)
         if ROLES.index(self.role) < ROLES.index(role):
             raise Forbidden(f"this token has role {self.role!r}; the action needs {role!r}")
         if self.workspace_id is not None and workspace_id != self.workspace_id:
             raise Forbidden("this token is limited to another workspace")
+
+    def require_worker(self) -> None:
+        """The `/api/v1/worker/*` endpoints: worker tokens only."""
+        if self.role != WORKER:
+            raise Forbidden(
+                f"this token has role {self.role!r}; the worker API needs a worker token"
+                " (`dockyard token create NAME --role worker`)"
+            )
 
 
 def new_token() -> str:
@@ -82,8 +100,10 @@ def create(
     source: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, Token]:
-    if role not in ROLES:
-        raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    if role not in TOKEN_ROLES:
+        raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(TOKEN_ROLES)}")
+    if role == WORKER and workspace is not None:
+        raise InvalidInput("a worker token serves every workspace: leave out --workspace")
     clear = new_token()
     row = Token(
         name=name,

@@ -51,6 +51,14 @@ def append(run_dir: Path, stream: str, text: str, at: str | None) -> None:
         f.write(line + "\n")
 
 
+def append_lines(run_dir: Path, data: bytes) -> None:
+    """Append complete lines as they are (a worker's shipped log), never interleaved with a
+    line written here at the same time."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _write_lock, path(run_dir).open("ab") as f:
+        f.write(data)
+
+
 def last_time(run_dir: Path, stream: str) -> str | None:
     """The timestamp of the stream's last line (where a re-attached log reader resumes),
     read backwards from the end."""

@@ -257,12 +257,8 @@ class Membership:
         if self.incarnation is None or self.fenced:
             return False
         with self.db.session() as session:
-            result = session.execute(
-                update(Node)
-                .where(Node.name == self.name, Node.incarnation == self.incarnation)
-                .values(last_heartbeat_at=self.now(session), state=UP)
-            )
-        if not result.rowcount:  # type: ignore[attr-defined]
+            moved = beat(session, self.name, self.incarnation, self.now(session))
+        if not moved:
             self.fenced = True
             log.error(
                 "another process took this node's name: this one holds nothing more",
@@ -288,6 +284,16 @@ def database_now(session: Session) -> datetime:
     value = session.scalar(select(func.clock_timestamp()))
     assert isinstance(value, datetime)
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def beat(session: Session, name: str, incarnation: int, now: datetime) -> bool:
+    """A node's heartbeat; False when a newer incarnation took the name."""
+    result = session.execute(
+        update(Node)
+        .where(Node.name == name, Node.incarnation == incarnation)
+        .values(last_heartbeat_at=now, state=UP)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # the runs of lost nodes -------------------------------------------------------------------

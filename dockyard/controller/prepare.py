@@ -295,19 +295,36 @@ class Preparer:
         _write_private(settings_dir / ANONYMOUS_ID, _anonymous_id(repo).encode())
         if sha is None:
             return settings_dir
-        files = gitstore.config_files(repo, sha)
         try:
-            opened, redact = crypto.open_files(
-                {f"config/{n}": d for n, d in files.items()}, identities
-            )
+            files = configuration(repo, sha, identities)
         except DockyardError:
             _cleanup(run_dir)
             raise
-        for name, data in opened.items():
-            _write_private(settings_dir / name.removeprefix("config/"), data)
-        if redact:
-            _write_private(settings_dir / logs.REDACT_FILE, json.dumps(redact).encode())
+        for name, data in files.items():
+            _write_private(settings_dir / name, data)
         return settings_dir
+
+    def worker_configuration(self, ws: Workspace, sha: str | None) -> dict[str, bytes]:
+        """What `write_settings` would write, as files (name → bytes) for a worker host to
+        write into its run's own `.dlt` folder: never stored here."""
+        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
+        files = {".workspace": b"", ANONYMOUS_ID: _anonymous_id(repo).encode()}
+        if sha is not None:
+            files.update(configuration(repo, sha, lambda: self._identities(ws)))
+        return files
+
+
+def configuration(
+    repo: pygit2.Repository, sha: str, identities: Callable[[], Mapping[str, str]]
+) -> dict[str, bytes]:
+    """The configuration files at `sha`, secrets decrypted, plus the redaction list (the
+    values a run's log must hide) when there are secrets: name → bytes."""
+    files = gitstore.config_files(repo, sha)
+    opened, redact = crypto.open_files({f"config/{n}": d for n, d in files.items()}, identities)
+    found = {name.removeprefix("config/"): data for name, data in opened.items()}
+    if redact:
+        found[logs.REDACT_FILE] = json.dumps(redact).encode()
+    return found
 
 
 # dlt's telemetry keeps an anonymous id in its global folder, which in a run is the run's own

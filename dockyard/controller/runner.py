@@ -20,15 +20,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import failure, logs, prewarm, runlinks, runs
-from dockyard.controller.alerts import kinds as alert_kinds
+from dockyard.controller import logs, prewarm, run_end, runlinks, runs
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.lifecycle import (
     ACTIVE,
@@ -41,9 +39,7 @@ from dockyard.controller.lifecycle import (
     RunRequeued,
     RunStatus,
     StopRequested,
-    outcome,
 )
-from dockyard.controller.lifecycle import writer as lifecycle_writer
 from dockyard.controller.lifecycle.decisions import SERVER_STOPPED
 from dockyard.controller.loop import Loop, is_outage
 from dockyard.controller.prepare import Preparer, launch_args
@@ -95,6 +91,9 @@ class Runner(Loop):
         self.fenced: Callable[[], bool] = lambda: False
         # whether another controller is alive (a stopping one leaves pending apps to it)
         self.others_alive: Callable[[], bool] = lambda: False
+        # whether this server runs batch runs too (`DOCKYARD_EMBEDDED_RUNS`); off: workers
+        # take every batch run, interactive ones still run here
+        self.batch_runs = True
         executor.on_exit(self.wake)
         events = lifecycle.events
         events.subscribe(RunCreated, lambda _event: self.wake())
@@ -278,12 +277,12 @@ class Runner(Loop):
         with self.db.session() as session:
             # rows another server is claiming right now are skipped, not waited for (PostgreSQL;
             # nothing on SQLite); the guarded update in `claim` keeps a claim once either way
+            query = select(Run.id).where(Run.status == S.PENDING)
+            if not self.batch_runs:  # workers take batch runs; apps stay on controllers
+                query = query.join(Job, Job.id == Run.job_id).where(Job.job_type == "interactive")
             pending = list(
                 session.scalars(
-                    select(Run.id)
-                    .where(Run.status == S.PENDING)
-                    .order_by(Run.created_at)
-                    .with_for_update(skip_locked=True)
+                    query.order_by(Run.created_at).with_for_update(skip_locked=True, of=Run)
                 )
             )
             claims = {rid: self.lifecycle.claim(session, rid, now, self.node) for rid in pending}
@@ -444,23 +443,12 @@ class Runner(Loop):
         claim: Claim | None = None,
         **values: Any,
     ) -> bool:
-        """End a run through the lifecycle (interval ledger, refresh, follow-ups, alerts) in
-        one transaction, from the status it is in now; False when it had already ended (or,
-        with `claim`, is no longer held at that claim)."""
-        with self.db.session() as session:
-            run = session.get(Run, run_id)
-            if run is None or run.status not in expected:
-                return False
-            follow_ups = self.lifecycle.end(
-                session, run, [run.status], status, self.clock.now(), lost, claim, **values
-            )
-        if follow_ups is None:
-            if claim is not None:
-                lifecycle_writer.refused(run_id, claim, "finish")
-            return False
-        if follow_ups:
-            crashpoints.reached("follow_up_created")  # committed with the upstream's end
-        return True
+        """`run_end.end` now (False when it had already ended, or is no longer held at
+        `claim`)."""
+        now = self.clock.now()
+        return run_end.end(
+            self.db, self.lifecycle, now, run_id, expected, status, lost, claim, **values
+        )
 
     # stop and finish --------------------------------------------------------------------
     def _enforce(self, run: Run, now: datetime) -> None:
@@ -488,36 +476,21 @@ class Runner(Loop):
     def _finish(self, run: Run, exit_status: ExitStatus, now: datetime) -> None:
         crashpoints.reached("run_finished")  # the process ended, nothing recorded yet
         run_dir = self.preparer.run_dir(run.id)
-        raised = self._raised(run, run_dir) if exit_status.returncode else None
-        status, reason = outcome(
-            run.stop_reason, exit_status, run.timeout_s, raised.reason if raised else None
+        status = run_end.finish(
+            self.db, self.lifecycle, now, run, exit_status, run_dir, self._roots(run), _claim(run)
         )
-        logs.system(run_dir, f"run {status}" + (f": {reason}" if reason else ""))
-        moved = self._end(
-            run.id,
-            list(LAUNCHED),
-            status,
-            lost=alert_kinds.lost_exit(exit_status.error),
-            claim=_claim(run),
-            reason=reason,
-            exit_code=exit_status.returncode,
-            signal=exit_status.signal,
-            traceback=raised.traceback if raised and status is S.FAILED else None,
-        )
-        if moved:
+        if status is not None:
             self.preparer.cleanup(run.id)
             log.info(
                 "run finished", extra={"action": "finish_run", "run_id": run.id, "status": status}
             )
 
-    def _raised(self, run: Run, run_dir: Path) -> failure.Failure | None:
-        """The exception a job that exited non-zero ended with, from the end of its stderr
-        (read before the run's folder can be emptied)."""
+    def _roots(self, run: Run) -> list[str]:
+        """Where the run's code ran from (a traceback names files under one of them)."""
         with self.db.session() as session:
             ws = session.get(Workspace, run.workspace_id)
             name = ws.name if ws is not None else ""
-        roots = self.preparer.code_roots(name, run.deployment_version)
-        return failure.explain(logs.stream_tail(run_dir, "err"), roots)
+        return self.preparer.code_roots(name, run.deployment_version)
 
     # server shutdown --------------------------------------------------------------------
     def stop_apps(self, poll_s: float = 0.2) -> list[str]:

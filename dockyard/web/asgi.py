@@ -29,6 +29,7 @@ from dockyard.web import (
     api_alerts,
     api_apps,
     api_github_oidc,
+    api_worker,
     api_workers,
     app_host,
     app_sessions,
@@ -108,6 +109,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(api_github_oidc.router)
     app.include_router(api_alerts.router)
     app.include_router(api_workers.router)
+    app.include_router(api_worker.router)
     app.include_router(api.beacon_router)
     app.include_router(git_http.router)
     app.include_router(github_receiver.router)

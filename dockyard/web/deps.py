@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from dockyard.controller import auth
 from dockyard.controller.assembly import Controller
+from dockyard.errors import Forbidden
 from dockyard.web import api_models
 
 MAX_INT = 2**63 - 1
@@ -65,7 +66,22 @@ def token_from(request: Request) -> str | None:
     return None
 
 
+WORKER_API = "/api/v1/worker/"
+
+
 def principal(request: Request) -> auth.Principal:
+    """The caller; a worker token is refused everywhere but the worker API (and git fetch,
+    `web/git_http.py`), whatever role a route asks for."""
     ctl = controller(request)
     with ctl.db.session() as session:
-        return auth.authenticate(session, token_from(request))
+        found = auth.authenticate(session, token_from(request))
+    if found.role == auth.WORKER and not request.url.path.startswith(WORKER_API):
+        raise Forbidden(auth.WORKER_ONLY)
+    return found
+
+
+def worker(request: Request) -> auth.Principal:
+    """The caller of `/api/v1/worker/*`: a worker token only."""
+    found = principal(request)
+    found.require_worker()
+    return found

@@ -32,7 +32,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from dockyard.controller import auth, gitstore, isolation, workspaces
-from dockyard.errors import DockyardError, InvalidInput, NotFound, Unauthorized
+from dockyard.errors import DockyardError, Forbidden, InvalidInput, NotFound, Unauthorized
 from dockyard.web.deps import controller, token_from
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,10 @@ def _authorize(ctl: object, request: Request, name: str, role: str) -> auth.Prin
     assert isinstance(ctl, Controller)
     with ctl.db.session() as session:
         principal = auth.authenticate(session, token_from(request))
+        if principal.role == auth.WORKER:  # a worker host fetches any workspace's code
+            if role != "read":
+                raise Forbidden(auth.WORKER_ONLY)
+            return principal
         try:
             if not workspaces.NAME_RE.match(name):
                 raise NotFound(f"no workspace {name!r} on this server")

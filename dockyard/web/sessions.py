@@ -57,6 +57,8 @@ def login(ctl: Controller, token: str) -> str:
     """Check an API token and return the cookie value for its session."""
     with ctl.db.session() as session:
         principal = auth.authenticate(session, token.strip())
+    if principal.role == auth.WORKER:  # a worker host's token opens no dashboard
+        raise Forbidden(auth.WORKER_ONLY)
     payload = f"{principal.token_id}.{int(time.time())}"
     return f"{payload}.{_sign(_key(ctl), payload)}"
 

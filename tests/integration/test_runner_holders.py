@@ -66,3 +66,16 @@ def test_a_run_given_up_on_stays_failed_when_its_old_holder_sees_it_exit(bench: 
     bench.tick()
     run = bench.run(run_id)
     assert (run.status, run.reason, run.exit_code) == ("failed", reason, None)  # the sweep's end
+
+
+def test_with_embedded_runs_off_the_runner_leaves_batch_runs_to_workers(bench: Bench) -> None:
+    """`DOCKYARD_EMBEDDED_RUNS=off`: batch runs wait for a worker; apps still run here."""
+    bench.runner.batch_runs = False
+    batch, app = bench.trigger("hello"), bench.trigger("tiny_api")
+    bench.tick()
+    assert bench.fake.started() == [app]
+    run = bench.run(batch)
+    assert (run.status, run.holder) == ("pending", None)
+    bench.runner.batch_runs = True  # on again: the runner takes it
+    bench.tick()
+    assert bench.run(batch).holder == bench.runner.node

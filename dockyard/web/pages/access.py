@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from dockyard.controller import usecases
-from dockyard.errors import Unauthorized
+from dockyard.errors import Forbidden, Unauthorized
 from dockyard.web import origins, sessions
 from dockyard.web.pages import render
 from dockyard.web.pages.render import Form, Who
@@ -69,6 +69,8 @@ def login(request: Request, form: Form) -> Response:
         cookie = sessions.login(render.controller(request), form.get("token", ""))
     except Unauthorized as exc:
         return _login_form(request, next_url, exc.message, status=401)
+    except Forbidden as exc:  # a worker token opens no dashboard
+        return _login_form(request, next_url, exc.message, status=403)
     response = RedirectResponse(next_url, status_code=303)
     sessions.set_cookie(response, request, cookie)
     return response

@@ -84,7 +84,7 @@ class Page:
 
     @property
     def can_deploy(self) -> bool:
-        return self.principal is not None and auth.ROLES.index(self.principal.role) >= 1
+        return self.principal is not None and self.principal.role in auth.ROLES[1:]
 
     @property
     def is_admin(self) -> bool:

@@ -1,0 +1,447 @@
+"""The server's side of `dockyard worker`: hosts that run batch runs and talk to the server
+over HTTP only (never to the database; `web/api_worker.py` is the thin shell in front).
+
+A worker registers as a node (kind `worker`, the take-over rules of `nodes.Membership`),
+heartbeats, and claims pending batch runs with the same guarded write the embedded runner
+uses (`Lifecycle.claim`, holder = the worker's name). Every later write for a run — started,
+log, exit, the stop a heartbeat hands out — is guarded by that claim (holder and epoch): a
+worker that was given up on (lost, then back) finds them refused (409) and must kill what it
+still runs. Interactive runs never go to a worker: apps are proxied over the controller's
+loopback.
+"""
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.clock import Clock
+from dockyard.controller import beacon, envs, logs, nodes, run_end, runlinks, runs
+from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus
+from dockyard.controller.lifecycle import (
+    LAUNCHED,
+    Claim,
+    Lifecycle,
+    RunCreated,
+    RunRequeued,
+    RunStatus,
+)
+from dockyard.controller.prepare import Preparer, launch_args
+from dockyard.controller.store.db import Database
+from dockyard.controller.store.models import Job, Node, Run, Workspace
+from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+S = RunStatus
+MAX_WAIT_S = 20.0
+UNKNOWN_AFTER = timedelta(seconds=30)  # a claimed run a worker's heartbeats never listed
+OFFSET_FILE = "worker.offset"  # beside the run's log: how many bytes of the worker's log it has
+_log_lock = threading.Lock()
+
+
+class LogGap(Conflict):
+    """A log shipment starts past what the server has: resend from `expected`."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(
+            f"this run's log is here up to byte {expected}; resend from there", code="log_gap"
+        )
+        self.expected = expected
+
+
+# pure rules -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Stop:
+    run_id: str
+    signal: str  # TERM | KILL
+    reason: str
+    record: bool  # the SIGTERM is new: the grace runs from now (`lifecycle.signalled`)
+
+
+def stop_for(
+    run_id: str,
+    status: str,
+    stop_reason: str | None,
+    stop_requested_at: datetime | None,
+    deadline_at: datetime | None,
+    grace_s: float,
+    now: datetime,
+) -> Stop | None:
+    """What a worker must do to a run it holds: SIGTERM when it is cancelling or past its
+    deadline, SIGKILL once the grace after that SIGTERM is over, else nothing."""
+    if stop_requested_at is None:
+        if status == S.CANCELLING:
+            return Stop(run_id, "TERM", stop_reason or "cancel", True)
+        if deadline_at is not None and now >= deadline_at:
+            return Stop(run_id, "TERM", "timeout", True)
+        return None
+    if now >= stop_requested_at + timedelta(seconds=grace_s):
+        return Stop(run_id, "KILL", stop_reason or "cancel", False)
+    return None
+
+
+def unknown(held: Sequence[Run], reported: set[str], now: datetime) -> list[Run]:
+    """The held runs a worker's heartbeat leaves out although they were claimed more than
+    `UNKNOWN_AFTER` ago (its heartbeats list every run it knows from the moment it gets one)."""
+    return [
+        run
+        for run in held
+        if run.id not in reported
+        and run.claimed_at is not None
+        and now - run.claimed_at > UNKNOWN_AFTER
+    ]
+
+
+def new_part(expected: int, offset: int, data: bytes) -> bytes:
+    """The bytes of a log shipment the server does not have yet (empty: a resend of bytes it
+    has). LogGap when the shipment starts past `expected`."""
+    if offset > expected:
+        raise LogGap(expected)
+    return data[expected - offset :]
+
+
+# the service ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Registration:
+    name: str
+    pool: str
+    labels: dict[str, str]
+    executor: str
+    slots: int
+    host: str
+    pid: int
+
+
+class WorkerSide:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        preparer: Preparer,
+        beacon_secret: bytes,
+        base_url: str,
+        db_clock: bool = False,
+    ) -> None:
+        self.db = db
+        self.db_clock = db_clock  # heartbeats stamped by the database's clock, as controllers
+        self.clock = clock
+        self.lifecycle = lifecycle
+        self.preparer = preparer
+        self.beacon_secret = beacon_secret
+        self.base_url = base_url
+        self._changed = threading.Condition()
+        self._generation = 0
+        lifecycle.events.subscribe(RunCreated, lambda _event: self.wake())
+        lifecycle.events.subscribe(RunRequeued, lambda _event: self.wake())
+
+    def wake(self) -> None:
+        """A run may be waiting: long polls try to claim again."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    # nodes --------------------------------------------------------------------------------
+    def register(self, who: Registration) -> dict[str, Any]:
+        nodes.check_name(who.name)
+        identity = nodes.Identity(
+            who.name, "worker", who.pool, dict(who.labels), who.slots, who.host, who.pid
+        )
+        membership = nodes.Membership(self.db, self.clock, identity, db_clock=self.db_clock)
+        membership.join()
+        log.info(
+            "worker registered",
+            extra={"action": "worker_join", "node": who.name, "executor": who.executor},
+        )
+        return {"incarnation": membership.incarnation, "heartbeat_s": nodes.HEARTBEAT_S}
+
+    def heartbeat(
+        self, name: str, incarnation: int, running: Sequence[tuple[str, int]]
+    ) -> dict[str, Any]:
+        with self.db.session() as session:
+            now = nodes.database_now(session) if self.db_clock else self.clock.now()
+            _current(session, name, incarnation)
+            if not nodes.beat(session, name, incarnation, now):
+                raise _stale(name)
+            held = list(
+                session.scalars(
+                    select(Run).where(Run.holder == name, Run.status.in_(list(LAUNCHED)))
+                )
+            )
+            epochs = {run.id: run.claim_epoch for run in held}
+            stops = [s for s in (_stop_of(run, now) for run in held) if s is not None]
+            for stop in stops:
+                if stop.record:
+                    claim = Claim(name, epochs[stop.run_id])
+                    self.lifecycle.signalled(session, stop.run_id, stop.reason, now, claim)
+        for stop in stops:
+            if stop.record:
+                logs.system(
+                    self.preparer.run_dir(stop.run_id),
+                    f"stopping ({stop.reason}): SIGTERM on worker {name}, SIGKILL after the"
+                    " grace period",
+                )
+        given_up = [rid for rid, epoch in running if epochs.get(rid) != epoch]
+        self._end_unknown(name, held, {rid for rid, _ in running}, now)
+        return {
+            "stop": [{"run_id": s.run_id, "signal": s.signal, "reason": s.reason} for s in stops],
+            "given_up": given_up,
+        }
+
+    def _end_unknown(self, name: str, held: list[Run], reported: set[str], now: datetime) -> None:
+        """Runs this worker holds but has not reported for `UNKNOWN_AFTER` since their claim
+        (the claim's answer never reached it, or it lost its data dir) end `failed`: never
+        requeued, as a process of theirs may exist somewhere."""
+        for run in unknown(held, reported, now):
+            reason = f"worker {name} does not know this run (its claim never reached it)"
+            claim = Claim(name, run.claim_epoch)
+            ended = run_end.end(
+                self.db, self.lifecycle, now, run.id, list(LAUNCHED), S.FAILED,
+                lost=True, claim=claim, reason=reason,
+            )  # fmt: skip
+            if ended:
+                logs.system(self.preparer.run_dir(run.id), f"run failed: {reason}")
+
+    # claims -------------------------------------------------------------------------------
+    def claim(
+        self, name: str, incarnation: int, free_slots: int, wait_s: float
+    ) -> list[dict[str, Any]]:
+        """Up to `free_slots` pending batch runs for this worker, at once when there are
+        some, else as soon as one is created or requeued, at most `wait_s` later."""
+        deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
+        while True:
+            with self._changed:
+                seen = self._generation
+            claimed = self._claim_once(name, incarnation, free_slots)
+            if claimed:
+                return [a for a in (self._assignment(name, rid, c) for rid, c in claimed) if a]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            with self._changed:
+                if self._generation == seen:
+                    self._changed.wait(min(left, 1.0))
+
+    def _claim_once(self, name: str, incarnation: int, free_slots: int) -> list[tuple[str, Claim]]:
+        if free_slots <= 0:
+            return []
+        now = self.clock.now()
+        with self.db.session() as session:
+            _current(session, name, incarnation)
+            pending = list(
+                session.scalars(
+                    select(Run.id)
+                    .join(Job, Job.id == Run.job_id)
+                    .where(Run.status == S.PENDING, Job.job_type == "batch")
+                    .order_by(Run.created_at)
+                    .limit(free_slots)
+                    .with_for_update(skip_locked=True, of=Run)
+                )
+            )
+            found = [(rid, self.lifecycle.claim(session, rid, now, name)) for rid in pending]
+        claimed = [(rid, claim) for rid, claim in found if claim is not None]
+        for run_id, _ in claimed:
+            logs.system(self.preparer.run_dir(run_id), f"claimed by worker {name}")
+            log.info("run claimed", extra={"action": "worker_claim", "run_id": run_id})
+        return claimed
+
+    def _assignment(self, name: str, run_id: str, claim: Claim) -> dict[str, Any] | None:
+        """What the worker needs to start the run; a run that cannot be described (no
+        requirements, a bad definition) fails here with the reason."""
+        try:
+            return self._describe(run_id, claim)
+        except DockyardError as exc:
+            reason = exc.message
+        logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
+        run_end.end(
+            self.db,
+            self.lifecycle,
+            self.clock.now(),
+            run_id,
+            [S.STARTING, S.CANCELLING],
+            S.FAILED,
+            claim=claim,
+            reason=reason,
+        )
+        return None
+
+    def _describe(self, run_id: str, claim: Claim) -> dict[str, Any]:
+        with self.db.session() as session:
+            run, job, ws = _run_job_ws(session, run_id)
+            if run.deployment_version is None:
+                raise DockyardError("the run has no deployment version")
+            upstream = runlinks.upstream_of(session, run, ws.name)
+            requirements = self.preparer.requirements(ws, run.deployment_version)
+            entry_point = self.preparer.entry_point(job, run, requirements, upstream)
+            spec = envs.env_spec(requirements, job.definition)
+            session.execute(
+                runs.update_run(run_id).values(entry_point=entry_point, env_hash=spec.key)
+            )
+            profile = run.profile or "prod"
+            extra = upstream.environment(self.base_url) if upstream else {}
+            return {
+                "run_id": run_id,
+                "epoch": claim.epoch,
+                "workspace": ws.name,
+                "sha": run.deployment_version,
+                "git_path": f"/git/{ws.name}.git",
+                "launcher": str(job.definition["entry_point"]["launcher"]),
+                "launch_args": launch_args(run, entry_point),
+                "entry_point": entry_point,
+                "profile": profile,
+                "environment": {
+                    **extra,
+                    "WORKSPACE__PROFILE": profile,
+                    "DOCKYARD_RUN_ID": run_id,
+                    "DOCKYARD_WORKSPACE": ws.name,
+                },
+                "requirements": requirements,
+                "definition": job.definition,
+                "instance": dict((job.definition.get("require") or {}).get("instance") or {}),
+                "timeout_s": run.timeout_s,
+                "grace_s": run.grace_s,
+                "beacon_token": beacon.token_for(self.beacon_secret, run_id),
+                "labels": {
+                    "dockyard.workspace": ws.name,
+                    "dockyard.job_ref": job.job_ref,
+                    "dockyard.run_id": run_id,
+                    "dockyard.deployment": run.deployment_version,
+                },
+            }
+
+    # one run ------------------------------------------------------------------------------
+    def config(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:
+        """The run's decrypted configuration, for its holder at that epoch while it starts or
+        runs (base64 per file; never logged, never stored here)."""
+        with self.db.session() as session:
+            run, _job, ws = _run_job_ws(session, run_id)
+            _check_held(run, Claim(name, epoch))
+            files = self.preparer.worker_configuration(ws, run.configuration_version)
+        return {"files": {n: base64.b64encode(d).decode() for n, d in files.items()}}
+
+    def started(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:
+        claim = Claim(name, epoch)
+        with self.db.session() as session:
+            run, _job, _ws = _run_job_ws(session, run_id)
+            _check_held(run, claim)
+            if not self.lifecycle.mark_running(session, run, self.clock.now(), claim):
+                raise _not_held(run_id, claim)
+        logs.system(self.preparer.run_dir(run_id), f"started on worker {name}")
+        return {"run_id": run_id, "status": "running"}
+
+    def ship_log(self, name: str, run_id: str, epoch: int, offset: int, data: bytes) -> int:
+        """Append the worker's log bytes from `offset` (complete lines) to the run's log
+        once; returns the offset the server has now."""
+        if data and not data.endswith(b"\n"):
+            raise InvalidInput("a log shipment must end at a line's end; send complete lines")
+        with self.db.session() as session:
+            run, _job, _ws = _run_job_ws(session, run_id)
+            _check_held(run, Claim(name, epoch))
+        run_dir = self.preparer.run_dir(run_id)
+        with _log_lock:
+            expected = _read_offset(run_dir)
+            part = new_part(expected, offset, data)
+            if part:
+                logs.append_lines(run_dir, part)
+                expected += len(part)
+                _write_offset(run_dir, expected)
+        return expected
+
+    def exit(
+        self, name: str, run_id: str, epoch: int, status: ExitStatus, roots: Sequence[str]
+    ) -> dict[str, Any]:
+        """End the run as the embedded runner would (`run_end.finish`): 409 when it is no
+        longer this worker's at that epoch (given up on while the worker was away)."""
+        claim = Claim(name, epoch)
+        with self.db.session() as session:
+            run, _job, _ws = _run_job_ws(session, run_id)
+            _check_held(run, claim)
+            session.expunge(run)
+        ended = run_end.finish(
+            self.db,
+            self.lifecycle,
+            self.clock.now(),
+            run,
+            status,
+            self.preparer.run_dir(run_id),
+            [CODE_IN_CONTAINER, *roots],
+            claim,
+        )
+        if ended is None:
+            raise _not_held(run_id, claim)
+        log.info("run finished", extra={"action": "worker_exit", "run_id": run_id})
+        return {"run_id": run_id, "status": ended.value}
+
+
+def _stop_of(run: Run, now: datetime) -> Stop | None:
+    return stop_for(
+        run.id,
+        run.status,
+        run.stop_reason,
+        run.stop_requested_at,
+        run.deadline_at,
+        run.grace_s,
+        now,
+    )
+
+
+def _current(session: Session, name: str, incarnation: int) -> None:
+    row = session.scalar(select(Node).where(Node.name == name, Node.kind == "worker"))
+    if row is None:
+        raise NotFound(f"no worker {name!r} is registered; start `dockyard worker` again")
+    if row.incarnation != incarnation:
+        raise _stale(name)
+
+
+def _stale(name: str) -> Conflict:
+    return Conflict(
+        f"worker {name} was registered again by another process: this one holds nothing more;"
+        " stop it (or give it another --name)",
+        code="stale_incarnation",
+    )
+
+
+def _run_job_ws(session: Session, run_id: str) -> tuple[Run, Job, Workspace]:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    job = session.get(Job, run.job_id)
+    ws = session.get(Workspace, run.workspace_id)
+    assert job is not None and ws is not None
+    return run, job, ws
+
+
+def _check_held(run: Run, claim: Claim) -> None:
+    if run.holder != claim.holder or run.claim_epoch != claim.epoch:
+        raise _not_held(run.id, claim)
+    if run.status not in LAUNCHED:
+        raise Conflict(f"run {run.id} is {run.status}: nothing more to do for it", "not_held")
+
+
+def _not_held(run_id: str, claim: Claim) -> Conflict:
+    return Conflict(
+        f"run {run_id} is not held by {claim.holder} at epoch {claim.epoch} (given up on, or"
+        " ended): kill its process and forget it",
+        code="not_held",
+    )
+
+
+def _read_offset(run_dir: Path) -> int:
+    try:
+        return int((run_dir / OFFSET_FILE).read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def _write_offset(run_dir: Path, offset: int) -> None:
+    tmp = run_dir / f".{OFFSET_FILE}.tmp"
+    tmp.write_text(str(offset))
+    tmp.replace(run_dir / OFFSET_FILE)

@@ -1,0 +1,142 @@
+"""`/api/v1/worker/*`: what a `dockyard worker` host calls (worker tokens only), thin over
+`controller/workerside.py`; docs/api.md describes each endpoint. The routes are plain
+functions (FastAPI runs them in its thread pool), so a claim's long poll never blocks the
+event loop."""
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from dockyard.controller import auth
+from dockyard.controller.assembly import Controller
+from dockyard.controller.executors.base import ExitStatus
+from dockyard.controller.workerside import MAX_WAIT_S, LogGap, Registration
+from dockyard.web import api_models as M
+from dockyard.web.deps import ERRORS, MAX_INT, ApiRouter, controller, worker
+
+router = ApiRouter(prefix="/api/v1/worker", responses=ERRORS)
+Ctl = Annotated[Controller, Depends(controller)]
+Worker = Annotated[auth.Principal, Depends(worker)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+Epoch = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+
+class RegisterIn(BaseModel):
+    name: Name
+    pool: str = Field(default="default", max_length=64)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    executor: str = Field(default="local", pattern="^(local|docker)$")
+    slots: int = Field(default=2, ge=1, le=1024)
+    host: str = Field(default="", max_length=255)
+    pid: int = Field(default=0, ge=0, le=MAX_INT)
+
+
+class Held(BaseModel):
+    run_id: str = Field(max_length=64)
+    epoch: Epoch
+
+
+class HeartbeatIn(BaseModel):
+    name: Name
+    incarnation: Epoch
+    running: list[Held] = Field(default_factory=list, max_length=4096)
+
+
+class ClaimIn(BaseModel):
+    name: Name
+    incarnation: Epoch
+    free_slots: int = Field(ge=0, le=1024)
+    wait_s: float = Field(default=MAX_WAIT_S, ge=0, le=MAX_WAIT_S)
+
+
+class EpochIn(BaseModel):
+    name: Name
+    epoch: Epoch
+
+
+class LogIn(EpochIn):
+    offset: int = Field(ge=0, le=MAX_INT)
+    data: str
+
+
+class ExitIn(EpochIn):
+    returncode: int | None = None
+    signal: int | None = None
+    error: str | None = Field(default=None, max_length=4096)
+    code_roots: list[str] = Field(default_factory=list, max_length=16)
+
+
+class Registered(M.Out):
+    incarnation: int
+    heartbeat_s: float
+
+
+class HeartbeatOut(M.Out):
+    stop: list[dict[str, Any]]
+    given_up: list[str]
+
+
+class Shipped(M.Out):
+    offset: int
+
+
+@router.post("/register", response_model=Registered)
+def register(body: RegisterIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+    """Register (or take over) a worker node; its runs are held under `name`."""
+    who = Registration(
+        body.name, body.pool, body.labels, body.executor, body.slots, body.host, body.pid
+    )
+    return ctl.workers.register(who)
+
+
+@router.post("/heartbeat", response_model=HeartbeatOut)
+def heartbeat(body: HeartbeatIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+    """The worker is alive; answers the runs to signal and those it no longer holds."""
+    running = [(r.run_id, r.epoch) for r in body.running]
+    return ctl.workers.heartbeat(body.name, body.incarnation, running)
+
+
+@router.post("/claim", response_model=list[dict[str, Any]])
+def claim(body: ClaimIn, ctl: Ctl, _who: Worker) -> list[dict[str, Any]]:
+    """Long poll: pending batch runs claimed for this worker (empty after `wait_s`)."""
+    return ctl.workers.claim(body.name, body.incarnation, body.free_slots, body.wait_s)
+
+
+@router.get("/runs/{run_id}/config", response_model=dict[str, Any])
+def config(
+    run_id: str,
+    ctl: Ctl,
+    _who: Worker,
+    name: Annotated[str, Query(max_length=64)],
+    epoch: Annotated[int, Query(ge=0, le=MAX_INT)],
+) -> dict[str, Any]:
+    """The run's decrypted configuration files, for its holder at `epoch` only."""
+    return ctl.workers.config(name, run_id, epoch)
+
+
+@router.post("/runs/{run_id}/started", response_model=dict[str, Any])
+def started(run_id: str, body: EpochIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+    return ctl.workers.started(body.name, run_id, body.epoch)
+
+
+@router.post("/runs/{run_id}/log", response_model=Shipped)
+def ship_log(run_id: str, body: LogIn, ctl: Ctl, _who: Worker) -> Any:
+    """Bytes of the worker's log from `offset`; a resend is skipped, a gap is 409 with the
+    offset the server expects."""
+    try:
+        offset = ctl.workers.ship_log(
+            body.name, run_id, body.epoch, body.offset, body.data.encode()
+        )
+    except LogGap as gap:
+        answer = {"error": gap.message, "code": gap.code, "expected": gap.expected}
+        return JSONResponse(answer, status_code=409)
+    return {"offset": offset}
+
+
+@router.post("/runs/{run_id}/exit", response_model=dict[str, Any])
+def exit_(run_id: str, body: ExitIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+    """The run's process ended: the run ends as the embedded runner would end it."""
+    status = ExitStatus(body.returncode, body.signal, body.error)
+    return ctl.workers.exit(body.name, run_id, body.epoch, status, body.code_roots)

@@ -1,0 +1,225 @@
+"""The worker API (`/api/v1/worker/*`) and worker tokens, against a real controller, a real
+database (SQLite and PostgreSQL), a real workspace repository and git, the app in-process:
+
+- a worker token calls the worker API and fetches code, nothing else (no other endpoint, no
+  push, no dashboard); no other token calls the worker API;
+- a claim hands out a pending batch run held by the worker at a new epoch; its configuration
+  goes only to that holder at that epoch;
+- log shipments are idempotent (a resend is skipped) and a gap is 409 with the offset the
+  server expects; started/exit at a stale epoch are 409, and a run given up on stays ended;
+- the heartbeat says which runs to stop and which the worker no longer holds."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dockyard.controller import auth, logs, usecases
+from dockyard.web.asgi import create_asgi
+from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
+
+
+@pytest.fixture
+def yard(tmp_path: Path, database_url: str) -> Iterator[Yard]:
+    yield from make_yard(tmp_path / "data", db_url=database_url, embedded_runs=False)
+
+
+@pytest.fixture
+def app(yard: Yard) -> TestClient:
+    return TestClient(create_asgi(yard.ctl.settings, yard.ctl))
+
+
+@pytest.fixture
+def worker_token(yard: Yard) -> str:
+    with yard.ctl.db.session() as session:
+        clear, _ = auth.create(session, "host-1", "worker", None)
+    return clear
+
+
+def as_(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(app: TestClient, token: str, name: str = "w1") -> int:
+    body = {"name": name, "pool": "default", "slots": 2, "host": "h", "pid": 1}
+    answer = app.post("/api/v1/worker/register", json=body, headers=as_(token))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["heartbeat_s"] == 5.0
+    return int(answer.json()["incarnation"])
+
+
+def claim(app: TestClient, token: str, incarnation: int, name: str = "w1") -> list[Any]:
+    body = {"name": name, "incarnation": incarnation, "free_slots": 2, "wait_s": 0}
+    answer = app.post("/api/v1/worker/claim", json=body, headers=as_(token))
+    assert answer.status_code == 200, answer.text
+    return list(answer.json())
+
+
+def test_a_worker_token_calls_the_worker_api_and_git_fetch_only(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    yard.deploy()
+    for method, path in (
+        ("GET", "/api/v1/workspaces"),
+        ("GET", "/api/v1/workers"),
+        ("GET", f"/api/v1/workspaces/{WS}/runs"),
+        ("POST", "/api/v1/tokens"),
+    ):
+        refused = app.request(method, path, headers=as_(worker_token), json={"name": "x"})
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["code"] == "forbidden"
+        assert "worker token may only call /api/v1/worker/" in refused.json()["error"]
+    push = app.get(f"/git/{WS}.git/info/refs?service=git-receive-pack", headers=as_(worker_token))
+    assert push.status_code == 403
+    fetch = app.get(f"/git/{WS}.git/info/refs?service=git-upload-pack", headers=as_(worker_token))
+    assert fetch.status_code == 200 and b"refs/heads/main" in fetch.content
+    login = app.post(
+        "/ui/login",
+        data={"token": worker_token},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert login.status_code == 403, login.text
+    # and no other token may call the worker API, not even an admin's
+    body = {"name": "w1", "pool": "default", "slots": 2}
+    refused = app.post("/api/v1/worker/register", json=body, headers=as_(TOKEN))
+    assert refused.status_code == 403 and "worker API needs a worker token" in refused.text
+    with yard.ctl.db.session() as session:
+        reader, _ = auth.create(session, "reader", "read", None)
+    refused = app.post("/api/v1/worker/register", json=body, headers=as_(reader))
+    assert refused.status_code == 403
+
+
+def test_a_claimed_runs_config_goes_to_its_holder_at_its_epoch_only(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    register(app, worker_token, "w2")
+    run_id = yard.trigger()
+    [given] = claim(app, worker_token, incarnation)
+    assert given["run_id"] == run_id and given["git_path"] == f"/git/{WS}.git"
+    assert given["launch_args"][:2] == ["--run-id", run_id]
+    assert given["requirements"]["dlt_version"] and given["definition"]["entry_point"]
+    run = yard.run(run_id)
+    assert (run.status, run.holder, run.claim_epoch) == ("starting", "w1", given["epoch"])
+    assert claim(app, worker_token, incarnation) == []  # claimed once
+    path = f"/api/v1/worker/runs/{run_id}/config"
+    ok = app.get(path, params={"name": "w1", "epoch": given["epoch"]}, headers=as_(worker_token))
+    assert ok.status_code == 200 and ".workspace" in ok.json()["files"]
+    for name, epoch in (("w1", given["epoch"] + 1), ("w2", given["epoch"])):
+        refused = app.get(path, params={"name": name, "epoch": epoch}, headers=as_(worker_token))
+        assert refused.status_code == 409 and refused.json()["code"] == "not_held"
+    # a stale incarnation claims nothing
+    stale = {"name": "w1", "incarnation": incarnation + 5, "free_slots": 1, "wait_s": 0}
+    assert (
+        app.post("/api/v1/worker/claim", json=stale, headers=as_(worker_token)).status_code == 409
+    )
+
+
+def test_log_shipments_are_idempotent_and_a_stale_epoch_cannot_finish(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    run_id = yard.trigger()
+    [given] = claim(app, worker_token, incarnation)
+    epoch = given["epoch"]
+    started = app.post(
+        f"/api/v1/worker/runs/{run_id}/started",
+        json={"name": "w1", "epoch": epoch},
+        headers=as_(worker_token),
+    )
+    assert started.status_code == 200 and yard.run(run_id).status == "running"
+
+    def ship(offset: int, data: bytes) -> Any:
+        body = {"name": "w1", "epoch": epoch, "offset": offset, "data": data.decode()}
+        path = f"/api/v1/worker/runs/{run_id}/log"
+        return app.post(path, json=body, headers=as_(worker_token))
+
+    first = b'{"t": "2026-01-01T00:00:00Z", "s": "out", "m": "one"}\n'
+    second = b'{"t": "2026-01-01T00:00:01Z", "s": "out", "m": "two"}\n'
+    assert ship(0, first).json() == {"offset": len(first)}
+    assert ship(0, first).json() == {"offset": len(first)}  # a resend: skipped
+    assert ship(0, first + second).json() == {"offset": len(first + second)}  # overlap
+    gap = ship(len(first + second) + 10, second)
+    assert gap.status_code == 409 and gap.json()["expected"] == len(first + second)
+    assert ship(0, b"no line end").status_code == 400
+    shipped = [ln["m"] for ln in logs.read(yard.ctl.preparer.run_dir(run_id), 0).lines]
+    assert shipped.count("one") == 1 and shipped.count("two") == 1
+
+    # stale epoch: refused; the right one ends the run as the runner would
+    exit_body = {"name": "w1", "returncode": 0, "signal": None, "error": None}
+    stale = app.post(
+        f"/api/v1/worker/runs/{run_id}/exit",
+        json={**exit_body, "epoch": epoch - 1},
+        headers=as_(worker_token),
+    )
+    assert stale.status_code == 409 and yard.run(run_id).status == "running"
+    done = app.post(
+        f"/api/v1/worker/runs/{run_id}/exit",
+        json={**exit_body, "epoch": epoch},
+        headers=as_(worker_token),
+    )
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    again = app.post(
+        f"/api/v1/worker/runs/{run_id}/exit",
+        json={**exit_body, "epoch": epoch},
+        headers=as_(worker_token),
+    )
+    assert again.status_code == 409 and yard.run(run_id).status == "completed"
+
+
+def test_the_heartbeat_hands_out_stops_and_given_up_runs(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    run_id = yard.trigger()
+    [given] = claim(app, worker_token, incarnation)
+    app.post(
+        f"/api/v1/worker/runs/{run_id}/started",
+        json={"name": "w1", "epoch": given["epoch"]},
+        headers=as_(worker_token),
+    )
+
+    def beat(running: list[dict[str, Any]], inc: int = incarnation) -> Any:
+        body = {"name": "w1", "incarnation": inc, "running": running}
+        return app.post("/api/v1/worker/heartbeat", json=body, headers=as_(worker_token))
+
+    mine = {"run_id": run_id, "epoch": given["epoch"]}
+    assert beat([mine]).json() == {"stop": [], "given_up": []}
+    usecases.runs.cancel_run(yard.ctl, ADMIN, run_id)
+    stop = beat([mine]).json()["stop"]
+    assert stop == [{"run_id": run_id, "signal": "TERM", "reason": "cancel"}]
+    assert yard.run(run_id).stop_requested_at is not None
+    assert beat([mine]).json()["stop"] == []  # within the grace: nothing new
+    yard.clock.advance(yard.run(run_id).grace_s + 1)
+    assert beat([mine]).json()["stop"][0]["signal"] == "KILL"
+    old = {"run_id": run_id, "epoch": given["epoch"] - 1}
+    assert beat([old]).json()["given_up"] == [run_id]
+    assert beat([mine], incarnation + 1).status_code == 409
+
+
+def test_a_claimed_run_the_worker_never_reports_ends_failed_not_requeued(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    """The claim's answer never reached the worker (or it lost its data dir): after 30 s of
+    heartbeats without the run, it ends `failed`; nobody starts it a second time."""
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    run_id = yard.trigger()
+    claim(app, worker_token, incarnation)
+    body = {"name": "w1", "incarnation": incarnation, "running": []}
+    app.post("/api/v1/worker/heartbeat", json=body, headers=as_(worker_token))
+    assert yard.run(run_id).status == "starting"  # just claimed: maybe still on its way
+    yard.clock.advance(31)
+    app.post("/api/v1/worker/heartbeat", json=body, headers=as_(worker_token))
+    run = yard.run(run_id)
+    assert (run.status, run.reason) == (
+        "failed",
+        "worker w1 does not know this run (its claim never reached it)",
+    )
+    assert claim(app, worker_token, incarnation) == []
