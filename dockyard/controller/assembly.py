@@ -121,7 +121,8 @@ class Controller:
             self.preparer,
             self.executor,
             self.lifecycle,
-            settings.prewarm_s,
+            # timed runs prepared ahead here would run here: not when workers take batch runs
+            settings.prewarm_s if settings.embedded_runs else 0.0,
             settings.prewarm_max,
         )
         self.scheduler = Scheduler(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dockyard.clock import isoformat, utcnow
+from dockyard.errors import InvalidInput
 from dockyard.shim import loglines, rundir
 
 LOG_NAME = rundir.LOG
@@ -49,6 +50,33 @@ def append(run_dir: Path, stream: str, text: str, at: str | None) -> None:
     line = json.dumps({"t": at or isoformat(utcnow()), "s": stream, "m": text}, ensure_ascii=False)
     with _write_lock, path(run_dir).open("a", encoding="utf-8") as f:
         f.write(line + "\n")
+
+
+STREAMS = ("out", "err", "sys")
+SHIPPED_LINE_MAX = 8 * loglines.MAX_LINE  # a kept line, JSON-escaped, with its time and stream
+
+
+def check_lines(data: bytes) -> None:
+    """Lines a worker ships must be what its executor writes: one JSON object per line with a
+    time, a stream and a text, no longer than a kept line can be; else InvalidInput naming
+    the line (nothing of the shipment is appended)."""
+    for number, raw in enumerate(data.splitlines(), 1):
+        if len(raw) > SHIPPED_LINE_MAX:
+            raise InvalidInput(f"log line {number} of the shipment is longer than a log keeps")
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("t"), str)
+            and entry.get("s") in STREAMS
+            and isinstance(entry.get("m"), str)
+        ):
+            raise InvalidInput(
+                f'log line {number} of the shipment is not {{"t": time, "s": out|err|sys,'
+                ' "m": text}: ship the run\'s log.jsonl as the executor wrote it'
+            )
 
 
 def append_lines(run_dir: Path, data: bytes) -> None:

@@ -342,6 +342,7 @@ class WorkerSide:
         once; returns the offset the server has now."""
         if data and not data.endswith(b"\n"):
             raise InvalidInput("a log shipment must end at a line's end; send complete lines")
+        logs.check_lines(data)
         with self.db.session() as session:
             run, _job, _ws = _run_job_ws(session, run_id)
             _check_held(run, Claim(name, epoch))

@@ -147,8 +147,14 @@ def test_log_shipments_are_idempotent_and_a_stale_epoch_cannot_finish(
     gap = ship(len(first + second) + 10, second)
     assert gap.status_code == 409 and gap.json()["expected"] == len(first + second)
     assert ship(0, b"no line end").status_code == 400
+    # lines not in the executor's shape are refused whole: nothing of them is appended
+    forged = b'{"t": "2026-01-01T00:00:02Z", "s": "out", "m": "three"}\nnot json\n'
+    refused = ship(len(first + second), forged)
+    assert refused.status_code == 400 and "log line 2" in refused.json()["error"], refused.text
+    odd_stream = b'{"t": "2026-01-01T00:00:02Z", "s": "admin", "m": "x"}\n'
+    assert ship(len(first + second), odd_stream).status_code == 400
     shipped = [ln["m"] for ln in logs.read(yard.ctl.preparer.run_dir(run_id), 0).lines]
-    assert shipped.count("one") == 1 and shipped.count("two") == 1
+    assert shipped.count("one") == 1 and shipped.count("two") == 1 and "three" not in shipped
 
     # stale epoch: refused; the right one ends the run as the runner would
     exit_body = {"name": "w1", "returncode": 0, "signal": None, "error": None}
@@ -223,3 +229,16 @@ def test_a_claimed_run_the_worker_never_reports_ends_failed_not_requeued(
         "worker w1 does not know this run (its claim never reached it)",
     )
     assert claim(app, worker_token, incarnation) == []
+
+
+def test_with_embedded_runs_off_no_timed_run_is_prepared_on_the_controller(
+    yard: Yard, tmp_path: Path
+) -> None:
+    """A run prepared ahead of its tick is released where it was prepared: with workers taking
+    batch runs the controller prepares none (it would run the job itself)."""
+    assert not yard.ctl.prewarmer.enabled
+    on = next(make_yard(tmp_path / "on"))  # the default: embedded runs on, prepared runs on
+    try:
+        assert on.ctl.prewarmer.enabled
+    finally:
+        on.ctl.db.dispose()
