@@ -22,9 +22,12 @@ Root is needed (the tests run as root here; elsewhere they skip, and fail in CI)
 import os
 import random
 import shutil
+import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 
@@ -86,6 +89,15 @@ class Host:
 
     def heal(self) -> None:
         _ip("link", "set", self.outer, "up")
+
+    def crash(self) -> int:
+        """The host dies: SIGKILL every process in its namespace; returns how many."""
+        found = subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True, text=True)
+        pids = [int(p) for p in found.stdout.split()]
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(pids)
 
 
 @dataclass
@@ -153,3 +165,59 @@ def lab(*names: str) -> Iterator[Lab]:
         yield built
     finally:
         built.close()
+
+
+class Balancer:
+    """A TCP load balancer in the root namespace, on the lab's gateway: each connection goes to
+    the next backend that accepts it (a dead controller is skipped), as any load balancer in
+    front of several controllers would do. Bytes are copied both ways until either side closes.
+    """
+
+    def __init__(self, host: str, backends: list[tuple[str, int]]) -> None:
+        self.backends = backends
+        self._next = 0
+        self._listener = socket.create_server((host, 0))
+        self.address = f"{host}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _backend(self) -> socket.socket | None:
+        for _ in range(len(self.backends)):
+            self._next = (self._next + 1) % len(self.backends)
+            try:
+                return socket.create_connection(self.backends[self._next], timeout=2)
+            except OSError:
+                continue
+        return None
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = self._backend()
+        if upstream is None:
+            client.close()
+            return
+        upstream.settimeout(None)
+        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        _pipe(client, upstream)
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, target):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
