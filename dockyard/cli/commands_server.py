@@ -14,7 +14,7 @@ from dockyard.settings import DEFAULT_PORT
 GRACEFUL_S = 5  # at shutdown, how long open requests (event streams, proxied apps) may go on
 
 if TYPE_CHECKING:
-    from dockyard.controller.assembly import Controller, load_rules
+    from dockyard.controller.assembly import Controller
     from dockyard.settings import Settings
 
 
@@ -82,7 +82,7 @@ def server(
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
     from dockyard.controller import app_origins
-    from dockyard.controller.assembly import Controller
+    from dockyard.controller.assembly import Controller, load_rules
     from dockyard.controller.store.db import safe_url
     from dockyard.logsetup import configure
     from dockyard.settings import Settings

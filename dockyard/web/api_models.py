@@ -231,6 +231,12 @@ class Run(Out):
         default=None,
         description="the node (controller or worker) that claimed it; null before a claim",
     )
+    pool: str = Field(
+        default="default", description="the pool of the nodes that may take it (placement)"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="the labels a node must have to take it (placement)"
+    )
 
 
 class PipelineSummary(Out):
@@ -369,8 +375,18 @@ class Interval(Out):
     next_window_skip_reason: str | None
 
 
+class JobPlacement(Out):
+    """Where its runs go (`DOCKYARD_PLACEMENT`, docs/scaling.md)."""
+
+    pool: str
+    labels: dict[str, str]
+    unmapped: list[str] = Field(description="requirements the placement file has no rule for")
+    error: str | None = Field(default=None, description="why no run of it can be placed")
+
+
 class JobInfo(Job):
     definition: dict[str, Any]
+    placement: JobPlacement
     run_count: int
     timezone: str
     next_runs: list[str]
