@@ -30,6 +30,7 @@ JOBS = {
     "large_eu": {"instance": {"size": "large"}, "region": "eu-west-1"},
     "huge": {"instance": {"size": "huge"}},
     "two_pools": {"instance": {"size": "large"}, "region": "us-east-1"},
+    "unmapped": {"provider": "gcp"},
 }
 
 
@@ -108,6 +109,7 @@ def test_runs_record_their_placement_and_two_pools_fail_at_once(yard: Yard) -> N
         "large_eu": ("big", {"region": "eu"}),
         "huge": ("nobody", {}),
         "two_pools": ("default", {}),
+        "unmapped": ("default", {}),
     }
     two = placed["two_pools"]
     assert two.status == "failed"
@@ -176,3 +178,13 @@ def test_a_controller_taking_batch_runs_serves_the_default_pool_unlabelled(yard:
         f"no worker can take it: it needs pool 'big'; live workers: {node} (controller, pool"
         " default)"
     )
+
+
+def test_a_requirement_without_a_rule_runs_anywhere_and_its_log_says_so_once(
+    yard: Yard, app: TestClient, token: str
+) -> None:
+    deploy(yard)
+    run_id = trigger(yard, "unmapped")
+    assert Worker(app, token, "w1", "default").claim() == [run_id]
+    text = logs.path(yard.ctl.preparer.run_dir(run_id)).read_text()
+    assert text.count("placement: no rule for provider=gcp in the placement file") == 1
