@@ -505,6 +505,7 @@ def _show_run(run: dict[str, Any]) -> None:
                 "run_id",
                 "status",
                 "reason",
+                "waiting",
                 "trigger",
                 "manual",
                 "triggered_by",

@@ -53,6 +53,19 @@ def reason(run_pool: str, run_labels: Mapping[str, Any], live: Sequence[Live]) -
     )
 
 
+def waiting_hint(session: Session, run: Run, job_type: str, now: datetime) -> str | None:
+    """For a pending batch run no live node may take (yet): what it waits for."""
+    if run.status != S.PENDING or job_type != "batch":
+        return None
+    live = live_nodes(session, now)
+    labels = dict(run.labels or {})
+    if takers(run.pool, labels, live):
+        return None
+    return reason(run.pool, labels, live).replace(
+        "no worker can take it", "no live worker can take it yet", 1
+    )
+
+
 def _node_text(node: Live) -> str:
     parts = [f"pool {node.pool}"] + [f"{k}={v}" for k, v in sorted(node.labels.items())]
     if node.kind != "worker":

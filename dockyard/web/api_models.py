@@ -270,6 +270,11 @@ class RunLinks(Out):
 
 class RunDetails(Run):
     pipelines: list[PipelineSummary]
+    waiting: str | None = Field(
+        default=None,
+        description="pending and no live node may take it (placement): what it needs and who"
+        " is there; it ends failed after DOCKYARD_PLACEMENT_WAIT_S",
+    )
     entry_point: dict[str, Any] | None
     traceback: str | None = Field(
         default=None,

@@ -150,6 +150,12 @@ def test_a_run_nobody_can_take_ends_failed_once_with_the_reason(
         )
 
     assert judge() == []  # not waiting long enough yet
+    hint = usecases.runs.run_by_id(yard.ctl, ADMIN, large_eu)["waiting"]
+    assert hint == (
+        "no live worker can take it yet: it needs pool 'big' with labels region=eu; live"
+        " workers: w1 (pool default), w2 (pool big, region=us)"
+    )
+    assert usecases.runs.run_by_id(yard.ctl, ADMIN, large)["waiting"] is None
     yard.clock.advance(61)
     assert sorted(judge()) == sorted([huge, large_eu])  # `large`: w2 may take it
     assert judge() == []  # once
