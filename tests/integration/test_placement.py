@@ -31,6 +31,7 @@ JOBS = {
     "huge": {"instance": {"size": "huge"}},
     "two_pools": {"instance": {"size": "large"}, "region": "us-east-1"},
     "unmapped": {"provider": "gcp"},
+    "eu_only": {"region": "eu-west-1"},
 }
 
 
@@ -110,6 +111,7 @@ def test_runs_record_their_placement_and_two_pools_fail_at_once(yard: Yard) -> N
         "huge": ("nobody", {}),
         "two_pools": ("default", {}),
         "unmapped": ("default", {}),
+        "eu_only": ("default", {"region": "eu"}),
     }
     two = placed["two_pools"]
     assert two.status == "failed"
@@ -124,10 +126,11 @@ def test_only_a_worker_of_the_pool_with_the_labels_claims(
     yard: Yard, app: TestClient, token: str
 ) -> None:
     deploy(yard)
-    large, large_eu = trigger(yard, "large"), trigger(yard, "large_eu")
-    yard.ctl.runner._claim(yard.clock.now())  # the embedded runner: default pool only
-    assert {yard.run(large).status, yard.run(large_eu).status} == {"pending"}
-    assert Worker(app, token, "plain", "default", region="eu").claim() == []
+    large, large_eu, eu_only = (trigger(yard, n) for n in ("large", "large_eu", "eu_only"))
+    yard.ctl.runner._claim(yard.clock.now())  # the embedded runner: default pool, no labels
+    assert {yard.run(r).status for r in (large, large_eu, eu_only)} == {"pending"}
+    assert Worker(app, token, "plain", "default").claim() == []  # eu_only needs region=eu
+    assert Worker(app, token, "plain-eu", "default", region="eu").claim() == [eu_only]
     big_us = Worker(app, token, "big-us", "big", region="us")
     assert big_us.claim() == [large]  # no labels needed: any big worker
     assert yard.run(large).holder == "big-us"
