@@ -102,6 +102,10 @@ class Settings:
     # whether this server's own runner claims batch runs (off: only `dockyard worker` hosts
     # run them; interactive runs stay here either way)
     embedded_runs: bool = True
+    # where runs go: a TOML file mapping dlt's `require` to pools and labels
+    # (controller/placement.py); a pending run no live node can take fails after the wait
+    placement: str | None = None
+    placement_wait_s: float = 60.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -227,5 +231,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_LEASE_RENEW": ("lease_renew_s", float),
     "DOCKYARD_NODE_NAME": ("node_name", str),
     "DOCKYARD_EMBEDDED_RUNS": ("embedded_runs", _on_off),
+    "DOCKYARD_PLACEMENT": ("placement", str),
+    "DOCKYARD_PLACEMENT_WAIT_S": ("placement_wait_s", float),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

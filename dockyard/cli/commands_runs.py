@@ -325,6 +325,20 @@ def _job_info(client: Client, targets: list[str], fmt: str) -> None:
         _show_job(one)
 
 
+def _placement(where: dict[str, Any] | None) -> str:
+    """`pool big, labels region=eu (no rule for provider=gcp)`."""
+    if not where:
+        return "-"
+    if where.get("error"):
+        return str(where["error"])
+    text = f"pool {where['pool']}"
+    if where["labels"]:
+        text += ", labels " + ", ".join(f"{k}={v}" for k, v in sorted(where["labels"].items()))
+    if where["unmapped"]:
+        text += f" (no rule for {', '.join(where['unmapped'])})"
+    return text
+
+
 def _show_job(data: dict[str, Any]) -> None:
     freshness = data["freshness"]
     gate = (
@@ -352,6 +366,7 @@ def _show_job(data: dict[str, Any]) -> None:
             ("concurrency", data["concurrency"] or "unlimited"),
             ("freshness", gate),
             ("refresh pending", data["refresh_pending"]),
+            ("placement", _placement(data.get("placement"))),
             ("runs", data["run_count"]),
             ("last run", _run_line(data["last_run"])),
             ("next run", _next_run(data)),
@@ -490,6 +505,7 @@ def _show_run(run: dict[str, Any]) -> None:
                 "run_id",
                 "status",
                 "reason",
+                "waiting",
                 "trigger",
                 "manual",
                 "triggered_by",

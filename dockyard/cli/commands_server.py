@@ -61,6 +61,13 @@ def register(cli: click.Group) -> None:
     help="This server runs no batch runs itself: `dockyard worker` hosts take them"
     " (DOCKYARD_EMBEDDED_RUNS=off); apps still run here.",
 )
+@click.option(
+    "--placement",
+    "placement_file",
+    default=None,
+    help="A TOML file mapping jobs' require.instance/region/provider to worker pools and"
+    " labels (DOCKYARD_PLACEMENT; docs/scaling.md).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def server(
     data_dir: str | None,
@@ -70,11 +77,12 @@ def server(
     executor: str | None,
     docker_base_image: str | None,
     no_embedded_runs: bool,
+    placement_file: str | None,
     log_level: str,
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
     from dockyard.controller import app_origins
-    from dockyard.controller.assembly import Controller
+    from dockyard.controller.assembly import Controller, load_rules
     from dockyard.controller.store.db import safe_url
     from dockyard.logsetup import configure
     from dockyard.settings import Settings
@@ -90,10 +98,12 @@ def server(
         port=port,
         executor=executor,
         docker_base_image=docker_base_image,
+        placement=placement_file,
     )
     if no_embedded_runs:
         settings = dataclasses.replace(settings, embedded_runs=False)
     apps = app_origins.check(settings)  # a bad DOCKYARD_APPS_DOMAIN: refused before anything
+    load_rules(settings)  # a bad placement file too
     ctl = Controller(settings)
     if settings.start_loops:
         ctl.join()  # a live server with this node name: refused before anything listens

@@ -11,6 +11,7 @@ lease's epoch; a lone server takes its leases as it starts.
 import logging
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from dockyard.clock import Clock, SystemClock
 from dockyard.controller import (
@@ -24,7 +25,9 @@ from dockyard.controller import (
     leases,
     nodes,
     notify,
+    placement,
     retention,
+    unplaced,
     workspaces,
 )
 from dockyard.controller.alerts import delivery as alert_delivery
@@ -86,12 +89,21 @@ class Controller:
         self.membership = nodes.Membership(
             self.db,
             self.clock,
-            nodes.Identity(nodes.check_name(settings.node_name)),
+            # a controller whose runner takes batch runs serves the default pool
+            nodes.Identity(
+                nodes.check_name(settings.node_name),
+                pool=placement.DEFAULT_POOL if settings.embedded_runs else None,
+            ),
             db_clock=self.db.is_postgres and isinstance(self.clock, SystemClock),
         )
         self._joined = False
         self.lifecycle = Lifecycle(
-            settings.repos_dir, self.defaults, settings.executor, self.events, settings.node_name
+            settings.repos_dir,
+            self.defaults,
+            settings.executor,
+            self.events,
+            settings.node_name,
+            load_rules(settings),
         )
         self.runner = Runner(
             self.db,
@@ -115,6 +127,7 @@ class Controller:
         )
         self.runner.others_alive = self._others_alive
         self.heartbeat = nodes.Heartbeat(self.membership, self.lifecycle, self.preparer.run_dir)
+        self.heartbeat.judges.append(self._end_unplaceable)
         self._given_up_since: datetime | None = None
         self.prewarmer = Prewarmer(
             self.db,
@@ -219,6 +232,11 @@ class Controller:
             self._given_up_since = self.membership.join()
             self._joined = True
 
+    def _end_unplaceable(self, now: datetime) -> None:
+        unplaced.end_unplaceable(
+            self.db, self.lifecycle, now, self.settings.placement_wait_s, self.preparer.run_dir
+        )
+
     def _others_alive(self) -> bool:
         with self.db.session() as session:
             return nodes.others_alive(session, self.membership.name, self.membership.now(session))
@@ -258,6 +276,14 @@ class Controller:
         if self._joined:
             self.membership.leave()
         self.db.dispose()
+
+
+def load_rules(settings: Settings) -> placement.Rules:
+    """The placement file's rules (`DOCKYARD_PLACEMENT`); none: every run in the default pool.
+    A bad file raises PlacementError, and the server refuses to start."""
+    if not settings.placement:
+        return placement.Rules()
+    return placement.Rules.load(Path(settings.placement))
 
 
 def make_fleet(

@@ -446,6 +446,9 @@ class Heartbeat(Loop):
         self.interval_s = interval_s
         self.since: float | None = None  # continuous heartbeating began (monotonic)
         self.last_beat: float | None = None
+        # more judgements made only once this node may judge (runs nobody can take), given
+        # the node's now
+        self.judges: list[Callable[[datetime], object]] = []
 
     def step(self) -> float:
         m = self.membership
@@ -459,6 +462,8 @@ class Heartbeat(Loop):
         if beaten and may_judge(self.since, mono):
             try:
                 end_orphans(m.db, self.lifecycle, m.name, m.now(), self.run_dir)
+                for judge in self.judges:
+                    judge(m.now())
             except Exception:
                 self.since = None
                 raise

@@ -95,6 +95,8 @@ class Prewarmer:
                 continue
             if (ws.executor or self.lifecycle.executor) != "local":
                 continue  # only the local executor prepares runs ahead of their tick
+            if not self.lifecycle.place(job)[0].embedded:
+                continue  # placed on workers (controller/placement.py): never run here
             assert schedule.next_fire_at is not None
             self._prepare(ws, job, schedule.trigger, schedule.next_fire_at)
 

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import logs, prewarm, run_end, runlinks, runs
+from dockyard.controller import logs, placement, prewarm, run_end, runlinks, runs
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.lifecycle import (
     ACTIVE,
@@ -49,6 +49,7 @@ from dockyard.errors import DockyardError
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
+CLAIM_LIMIT = 64  # pending runs claimed per tick at most (more: the next ticks)
 KILL_WAIT_S = 10.0  # after SIGKILL, how long a stopping server waits for an app's exit record
 S = RunStatus
 
@@ -277,14 +278,19 @@ class Runner(Loop):
         with self.db.session() as session:
             # rows another server is claiming right now are skipped, not waited for (PostgreSQL;
             # nothing on SQLite); the guarded update in `claim` keeps a claim once either way
-            query = select(Run.id).where(Run.status == S.PENDING)
+            # only runs of the default pool without labels: those placed elsewhere are
+            # workers' (controller/placement.py)
+            query = select(Run.id, Run.labels).where(
+                Run.status == S.PENDING, Run.pool == placement.DEFAULT_POOL
+            )
             if not self.batch_runs:  # workers take batch runs; apps stay on controllers
                 query = query.join(Job, Job.id == Run.job_id).where(Job.job_type == "interactive")
-            pending = list(
-                session.scalars(
-                    query.order_by(Run.created_at).with_for_update(skip_locked=True, of=Run)
-                )
-            )
+            rows = session.execute(
+                query.order_by(Run.created_at)
+                .limit(CLAIM_LIMIT)
+                .with_for_update(skip_locked=True, of=Run)
+            ).all()
+            pending = [rid for rid, labels in rows if not labels]
             claims = {rid: self.lifecycle.claim(session, rid, now, self.node) for rid in pending}
         claimed = [rid for rid, claim in claims.items() if claim is not None]
         for run_id in claimed:
@@ -410,6 +416,9 @@ class Runner(Loop):
                     entry_point=prepared.entry_point, env_hash=prepared.env_key
                 )
             )
+        note = self.lifecycle.placement_note(job)
+        if note:
+            logs.system(prepared.plan.run_dir, note)
         logs.system(prepared.plan.run_dir, f"starting {prepared.plan.launcher}")
         self.executor.start(prepared.plan)
         crashpoints.reached("process_started")  # launched, not yet recorded as running

@@ -192,6 +192,8 @@ def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
         "manual": run.manual,
         "cancelled_by": run.cancelled_by,
         "holder": run.holder,
+        "pool": run.pool,
+        "labels": dict(run.labels or {}),
     }
 
 

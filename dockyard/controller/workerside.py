@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
-from dockyard.controller import beacon, envs, logs, nodes, run_end, runlinks, runs
+from dockyard.controller import beacon, envs, logs, nodes, placement, run_end, runlinks, runs
 from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus
 from dockyard.controller.lifecycle import (
     LAUNCHED,
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 S = RunStatus
 MAX_WAIT_S = 20.0
 UNKNOWN_AFTER = timedelta(seconds=30)  # a claimed run a worker's heartbeats never listed
+CLAIM_LOOKAHEAD = 32  # pending runs of the pool looked past for labels this worker lacks
 OFFSET_FILE = "worker.offset"  # beside the run's log: how many bytes of the worker's log it has
 _log_lock = threading.Lock()
 
@@ -235,17 +236,22 @@ class WorkerSide:
             return []
         now = self.clock.now()
         with self.db.session() as session:
-            _current(session, name, incarnation)
-            pending = list(
-                session.scalars(
-                    select(Run.id)
-                    .join(Job, Job.id == Run.job_id)
-                    .where(Run.status == S.PENDING, Job.job_type == "batch")
-                    .order_by(Run.created_at)
-                    .limit(free_slots)
-                    .with_for_update(skip_locked=True, of=Run)
-                )
-            )
+            node = _current(session, name, incarnation)
+            # this worker's pool in SQL, its labels here (a bounded look past runs needing
+            # labels it lacks)
+            rows = session.execute(
+                select(Run.id, Run.labels)
+                .join(Job, Job.id == Run.job_id)
+                .where(Run.status == S.PENDING, Run.pool == node.pool, Job.job_type == "batch")
+                .order_by(Run.created_at)
+                .limit(free_slots + CLAIM_LOOKAHEAD)
+                .with_for_update(skip_locked=True, of=Run)
+            ).all()
+            pending = [
+                rid
+                for rid, labels in rows
+                if placement.may_take(node.pool, node.labels or {}, node.pool or "", labels or {})
+            ][:free_slots]
             found = [(rid, self.lifecycle.claim(session, rid, now, name)) for rid in pending]
         claimed = [(rid, claim) for rid, claim in found if claim is not None]
         for run_id, _ in claimed:
@@ -286,6 +292,9 @@ class WorkerSide:
                 runs.update_run(run_id).values(entry_point=entry_point, env_hash=spec.key)
             )
             profile = run.profile or "prod"
+            note = self.lifecycle.placement_note(job)
+            if note:
+                logs.system(self.preparer.run_dir(run_id), note)
             extra = upstream.environment(self.base_url) if upstream else {}
             return {
                 "run_id": run_id,
@@ -394,12 +403,13 @@ def _stop_of(run: Run, now: datetime) -> Stop | None:
     )
 
 
-def _current(session: Session, name: str, incarnation: int) -> None:
+def _current(session: Session, name: str, incarnation: int) -> Node:
     row = session.scalar(select(Node).where(Node.name == name, Node.kind == "worker"))
     if row is None:
         raise NotFound(f"no worker {name!r} is registered; start `dockyard worker` again")
     if row.incarnation != incarnation:
         raise _stale(name)
+    return row
 
 
 def _stale(name: str) -> Conflict:

@@ -231,6 +231,12 @@ class Run(Out):
         default=None,
         description="the node (controller or worker) that claimed it; null before a claim",
     )
+    pool: str = Field(
+        default="default", description="the pool of the nodes that may take it (placement)"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="the labels a node must have to take it (placement)"
+    )
 
 
 class PipelineSummary(Out):
@@ -264,6 +270,11 @@ class RunLinks(Out):
 
 class RunDetails(Run):
     pipelines: list[PipelineSummary]
+    waiting: str | None = Field(
+        default=None,
+        description="pending and no live node may take it (placement): what it needs and who"
+        " is there; it ends failed after DOCKYARD_PLACEMENT_WAIT_S",
+    )
     entry_point: dict[str, Any] | None
     traceback: str | None = Field(
         default=None,
@@ -369,8 +380,18 @@ class Interval(Out):
     next_window_skip_reason: str | None
 
 
+class JobPlacement(Out):
+    """Where its runs go (`DOCKYARD_PLACEMENT`, docs/scaling.md)."""
+
+    pool: str
+    labels: dict[str, str]
+    unmapped: list[str] = Field(description="requirements the placement file has no rule for")
+    error: str | None = Field(default=None, description="why no run of it can be placed")
+
+
 class JobInfo(Job):
     definition: dict[str, Any]
+    placement: JobPlacement
     run_count: int
     timezone: str
     next_runs: list[str]

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dockyard.controller import dltadapter, gitstore, runtime_config
+from dockyard.controller import dltadapter, gitstore, placement, runtime_config
 from dockyard.controller.alerts import outbox
 from dockyard.controller.lifecycle import decisions, facts
 from dockyard.controller.lifecycle.decisions import Creation, Request
@@ -91,7 +91,10 @@ class Lifecycle:
         executor: str = "local",
         events: Events | None = None,
         node: str = DEFAULT_NODE,
+        rules: placement.Rules | None = None,
     ) -> None:
+        # where runs go (`DOCKYARD_PLACEMENT`): recorded on each run as it is created
+        self.rules = rules or placement.Rules()
         self.node = node  # this process's node name: the holder of the runs it claims
         self.repos_dir = repos_dir
         self.defaults = defaults
@@ -112,11 +115,34 @@ class Lifecycle:
             raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
         creation = decisions.decide(job, request, facts.read(session, ws, job, request), now)
         check([None], creation.status)
-        run = self._row(session, ws, job, request, now, creation)
+        where, misplaced = self.place(job)
+        run = self._row(session, ws, job, request, now, creation, where)
         if not creation.skipped:
             self._begin(session, ws, job, run, creation, now)
         self.events.publish(session, RunCreated(run.id, creation.status))
+        if misplaced is not None and creation.status is S.PENDING:
+            self.end(session, run, [S.PENDING], S.FAILED, now, reason=misplaced)
         return run
+
+    def place(self, job: Job) -> tuple[placement.Placement, str | None]:
+        """Where the job's runs go, and why nowhere (its requirements map to two pools).
+        Interactive runs are served by a controller's proxy: never placed elsewhere."""
+        if job.job_type != "batch":
+            return placement.Placement(), None
+        try:
+            return self.rules.place(job.definition), None
+        except placement.PlacementError as exc:
+            return placement.Placement(), f"no worker can take it: {exc.message}"
+
+    def placement_note(self, job: Job) -> str | None:
+        """The line a run's log gets when some of its job's requirements have no rule."""
+        where, _ = self.place(job)
+        if not where.unmapped:
+            return None
+        return (
+            f"placement: no rule for {', '.join(where.unmapped)} in the placement file: it may"
+            " run anywhere its pool and labels allow"
+        )
 
     def _row(
         self,
@@ -126,6 +152,7 @@ class Lifecycle:
         request: Request,
         now: datetime,
         creation: Creation,
+        where: placement.Placement,
     ) -> Run:
         number = session.execute(
             update(Job)
@@ -166,6 +193,8 @@ class Lifecycle:
             rerun_of=request.rerun_of,
             triggered_by=request.triggered_by,
             manual=request.manual,
+            pool=where.pool,
+            labels=dict(where.labels),
         )
         session.add(run)
         session.flush()

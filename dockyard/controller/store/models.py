@@ -181,6 +181,8 @@ class Run(Base):
         Index("ix_run_rerun_of", "rerun_of"),
         # a node's runs (the runner watches its own; a lost node's are ended)
         Index("ix_run_holder_status", "holder", "status"),
+        # claims: the pending runs of one pool (controller/placement.py)
+        Index("ix_run_status_pool", "status", "pool"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -230,6 +232,10 @@ class Run(Base):
     # finish or restart it (controller/nodes.py)
     holder: Mapped[str | None] = mapped_column(String(64))
     claim_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # where it may run, from its job's `require` and the placement file at its creation: a
+    # node takes it iff the node's pool is this and its labels include these
+    pool: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Node(Base):

@@ -76,6 +76,13 @@ def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) ->
         info = job_dict(job, runs.last_runs(session, [job.id]).get(job.id), fires.get(job.id))
         info["definition"] = job.definition
         info["run_count"] = job.runs_created
+        where, error = ctl.lifecycle.place(job)
+        info["placement"] = {
+            "pool": where.pool,
+            "labels": where.labels,
+            "unmapped": where.unmapped,
+            "error": error,
+        }
         info.update(_schedule_info(session, ws, job, ctl.clock.now()))
         return info
 
