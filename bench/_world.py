@@ -34,7 +34,7 @@ WORKSPACE = "bench"
 LAUNCHER = "dlt._workspace.deployment.launchers.job"
 SIGNATURE = pygit2.Signature("bench", "bench@localhost")
 REQUIREMENTS = {
-    "dlt_version": {"name": "dlt", "version": "1.31.0"},
+    "dlt_version": {"name": "dlt", "extras": [], "version": "1.31.0", "mode": "pypi"},
     "default_groups": ["main"],
     "groups": {"main": ["dlt==1.31.0"]},
     "python_version": "3.11",

@@ -78,7 +78,7 @@ def code(jobs: int) -> str:
 
 
 REQUIREMENTS = {
-    "dlt_version": {"name": "dlt", "version": "1.31.0"},
+    "dlt_version": {"name": "dlt", "extras": [], "version": "1.31.0", "mode": "pypi"},
     "default_groups": ["main"],
     "groups": {"main": ["dlt==1.31.0"]},
     "python_version": "3.11",
