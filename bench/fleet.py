@@ -200,6 +200,8 @@ class ProtocolWorker:
                 with self._lock:
                     self._busy += len(runs)
                     self.claimed += len(runs)
+                if self._stop.is_set():
+                    return  # the window is over: runs claimed now stay as they are
                 for assignment in runs:
                     self._pool.submit(self._run, assignment)
 

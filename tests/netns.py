@@ -173,10 +173,10 @@ class Balancer:
     front of several controllers would do. Bytes are copied both ways until either side closes.
     """
 
-    def __init__(self, host: str, backends: list[tuple[str, int]]) -> None:
+    def __init__(self, host: str, backends: list[tuple[str, int]], port: int = 0) -> None:
         self.backends = backends
         self._next = 0
-        self._listener = socket.create_server((host, 0))
+        self._listener = socket.create_server((host, port))
         self.address = f"{host}:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
