@@ -312,7 +312,10 @@ def test_disk_use_is_bounded_by_retention_and_a_removed_log_says_so(
         for decoy in decoys:
             decoy.mkdir()
         until(lambda: not any(d.exists() for d in decoys), "unused leftovers gone")
-        assert sorted(p.name for p in checkouts.iterdir()) == [second]
-        assert [p.name for p in environments.iterdir()] == [run["environment"]]
+        # what is kept: the current checkout and environment, each beside its lock file
+        # (controller/filelock.py); the removed ones' lock files went with them
+        assert sorted(p.name for p in checkouts.iterdir()) == sorted([second, f".{second}.lock"])
+        kept = run["environment"]
+        assert sorted(p.name for p in environments.iterdir()) == sorted([kept, f".{kept}.lock"])
     finally:
         srv.stop()
