@@ -11,10 +11,12 @@ Each benchmark repetition gets a new, empty database; the code under test migrat
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.pg
+
+from _common import Report, json_out
 
 from tests import pg
 
@@ -56,3 +58,15 @@ def database_url(engine: str, tmp: Path) -> str:
 
 def describe(engine: str) -> str:
     return "SQLite" if engine == "sqlite" else "PostgreSQL 15 (loopback, fsync on)"
+
+
+def report_engines(argv: Sequence[str], bench: Callable[[str], Report]) -> int:
+    """Run `bench` on each engine `--db` names, print the reports; the JSON (`--json-out`) is
+    the first one's, with the second's figures under its `postgresql` key."""
+    reports = [bench(engine) for engine in engines(argv)]
+    for rep in reports:
+        rep.show()
+    if len(reports) == 2:
+        reports[0].figures["postgresql"] = reports[1].figures
+    reports[0].write(json_out(argv))
+    return 0

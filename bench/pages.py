@@ -39,7 +39,7 @@ from typing import Any
 
 import _pg
 import httpx
-from _common import Report, int_arg, json_out, percentile, print_machine, running_server
+from _common import Report, int_arg, percentile, print_machine, running_server
 from _world import WORKSPACE, job, make_world
 from sqlalchemy import insert, select, text, update
 
@@ -218,21 +218,12 @@ def report_figures(rep: Report, times: dict[str, list[float]], sizes: dict[str, 
 
 def main(argv: list[str]) -> int:
     print_machine()
-    reports = [
-        bench(
-            int_arg(argv, "-n", 40),
-            int_arg(argv, "--jobs", 2000),
-            int_arg(argv, "--runs-per-job", 100),
-            engine,
-        )
-        for engine in _pg.engines(argv)
-    ]
-    for rep in reports:
-        rep.show()
-    if len(reports) == 2:
-        reports[0].figures["postgresql"] = reports[1].figures
-    reports[0].write(json_out(argv))
-    return 0
+    n, jobs, other = (
+        int_arg(argv, "-n", 40),
+        int_arg(argv, "--jobs", 2000),
+        int_arg(argv, "--runs-per-job", 100),
+    )
+    return _pg.report_engines(argv, lambda engine: bench(n, jobs, other, engine))
 
 
 if __name__ == "__main__":

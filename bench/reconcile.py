@@ -31,7 +31,7 @@ from typing import Any
 
 import _pg
 import pygit2
-from _common import Report, int_arg, json_out, median, print_machine, timed
+from _common import Report, int_arg, median, print_machine, timed
 from sqlalchemy import event
 
 from dockyard.controller import gitstore, manifests, planning, workspaces
@@ -278,21 +278,12 @@ def bench(repeat: int, jobs: int, n_changed: int, engine: str) -> Report:
 
 def main(argv: list[str]) -> int:
     print_machine()
-    reports = [
-        bench(
-            int_arg(argv, "-n", 7),
-            int_arg(argv, "--jobs", 1000),
-            int_arg(argv, "--changed", 10),
-            engine,
-        )
-        for engine in _pg.engines(argv)
-    ]
-    for rep in reports:
-        rep.show()
-    if len(reports) == 2:
-        reports[0].figures["postgresql"] = reports[1].figures
-    reports[0].write(json_out(argv))
-    return 0
+    n, jobs, other = (
+        int_arg(argv, "-n", 7),
+        int_arg(argv, "--jobs", 1000),
+        int_arg(argv, "--changed", 10),
+    )
+    return _pg.report_engines(argv, lambda engine: bench(n, jobs, other, engine))
 
 
 if __name__ == "__main__":

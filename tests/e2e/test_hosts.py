@@ -17,10 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +34,7 @@ from tests.conftest import (
     free_port,
     wait_run,
 )
+from tests.e2e.test_nodes import until
 
 TICKS = 12
 TICK_APART_S = 3
@@ -116,16 +116,6 @@ def tick_workspace(target: Path, first_at: datetime, dozers: int = 0, doze_s: in
         f"__all__ = {names!r}\n"
     )
     return ws
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"waited {timeout:g}s for {what}")
 
 
 def sys_lines(run_dir: Path) -> list[tuple[str, str]]:
