@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -101,8 +102,16 @@ def new_database_url(engine: str, tmp: Path) -> str:
 def copy_database(url: str, tmp: Path) -> str:
     """A copy of the database at `url` (a module's prepared state, for one test)."""
     if url.startswith("sqlite"):
+        # SQLite's backup API, not a file copy: the database runs in WAL mode, and while any
+        # connection to it is still open (a pool thread of the controller that made it) the
+        # latest commits, the tables included, may live only in `dockyard.db-wal`.
         target = tmp / "copy.db"
-        shutil.copyfile(url.removeprefix("sqlite:///"), target)
+        source, copy = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
         return f"sqlite:///{target}"
     return pg.cluster().copy(url)
 
