@@ -97,11 +97,21 @@ class Runner(Loop):
         self.batch_runs = True
         executor.on_exit(self.wake)
         events = lifecycle.events
-        events.subscribe(RunCreated, lambda _event: self.wake())
+        events.subscribe(RunCreated, self._created)
         events.subscribe(RunRequeued, lambda _event: self.wake())
         events.subscribe(StopRequested, lambda _event: self.wake())
-        events.subscribe(RunEnded, lambda _event: self.wake())
+        events.subscribe(RunEnded, self._ended)
         events.subscribe(Deployed, lambda event: self.prebuild(event.workspace))
+
+    def _created(self, event: RunCreated) -> None:
+        """A new run may be this runner's to claim (a batch run only with embedded runs on:
+        a burst of worker runs does not wake it once per run)."""
+        if self.batch_runs or not event.batch:
+            self.wake()
+
+    def _ended(self, event: RunEnded) -> None:
+        if self.batch_runs or event.holder in (None, self.node):
+            self.wake()
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

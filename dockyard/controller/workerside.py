@@ -141,8 +141,12 @@ class WorkerSide:
         self.base_url = base_url
         self._changed = threading.Condition()
         self._generation = 0
-        lifecycle.events.subscribe(RunCreated, lambda _event: self.wake())
+        lifecycle.events.subscribe(RunCreated, self._created)
         lifecycle.events.subscribe(RunRequeued, lambda _event: self.wake())
+
+    def _created(self, event: RunCreated) -> None:
+        if event.batch and event.status is S.PENDING:  # apps and skipped runs are not ours
+            self.wake()
 
     def wake(self) -> None:
         """A run may be waiting: long polls try to claim again."""
@@ -339,7 +343,7 @@ class WorkerSide:
     def started(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:
         claim = Claim(name, epoch)
         with self.db.session() as session:
-            run, _job, _ws = _run_job_ws(session, run_id)
+            run = _run(session, run_id)
             _check_held(run, claim)
             if not self.lifecycle.mark_running(session, run, self.clock.now(), claim):
                 raise _not_held(run_id, claim)
@@ -353,8 +357,7 @@ class WorkerSide:
             raise InvalidInput("a log shipment must end at a line's end; send complete lines")
         logs.check_lines(data)
         with self.db.session() as session:
-            run, _job, _ws = _run_job_ws(session, run_id)
-            _check_held(run, Claim(name, epoch))
+            _check_held(_run(session, run_id), Claim(name, epoch))
         run_dir = self.preparer.run_dir(run_id)
         with _log_lock:
             expected = _read_offset(run_dir)
@@ -372,7 +375,7 @@ class WorkerSide:
         longer this worker's at that epoch (given up on while the worker was away)."""
         claim = Claim(name, epoch)
         with self.db.session() as session:
-            run, _job, _ws = _run_job_ws(session, run_id)
+            run = _run(session, run_id)
             _check_held(run, claim)
             session.expunge(run)
         ended = run_end.finish(
@@ -420,10 +423,15 @@ def _stale(name: str) -> Conflict:
     )
 
 
-def _run_job_ws(session: Session, run_id: str) -> tuple[Run, Job, Workspace]:
+def _run(session: Session, run_id: str) -> Run:
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r}")
+    return run
+
+
+def _run_job_ws(session: Session, run_id: str) -> tuple[Run, Job, Workspace]:
+    run = _run(session, run_id)
     job = session.get(Job, run.job_id)
     ws = session.get(Workspace, run.workspace_id)
     assert job is not None and ws is not None

@@ -2,6 +2,7 @@
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from dockyard.controller.lifecycle import Lifecycle, Request, RunStatus
 from dockyard.controller.reconciler import Reconciler
 from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduling import state as schedules
-from dockyard.controller.scheduling.loop import Scheduler
+from dockyard.controller.scheduling.loop import BATCH, Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule
 from tests.integration.helpers import Committer
@@ -163,6 +164,54 @@ def test_two_schedulers_racing_for_a_tick_make_one_run(world: World) -> None:
     world.clock.set(t("2026-03-04T10:05:01"))
     made = world.scheduler.tick(world.clock.now()) + other.tick(world.clock.now())
     assert len(made) == 1 and len(world.runs("a")) == 1
+
+
+def test_a_burst_past_one_batch_fires_every_tick_once_with_two_schedulers(world: World) -> None:
+    """More jobs due at one instant than one transaction fires (`BATCH`): two schedulers
+    firing at once (threads; PostgreSQL skips the rows the other has locked) make exactly one
+    run per job, and every schedule moves on."""
+    count = BATCH * 2 + 17
+    world.deploy(*(job(f"j{i:03d}", "schedule:*/5 * * * *") for i in range(count)))
+    other = Scheduler(world.db, world.clock, world.lifecycle)
+    world.clock.set(t("2026-03-04T10:05:00.002"))
+    made: list[list[Run]] = [[], []]
+
+    def fire(i: int, scheduler: Scheduler) -> None:
+        made[i] = scheduler.tick(world.clock.now())
+
+    threads = [
+        threading.Thread(target=fire, args=(i, s)) for i, s in enumerate([world.scheduler, other])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made[0]) + len(made[1]) == count
+    with world.db.session() as session:
+        per_job = session.execute(sa.select(Run.job_id, sa.func.count()).group_by(Run.job_id)).all()
+        due = session.scalar(
+            sa.select(sa.func.count()).where(Schedule.next_fire_at <= world.clock.now())
+        )
+    assert len(per_job) == count and {n for _, n in per_job} == {1}
+    assert due == 0
+
+
+def test_a_tick_that_already_has_its_run_leaves_the_rest_of_the_batch_alone(world: World) -> None:
+    """The unique (job, trigger, tick) refuses a second run for one job's tick; the savepoint
+    keeps the batch's other runs, and that tick stays consumed (no retry loop)."""
+    world.deploy(job("a", "schedule:*/5 * * * *"), job("b", "schedule:*/5 * * * *"))
+    tick = t("2026-03-04T10:05:00")
+    with world.db.session() as session:
+        ws = workspaces.get(session, NAME)
+        a = session.scalar(sa.select(Job).where(Job.job_ref == "jobs.s.a"))
+        assert a is not None
+        request = Request("schedule:*/5 * * * *", scheduled_for=tick, gated=False)
+        world.lifecycle.create(session, ws, a, request, tick)
+    made = world.at("2026-03-04T10:05:01")
+    assert [r.job_id for r in made] == [world.job("b").id]
+    assert len(world.runs("a")) == 1 and len(world.runs("b")) == 1
+    assert [s.next_fire_at for s in world.schedule("a")] == [t("2026-03-04T10:10:00")]
+    assert world.at("2026-03-04T10:05:02") == []
 
 
 def test_downtime_gives_one_run_for_the_latest_missed_tick(world: World) -> None:

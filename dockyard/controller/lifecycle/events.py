@@ -28,6 +28,7 @@ class RunCreated:
 
     run_id: str
     status: RunStatus
+    batch: bool = True  # a batch job's run (workers may take it), not an app's
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class StopRequested:
 class RunEnded:
     run_id: str
     status: RunStatus
+    holder: str | None = None  # the node that held it (None: it never started)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ class Lifecycle:
         run = self._row(session, ws, job, request, now, creation, where)
         if not creation.skipped:
             self._begin(session, ws, job, run, creation, now)
-        self.events.publish(session, RunCreated(run.id, creation.status))
+        self.events.publish(session, RunCreated(run.id, creation.status, job.job_type == "batch"))
         if misplaced is not None and creation.status is S.PENDING:
             self.end(session, run, [S.PENDING], S.FAILED, now, reason=misplaced)
         return run
@@ -449,7 +449,7 @@ class Lifecycle:
         assert job is not None and ws is not None
         if decisions.cascades(target, run.refresh, job.definition):
             _cascade(session, ws, job, now)
-        self.events.publish(session, RunEnded(run.id, target))
+        self.events.publish(session, RunEnded(run.id, target, run.holder))
         return self._follow_ups(session, ws, job, run, target, now)
 
     def advance(self, session: Session, run: Run, target: RunStatus, now: datetime) -> list[Run]:

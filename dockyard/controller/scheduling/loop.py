@@ -2,18 +2,20 @@
 
 It sleeps until the earliest due time and is woken early by deploys (the lifecycle's
 `Deployed` event) and by schedule changes (pause, resume); there is no polling interval.
-Each fire is one transaction: a guarded UPDATE moves the trigger's next fire time (only one
-scheduler can claim a tick) and the run row is inserted through the lifecycle with a unique
-(job, trigger, tick), so a crash at any point leaves either no trace of the tick (it fires
-after the restart) or exactly one run for it.
+Ticks due together are fired in batches, one transaction per batch (a burst of 500 jobs on
+one minute is a few commits, not 500): for each, a guarded UPDATE moves the trigger's next
+fire time (only one scheduler can claim a tick) and the run row is inserted through the
+lifecycle with a unique (job, trigger, tick), so a crash at any point leaves either no trace
+of the batch's ticks (they fire after the restart) or exactly one run for each.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
@@ -30,9 +32,11 @@ from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Schedule, Workspace
+from dockyard.errors import Conflict
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_S = 300.0  # a safety net only: wake-ups come from the due time and from events
+BATCH = 200  # due triggers fired in one transaction
 
 
 class Scheduler(Loop):
@@ -79,79 +83,111 @@ class Scheduler(Loop):
         return min(MAX_SLEEP_S, max(0.0, (at - now).total_seconds()))
 
     def tick(self, now: datetime) -> list[Run]:
-        """Fire every trigger due at `now`; returns the runs made (pending or skipped)."""
+        """Fire every trigger due at `now`, in batches; returns the runs made (pending or
+        skipped)."""
         made: list[Run] = []
         while True:
-            with self.db.session() as session:
-                batch = schedules.due(session, now)
-                ids = [(s.id, s.next_fire_at) for s, _ in batch]
-            if not ids:
-                break
-            before = len(made)
-            for schedule_id, expected in ids:
-                run = self._fire(schedule_id, expected, now)
-                if run is not None:
-                    made.append(run)
-            if len(made) == before:
-                break  # nothing fired in a whole pass: never spin on rows that stay due
+            seen, fired = self._fire_batch(now)
+            made.extend(fired)
+            if seen < BATCH or not fired:
+                break  # all due rows taken, or a whole batch fired nothing: never spin
         return made
 
-    def _fire(self, schedule_id: int, expected: datetime | None, now: datetime) -> Run | None:
+    def _fire_batch(self, now: datetime) -> tuple[int, list[Run]]:
+        """Up to `BATCH` due triggers fired in one transaction: each tick claimed by its
+        guarded update and its run inserted under a savepoint (the unique (job, trigger,
+        tick) refuses a second run). Returns how many due rows were looked at and the runs
+        made. Rows another server is firing now are skipped, not waited for (PostgreSQL)."""
+        fired: list[tuple[Run, Schedule, Job, ticks.Fire, Warm | None]] = []
         with self.db.session() as session:
-            # a schedule another server is firing now is skipped, not waited for (PostgreSQL;
-            # nothing on SQLite); the guarded update below keeps the tick once either way
-            schedule = session.scalar(
-                select(Schedule).where(Schedule.id == schedule_id).with_for_update(skip_locked=True)
+            due = schedules.due(session, now, limit=BATCH, skip_locked=True)
+            claimed = list(self._claim_ticks(session, due, now))
+            if claimed:
+                crashpoints.reached("tick_claimed")  # claimed, not committed
+            spaces: dict[int, Workspace] = {}
+            for schedule, job, fire in claimed:
+                if job.workspace_id not in spaces:
+                    ws = session.get(Workspace, job.workspace_id)
+                    assert ws is not None
+                    spaces[job.workspace_id] = ws
+                made = self._create(session, spaces[job.workspace_id], job, schedule, fire, now)
+                if made is not None:
+                    fired.append((made[0], schedule, job, fire, made[1]))
+        if fired:
+            crashpoints.reached("run_row_written")  # committed, not yet started
+        for run, schedule, job, fire, warm in fired:
+            self._after_commit(run, warm)
+            log.info(
+                "fired",
+                extra={
+                    "action": "fire",
+                    "job_ref": job.job_ref,
+                    "trigger": schedule.trigger,
+                    "tick": fire.tick.isoformat(),
+                    "missed": fire.missed,
+                    "status": run.status,
+                },
             )
-            if schedule is None or schedule.next_fire_at != expected:
-                return None
+        return len(due), [run for run, *_ in fired]
+
+    def _claim_ticks(
+        self, session: Session, due: list[tuple[Schedule, Job]], now: datetime
+    ) -> Iterator[tuple[Schedule, Job, ticks.Fire]]:
+        """The due rows whose tick this transaction claims: the guarded update moves the
+        next fire time only if it is still the one read (one scheduler per tick)."""
+        for schedule, job in due:
+            expected = schedule.next_fire_at
             fire = ticks.due(schedule.trigger, schedule.timezone, expected, now)
             if fire is None:
-                return None
-            claimed = session.execute(
+                continue
+            result = session.execute(
                 update(Schedule)
-                .where(Schedule.id == schedule_id, Schedule.next_fire_at == expected)
+                .where(Schedule.id == schedule.id, Schedule.next_fire_at == expected)
                 .values(next_fire_at=fire.next_fire_at, last_tick=fire.tick)
+                .execution_options(synchronize_session=False)
             )
-            if not claimed.rowcount:  # type: ignore[attr-defined]
-                return None
-            crashpoints.reached("tick_claimed")  # claimed, not committed
-            job = session.get(Job, schedule.job_id)
-            assert job is not None
-            ws = session.get(Workspace, job.workspace_id)
-            assert ws is not None
-            warm = self.prewarmer.take(job, ws, schedule.trigger) if self.prewarmer else None
-            request = Request(
-                schedule.trigger,
-                scheduled_for=fire.tick,
-                run_id=warm.identity.run_id if warm else None,
-                prepared=warm is not None,
-                triggered_by="scheduler",  # prepared ahead (prewarm) or not
-            )
-            try:
-                with session.begin_nested():
-                    run = self.lifecycle.create(session, ws, job, request, now)
-            except IntegrityError:
-                if warm is not None:
-                    self._discard(warm)
-                return None  # this tick already has its run
-        crashpoints.reached("run_row_written")  # committed, not yet started
-        if warm is not None:
-            if run.status == RunStatus.STARTING and self.release is not None:
-                self.release(run.id, warm)
-                assert self.prewarmer is not None
-                self.prewarmer.forget(warm)  # it became a real run
-            else:
-                self._discard(warm)
-        log.info(
-            "fired",
-            extra={
-                "action": "fire",
-                "job_ref": job.job_ref,
-                "trigger": schedule.trigger,
-                "tick": fire.tick.isoformat(),
-                "missed": fire.missed,
-                "status": run.status,
-            },
+            if result.rowcount:  # type: ignore[attr-defined]
+                yield schedule, job, fire
+
+    def _create(
+        self,
+        session: Session,
+        ws: Workspace,
+        job: Job,
+        schedule: Schedule,
+        fire: ticks.Fire,
+        now: datetime,
+    ) -> tuple[Run, Warm | None] | None:
+        """The tick's run, under a savepoint: a tick that already has its run (or a job that
+        cannot run now) leaves the rest of the batch alone; its tick stays consumed."""
+        warm = self.prewarmer.take(job, ws, schedule.trigger) if self.prewarmer else None
+        request = Request(
+            schedule.trigger,
+            scheduled_for=fire.tick,
+            run_id=warm.identity.run_id if warm else None,
+            prepared=warm is not None,
+            triggered_by="scheduler",  # prepared ahead (prewarm) or not
         )
-        return run
+        try:
+            with session.begin_nested():
+                return self.lifecycle.create(session, ws, job, request, now), warm
+        except (IntegrityError, Conflict) as exc:
+            if warm is not None:
+                self._discard(warm)
+            if isinstance(exc, Conflict):
+                log.warning(
+                    "tick not fired",
+                    extra={"action": "fire", "job_ref": job.job_ref, "error": exc.message},
+                )
+            return None  # IntegrityError: this tick already has its run
+
+    def _after_commit(self, run: Run, warm: Warm | None) -> None:
+        """A prepared run's held process gets its launch arguments (or is discarded)."""
+        if warm is None:
+            return
+        if run.status == RunStatus.STARTING and self.release is not None:
+            self.release(run.id, warm)
+            assert self.prewarmer is not None
+            self.prewarmer.forget(warm)  # it became a real run
+        else:
+            self._discard(warm)

@@ -70,15 +70,21 @@ def _sync_one(
             row.next_fire_at = None if done else ticks.first_fire(trigger, tz, now)
 
 
-def due(session: Session, now: datetime, limit: int = 500) -> list[tuple[Schedule, Job]]:
-    rows = session.execute(
+def due(
+    session: Session, now: datetime, limit: int = 500, skip_locked: bool = False
+) -> list[tuple[Schedule, Job]]:
+    """The triggers due at `now`, earliest first. `skip_locked`: locked for this transaction,
+    passing over rows another one holds (PostgreSQL; SQLite has one writer anyway)."""
+    query = (
         select(Schedule, Job)
         .join(Job, Job.id == Schedule.job_id)
         .where(Job.status == "active", Job.paused_at.is_(None), Schedule.next_fire_at <= now)
         .order_by(Schedule.next_fire_at)
         .limit(limit)
     )
-    return [(s, j) for s, j in rows]
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True, of=Schedule)
+    return [(s, j) for s, j in session.execute(query)]
 
 
 def next_due(session: Session) -> datetime | None:
