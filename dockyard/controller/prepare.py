@@ -36,6 +36,7 @@ from dockyard.settings import Settings
 from dockyard.shim import rundir
 
 log = logging.getLogger(__name__)
+REQUIREMENTS_CACHE = 256  # deployment versions whose requirements are kept in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Preparer:
         self.keyring = keyring
         self.db = db  # for the keys, read in a short session of their own
         self._checkout_lock = threading.Lock()
+        # (workspace, sha) → requirements.json's bytes: a commit's content never changes
+        self._requirements_cache: dict[tuple[str, str], bytes] = {}
+        self._cache_lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
         return self.settings.runs_dir / run_id
@@ -165,7 +169,19 @@ class Preparer:
         return self.executor.get(ws.executor).env_ready(envs.env_spec(requirements, job.definition))
 
     def requirements(self, ws: Workspace, sha: str) -> dict[str, Any]:
-        return _requirements(gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git"), sha)
+        """The deployment's `requirements.json` (a fresh dict each call: callers may change
+        it). A commit never changes, so its bytes are kept for the next run of that version."""
+        key = (ws.name, sha)
+        data = self._requirements_cache.get(key)
+        if data is None:
+            repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
+            data = _requirements_bytes(repo, sha)
+            with self._cache_lock:
+                if len(self._requirements_cache) >= REQUIREMENTS_CACHE:
+                    self._requirements_cache.pop(next(iter(self._requirements_cache)))
+                self._requirements_cache[key] = data
+        requirements: dict[str, Any] = json.loads(data)
+        return requirements
 
     def _requirements_of(self, ws: Workspace, sha: str | None) -> dict[str, Any]:
         if sha is None:
@@ -354,12 +370,11 @@ def _beacon_token(secret: bytes, run_id: str) -> str:
     return beacon.token_for(secret, run_id)
 
 
-def _requirements(repo: pygit2.Repository, sha: str) -> dict[str, Any]:
+def _requirements_bytes(repo: pygit2.Repository, sha: str) -> bytes:
     data = gitstore.read_file(repo, sha, gitstore.REQUIREMENTS)
     if data is None:
         raise DockyardError(f"deployment {sha[:12]} has no requirements.json")
-    requirements: dict[str, Any] = json.loads(data)
-    return requirements
+    return data
 
 
 def _write_private(target: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
-from dockyard.controller import beacon, envs, logs, nodes, placement, run_end, runlinks, runs
+from dockyard.controller import beacon, envs, logs, nodes, placement, run_end, runlinks
 from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus
 from dockyard.controller.lifecycle import (
     LAUNCHED,
@@ -225,9 +225,9 @@ class WorkerSide:
         while True:
             with self._changed:
                 seen = self._generation
-            claimed = self._claim_once(name, incarnation, free_slots)
-            if claimed:
-                return [a for a in (self._assignment(name, rid, c) for rid, c in claimed) if a]
+            claimed, tried = self._claim_once(name, incarnation, free_slots)
+            if tried:
+                return claimed
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
@@ -235,41 +235,67 @@ class WorkerSide:
                 if self._generation == seen:
                     self._changed.wait(min(left, 1.0))
 
-    def _claim_once(self, name: str, incarnation: int, free_slots: int) -> list[tuple[str, Claim]]:
+    def _claim_once(
+        self, name: str, incarnation: int, free_slots: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One transaction: the worker's next pending runs (its pool in SQL, its labels
+        here: a bounded look past runs needing labels it lacks), each described and claimed
+        by one guarded write. Returns the assignments and whether any run was claimed (one
+        that could not be described fails with the reason instead of being handed out)."""
         if free_slots <= 0:
-            return []
+            return [], False
         now = self.clock.now()
+        given: list[tuple[str, dict[str, Any], str | None]] = []
+        failed: list[tuple[str, Claim, str]] = []
         with self.db.session() as session:
             node = _current(session, name, incarnation)
-            # this worker's pool in SQL, its labels here (a bounded look past runs needing
-            # labels it lacks)
             rows = session.execute(
-                select(Run.id, Run.labels)
+                select(Run, Job, Workspace)
                 .join(Job, Job.id == Run.job_id)
+                .join(Workspace, Workspace.id == Run.workspace_id)
                 .where(Run.status == S.PENDING, Run.pool == node.pool, Job.job_type == "batch")
                 .order_by(Run.created_at)
                 .limit(free_slots + CLAIM_LOOKAHEAD)
                 .with_for_update(skip_locked=True, of=Run)
             ).all()
-            pending = [
-                rid
-                for rid, labels in rows
-                if placement.may_take(node.pool, node.labels or {}, node.pool or "", labels or {})
+            labels, pool = node.labels or {}, node.pool or ""
+            picked = [
+                (run, job, ws)
+                for run, job, ws in rows
+                if placement.may_take(node.pool, labels, pool, run.labels or {})
             ][:free_slots]
-            found = [(rid, self.lifecycle.claim(session, rid, now, name)) for rid in pending]
-        claimed = [(rid, claim) for rid, claim in found if claim is not None]
-        for run_id, _ in claimed:
-            logs.system(self.preparer.run_dir(run_id), f"claimed by worker {name}")
+            for run, job, ws in picked:
+                try:
+                    assignment = self._describe(session, run, job, ws)
+                except DockyardError as exc:
+                    claim = self.lifecycle.claim(session, run.id, now, name)
+                    if claim is not None:
+                        failed.append((run.id, claim, exc.message))
+                    continue
+                claim = self.lifecycle.claim(
+                    session,
+                    run.id,
+                    now,
+                    name,
+                    entry_point=assignment["entry_point"],
+                    env_hash=assignment.pop("env_hash"),
+                )
+                if claim is not None:
+                    assignment["epoch"] = claim.epoch
+                    given.append((run.id, assignment, self.lifecycle.placement_note(job)))
+        for run_id, _, note in given:
+            run_dir = self.preparer.run_dir(run_id)
+            logs.system(run_dir, f"claimed by worker {name}")
+            if note:
+                logs.system(run_dir, note)
             log.info("run claimed", extra={"action": "worker_claim", "run_id": run_id})
-        return claimed
+        for run_id, claim, reason in failed:
+            self._fail_before_start(run_id, claim, reason)
+        return [assignment for _, assignment, _ in given], bool(given or failed)
 
-    def _assignment(self, name: str, run_id: str, claim: Claim) -> dict[str, Any] | None:
-        """What the worker needs to start the run; a run that cannot be described (no
-        requirements, a bad definition) fails here with the reason."""
-        try:
-            return self._describe(run_id, claim)
-        except DockyardError as exc:
-            reason = exc.message
+    def _fail_before_start(self, run_id: str, claim: Claim, reason: str) -> None:
+        """A claimed run that cannot be described (no requirements, a bad definition) fails
+        with the reason; it is never handed out."""
         logs.system(self.preparer.run_dir(run_id), f"run failed before start: {reason}")
         run_end.end(
             self.db,
@@ -281,54 +307,48 @@ class WorkerSide:
             claim=claim,
             reason=reason,
         )
-        return None
 
-    def _describe(self, run_id: str, claim: Claim) -> dict[str, Any]:
-        with self.db.session() as session:
-            run, job, ws = _run_job_ws(session, run_id)
-            if run.deployment_version is None:
-                raise DockyardError("the run has no deployment version")
-            upstream = runlinks.upstream_of(session, run, ws.name)
-            requirements = self.preparer.requirements(ws, run.deployment_version)
-            entry_point = self.preparer.entry_point(job, run, requirements, upstream)
-            spec = envs.env_spec(requirements, job.definition)
-            session.execute(
-                runs.update_run(run_id).values(entry_point=entry_point, env_hash=spec.key)
-            )
-            profile = run.profile or "prod"
-            note = self.lifecycle.placement_note(job)
-            if note:
-                logs.system(self.preparer.run_dir(run_id), note)
-            extra = upstream.environment(self.base_url) if upstream else {}
-            return {
-                "run_id": run_id,
-                "epoch": claim.epoch,
-                "workspace": ws.name,
-                "sha": run.deployment_version,
-                "git_path": f"/git/{ws.name}.git",
-                "launcher": str(job.definition["entry_point"]["launcher"]),
-                "launch_args": launch_args(run, entry_point),
-                "entry_point": entry_point,
-                "profile": profile,
-                "environment": {
-                    **extra,
-                    "WORKSPACE__PROFILE": profile,
-                    "DOCKYARD_RUN_ID": run_id,
-                    "DOCKYARD_WORKSPACE": ws.name,
-                },
-                "requirements": requirements,
-                "definition": job.definition,
-                "instance": dict((job.definition.get("require") or {}).get("instance") or {}),
-                "timeout_s": run.timeout_s,
-                "grace_s": run.grace_s,
-                "beacon_token": beacon.token_for(self.beacon_secret, run_id),
-                "labels": {
-                    "dockyard.workspace": ws.name,
-                    "dockyard.job_ref": job.job_ref,
-                    "dockyard.run_id": run_id,
-                    "dockyard.deployment": run.deployment_version,
-                },
-            }
+    def _describe(self, session: Session, run: Run, job: Job, ws: Workspace) -> dict[str, Any]:
+        """What the worker needs to start the run (`epoch` is added once it is claimed;
+        `env_hash` goes to the run row, not to the worker)."""
+        if run.deployment_version is None:
+            raise DockyardError("the run has no deployment version")
+        upstream = runlinks.upstream_of(session, run, ws.name)
+        requirements = self.preparer.requirements(ws, run.deployment_version)
+        entry_point = self.preparer.entry_point(job, run, requirements, upstream)
+        spec = envs.env_spec(requirements, job.definition)
+        profile = run.profile or "prod"
+        extra = upstream.environment(self.base_url) if upstream else {}
+        return {
+            "run_id": run.id,
+            "epoch": 0,
+            "env_hash": spec.key,
+            "workspace": ws.name,
+            "sha": run.deployment_version,
+            "git_path": f"/git/{ws.name}.git",
+            "launcher": str(job.definition["entry_point"]["launcher"]),
+            "launch_args": launch_args(run, entry_point),
+            "entry_point": entry_point,
+            "profile": profile,
+            "environment": {
+                **extra,
+                "WORKSPACE__PROFILE": profile,
+                "DOCKYARD_RUN_ID": run.id,
+                "DOCKYARD_WORKSPACE": ws.name,
+            },
+            "requirements": requirements,
+            "definition": job.definition,
+            "instance": dict((job.definition.get("require") or {}).get("instance") or {}),
+            "timeout_s": run.timeout_s,
+            "grace_s": run.grace_s,
+            "beacon_token": beacon.token_for(self.beacon_secret, run.id),
+            "labels": {
+                "dockyard.workspace": ws.name,
+                "dockyard.job_ref": job.job_ref,
+                "dockyard.run_id": run.id,
+                "dockyard.deployment": run.deployment_version,
+            },
+        }
 
     # one run ------------------------------------------------------------------------------
     def config(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:

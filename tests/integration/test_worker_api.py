@@ -9,16 +9,20 @@ database (SQLite and PostgreSQL), a real workspace repository and git, the app i
   server expects; started/exit at a stale epoch are 409, and a run given up on stays ended;
 - the heartbeat says which runs to stop and which the worker no longer holds."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from dockyard.controller import auth, logs, usecases
+from dockyard.controller import auth, gitstore, logs, usecases, workspaces
+from dockyard.controller.store.models import Run
 from dockyard.web.asgi import create_asgi
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
+from tests.integration.helpers import Committer
 
 
 @pytest.fixture
@@ -105,6 +109,9 @@ def test_a_claimed_runs_config_goes_to_its_holder_at_its_epoch_only(
     assert given["requirements"]["dlt_version"] and given["definition"]["entry_point"]
     run = yard.run(run_id)
     assert (run.status, run.holder, run.claim_epoch) == ("starting", "w1", given["epoch"])
+    # the claim's own write records what the worker was told to start
+    assert run.entry_point == given["entry_point"] and run.env_hash
+    assert "env_hash" not in given
     assert claim(app, worker_token, incarnation) == []  # claimed once
     path = f"/api/v1/worker/runs/{run_id}/config"
     ok = app.get(path, params={"name": "w1", "epoch": given["epoch"]}, headers=as_(worker_token))
@@ -242,3 +249,25 @@ def test_with_embedded_runs_off_no_timed_run_is_prepared_on_the_controller(
         assert on.ctl.prewarmer.enabled
     finally:
         on.ctl.db.dispose()
+
+
+def test_a_run_that_cannot_be_described_fails_with_the_reason_and_is_not_handed_out(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    """A claim describes each run in the claim's transaction: one whose deployment cannot be
+    read (here: a commit without requirements.json) fails with that reason instead of being
+    handed out; the job's next run is handed out as usual."""
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    broken = yard.trigger()
+    repo = gitstore.open_repo(workspaces.repo_path(yard.ctl.settings.repos_dir, WS))
+    bare = Committer(repo, time=int(time.time())).commit({"code/x.py": b"x = 1\n"})
+    with yard.ctl.db.session() as session:
+        session.execute(update(Run).where(Run.id == broken).values(deployment_version=bare))
+    assert claim(app, worker_token, incarnation) == []
+    failed = yard.run(broken)
+    assert failed.status == "failed" and failed.holder == "w1"
+    assert failed.reason == f"deployment {bare[:12]} has no requirements.json"
+    assert b"run failed before start" in logs.path(yard.ctl.preparer.run_dir(broken)).read_bytes()
+    fine = yard.trigger()
+    assert [given["run_id"] for given in claim(app, worker_token, incarnation)] == [fine]

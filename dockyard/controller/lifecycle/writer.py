@@ -245,11 +245,16 @@ class Lifecycle:
 
     # the runner's moves -----------------------------------------------------------------
     def claim(
-        self, session: Session, run_id: str, now: datetime, holder: str | None = None
+        self,
+        session: Session,
+        run_id: str,
+        now: datetime,
+        holder: str | None = None,
+        **values: Any,
     ) -> Claim | None:
         """pending → starting: `holder` (this node by default) prepares it, no other can.
-        The same guarded write sets the holder and counts the claim; None when someone
-        moved the run first."""
+        The same guarded write sets the holder and counts the claim (and sets `values`);
+        None when someone moved the run first."""
         holder = holder or self.node
         epoch = session.execute(
             update(Run)
@@ -259,6 +264,7 @@ class Lifecycle:
                 claimed_at=now,
                 holder=holder,
                 claim_epoch=Run.claim_epoch + 1,
+                **values,
             )
             .returning(Run.claim_epoch)
             .execution_options(synchronize_session=False)
