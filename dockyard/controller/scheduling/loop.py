@@ -13,8 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
@@ -105,7 +104,10 @@ class Scheduler(Loop):
             if claimed:
                 crashpoints.reached("tick_claimed")  # claimed, not committed
             spaces: dict[int, Workspace] = {}
+            have_runs = _ticks_with_runs(session, claimed)
             for schedule, job, fire in claimed:
+                if (job.id, schedule.trigger, fire.tick) in have_runs:
+                    continue  # this tick already has its run (the schedule state was rebuilt)
                 if job.workspace_id not in spaces:
                     ws = session.get(Workspace, job.workspace_id)
                     assert ws is not None
@@ -158,8 +160,10 @@ class Scheduler(Loop):
         fire: ticks.Fire,
         now: datetime,
     ) -> tuple[Run, Warm | None] | None:
-        """The tick's run, under a savepoint: a tick that already has its run (or a job that
-        cannot run now) leaves the rest of the batch alone; its tick stays consumed."""
+        """The tick's run; a job that cannot run now (`Conflict`, raised before any write)
+        leaves the rest of the batch alone, its tick consumed. No savepoint per run: a tick
+        that has its run already was left out before (`_ticks_with_runs`); should the unique
+        (job, trigger, tick) still refuse one, the whole batch rolls back and fires again."""
         warm = self.prewarmer.take(job, ws, schedule.trigger) if self.prewarmer else None
         request = Request(
             schedule.trigger,
@@ -169,17 +173,19 @@ class Scheduler(Loop):
             triggered_by="scheduler",  # prepared ahead (prewarm) or not
         )
         try:
-            with session.begin_nested():
-                return self.lifecycle.create(session, ws, job, request, now), warm
-        except (IntegrityError, Conflict) as exc:
+            return self.lifecycle.create(session, ws, job, request, now), warm
+        except Conflict as exc:
             if warm is not None:
                 self._discard(warm)
-            if isinstance(exc, Conflict):
-                log.warning(
-                    "tick not fired",
-                    extra={"action": "fire", "job_ref": job.job_ref, "error": exc.message},
-                )
-            return None  # IntegrityError: this tick already has its run
+            log.warning(
+                "tick not fired",
+                extra={"action": "fire", "job_ref": job.job_ref, "error": exc.message},
+            )
+            return None
+        except BaseException:
+            if warm is not None:
+                self._discard(warm)
+            raise
 
     def _after_commit(self, run: Run, warm: Warm | None) -> None:
         """A prepared run's held process gets its launch arguments (or is discarded)."""
@@ -191,3 +197,19 @@ class Scheduler(Loop):
             self.prewarmer.forget(warm)  # it became a real run
         else:
             self._discard(warm)
+
+
+def _ticks_with_runs(
+    session: Session, claimed: list[tuple[Schedule, Job, ticks.Fire]]
+) -> set[tuple[int, str, datetime]]:
+    """The (job, trigger, tick) among `claimed` that have a run already, in one query."""
+    if not claimed:
+        return set()
+    wanted = {(job.id, schedule.trigger, fire.tick) for schedule, job, fire in claimed}
+    rows = session.execute(
+        select(Run.job_id, Run.trigger, Run.scheduled_for).where(
+            Run.job_id.in_({job_id for job_id, _, _ in wanted}),
+            Run.scheduled_for.in_({tick for _, _, tick in wanted}),
+        )
+    )
+    return {(j, t, at) for j, t, at in rows if at is not None and (j, t, at) in wanted}
