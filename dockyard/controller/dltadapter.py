@@ -53,6 +53,7 @@ def humanize_trigger(trigger: str) -> str:
     return str(_trigger_helpers.humanize_trigger(cast(Any, trigger)))
 
 
+@functools.lru_cache(maxsize=4096)  # pure; parsing validates the cron (slow in bursts)
 def trigger_type(trigger: str) -> str:
     return str(_trigger_helpers.parse_trigger(cast(Any, trigger)).type)
 
@@ -179,11 +180,14 @@ def timed_triggers(job_def: JobDef) -> list[str]:
     return [t for t in job_def.get("triggers") or [] if trigger_type(t) in TIMED]
 
 
+@functools.lru_cache(maxsize=4096)
 def trigger_period_s(trigger: str) -> float:
     """The period of an `every:` trigger, in seconds."""
     return float(cast(Any, _trigger_helpers.parse_trigger(cast(Any, trigger)).expr))
 
 
+# pure functions of their arguments: a burst of jobs on one cron asks the same question
+@functools.lru_cache(maxsize=2048)
 def next_fire(trigger: str, now: datetime, tz: str, prev: datetime | None = None) -> datetime:
     """dlt's `next_scheduled_run`: the next tick strictly after `now` (cron in `tz`).
 
@@ -211,6 +215,7 @@ def once_at(trigger: str) -> datetime:
     return at
 
 
+@functools.lru_cache(maxsize=2048)
 def natural_window(
     trigger: str, at: datetime, tz: str, prev_end: datetime | None = None
 ) -> tuple[datetime, datetime]:
