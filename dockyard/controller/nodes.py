@@ -123,6 +123,7 @@ class Identity:
     slots: int | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    token_id: int | None = None  # a worker's: the worker token it registered with
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ class Membership:
             "slots": me.slots,
             "host": me.host,
             "pid": me.pid,
+            "token_id": me.token_id,
             "state": UP,
             "started_at": now,
             "last_heartbeat_at": now,

@@ -36,8 +36,8 @@ from dockyard.controller.lifecycle import (
 )
 from dockyard.controller.prepare import Preparer, launch_args
 from dockyard.controller.store.db import Database
-from dockyard.controller.store.models import Job, Node, Run, Workspace
-from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
+from dockyard.controller.store.models import Job, Node, Run, Token, Workspace
+from dockyard.errors import Conflict, DockyardError, Forbidden, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 S = RunStatus
@@ -141,6 +141,9 @@ class WorkerSide:
         self.base_url = base_url
         self._changed = threading.Condition()
         self._generation = 0
+        # worker name → the token it is registered with (read through on a miss or mismatch)
+        self._owners: dict[str, int | None] = {}
+        self._owners_lock = threading.Lock()
         lifecycle.events.subscribe(RunCreated, self._created)
         lifecycle.events.subscribe(RunRequeued, lambda _event: self.wake())
 
@@ -155,13 +158,35 @@ class WorkerSide:
             self._changed.notify_all()
 
     # nodes --------------------------------------------------------------------------------
-    def register(self, who: Registration) -> dict[str, Any]:
+    def register(self, who: Registration, token_id: int) -> dict[str, Any]:
+        """Register (or take over) worker `who.name` for the worker token `token_id`: a name
+        another worker token holds is refused while that token is valid."""
         nodes.check_name(who.name)
+        with self.db.session() as session:
+            row = session.scalar(select(Node).where(Node.name == who.name))
+            if row is not None and row.kind == "worker" and row.token_id not in (None, token_id):
+                holder = session.get(Token, row.token_id)
+                if holder is not None and _valid(holder, self.clock.now()):
+                    raise Conflict(
+                        f"worker name {who.name} belongs to another worker token"
+                        f" ({holder.name!r}): give this worker another --name, or revoke"
+                        " that token first",
+                        code="name_taken",
+                    )
         identity = nodes.Identity(
-            who.name, "worker", who.pool, dict(who.labels), who.slots, who.host, who.pid
+            who.name,
+            "worker",
+            who.pool,
+            dict(who.labels),
+            who.slots,
+            who.host,
+            who.pid,
+            token_id,
         )
         membership = nodes.Membership(self.db, self.clock, identity, db_clock=self.db_clock)
         membership.join()
+        with self._owners_lock:
+            self._owners[who.name] = token_id
         log.info(
             "worker registered",
             extra={"action": "worker_join", "node": who.name, "executor": who.executor},
@@ -169,11 +194,11 @@ class WorkerSide:
         return {"incarnation": membership.incarnation, "heartbeat_s": nodes.HEARTBEAT_S}
 
     def heartbeat(
-        self, name: str, incarnation: int, running: Sequence[tuple[str, int]]
+        self, name: str, incarnation: int, running: Sequence[tuple[str, int]], token_id: int
     ) -> dict[str, Any]:
         with self.db.session() as session:
             now = nodes.database_now(session) if self.db_clock else self.clock.now()
-            _current(session, name, incarnation)
+            _owned(_current(session, name, incarnation), token_id)
             if not nodes.beat(session, name, incarnation, now):
                 raise _stale(name)
             held = list(
@@ -215,12 +240,29 @@ class WorkerSide:
             if ended:
                 logs.system(self.preparer.run_dir(run.id), f"run failed: {reason}")
 
+    def check_owner(self, name: str, token_id: int) -> None:
+        """Only the worker token a worker registered with acts for it (Forbidden otherwise);
+        the binding is read from the database on a miss or a mismatch, so a name taken over
+        by another token (the first one revoked) on another controller is seen here."""
+        with self._owners_lock:
+            known = self._owners.get(name, -1)
+        if known == token_id:
+            return
+        with self.db.session() as session:
+            row = session.scalar(select(Node).where(Node.name == name, Node.kind == "worker"))
+            if row is None:
+                raise NotFound(f"no worker {name!r} is registered; start `dockyard worker` again")
+            with self._owners_lock:
+                self._owners[name] = row.token_id
+            _owned(row, token_id)
+
     # claims -------------------------------------------------------------------------------
     def claim(
-        self, name: str, incarnation: int, free_slots: int, wait_s: float
+        self, name: str, incarnation: int, free_slots: int, wait_s: float, token_id: int
     ) -> list[dict[str, Any]]:
         """Up to `free_slots` pending batch runs for this worker, at once when there are
         some, else as soon as one is created or requeued, at most `wait_s` later."""
+        self.check_owner(name, token_id)
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
         while True:
             with self._changed:
@@ -351,16 +393,18 @@ class WorkerSide:
         }
 
     # one run ------------------------------------------------------------------------------
-    def config(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:
+    def config(self, name: str, run_id: str, epoch: int, token_id: int) -> dict[str, Any]:
         """The run's decrypted configuration, for its holder at that epoch while it starts or
         runs (base64 per file; never logged, never stored here)."""
+        self.check_owner(name, token_id)
         with self.db.session() as session:
             run, _job, ws = _run_job_ws(session, run_id)
             _check_held(run, Claim(name, epoch))
             files = self.preparer.worker_configuration(ws, run.configuration_version)
         return {"files": {n: base64.b64encode(d).decode() for n, d in files.items()}}
 
-    def started(self, name: str, run_id: str, epoch: int) -> dict[str, Any]:
+    def started(self, name: str, run_id: str, epoch: int, token_id: int) -> dict[str, Any]:
+        self.check_owner(name, token_id)
         claim = Claim(name, epoch)
         with self.db.session() as session:
             run = _run(session, run_id)
@@ -370,9 +414,12 @@ class WorkerSide:
         logs.system(self.preparer.run_dir(run_id), f"started on worker {name}")
         return {"run_id": run_id, "status": "running"}
 
-    def ship_log(self, name: str, run_id: str, epoch: int, offset: int, data: bytes) -> int:
+    def ship_log(
+        self, name: str, run_id: str, epoch: int, offset: int, data: bytes, token_id: int
+    ) -> int:
         """Append the worker's log bytes from `offset` (complete lines) to the run's log
         once; returns the offset the server has now."""
+        self.check_owner(name, token_id)
         if data and not data.endswith(b"\n"):
             raise InvalidInput("a log shipment must end at a line's end; send complete lines")
         logs.check_lines(data)
@@ -389,10 +436,17 @@ class WorkerSide:
         return expected
 
     def exit(
-        self, name: str, run_id: str, epoch: int, status: ExitStatus, roots: Sequence[str]
+        self,
+        name: str,
+        run_id: str,
+        epoch: int,
+        status: ExitStatus,
+        roots: Sequence[str],
+        token_id: int,
     ) -> dict[str, Any]:
         """End the run as the embedded runner would (`run_end.finish`): 409 when it is no
         longer this worker's at that epoch (given up on while the worker was away)."""
+        self.check_owner(name, token_id)
         claim = Claim(name, epoch)
         with self.db.session() as session:
             run = _run(session, run_id)
@@ -433,6 +487,21 @@ def _current(session: Session, name: str, incarnation: int) -> Node:
     if row.incarnation != incarnation:
         raise _stale(name)
     return row
+
+
+def _owned(row: Node, token_id: int) -> Node:
+    """`row` if `token_id` may act for it: the token it registered with (or any worker token
+    for a row registered before names were bound to tokens)."""
+    if row.token_id is not None and row.token_id != token_id:
+        raise Forbidden(
+            f"worker {row.name} is registered with another worker token: this token may not"
+            " act for it (give this worker its own --name)"
+        )
+    return row
+
+
+def _valid(token: Token, now: datetime) -> bool:
+    return token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
 
 
 def _stale(name: str) -> Conflict:

@@ -83,51 +83,54 @@ class Shipped(M.Out):
 
 
 @router.post("/register", response_model=Registered)
-def register(body: RegisterIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
-    """Register (or take over) a worker node; its runs are held under `name`."""
-    who = Registration(
+def register(body: RegisterIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
+    """Register (or take over) a worker node; its runs are held under `name`, and only this
+    worker token may act for it."""
+    registration = Registration(
         body.name, body.pool, body.labels, body.executor, body.slots, body.host, body.pid
     )
-    return ctl.workers.register(who)
+    return ctl.workers.register(registration, who.token_id)
 
 
 @router.post("/heartbeat", response_model=HeartbeatOut)
-def heartbeat(body: HeartbeatIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+def heartbeat(body: HeartbeatIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
     """The worker is alive; answers the runs to signal and those it no longer holds."""
     running = [(r.run_id, r.epoch) for r in body.running]
-    return ctl.workers.heartbeat(body.name, body.incarnation, running)
+    return ctl.workers.heartbeat(body.name, body.incarnation, running, who.token_id)
 
 
 @router.post("/claim", response_model=list[dict[str, Any]])
-def claim(body: ClaimIn, ctl: Ctl, _who: Worker) -> list[dict[str, Any]]:
+def claim(body: ClaimIn, ctl: Ctl, who: Worker) -> list[dict[str, Any]]:
     """Long poll: pending batch runs claimed for this worker (empty after `wait_s`)."""
-    return ctl.workers.claim(body.name, body.incarnation, body.free_slots, body.wait_s)
+    return ctl.workers.claim(
+        body.name, body.incarnation, body.free_slots, body.wait_s, who.token_id
+    )
 
 
 @router.get("/runs/{run_id}/config", response_model=dict[str, Any])
 def config(
     run_id: str,
     ctl: Ctl,
-    _who: Worker,
+    who: Worker,
     name: Annotated[str, Query(max_length=64)],
     epoch: Annotated[int, Query(ge=0, le=MAX_INT)],
 ) -> dict[str, Any]:
     """The run's decrypted configuration files, for its holder at `epoch` only."""
-    return ctl.workers.config(name, run_id, epoch)
+    return ctl.workers.config(name, run_id, epoch, who.token_id)
 
 
 @router.post("/runs/{run_id}/started", response_model=dict[str, Any])
-def started(run_id: str, body: EpochIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
-    return ctl.workers.started(body.name, run_id, body.epoch)
+def started(run_id: str, body: EpochIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
+    return ctl.workers.started(body.name, run_id, body.epoch, who.token_id)
 
 
 @router.post("/runs/{run_id}/log", response_model=Shipped)
-def ship_log(run_id: str, body: LogIn, ctl: Ctl, _who: Worker) -> Any:
+def ship_log(run_id: str, body: LogIn, ctl: Ctl, who: Worker) -> Any:
     """Bytes of the worker's log from `offset`; a resend is skipped, a gap is 409 with the
     offset the server expects."""
     try:
         offset = ctl.workers.ship_log(
-            body.name, run_id, body.epoch, body.offset, body.data.encode()
+            body.name, run_id, body.epoch, body.offset, body.data.encode(), who.token_id
         )
     except LogGap as gap:
         answer = {"error": gap.message, "code": gap.code, "expected": gap.expected}
@@ -136,7 +139,7 @@ def ship_log(run_id: str, body: LogIn, ctl: Ctl, _who: Worker) -> Any:
 
 
 @router.post("/runs/{run_id}/exit", response_model=dict[str, Any])
-def exit_(run_id: str, body: ExitIn, ctl: Ctl, _who: Worker) -> dict[str, Any]:
+def exit_(run_id: str, body: ExitIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
     """The run's process ended: the run ends as the embedded runner would end it."""
     status = ExitStatus(body.returncode, body.signal, body.error)
-    return ctl.workers.exit(body.name, run_id, body.epoch, status, body.code_roots)
+    return ctl.workers.exit(body.name, run_id, body.epoch, status, body.code_roots, who.token_id)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from dockyard.controller import auth, gitstore, logs, usecases, workspaces
-from dockyard.controller.store.models import Run
+from dockyard.controller import auth, gitstore, logs, nodes, usecases, workspaces
+from dockyard.controller.store.models import Node, Run, Token
 from dockyard.web.asgi import create_asgi
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
 from tests.integration.helpers import Committer
@@ -271,3 +271,54 @@ def test_a_run_that_cannot_be_described_fails_with_the_reason_and_is_not_handed_
     assert b"run failed before start" in logs.path(yard.ctl.preparer.run_dir(broken)).read_bytes()
     fine = yard.trigger()
     assert [given["run_id"] for given in claim(app, worker_token, incarnation)] == [fine]
+
+
+def test_a_worker_name_is_bound_to_the_token_that_registered_it(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    """Another worker token can neither take a registered worker's name nor act for it
+    (claim, heartbeat, a run's configuration, started, log, exit); once the first token is
+    revoked, the name may be taken by another token (after the take-over rules: here the
+    worker has been silent past `LOST_AFTER`)."""
+    yard.deploy()
+    incarnation = register(app, worker_token)
+    run_id = yard.trigger()
+    [given] = claim(app, worker_token, incarnation)
+    with yard.ctl.db.session() as session:
+        other, row = auth.create(session, "host-2", "worker", None)
+        other_id = row.id
+    body = {"name": "w1", "pool": "default", "slots": 2, "host": "h2", "pid": 2}
+    taken = app.post("/api/v1/worker/register", json=body, headers=as_(other))
+    assert taken.status_code == 409 and taken.json()["code"] == "name_taken"
+    assert "belongs to another worker token ('host-1')" in taken.json()["error"]
+    epoch = {"name": "w1", "epoch": given["epoch"]}
+    runs = f"/api/v1/worker/runs/{run_id}"
+    for method, path, payload in (
+        ("POST", "/api/v1/worker/claim", {"name": "w1", "incarnation": incarnation,
+                                          "free_slots": 1, "wait_s": 0}),
+        ("POST", "/api/v1/worker/heartbeat", {"name": "w1", "incarnation": incarnation}),
+        ("POST", f"{runs}/started", epoch),
+        ("POST", f"{runs}/log", {**epoch, "offset": 0, "data": "forged\n"}),
+        ("POST", f"{runs}/exit", {**epoch, "returncode": 0}),
+    ):  # fmt: skip
+        refused = app.request(method, path, json=payload, headers=as_(other))
+        assert refused.status_code == 403, (path, refused.text)
+        assert "registered with another worker token" in refused.json()["error"]
+    config = app.get(f"{runs}/config", params=epoch, headers=as_(other))
+    assert config.status_code == 403
+    assert yard.run(run_id).status == "starting"  # nothing the other token sent landed
+    assert b"forged" not in logs.path(yard.ctl.preparer.run_dir(run_id)).read_bytes()
+    # the rightful token still acts for it
+    ok = app.post(f"{runs}/started", json=epoch, headers=as_(worker_token))
+    assert ok.status_code == 200, ok.text
+    # revoked, silent past LOST_AFTER: the name may go to another token
+    with yard.ctl.db.session() as session:
+        first = session.scalar(select(Token).where(Token.name == "host-1"))
+        assert first is not None
+        auth.revoke(session, first.id)
+    yard.clock.advance(nodes.LOST_AFTER.total_seconds() + 1)
+    moved = app.post("/api/v1/worker/register", json=body, headers=as_(other))
+    assert moved.status_code == 200, moved.text
+    with yard.ctl.db.session() as session:
+        node = session.scalar(select(Node).where(Node.name == "w1"))
+        assert node is not None and node.token_id == other_id

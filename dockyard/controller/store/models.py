@@ -239,7 +239,7 @@ class Run(Base):
 
 
 class Node(Base):
-    """A process that holds runs: a controller (`dockyard server`) or, later, a worker. It
+    """A process that holds runs: a controller (`dockyard server`) or a worker. It
     heartbeats; one whose heartbeat is older than `nodes.LOST_AFTER` is lost and the runs it
     held end `failed` (controller/nodes.py). `incarnation` grows at every start: a heartbeat
     from an older incarnation of the same name is refused."""
@@ -258,6 +258,9 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(16))  # up | stopped (lost is computed)
     started_at: Mapped[datetime]
     last_heartbeat_at: Mapped[datetime]
+    # a worker's: the worker token that registered it; only that token acts for it (another
+    # may take the name once this one is revoked or expired). None: a controller.
+    token_id: Mapped[int | None]
 
 
 class Schedule(Base):
