@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import Clock
@@ -192,6 +192,20 @@ class WorkerSide:
             extra={"action": "worker_join", "node": who.name, "executor": who.executor},
         )
         return {"incarnation": membership.incarnation, "heartbeat_s": nodes.HEARTBEAT_S}
+
+    def leave(self, name: str, incarnation: int, token_id: int) -> dict[str, Any]:
+        """A clean stop (SIGTERM to `dockyard worker`): listed `stopped`. The runs it still
+        holds keep their claim: a restart adopts them, else they end once its heartbeat is
+        old, as for any node (`nodes.lost_reason`: "worker W stopped …")."""
+        with self.db.session() as session:
+            _owned(_current(session, name, incarnation), token_id)
+            session.execute(
+                update(Node)
+                .where(Node.name == name, Node.kind == "worker", Node.incarnation == incarnation)
+                .values(state=nodes.STOPPED)
+            )
+        log.info("worker stopped", extra={"action": "worker_leave", "node": name})
+        return {"name": name, "state": nodes.STOPPED}
 
     def heartbeat(
         self, name: str, incarnation: int, running: Sequence[tuple[str, int]], token_id: int

@@ -99,6 +99,17 @@ def heartbeat(body: HeartbeatIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
     return ctl.workers.heartbeat(body.name, body.incarnation, running, who.token_id)
 
 
+class LeaveIn(BaseModel):
+    name: Name
+    incarnation: Epoch
+
+
+@router.post("/leave", response_model=dict[str, Any])
+def leave(body: LeaveIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
+    """A clean stop: the worker is listed `stopped` (its runs wait for its restart)."""
+    return ctl.workers.leave(body.name, body.incarnation, who.token_id)
+
+
 @router.post("/claim", response_model=list[dict[str, Any]])
 def claim(body: ClaimIn, ctl: Ctl, who: Worker) -> list[dict[str, Any]]:
     """Long poll: pending batch runs claimed for this worker (empty after `wait_s`)."""

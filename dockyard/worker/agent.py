@@ -99,7 +99,21 @@ class Agent:
             self.stopping.set()
             for thread in threads:
                 thread.join(timeout=5)
+            self._leave()
             self.client.close()
+
+    def _leave(self) -> None:
+        """Tell the server this is a clean stop (listed `stopped`, not lost); one try only:
+        an unreachable server sees the silence as lost, which ends the same way."""
+        if self.incarnation is None or self.fenced:
+            return  # never registered, or the name is another process's now
+        self.client.attempts = 1
+        try:
+            self.client.post("/leave", {"name": self.options.name, "incarnation": self.incarnation})
+        except (DockyardError, Refused) as exc:
+            log.warning(
+                "could not say goodbye", extra={"action": "worker_leave", "error": str(exc)}
+            )
 
     def register(self) -> None:
         o = self.options

@@ -51,6 +51,7 @@ class Worker:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes]
+    token: str  # a worker name belongs to the token it registered with
 
     def kill(self) -> None:
         self.proc.kill()
@@ -76,7 +77,7 @@ def start_worker(
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env={**base_env(), **env}
         )
-    return Worker(name, data, log, proc)
+    return Worker(name, data, log, proc, token)
 
 
 def worker_token(server: Server) -> str:
@@ -214,8 +215,7 @@ def test_a_restarted_worker_adopts_its_run_and_ships_its_whole_log(
     log = worker.data_dir / "runs" / run["run_id"] / "log.jsonl"
     until("the count began", lambda: log.exists() and "count 5" in log.read_text())
     worker.kill()  # the agent only: the run's process keeps running
-    token = worker_token(server)
-    again = start_worker(server, token, tmp_path, "w1")
+    again = start_worker(server, worker.token, tmp_path, "w1")
     try:
         ended = wait_run(cli, "counter", 1, timeout=300)
         assert ended["status"] == "completed", ended
@@ -226,6 +226,9 @@ def test_a_restarted_worker_adopts_its_run_and_ships_its_whole_log(
         assert not (log.parent / "dlt").exists()
     finally:
         again.stop()
+    # SIGTERM is a clean stop: the listing says so at once (not "lost" 15 s later)
+    assert again.proc.returncode == 0
+    assert node(cli, "w1")["state"] == "stopped"
 
 
 @pytest.mark.usefixtures("docker_engine")

@@ -322,3 +322,23 @@ def test_a_worker_name_is_bound_to_the_token_that_registered_it(
     with yard.ctl.db.session() as session:
         node = session.scalar(select(Node).where(Node.name == "w1"))
         assert node is not None and node.token_id == other_id
+
+
+def test_a_worker_that_leaves_is_listed_stopped(
+    yard: Yard, app: TestClient, worker_token: str
+) -> None:
+    """`POST /leave` (what SIGTERM to `dockyard worker` sends) lists it `stopped` at once;
+    only its own token, at its current incarnation, may say so."""
+    incarnation = register(app, worker_token)
+    with yard.ctl.db.session() as session:
+        other, _ = auth.create(session, "host-2", "worker", None)
+    body = {"name": "w1", "incarnation": incarnation}
+    assert app.post("/api/v1/worker/leave", json=body, headers=as_(other)).status_code == 403
+    stale = {"name": "w1", "incarnation": incarnation + 1}
+    assert (
+        app.post("/api/v1/worker/leave", json=stale, headers=as_(worker_token)).status_code == 409
+    )
+    left = app.post("/api/v1/worker/leave", json=body, headers=as_(worker_token))
+    assert left.status_code == 200 and left.json()["state"] == "stopped"
+    listed = app.get("/api/v1/workers", headers=as_(TOKEN)).json()
+    assert [(n["name"], n["state"]) for n in listed if n["kind"] == "worker"] == [("w1", "stopped")]
