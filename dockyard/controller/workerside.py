@@ -10,6 +10,7 @@ still runs. Interactive runs never go to a worker: apps are proxied over the con
 loopback.
 """
 
+import asyncio
 import base64
 import logging
 import threading
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -139,8 +141,10 @@ class WorkerSide:
         self.preparer = preparer
         self.beacon_secret = beacon_secret
         self.base_url = base_url
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()  # guards the generation and the waiters
         self._generation = 0
+        # claims waiting on an event loop: each is settled by the next `wake`
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         # worker name → the token it is registered with (read through on a miss or mismatch)
         self._owners: dict[str, int | None] = {}
         self._owners_lock = threading.Lock()
@@ -155,7 +159,12 @@ class WorkerSide:
         """A run may be waiting: long polls try to claim again."""
         with self._changed:
             self._generation += 1
-            self._changed.notify_all()
+            waiting = list(self._waiters)
+        for loop, waiter in waiting:
+            try:
+                loop.call_soon_threadsafe(_settle, waiter)
+            except RuntimeError:  # that loop has closed (the server is stopping)
+                continue
 
     # nodes --------------------------------------------------------------------------------
     def register(self, who: Registration, token_id: int) -> dict[str, Any]:
@@ -271,25 +280,45 @@ class WorkerSide:
             _owned(row, token_id)
 
     # claims -------------------------------------------------------------------------------
-    def claim(
+    async def claim(
         self, name: str, incarnation: int, free_slots: int, wait_s: float, token_id: int
     ) -> list[dict[str, Any]]:
         """Up to `free_slots` pending batch runs for this worker, at once when there are
-        some, else as soon as one is created or requeued, at most `wait_s` later."""
-        self.check_owner(name, token_id)
+        some, else as soon as one is created or requeued, at most `wait_s` later. Waiting
+        holds no thread (only the database work runs in one), so a server keeps answering
+        whatever number of workers wait on it."""
+        await anyio.to_thread.run_sync(self.check_owner, name, token_id)
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
         while True:
             with self._changed:
                 seen = self._generation
-            claimed, tried = self._claim_once(name, incarnation, free_slots)
+            claimed, tried = await anyio.to_thread.run_sync(
+                self._claim_once, name, incarnation, free_slots
+            )
             if tried:
                 return claimed
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
+            await self._changed_since(seen, min(left, 1.0))
+
+    async def _changed_since(self, seen: int, timeout_s: float) -> None:
+        """Return once `wake` has been called since generation `seen`, or after `timeout_s`.
+        `wake` runs on any thread: it settles each waiter on its own event loop."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry = (loop, waiter)
+        with self._changed:
+            if self._generation != seen:
+                return
+            self._waiters.add(entry)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
             with self._changed:
-                if self._generation == seen:
-                    self._changed.wait(min(left, 1.0))
+                self._waiters.discard(entry)
 
     def _claim_once(
         self, name: str, incarnation: int, free_slots: int
@@ -501,6 +530,11 @@ def _current(session: Session, name: str, incarnation: int) -> Node:
     if row.incarnation != incarnation:
         raise _stale(name)
     return row
+
+
+def _settle(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _owned(row: Node, token_id: int) -> Node:

@@ -1,7 +1,7 @@
 """`/api/v1/worker/*`: what a `dockyard worker` host calls (worker tokens only), thin over
 `controller/workerside.py`; docs/api.md describes each endpoint. The routes are plain
-functions (FastAPI runs them in its thread pool), so a claim's long poll never blocks the
-event loop."""
+functions (FastAPI runs them in its thread pool) but the claim: its long poll waits on the
+event loop without a thread (`WorkerSide.claim`), its database work runs in the pool."""
 
 from typing import Annotated, Any
 
@@ -111,9 +111,10 @@ def leave(body: LeaveIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
 
 
 @router.post("/claim", response_model=list[dict[str, Any]])
-def claim(body: ClaimIn, ctl: Ctl, who: Worker) -> list[dict[str, Any]]:
-    """Long poll: pending batch runs claimed for this worker (empty after `wait_s`)."""
-    return ctl.workers.claim(
+async def claim(body: ClaimIn, ctl: Ctl, who: Worker) -> list[dict[str, Any]]:
+    """Long poll: pending batch runs claimed for this worker (empty after `wait_s`); the
+    wait holds no thread."""
+    return await ctl.workers.claim(
         body.name, body.incarnation, body.free_slots, body.wait_s, who.token_id
     )
 

@@ -11,7 +11,9 @@ worker process (worker token, its own data dir, loopback only) running real dlt 
   whole log shipped once;
 - freeze the agent past 15 s (a partition): the run ends as lost; thawed, the worker kills
   the run's process and the run stays as the server ended it;
-- `--executor docker`: the run goes to a container on the worker.
+- `--executor docker`: the run goes to a container on the worker;
+- 60 claims waiting at once (more than the server's 40 request threads): the API still
+  answers, and a run created then goes to exactly one of them.
 
 No timed assertion: every wait has a generous deadline."""
 
@@ -22,11 +24,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import (
@@ -288,3 +293,50 @@ def test_a_partitioned_worker_that_comes_back_kills_the_run_given_up_on(
     again = wait_run(cli, "napper", 1)
     assert (again["status"], again["reason"]) == ("failed", ended["reason"])
     assert node(cli, "w1")["state"] == "alive"
+
+
+def test_waiting_claims_hold_no_thread_so_the_api_answers_and_a_run_goes_out_once(
+    tmp_path: Path, cache_home: Path
+) -> None:
+    """More workers long-polling than the server has request threads (40): while 60 claims
+    wait, the API still answers (a claim's wait holds no thread), and a run created then goes
+    to exactly one of them."""
+    (tmp_path / "srv").mkdir()
+    server = make_server(tmp_path / "srv", DOCKYARD_EMBEDDED_RUNS="off").start()
+    try:
+        cli = Cli(server, cache_home, tmp_path / "config", "fleet")
+        cli.run("deploy", cwd=copy_workspace(WORKSPACES / "basic", tmp_path / "ws"))
+        auth = {"Authorization": f"Bearer {worker_token(server)}"}
+        names = [f"p{i:02d}" for i in range(60)]
+        with httpx.Client(base_url=server.url, headers=auth, timeout=60) as http:
+            incarnations = {}
+            for name in names:
+                body = {"name": name, "slots": 1, "host": "h", "pid": 1}
+                answer = http.post("/api/v1/worker/register", json=body)
+                assert answer.status_code == 200, answer.text
+                incarnations[name] = answer.json()["incarnation"]
+        answers: dict[str, list[Any]] = {}
+
+        def poll(name: str) -> None:
+            body = {"name": name, "incarnation": incarnations[name], "free_slots": 1, "wait_s": 20}
+            with httpx.Client(base_url=server.url, headers=auth, timeout=60) as http:
+                answer = http.post("/api/v1/worker/claim", json=body)
+                assert answer.status_code == 200, answer.text
+                answers[name] = answer.json()
+
+        polls = [threading.Thread(target=poll, args=(name,)) for name in names]
+        for thread in polls:
+            thread.start()
+        time.sleep(3)  # the claims reach the server and wait (nothing is pending)
+        listed = server.api("GET", "/api/v1/workers")
+        assert listed.status_code == 200 and len(listed.json()) >= 60
+        assert answers == {}, "a claim returned before anything was pending"
+        cli.run("launch", "hello")  # the basic workspace's first job
+        for thread in polls:
+            thread.join(timeout=60)
+        given = {name: runs for name, runs in answers.items() if runs}
+        assert len(answers) == 60 and len(given) == 1, given
+        [runs] = given.values()
+        assert len(runs) == 1 and runs[0]["workspace"] == "fleet"
+    finally:
+        server.stop()
