@@ -21,9 +21,12 @@ DEADLINE_S = 90.0
 
 
 def peer(tmp: Path, first: Server) -> Server:
-    """Another server on `first`'s data dir (its own port and log)."""
+    """Another server on `first`'s data dir and database (its own port and log)."""
     tmp.mkdir(parents=True)
-    server = make_server(tmp, DOCKYARD_SWEEP_INTERVAL="1", DOCKYARD_NODE_NAME=tmp.name)
+    shared = (
+        {"DOCKYARD_DB": first.extra_env["DOCKYARD_DB"]} if "DOCKYARD_DB" in first.extra_env else {}
+    )
+    server = make_server(tmp, DOCKYARD_SWEEP_INTERVAL="1", DOCKYARD_NODE_NAME=tmp.name, **shared)
     server.data_dir = first.data_dir
     return server
 
