@@ -287,13 +287,12 @@ class WorkerSide:
         some, else as soon as one is created or requeued, at most `wait_s` later. Waiting
         holds no thread (only the database work runs in one), so a server keeps answering
         whatever number of workers wait on it."""
-        await anyio.to_thread.run_sync(self.check_owner, name, token_id)
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
         while True:
             with self._changed:
                 seen = self._generation
             claimed, tried = await anyio.to_thread.run_sync(
-                self._claim_once, name, incarnation, free_slots
+                self._claim_once, name, incarnation, free_slots, token_id
             )
             if tried:
                 return claimed
@@ -321,19 +320,19 @@ class WorkerSide:
                 self._waiters.discard(entry)
 
     def _claim_once(
-        self, name: str, incarnation: int, free_slots: int
+        self, name: str, incarnation: int, free_slots: int, token_id: int
     ) -> tuple[list[dict[str, Any]], bool]:
         """One transaction: the worker's next pending runs (its pool in SQL, its labels
         here: a bounded look past runs needing labels it lacks), each described and claimed
         by one guarded write. Returns the assignments and whether any run was claimed (one
         that could not be described fails with the reason instead of being handed out)."""
-        if free_slots <= 0:
-            return [], False
         now = self.clock.now()
         given: list[tuple[str, dict[str, Any], str | None]] = []
         failed: list[tuple[str, Claim, str]] = []
         with self.db.session() as session:
-            node = _current(session, name, incarnation)
+            node = _owned(_current(session, name, incarnation), token_id)
+            if free_slots <= 0:
+                return [], False
             rows = session.execute(
                 select(Run, Job, Workspace)
                 .join(Job, Job.id == Run.job_id)
