@@ -28,7 +28,7 @@ environment), `--real-minutes` whole minutes: tick → claimed and tick → the 
 
 Usage: python bench/fleet.py [--phase claim|real|both] [--jobs 10000] [--minutes 10]
        [--workers 3] [--slots 16] [--controllers 1] [--real-jobs 20] [--real-minutes 3]
-       [--json-out FILE]
+       [--json-out FILE] [--runs-out FILE]
 """
 
 import json
@@ -369,6 +369,9 @@ def claim_phase(argv: list[str]) -> Report:
                     text = server.log.read_text()
                     print(f"--- {server.log.name}\n" + text[text.find("Traceback") :][:30000])
         runs = window_runs(url, start, end)
+    if "--runs-out" in argv:  # the rows themselves, to look at where the tail comes from
+        rows = [{k: str(v) for k, v in run.items()} for run in runs]
+        Path(arg(argv, "--runs-out", "")).write_text(json.dumps(rows))
     add_counts(rep, runs, due_ticks(jobs, start, end))
     add_spread(rep, "tick → run record", lags(runs, "created"), "record")
     claimed = lags(runs, "claimed")

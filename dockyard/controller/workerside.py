@@ -333,21 +333,7 @@ class WorkerSide:
             node = _owned(_current(session, name, incarnation), token_id)
             if free_slots <= 0:
                 return [], False
-            rows = session.execute(
-                select(Run, Job, Workspace)
-                .join(Job, Job.id == Run.job_id)
-                .join(Workspace, Workspace.id == Run.workspace_id)
-                .where(Run.status == S.PENDING, Run.pool == node.pool, Job.job_type == "batch")
-                .order_by(Run.created_at)
-                .limit(free_slots + CLAIM_LOOKAHEAD)
-                .with_for_update(skip_locked=True, of=Run)
-            ).all()
-            labels, pool = node.labels or {}, node.pool or ""
-            picked = [
-                (run, job, ws)
-                for run, job, ws in rows
-                if placement.may_take(node.pool, labels, pool, run.labels or {})
-            ][:free_slots]
+            picked = _lock_takeable(session, node, free_slots)
             for run, job, ws in picked:
                 try:
                     assignment = self._describe(session, run, job, ws)
@@ -549,6 +535,41 @@ def _owned(row: Node, token_id: int) -> Node:
 
 def _valid(token: Token, now: datetime) -> bool:
     return token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
+
+
+def _lock_takeable(
+    session: Session, node: Node, free_slots: int
+) -> list[tuple[Run, Job, Workspace]]:
+    """Up to `free_slots` pending batch runs `node` may take, oldest first, locked for this
+    transaction. The look past runs needing labels the node lacks reads without locking;
+    only the runs taken are locked (SKIP LOCKED: rows another claim holds are passed over,
+    the next free ones taken instead). Locking the whole look-ahead would hide the runs it
+    does not take from every other worker until this claim commits."""
+    candidates = session.execute(
+        select(Run.id, Run.labels)
+        .join(Job, Job.id == Run.job_id)
+        .where(Run.status == S.PENDING, Run.pool == node.pool, Job.job_type == "batch")
+        .order_by(Run.created_at)
+        .limit(free_slots + CLAIM_LOOKAHEAD)
+    ).all()
+    labels, pool = node.labels or {}, node.pool or ""
+    takeable = [
+        run_id
+        for run_id, run_labels in candidates
+        if placement.may_take(node.pool, labels, pool, run_labels or {})
+    ]
+    if not takeable:
+        return []
+    rows = session.execute(
+        select(Run, Job, Workspace)
+        .join(Job, Job.id == Run.job_id)
+        .join(Workspace, Workspace.id == Run.workspace_id)
+        .where(Run.id.in_(takeable), Run.status == S.PENDING)
+        .order_by(Run.created_at)
+        .limit(free_slots)
+        .with_for_update(skip_locked=True, of=Run)
+    ).all()
+    return [(run, job, ws) for run, job, ws in rows]
 
 
 def _stale(name: str) -> Conflict:

@@ -9,6 +9,8 @@ database (SQLite and PostgreSQL), a real workspace repository and git, the app i
   server expects; started/exit at a stale epoch are 409, and a run given up on stays ended;
 - the heartbeat says which runs to stop and which the worker no longer holds."""
 
+import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from dockyard.controller import auth, gitstore, logs, nodes, usecases, workspaces
+from dockyard.controller import auth, gitstore, logs, manifests, nodes, usecases, workspaces
 from dockyard.controller.store.models import Node, Run, Token
 from dockyard.web.asgi import create_asgi
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
 from tests.integration.helpers import Committer
+from tests.unit import samples
 
 
 @pytest.fixture
@@ -342,3 +345,60 @@ def test_a_worker_that_leaves_is_listed_stopped(
     assert left.status_code == 200 and left.json()["state"] == "stopped"
     listed = app.get("/api/v1/workers", headers=as_(TOKEN)).json()
     assert [(n["name"], n["state"]) for n in listed if n["kind"] == "worker"] == [("w1", "stopped")]
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # SQLite: no row locks
+@pytest.mark.timeout(60)
+def test_a_claim_in_progress_leaves_the_runs_it_does_not_take_to_other_workers(
+    yard: Yard, app: TestClient, worker_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim looks past runs needing labels its worker lacks, but locks only the runs it
+    takes: while w1's claim for one slot is in the middle of its transaction, w2's claim
+    takes the next run at once instead of finding every pending run locked."""
+    manifest = samples.manifest(samples.HELLO, samples.SLEEPER)  # two jobs: two pending runs
+    yard.committer.commit(
+        {
+            gitstore.MANIFEST: manifests.dump_yaml(manifest).encode(),
+            gitstore.REQUIREMENTS: json.dumps(samples.requirements()).encode(),
+            "code/__deployment__.py": b"x = 1\n",
+        }
+    )
+    yard.ctl.reconciler.reconcile(WS)
+    first_inc = register(app, worker_token)
+    second_inc = register(app, worker_token, "w2")
+    first, second = (
+        usecases.runs.trigger(yard.ctl, ADMIN, WS, [name])["triggered"][0]["run_id"]
+        for name in ("hello", "sleeper")
+    )
+    side = yard.ctl.workers
+    describing, release = threading.Event(), threading.Event()
+    describe = side._describe
+
+    def slow_describe(*args: Any) -> dict[str, Any]:
+        if threading.current_thread().name == "w1-claim":
+            describing.set()
+            assert release.wait(30)
+        return describe(*args)
+
+    monkeypatch.setattr(side, "_describe", slow_describe)
+    with yard.ctl.db.session() as session:
+        token_id = session.scalar(select(Token.id).where(Token.name == "host-1"))
+    assert token_id is not None
+    held: list[Any] = []
+    w1 = threading.Thread(
+        target=lambda: held.append(side._claim_once("w1", first_inc, 1, token_id)),
+        name="w1-claim",
+    )
+    w1.start()
+    try:
+        assert describing.wait(30)  # w1 holds its run, its transaction open
+        body = {"name": "w2", "incarnation": second_inc, "free_slots": 2, "wait_s": 0}
+        answer = app.post("/api/v1/worker/claim", json=body, headers=as_(worker_token))
+        assert answer.status_code == 200, answer.text
+        assert [given["run_id"] for given in answer.json()] == [second]
+    finally:
+        release.set()
+        w1.join(30)
+    [(given, tried)] = held
+    assert tried and [g["run_id"] for g in given] == [first]
+    assert (yard.run(first).holder, yard.run(second).holder) == ("w1", "w2")
