@@ -125,6 +125,78 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_s(roots: Sequence[int]) -> float:
+    """CPU seconds of `roots` and every live descendant, each with its reaped children's
+    (a child that exits moves its time into its parent's: the sum stays continuous)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    ours = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                grew = True
+    return sum(times.get(pid, 0.0) for pid in ours)
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat: not idle, not iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class OtherLoad:
+    """What the rest of the machine used while a benchmark ran: CPU of every process outside
+    the benchmark's own trees (`roots` and their descendants), per second, in % of a core.
+    On a shared machine a tail figure means little without it."""
+
+    roots: list[int]
+    per_s: list[tuple[float, float]] = field(default_factory=list)  # (unix time, % of a core)
+    _stop: Any = None
+
+    def start(self) -> "OtherLoad":
+        import threading
+
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
+        return self
+
+    def _loop(self) -> None:
+        busy, ours = _machine_busy_s(), _tree_cpu_s(self.roots)
+        while not self._stop.wait(1.0):
+            now_busy, now_ours = _machine_busy_s(), _tree_cpu_s(self.roots)
+            other = max(0.0, (now_busy - busy) - (now_ours - ours))
+            self.per_s.append((time.time(), 100 * other))
+            busy, ours = now_busy, now_ours
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def summary(self, over_pct: float = 25.0) -> str:
+        if not self.per_s:
+            return "not sampled"
+        values = [v for _, v in self.per_s]
+        busy = sum(1 for v in values if v > over_pct)
+        return (
+            f"mean {statistics.fmean(values):.0f} %, max {max(values):.0f} % of a core;"
+            f" {busy} of {len(values)} s above {over_pct:.0f} %"
+        )
+
+
 def wait_idle(
     pid: int, step_s: float = 5.0, idle_cpu_s: float = 0.1, timeout_s: float = 300.0
 ) -> tuple[float, float]:

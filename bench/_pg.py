@@ -8,7 +8,9 @@ commits are durable too. `DOCKYARD_BENCH_PG_URL` names an existing server's admi
 Each benchmark repetition gets a new, empty database; the code under test migrates it.
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -45,8 +47,19 @@ def cluster() -> pg.Cluster:
             if why is not None:
                 raise SystemExit(f"--db postgresql: {why} (tests/setup_machine.sh installs it)")
             root = Path(tempfile.mkdtemp(prefix="dockyard-bench-pg-"))
+            # at exit the cluster stops first (registered after this), then its folder goes
+            atexit.register(shutil.rmtree, root, True)
             _cluster = pg.Cluster.start(root / "cluster", durable=True)
     return _cluster
+
+
+def postmaster_pids() -> list[int]:
+    """The benchmark cluster's postmaster (its backends are its children), if it runs here."""
+    data = cluster().data
+    pid_file = data / "postmaster.pid" if data is not None else None
+    if pid_file is None or not pid_file.exists():
+        return []
+    return [int(pid_file.read_text().split("\n", 1)[0])]
 
 
 def database_url(engine: str, tmp: Path) -> str:

@@ -32,6 +32,7 @@ Usage: python bench/fleet.py [--phase claim|real|both] [--jobs 10000] [--minutes
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ import httpx
 from _common import (
     PYTHON,
     Cli,
+    OtherLoad,
     Report,
     Server,
     base_env,
@@ -357,13 +359,19 @@ def claim_phase(argv: list[str]) -> Report:
             end = start + timedelta(minutes=minutes)
             time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
             sampler = Sampler([s.proc.pid for s in servers if s.proc]).start()
+            other = OtherLoad([os.getpid(), *_pg.postmaster_pids()]).start()
             time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 10)
             usage = sampler.stop()
+            other.stop()
             for worker in fleet:
                 worker.stop()
         finally:
             for server in servers:
                 server.stop()
+            if "--runs-out" in argv:  # the controllers' logs beside the rows
+                for server in servers:
+                    target = Path(arg(argv, "--runs-out", "")).with_suffix(f".{server.log.name}")
+                    target.write_bytes(server.log.read_bytes())
             if any(w.errors for w in fleet):  # what went wrong, from the controllers' side
                 for server in servers:
                     text = server.log.read_text()
@@ -371,7 +379,9 @@ def claim_phase(argv: list[str]) -> Report:
         runs = window_runs(url, start, end)
     if "--runs-out" in argv:  # the rows themselves, to look at where the tail comes from
         rows = [{k: str(v) for k, v in run.items()} for run in runs]
-        Path(arg(argv, "--runs-out", "")).write_text(json.dumps(rows))
+        Path(arg(argv, "--runs-out", "")).write_text(
+            json.dumps({"runs": rows, "other_load": other.per_s})
+        )
     add_counts(rep, runs, due_ticks(jobs, start, end))
     add_spread(rep, "tick → run record", lags(runs, "created"), "record")
     claimed = lags(runs, "claimed")
@@ -384,6 +394,7 @@ def claim_phase(argv: list[str]) -> Report:
     add_spread(rep, "floor: GET /healthz, same clients", [s for w in fleet for s in w.floor_s])
     rep.add("runs claimed by the workers", sum(w.claimed for w in fleet), "claimed_total")
     rep.add("worker errors", dict(sum((w.errors for w in fleet), Counter())), "errors")
+    rep.add("other processes on the machine meanwhile (CPU, 1 s samples)", other.summary(), "other")
     for pid, (rss_max, rss_end, cpu) in usage.items():
         rep.add(
             f"controller {pid}: RSS max / end [MiB], CPU [% of a core]",
