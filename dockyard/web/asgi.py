@@ -11,6 +11,7 @@ Serve it with uvicorn's `proxy_headers=False` (as `dockyard server` does): which
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -84,6 +85,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
             # all every few requests (+100 ms on a 2,000-job dashboard page; bench/pages.py)
             gc.collect()
             gc.freeze()
+            gc.callbacks.append(_GcWatch())
         try:
             yield
         finally:
@@ -190,3 +192,29 @@ def create_beacon_asgi(ctl: Controller) -> FastAPI:
 
     app.include_router(api.beacon_router)
     return app
+
+
+class _GcWatch:
+    """Logs a garbage collection that held the interpreter for `SLOW_GC_S` or more: every
+    thread (scheduler, claims, requests) waits that long, and nothing else would say why."""
+
+    SLOW_GC_S = 0.1
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        if took >= self.SLOW_GC_S:
+            log.warning(
+                "slow garbage collection",
+                extra={
+                    "action": "gc",
+                    "generation": info.get("generation"),
+                    "collected": info.get("collected"),
+                    "ms": round(took * 1000),
+                },
+            )
