@@ -77,10 +77,14 @@ class Mirror:
         return cls(repo, url, token)
 
     def fetch(self) -> str | None:
-        """Bring the mirror up to the server's `main`; return its SHA (None when empty)."""
+        """Bring the mirror up to the server's `main`; return its SHA (None when empty).
+        Pruned: a branch the server no longer has (a new server at the same address, a
+        workspace made again) is dropped here too, never taken for what is deployed."""
         callbacks = Callbacks(self.token)
         try:
-            self.repo.remotes["origin"].fetch(callbacks=callbacks)
+            self.repo.remotes["origin"].fetch(
+                callbacks=callbacks, prune=pygit2.enums.FetchPrune.PRUNE
+            )
         except pygit2.GitError as exc:
             raise _git_error(exc, self.url, callbacks) from exc
         ref = self.repo.references.get(REMOTE_MAIN)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import WORKSPACES, Cli, Server, copy_workspace
+from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, make_server
 
 ONLY_HELLO = '''"""Basic test workspace, cut down to one job."""
 
@@ -129,3 +129,29 @@ def test_an_unknown_workspace_is_refused_and_never_created(
 
     made = cli.json("workspace", "create", "t-typo-nowhere")
     assert made["name"] == "t-typo-nowhere" and made["deployment_version"] is None
+
+
+def test_a_deploy_to_a_new_server_at_a_known_address_pushes_everything(
+    cache_home: Path, basic_ws: Path, tmp_path: Path
+) -> None:
+    """The CLI keeps a mirror per server address. A new server at the same address (the demo
+    run again after its state was removed) has an empty repository: the deploy must push,
+    not find the old server's commit in its mirror and say "nothing changed"."""
+    for name in ("first", "again"):
+        (tmp_path / name).mkdir()
+    first = make_server(tmp_path / "first").start()
+    cli = Cli(first, cache_home, tmp_path / "config", "renewed")
+    try:
+        cli.run("deploy", cwd=basic_ws)
+    finally:
+        first.stop()
+    again = make_server(tmp_path / "again")
+    again.port, again.url = first.port, first.url  # the same address, nothing deployed
+    cli.server = again.start()
+    cli.made.clear()  # a new server: its workspace is made again
+    try:
+        deployed = cli.json("deploy", cwd=basic_ws)
+        assert deployed["commit"], deployed
+        assert "hello" in {job["name"] for job in cli.json("job", "list")}
+    finally:
+        again.stop()
