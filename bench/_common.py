@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -118,10 +119,15 @@ def machine() -> dict[str, str]:
     }
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name: [0] is field 3 of proc(5) (state), [1] the
+    parent, [11] [12] utime and stime, [13] [14] the reaped children's, in clock ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 of proc(5) (state): utime is field 14, stime field 15
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -135,7 +141,7 @@ def _tree_cpu_s(roots: Sequence[int]) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry.name)
         except OSError:
             continue  # gone meanwhile
         pid = int(entry.name)
@@ -166,12 +172,9 @@ class OtherLoad:
 
     roots: list[int]
     per_s: list[tuple[float, float]] = field(default_factory=list)  # (unix time, % of a core)
-    _stop: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "OtherLoad":
-        import threading
-
-        self._stop = threading.Event()
         threading.Thread(target=self._loop, daemon=True).start()
         return self
 

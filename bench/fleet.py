@@ -324,6 +324,7 @@ def claim_phase(argv: list[str]) -> Report:
     jobs, minutes = int_arg(argv, "--jobs", 10000), int_arg(argv, "--minutes", 10)
     workers, slots = int_arg(argv, "--workers", 3), int_arg(argv, "--slots", 16)
     controllers = int_arg(argv, "--controllers", 1)
+    runs_out = Path(arg(argv, "--runs-out", "")) if "--runs-out" in argv else None
     rep = Report(
         f"workers: {jobs:,} scheduled jobs, {jobs // 10:,} runs a minute for {minutes} min,"
         f" {workers} protocol workers, {controllers} controller(s), {_pg.describe('postgresql')}"
@@ -368,20 +369,17 @@ def claim_phase(argv: list[str]) -> Report:
         finally:
             for server in servers:
                 server.stop()
-            if "--runs-out" in argv:  # the controllers' logs beside the rows
+            if runs_out is not None:  # the controllers' logs beside the rows
                 for server in servers:
-                    target = Path(arg(argv, "--runs-out", "")).with_suffix(f".{server.log.name}")
-                    target.write_bytes(server.log.read_bytes())
+                    runs_out.with_suffix(f".{server.log.name}").write_bytes(server.log.read_bytes())
             if any(w.errors for w in fleet):  # what went wrong, from the controllers' side
                 for server in servers:
                     text = server.log.read_text()
                     print(f"--- {server.log.name}\n" + text[text.find("Traceback") :][:30000])
         runs = window_runs(url, start, end)
-    if "--runs-out" in argv:  # the rows themselves, to look at where the tail comes from
+    if runs_out is not None:  # the rows themselves, to look at where the tail comes from
         rows = [{k: str(v) for k, v in run.items()} for run in runs]
-        Path(arg(argv, "--runs-out", "")).write_text(
-            json.dumps({"runs": rows, "other_load": other.per_s})
-        )
+        runs_out.write_text(json.dumps({"runs": rows, "other_load": other.per_s}))
     add_counts(rep, runs, due_ticks(jobs, start, end))
     add_spread(rep, "tick → run record", lags(runs, "created"), "record")
     claimed = lags(runs, "claimed")

@@ -77,6 +77,7 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gc_watch = _GcWatch()
         if settings.start_loops:
             controller.start()
             webhooks.start()
@@ -85,12 +86,13 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
             # all every few requests (+100 ms on a 2,000-job dashboard page; bench/pages.py)
             gc.collect()
             gc.freeze()
-            gc.callbacks.append(_GcWatch())
+            gc.callbacks.append(gc_watch)
         try:
             yield
         finally:
             await proxy.close_client(apps.state)
             if settings.start_loops:
+                gc.callbacks.remove(gc_watch)  # one per running app, not one per start
                 webhooks.stop()
                 controller.stop()
 

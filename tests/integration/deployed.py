@@ -27,9 +27,9 @@ class Yard:
     clock: FakeClock
     committer: Committer
 
-    def deploy(self, source: bytes = b"x = 1\n") -> str:
-        """Commit the sample `hello` job with this code and reconcile; the new SHA."""
-        manifest = samples.manifest(samples.HELLO)
+    def deploy(self, source: bytes = b"x = 1\n", refs: tuple[str, ...] = (samples.HELLO,)) -> str:
+        """Commit the sample jobs `refs` (`hello`) with this code and reconcile; the new SHA."""
+        manifest = samples.manifest(*refs)
         sha = self.committer.commit(
             {
                 gitstore.MANIFEST: manifests.dump_yaml(manifest).encode(),

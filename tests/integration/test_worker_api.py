@@ -9,7 +9,6 @@ database (SQLite and PostgreSQL), a real workspace repository and git, the app i
   server expects; started/exit at a stale epoch are 409, and a run given up on stays ended;
 - the heartbeat says which runs to stop and which the worker no longer holds."""
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from dockyard.controller import auth, gitstore, logs, manifests, nodes, usecases, workspaces
+from dockyard.controller import auth, gitstore, logs, nodes, usecases, workspaces
 from dockyard.controller.store.models import Node, Run, Token
 from dockyard.web.asgi import create_asgi
 from tests.integration.deployed import ADMIN, TOKEN, WS, Yard, make_yard
@@ -355,15 +354,7 @@ def test_a_claim_in_progress_leaves_the_runs_it_does_not_take_to_other_workers(
     """A claim looks past runs needing labels its worker lacks, but locks only the runs it
     takes: while w1's claim for one slot is in the middle of its transaction, w2's claim
     takes the next run at once instead of finding every pending run locked."""
-    manifest = samples.manifest(samples.HELLO, samples.SLEEPER)  # two jobs: two pending runs
-    yard.committer.commit(
-        {
-            gitstore.MANIFEST: manifests.dump_yaml(manifest).encode(),
-            gitstore.REQUIREMENTS: json.dumps(samples.requirements()).encode(),
-            "code/__deployment__.py": b"x = 1\n",
-        }
-    )
-    yard.ctl.reconciler.reconcile(WS)
+    yard.deploy(refs=(samples.HELLO, samples.SLEEPER))  # two jobs: two pending runs
     first_inc = register(app, worker_token)
     second_inc = register(app, worker_token, "w2")
     first, second = (
