@@ -23,6 +23,9 @@ from _common import Report, json_out
 from tests import pg
 
 ENGINES = ("sqlite", "postgresql")
+# what the server did meanwhile, in its log (`log()`): checkpoints, every autovacuum and
+# autoanalyze, and any statement that took 100 ms or more (each line starts with its time)
+LOGGING = "-c log_checkpoints=on -c log_autovacuum_min_duration=0 -c log_min_duration_statement=100"
 _cluster: pg.Cluster | None = None
 
 
@@ -49,7 +52,7 @@ def cluster() -> pg.Cluster:
             root = Path(tempfile.mkdtemp(prefix="dockyard-bench-pg-"))
             # at exit the cluster stops first (registered after this), then its folder goes
             atexit.register(shutil.rmtree, root, True)
-            _cluster = pg.Cluster.start(root / "cluster", durable=True)
+            _cluster = pg.Cluster.start(root / "cluster", durable=True, settings=LOGGING)
     return _cluster
 
 
@@ -60,6 +63,12 @@ def postmaster_pids() -> list[int]:
     if pid_file is None or not pid_file.exists():
         return []
     return [int(pid_file.read_text().split("\n", 1)[0])]
+
+
+def log() -> bytes:
+    """The benchmark cluster's server log so far (empty for an external server)."""
+    path = cluster().log
+    return path.read_bytes() if path is not None and path.exists() else b""
 
 
 def database_url(engine: str, tmp: Path) -> str:

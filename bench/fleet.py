@@ -372,6 +372,7 @@ def claim_phase(argv: list[str]) -> Report:
             if runs_out is not None:  # the controllers' logs beside the rows
                 for server in servers:
                     runs_out.with_suffix(f".{server.log.name}").write_bytes(server.log.read_bytes())
+                runs_out.with_suffix(".postgres.log").write_bytes(_pg.log())
             if any(w.errors for w in fleet):  # what went wrong, from the controllers' side
                 for server in servers:
                     text = server.log.read_text()

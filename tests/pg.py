@@ -69,10 +69,13 @@ class Cluster:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, root: Path, host: str = "127.0.0.1", durable: bool = False) -> "Cluster":
+    def start(
+        cls, root: Path, host: str = "127.0.0.1", durable: bool = False, settings: str = ""
+    ) -> "Cluster":
         """A new cluster under `root`, listening on `host` (and a socket under `root`); a
         host other than loopback also accepts its /24 (a lab of namespaces, tests/netns.py).
-        Not `durable` (the tests): fsync and synchronous commit off."""
+        Not `durable` (the tests): fsync and synchronous commit off. `settings`: more
+        `-c name=value` options for the server (no spaces inside a value)."""
         root.mkdir(parents=True, exist_ok=True)
         data, sock = root / "data", root / "sock"
         for path in (data, sock):
@@ -111,6 +114,8 @@ class Cluster:
         options = f"-h {host} -p {port} -k {sock} -c max_connections=300"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if settings:
+            options += " " + settings
         url = f"postgresql+psycopg://postgres@{host}:{port}/postgres"
         cluster = cls(url, data, options, root / "postgres.log")
         cluster.start_again()

@@ -1,11 +1,20 @@
 """`/api/v1/worker/*`: what a `dockyard worker` host calls (worker tokens only), thin over
 `controller/workerside.py`; docs/api.md describes each endpoint. The routes are plain
 functions (FastAPI runs them in its thread pool) but the claim: its long poll waits on the
-event loop without a thread (`WorkerSide.claim`), its database work runs in the pool."""
+event loop without a thread (`WorkerSide.claim`), its database work runs in the pool.
 
-from typing import Annotated, Any
+A run's reports (`started`, `log`, `exit`) run at most `REPORT_THREADS` at once: a second's
+worth of runs ending together on several workers must not take every thread and every turn
+of the interpreter from the scheduler's fires and the next claims (measured in the fleet
+benchmark: in its tail, a second whose exits all ran at once held up the next second's claims).
+A report waits its turn on the event loop, holding no thread."""
 
-from fastapi import Depends, Query
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -21,6 +30,17 @@ Ctl = Annotated[Controller, Depends(controller)]
 Worker = Annotated[auth.Principal, Depends(worker)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Epoch = Annotated[int, Field(ge=0, le=MAX_INT)]
+REPORT_THREADS = 4
+T = TypeVar("T")
+
+
+async def _report(request: Request, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a thread, at most `REPORT_THREADS` reports at once per app (the
+    limiter belongs to the app's event loop, so it is made there, on first use)."""
+    limiter = getattr(request.app.state, "worker_reports", None)
+    if limiter is None:
+        limiter = request.app.state.worker_reports = anyio.CapacityLimiter(REPORT_THREADS)
+    return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
 
 
 class RegisterIn(BaseModel):
@@ -132,17 +152,27 @@ def config(
 
 
 @router.post("/runs/{run_id}/started", response_model=dict[str, Any])
-def started(run_id: str, body: EpochIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
-    return ctl.workers.started(body.name, run_id, body.epoch, who.token_id)
+async def started(
+    run_id: str, body: EpochIn, ctl: Ctl, who: Worker, request: Request
+) -> dict[str, Any]:
+    return await _report(request, ctl.workers.started, body.name, run_id, body.epoch, who.token_id)
 
 
 @router.post("/runs/{run_id}/log", response_model=Shipped)
-def ship_log(run_id: str, body: LogIn, ctl: Ctl, who: Worker) -> Any:
+async def ship_log(run_id: str, body: LogIn, ctl: Ctl, who: Worker, request: Request) -> Any:
     """Bytes of the worker's log from `offset`; a resend is skipped, a gap is 409 with the
     offset the server expects."""
+    data = body.data.encode()
     try:
-        offset = ctl.workers.ship_log(
-            body.name, run_id, body.epoch, body.offset, body.data.encode(), who.token_id
+        offset = await _report(
+            request,
+            ctl.workers.ship_log,
+            body.name,
+            run_id,
+            body.epoch,
+            body.offset,
+            data,
+            who.token_id,
         )
     except LogGap as gap:
         answer = {"error": gap.message, "code": gap.code, "expected": gap.expected}
@@ -151,7 +181,18 @@ def ship_log(run_id: str, body: LogIn, ctl: Ctl, who: Worker) -> Any:
 
 
 @router.post("/runs/{run_id}/exit", response_model=dict[str, Any])
-def exit_(run_id: str, body: ExitIn, ctl: Ctl, who: Worker) -> dict[str, Any]:
+async def exit_(
+    run_id: str, body: ExitIn, ctl: Ctl, who: Worker, request: Request
+) -> dict[str, Any]:
     """The run's process ended: the run ends as the embedded runner would end it."""
     status = ExitStatus(body.returncode, body.signal, body.error)
-    return ctl.workers.exit(body.name, run_id, body.epoch, status, body.code_roots, who.token_id)
+    return await _report(
+        request,
+        ctl.workers.exit,
+        body.name,
+        run_id,
+        body.epoch,
+        status,
+        body.code_roots,
+        who.token_id,
+    )
