@@ -43,7 +43,7 @@ class Compat:
 
     ctl: Controller
     _ws_ids: dict[str, int] = field(default_factory=dict)
-    _sizes: dict[tuple[str, str], "Sizes"] = field(default_factory=dict)
+    _sizes: dict[tuple[str, str, str], "Sizes"] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- workspaces -----------------------------------------------------------------------
@@ -467,7 +467,7 @@ class Compat:
     def _size(self, name: str, kind: str, sha: str) -> "Sizes":
         """Files, bytes, content hash, requirements bytes and profiles of one version (kept:
         a version never changes)."""
-        key = (name, sha)
+        key = (name, kind, sha)
         with self._lock:
             known = self._sizes.get(key)
         if known is not None:
