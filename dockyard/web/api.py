@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.compat.dlthub import service as dlthub
 from dockyard.controller import auth, logs, sealing, usecases
 from dockyard.controller.assembly import Controller
 from dockyard.errors import InvalidInput
@@ -31,6 +32,7 @@ class TokenIn(BaseModel):
     name: str
     role: str = "deploy"
     workspace: str | None = None
+    dlthub: bool = Field(default=False, description="a `dlt_sa_` key for the `dlthub` CLI")
 
 
 class TriggerIn(BaseModel):
@@ -85,7 +87,9 @@ def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 @router.get("/workspaces/{ws}", response_model=M.WorkspaceInfo)
 def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return usecases.workspaces.workspace_info(ctl, who, ws)
+    info = usecases.workspaces.workspace_info(ctl, who, ws)
+    info["dlthub_id"] = dlthub.workspace_uuid(ctl, ws)
+    return info
 
 
 @router.patch("/workspaces/{ws}", response_model=M.WorkspaceSettings)
@@ -135,7 +139,7 @@ def list_leases(ctl: Ctl, who: Who) -> JSONList:
 
 @router.post("/tokens", status_code=201, response_model=M.TokenCreated)
 def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace)
+    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace, body.dlthub)
 
 
 @router.delete("/tokens/{token_id}", response_model=M.Token)
