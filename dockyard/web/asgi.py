@@ -124,6 +124,8 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
         dlthub = dlthub_app.create_app(controller, status_of)
         app.state.dlthub = dlthub.state.compat
         app.mount(dlthub_app.PREFIX, dlthub)
+        # the client posts packages at the root: ahead of dockyard's own /api/v1 routes
+        app.router.routes[0:0] = dlthub_app.upload_routes(dlthub)
         app.include_router(dlthub_links.router)
     pages.install(app)
     app.add_middleware(app_host.HostRouter, apps=apps, settings=settings)

@@ -19,7 +19,10 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from dockyard import errors
 from dockyard.compat.dlthub import logstream
@@ -30,6 +33,15 @@ from dockyard.controller.assembly import Controller
 log = logging.getLogger(__name__)
 PREFIX = "/dlthub"
 WS = "/api/v1/workspaces/{ws}"
+
+
+def upload_path(plural: str) -> str:
+    """Where the client posts a package: at the server's root, whatever prefix the control
+    plane has (it keeps only the scheme and host of `upload_url`); `upload_routes` serves it
+    there."""
+    return WS + f"/{plural}/{{upload_id}}/-upload"
+
+
 Json = dict[str, Any]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Offset = Annotated[int, Query(ge=0, le=2**62)]
@@ -51,6 +63,15 @@ def create_app(ctl: Controller, status_of: StatusOf) -> FastAPI:
     _control_plane(app)
     _data_plane(app)
     return app
+
+
+def upload_routes(compat_app: ASGIApp) -> list[Route]:
+    """The package upload paths at the server's root, answered by the compat app itself
+    (its errors, its routes): the web app puts them ahead of its own routes."""
+    return [
+        Route(upload_path(plural), compat_app, methods=["POST"])
+        for plural in ("deployments", "configurations")
+    ]
 
 
 def _compat(request: Request) -> Compat:
@@ -167,12 +188,18 @@ def _versions(app: FastAPI, kind: str, plural: str) -> None:
     def latest(ws: str, c: Svc, who: Who) -> Json:
         return c.latest_version(who.principal, ws, kind)
 
-    @app.post(f"{WS}/{plural}/-issue-upload", name=f"upload_{kind}")
-    def upload(ws: str, c: Svc, who: Who) -> Json:
-        raise errors.Conflict(
-            f"this {kind} differs from the deployed one, and uploading it through the dlthub"
-            " CLI is not served yet: deploy with `dockyard deploy`, then run the command again"
-        )
+    @app.post(f"{WS}/{plural}/-issue-upload", name=f"issue_upload_{kind}")
+    def issue_upload(ws: str, c: Svc, who: Who, request: Request) -> Json:
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        return c.issue_upload(who.principal, ws, kind, base, who.key)
+
+    @app.post(upload_path(plural), name=f"upload_{kind}")
+    async def upload(ws: str, upload_id: str, c: Svc, who: Who, request: Request) -> Json:
+        body = await request.body()  # capped by the BodyLimit middleware like a push
+        ctype = request.headers.get("content-type", "")
+        args = (who.principal, ws, kind, upload_id, ctype, body)
+        result: Json = await run_in_threadpool(c.upload, *args)
+        return result
 
     @app.get(f"{WS}/{plural}", name=f"list_{plural}")
     def listed(

@@ -21,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard import errors
-from dockyard.compat.dlthub import ids, shapes
+from dockyard.clock import isoformat
+from dockyard.compat.dlthub import deploying, formparts, ids, shapes
 from dockyard.compat.dlthub.shapes import Json, VersionView, WorkspaceView
-from dockyard.controller import auth, gitstore, manifests, runs, usecases, workspaces
+from dockyard.controller import auth, gitstore, runs, usecases, workspaces
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import TERMINAL
 from dockyard.controller.store.models import Job, Run, Workspace
@@ -34,6 +35,13 @@ KIND_PATHS = {
     "configuration": gitstore.CONFIGURATION_PATHS,
 }
 TOKEN_LIFETIME_S = 3600
+OUTCOMES = {
+    "added": "created",
+    "updated": "updated",
+    "unchanged": "unchanged",
+    "archived": "archived",
+}
+"""dockyard's plan words → the client's `JobDeployOutcome` (strict)."""
 
 
 @dataclass
@@ -179,41 +187,100 @@ class Compat:
 
         return render
 
-    # --- deploy (verified, not applied) ---------------------------------------------------
+    # --- deploy ---------------------------------------------------------------------------
+
+    def issue_upload(
+        self, who: Principal, ws_uuid: str, kind: str, base_url: str, key: str
+    ) -> Json:
+        """A new upload's id and where to post it: this server, at the path the client
+        requires (`/api/v1/workspaces/<ws>/<kind>s/<id>/-upload`, no prefix). The upload is
+        authenticated by the caller's own key, as the data plane is."""
+        with self.ctl.db.session() as session:
+            ws = self.workspace(session, who, ws_uuid, "deploy")
+            ws_id = ids.workspace_id(ws.id, ws.name)
+        upload_id = str(uuid.uuid4())
+        url = f"{base_url}/api/v1/workspaces/{ws_id}/{kind}s/{upload_id}/-upload"
+        return {f"{kind}_id": upload_id, "upload_url": url, "upload_token": key}
+
+    def upload(
+        self,
+        who: Principal,
+        ws_uuid: str,
+        kind: str,
+        upload_id: str,
+        content_type: str,
+        body: bytes,
+    ) -> Json:
+        """A code or configuration package, checked and staged (secrets sealed first); the
+        `-deploy` that follows makes it a version."""
+        if not ids.is_uuid(upload_id):
+            raise errors.InvalidInput(f"upload id {upload_id!r} is not a UUID")
+        with self.ctl.db.session() as session:
+            ws = self.workspace(session, who, ws_uuid, "deploy")
+            view = self.view(ws, "")
+        form = formparts.parts(content_type, body)
+        if "file" not in form:
+            raise errors.InvalidInput("the upload has no `file` part (the package)")
+        part: deploying.Kind = "code" if kind == "deployment" else "config"
+        staged = deploying.stage(
+            self.ctl,
+            who,
+            ws.name,
+            part,
+            upload_id,
+            form["file"],
+            form.get("requirements_file", b""),
+        )
+        number = len(self._history(ws.name, kind)) + 1
+        version = VersionView(
+            staged.sha,
+            number,
+            isoformat(staged.created_at) or shapes.EPOCH,
+            staged.file_count,
+            staged.size_bytes,
+            staged.content_hash,
+            staged.requirements_size_bytes,
+            staged.profiles,
+        )
+        shaped = (shapes.deployment if kind == "deployment" else shapes.configuration)(
+            view, version
+        )
+        return {**shaped, "id": upload_id}
 
     def deploy(self, who: Principal, ws_uuid: str, dp_url: str, body: dict[str, Any]) -> Json:
-        """`dlthub run` and `workspace info` send the local manifest before they trigger:
-        dockyard deploys with `dockyard deploy` (git), so here the manifest is only checked
-        against what is deployed. Equal: every job `unchanged`; different: 409 naming the
-        jobs, and the fix."""
+        """`-deploy`: the staged uploads (or what is deployed, for a part not uploaded) built
+        into one commit and reconciled, as `dockyard deploy` does (`deploying.deploy`); in a
+        dry run the client's manifest planned against the deployed one. The receipt lists
+        each job with its outcome; unchanged jobs are the client's `skipped`."""
         dry_run = bool(body.get("dry_run"))
-        sent = [j for j in body.get("jobs") or [] if isinstance(j, dict)]
-        module = body.get("deployment_module")
         with self.ctl.db.session() as session:
-            ws = self.workspace(session, who, ws_uuid, "read" if dry_run else "deploy")
-            deployed = {j.job_ref: j for j in runs.jobs(session, ws)}
-            differs = [
-                f"{j.get('job_ref')} {_difference(j, deployed.get(str(j.get('job_ref'))))}"
-                for j in sent
-                if _difference(j, deployed.get(str(j.get("job_ref"))))
-            ]
-            if module is not None:
-                missing = sorted(set(deployed) - {str(j.get("job_ref")) for j in sent})
-                differs += [f"{ref} is deployed, not here" for ref in missing]
-            if differs:
-                raise errors.Conflict(
-                    f"workspace {ws.name} runs other jobs than this directory declares"
-                    f" ({'; '.join(differs[:5])}); deploy it with `dockyard deploy` first"
-                    " (deploying through `dlthub deploy` is not served yet)"
-                )
+            ws = self.workspace(session, who, ws_uuid, "deploy")
+            name = ws.name
+        done = deploying.deploy(self.ctl, who, name, body)
+        with self.ctl.db.session() as session:
+            ws = self.workspace(session, who, ws_uuid, "deploy")
             render = self._job_renderer(ws, dp_url)
-            unchanged = [
-                {"job": render(deployed[str(j["job_ref"])]), "outcome": "unchanged"} for j in sent
-            ]
+            rows: dict[str, Job] = {}
+            for row in sorted(self.jobs_of(session, ws).values(), key=lambda j: j.id):
+                if row.job_ref not in rows or row.status == "active":
+                    rows[row.job_ref] = row
+            view = self.view(ws, dp_url)
+            succeeded: list[Json] = []
+            skipped: list[Json] = []
+            for change in done.plan.changes:
+                found = rows.get(change.job_ref)
+                if found is not None and not (dry_run and change.kind == "added"):
+                    job = render(found)
+                else:
+                    job = shapes.planned_job(view, change.new or {}, self.ctl.clock.now())
+                outcome = OUTCOMES[change.kind]
+                (skipped if outcome == "unchanged" else succeeded).append(
+                    {"job": job, "outcome": outcome}
+                )
         return {
-            "job_receipt": {"succeeded": [], "skipped": unchanged, "failed": []},
-            "warnings": [],
-            "deployment_module": module,
+            "job_receipt": {"succeeded": succeeded, "skipped": skipped, "failed": []},
+            "warnings": done.warnings,
+            "deployment_module": body.get("deployment_module"),
         }
 
     # --- triggers -------------------------------------------------------------------------
@@ -429,7 +496,9 @@ class Compat:
         history = self._history(ws.name, kind)
         for i, (sha, _) in enumerate(history):
             if sha == current:
-                return self._version_json(view, kind, sha, len(history) - i)
+                found = self._version_json(view, kind, sha, len(history) - i)
+                hashed = deploying.code_hash if kind == "deployment" else deploying.config_hash
+                return {**found, "content_hash": hashed(self.ctl, ws.name, sha)}
         raise errors.NotFound(f"workspace {ws.name} has no {kind} yet; run `dockyard deploy`")
 
     def _version_json(self, view: WorkspaceView, kind: str, sha: str, number: int) -> Json:
@@ -487,14 +556,6 @@ class Compat:
         with self._lock:
             self._sizes[key] = found
         return found
-
-
-def _difference(sent: dict[str, Any], deployed: Job | None) -> str:
-    if deployed is None:
-        return "is not deployed"
-    if manifests.job_fingerprint(sent) != deployed.fingerprint:
-        return "differs from the deployed one"
-    return ""
 
 
 @dataclass(frozen=True, slots=True)

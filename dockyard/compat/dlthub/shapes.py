@@ -11,7 +11,7 @@ from typing import Any
 
 from dockyard.clock import isoformat
 from dockyard.compat.dlthub import ids
-from dockyard.controller import dltadapter, runtime_config
+from dockyard.controller import dltadapter, manifests, runtime_config
 from dockyard.controller.store.models import Job, Run, Workspace
 
 EPOCH = "1970-01-01T00:00:00+00:00"
@@ -103,6 +103,25 @@ def job(view: WorkspaceView, row: Job, version: int, profile: str) -> Json:
         "is_archived": row.status != "active",
         "is_paused": row.paused_at is not None,
     }
+
+
+def planned_job(view: WorkspaceView, definition: Json, now: datetime) -> Json:
+    """A job a dry run would add: no row yet, so a placeholder id and the time now (the
+    client only prints its selector and default trigger)."""
+    ref = str(definition.get("job_ref") or "")
+    entry = definition.get("entry_point") or {}
+    row = Job(
+        id=0,
+        job_ref=ref,
+        job_type=str(entry.get("job_type") or "batch") if isinstance(entry, dict) else "batch",
+        status="active",
+        definition=definition,
+        fingerprint=manifests.job_fingerprint(definition),
+        created_at=now,
+        updated_at=now,
+        paused_at=None,
+    )
+    return job(view, row, 0, "prod")
 
 
 def job_version(view: WorkspaceView, row: Job, version: int, profile: str, max_s: float) -> Json:
