@@ -143,6 +143,25 @@ def test_reads_trigger_and_cancel_in_the_clients_shapes(yard: Yard, client: Test
     assert "skipped: concurrency limit 1 reached" in live.text
 
 
+def test_the_links_the_client_prints_open_dashboard_pages(yard: Yard, client: TestClient) -> None:
+    yard.deploy()
+    run_id = yard.trigger()
+    ws = ws_id(yard)
+    job = ok(client, "GET", f"/api/v1/workspaces/{ws}/jobs")["items"][0]["id"]
+    links = {
+        f"/w/{ws}": f"/ui/w/{WS}",
+        f"/w/{ws}/runs/{run_id}": f"/ui/w/{WS}/runs/{run_id}",
+        f"/w/{ws}/jobs/{job}": f"/ui/w/{WS}/jobs/{samples.HELLO}",
+        f"/w/{ws}/jobs/{samples.HELLO}": f"/ui/w/{WS}/jobs/{samples.HELLO}",
+        f"/w/{ws}/pipelines/numbers": f"/ui/w/{WS}",
+    }
+    for link, page in links.items():
+        answer = client.get(link, follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (307, page), link
+    assert client.get(f"/w/{uuid.uuid4()}", follow_redirects=False).status_code == 404
+    assert client.get(f"/w/{ws}/runs/{uuid.uuid4()}", follow_redirects=False).status_code == 404
+
+
 def _row_id(yard: Yard) -> int:
     with yard.ctl.db.session() as session:
         return workspaces.get(session, WS).id
