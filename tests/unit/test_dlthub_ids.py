@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from dlt._workspace.deployment.package_builder import compute_package_content_hash
 
 from dockyard.compat.dlthub import ids
 from dockyard.controller.lifecycle import decisions
 from dockyard.controller.lifecycle.decisions import Facts, Request
 from dockyard.controller.lifecycle.status import TERMINAL, RunStatus
+from dockyard.settings import Settings
 
 NOW = datetime(2026, 3, 4, 10, 2, tzinfo=UTC)
 LAUNCHER = "dlt._workspace.deployment.launchers.job"
@@ -157,3 +159,12 @@ def test_the_content_hash_is_dlts() -> None:
         ]
     }
     assert ids.content_hash(files.items()) == compute_package_content_hash(manifest)
+
+
+def test_the_api_is_switched_on_by_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env().dlthub_compat is False
+    assert Settings.from_env(dlthub_compat=True).dlthub_compat is True
+    monkeypatch.setenv("DOCKYARD_DLTHUB_COMPAT", "1")
+    assert Settings.from_env().dlthub_compat is True
+    monkeypatch.setenv("DOCKYARD_DLTHUB_COMPAT", "off")
+    assert Settings.from_env().dlthub_compat is False
