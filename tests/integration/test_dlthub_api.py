@@ -83,6 +83,14 @@ def test_a_key_limited_to_another_workspace_is_told_which(yard: Yard, client: Te
     refused(trigger, 403)
 
 
+def test_a_worker_token_is_refused(yard: Yard, client: TestClient) -> None:
+    with yard.ctl.db.session() as session:
+        clear, _ = auth.create(session, "w", auth.WORKER, None)
+    worker = {"Authorization": f"Bearer {clear}"}
+    answer = client.get(f"/dlthub/api/v1/workspaces/{ws_id(yard)}", headers=worker)
+    assert "worker token may only call" in refused(answer, 403)
+
+
 def test_reads_trigger_and_cancel_in_the_clients_shapes(yard: Yard, client: TestClient) -> None:
     sha = yard.deploy()
     ws = f"/api/v1/workspaces/{ws_id(yard)}"
