@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.compat.dlthub import service as dlthub
 from dockyard.controller import auth, logs, sealing, usecases
 from dockyard.controller.assembly import Controller
 from dockyard.errors import InvalidInput
@@ -87,9 +86,7 @@ def create_workspace(body: WorkspaceIn, ctl: Ctl, who: Who) -> dict[str, Any]:
 
 @router.get("/workspaces/{ws}", response_model=M.WorkspaceInfo)
 def workspace_info(ws: str, ctl: Ctl, who: Who) -> dict[str, Any]:
-    info = usecases.workspaces.workspace_info(ctl, who, ws)
-    info["dlthub_id"] = dlthub.workspace_uuid(ctl, ws)
-    return info
+    return usecases.workspaces.workspace_info(ctl, who, ws)
 
 
 @router.patch("/workspaces/{ws}", response_model=M.WorkspaceSettings)

@@ -67,7 +67,9 @@ class Stand:
     key: str
     dlthub: Path
 
-    def run(self, *args: str, key: str | None = None, timeout: float = 240) -> "Done":
+    def run(
+        self, *args: str, key: str | None = None, timeout: float = 240, cwd: Path | None = None
+    ) -> "Done":
         env = base_env()
         env.update(
             {
@@ -80,7 +82,7 @@ class Stand:
         )
         proc = subprocess.run(
             [str(self.dlthub), *args],
-            cwd=self.ws_dir,
+            cwd=cwd or self.ws_dir,
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -96,9 +98,9 @@ class Stand:
         )
         return done.out
 
-    def fails(self, *args: str, key: str | None = None) -> str:
+    def fails(self, *args: str, key: str | None = None, cwd: Path | None = None) -> str:
         """The error line the user sees (red, on stderr; exit code 255)."""
-        done = self.run(*args, key=key)
+        done = self.run(*args, key=key, cwd=cwd)
         assert done.code == 255, f"expected a failure:\n{done.out}\n{done.err}"
         return " ".join(done.err.split())
 
@@ -151,6 +153,9 @@ def test_jobs_workspace_and_deployments_read(stand: Stand) -> None:
     assert "Current deployment version: 1" in ws
     assert "Unchanged jobs:" in ws  # the deploy plan: this directory is what runs
 
+    configurations = stand.ok("workspace", "configuration", "list")
+    assert "Profiles" in configurations
+
     versions = stand.ok("workspace", "deployment", "list")
     assert "Version #" in versions and "File count" in versions
     assert len([ln for ln in versions.splitlines() if ln.strip().startswith("1 ")]) == 1
@@ -170,6 +175,10 @@ def test_run_follow_prints_the_log_and_the_final_status(stand: Stand) -> None:
 
     runs = stand.ok("job", "runs", "list", "hello")
     assert "completed" in runs and f"manual:{REF}.hello" in runs
+    info = stand.ok("job", "runs", "info", "hello", "1")
+    assert "completed" in info and f"{REF}.hello" in info
+    result = stand.ok("job", "runs", "result", "hello", "1")
+    assert "greeting" in result and '"greeting": "hello"' in result
 
     # the run link the client printed opens the dashboard's run page
     run_id = next(ln.split()[-1] for ln in out.splitlines() if "run_id:" in ln)
@@ -179,6 +188,8 @@ def test_run_follow_prints_the_log_and_the_final_status(stand: Stand) -> None:
 
 
 def test_a_freshness_gated_follow_up_shows_why_it_was_skipped(stand: Stand) -> None:
+    dry = stand.ok("job", "trigger", "tag:quick", "--dry-run")
+    assert "[DRY RUN]" in dry and "2 job(s) triggered" in dry
     out = stand.ok("job", "trigger", "tag:quick")
     assert "Triggered (2):" in out
     assert f"{REF}.hello: tag:quick (run #" in out and f"{REF}.world: tag:quick" in out
@@ -191,6 +202,7 @@ def test_a_freshness_gated_follow_up_shows_why_it_was_skipped(stand: Stand) -> N
     assert "skipped" in runs
     logs = stand.ok("job", "logs", "gated")
     assert f"skipped: upstream {REF}.never: no completed run yet" in logs
+    assert "declared no job result" in stand.fails("job", "runs", "result", "gated")
 
 
 def test_trigger_a_busy_job_says_why_then_cancel_it(stand: Stand) -> None:
@@ -253,3 +265,12 @@ def test_the_api_is_off_unless_asked_for(server: Server) -> None:
     off = httpx.get(f"{server.url}/dlthub/api/v1/organizations", timeout=30)
     assert off.status_code == 404
     assert httpx.get(f"{server.url}/w/x", timeout=30).status_code == 404
+
+
+def test_deploying_through_the_client_says_to_use_dockyard(stand: Stand, tmp_path: Path) -> None:
+    changed = copy_workspace(stand.ws_dir, tmp_path / "changed")
+    with (changed / "__deployment__.py").open("a") as f:
+        f.write("\n# changed here, not deployed\n")
+    refused = stand.fails("deploy", cwd=changed)
+    assert "uploading it through the dlthub CLI is not served yet" in refused, refused
+    assert "deploy with `dockyard deploy`" in refused and "(HTTP 409)" in refused

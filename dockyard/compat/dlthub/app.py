@@ -14,6 +14,7 @@ adds "(HTTP n)".
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
@@ -48,12 +49,12 @@ Offset = Annotated[int, Query(ge=0, le=2**62)]
 StatusOf = Callable[[errors.DockyardError], int]
 
 
+@dataclass(frozen=True, slots=True)
 class Caller:
     """The caller's principal and key (the key is also its data-plane token)."""
 
-    def __init__(self, principal: Principal, key: str) -> None:
-        self.principal = principal
-        self.key = key
+    principal: Principal
+    key: str
 
 
 def create_app(ctl: Controller, status_of: StatusOf) -> FastAPI:
@@ -91,8 +92,12 @@ def _caller(request: Request) -> Caller:
 
 
 def dataplane_url(request: Request) -> str:
-    """This server, as the client reached it, with the prefix the app is mounted at."""
+    """This server with the prefix the app is mounted at: at DOCKYARD_PUBLIC_URL when set
+    (behind a proxy), else as the client reached it."""
     root = str(request.scope.get("root_path") or "")
+    public = _compat(request).ctl.settings.public_url
+    if public:
+        return public.rstrip("/") + PREFIX
     return f"{request.url.scheme}://{request.url.netloc}{root}"
 
 
@@ -219,6 +224,10 @@ def _data_plane(app: FastAPI) -> None:
         found = logstream.target(c, who.principal, ws, run)
         lines = logstream.stored(c, who.principal, found)
         return StreamingResponse(lines, media_type="application/x-ndjson")
+
+    @app.get("/telemetry/v1/workspaces/{ws}/job-runs/{run}/result-trace")
+    def result(ws: str, run: str, c: Svc, who: Who) -> Json:
+        return c.result(who.principal, ws, run)
 
     @app.get("/logs/v1/workspaces/{ws}/job-runs/{run}/log-stream")
     def live_log(ws: str, run: str, c: Svc, who: Who) -> Response:

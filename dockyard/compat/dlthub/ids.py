@@ -12,19 +12,19 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
+from dockyard.controller import workspaces
 from dockyard.controller.lifecycle.status import RunStatus
 
-NAMESPACE = uuid.UUID("6f1d3a52-4c8e-5b7a-9e21-d0c4a7f3b9e1")
-"""Fixed for good: changing it changes every id a user has configured."""
+NAMESPACE = workspaces.DLTHUB_NAMESPACE
 
 
 def _uuid(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, "\x1f".join(str(p) for p in parts)))
 
 
-def workspace_id(ws_id: int, name: str) -> str:
-    """`RUNTIME__WORKSPACE_ID` for workspace `name` (row `ws_id`)."""
-    return _uuid("workspace", ws_id, name)
+workspace_id = workspaces.dlthub_id
+"""`RUNTIME__WORKSPACE_ID` for workspace `name` (row `ws_id`); `dockyard workspace info`
+shows it, so it is the controller's."""
 
 
 def job_id(ws_id: int, job_row_id: int, job_ref: str) -> str:

@@ -8,11 +8,13 @@ dockyard's log lines are `{"t", "s", "m"}` with stream `out`/`err` (the job) or 
 `setup`; `runner` lines it hides), a stage and an io stream.
 """
 
+import asyncio
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.clock import isoformat
 from dockyard.compat.dlthub.service import Compat, Principal
@@ -76,16 +78,18 @@ def stored(compat: Compat, who: Principal, run: Target) -> Iterator[str]:
             return
 
 
-def live(compat: Compat, who: Principal, run: Target) -> Iterator[str]:
+async def live(compat: Compat, who: Principal, run: Target) -> AsyncIterator[str]:
     """SSE: the lines so far, then each new one, until the run has ended and its log is
     read to the end (its status is read before each page, so a page read after the run
-    ended holds its last line)."""
+    ended holds its last line). Each page is read in the thread pool; the waits between
+    them hold no thread, so many followers cost no threads while their runs are quiet."""
     if run.status == RunStatus.SKIPPED:
         yield _event(_skip_line(run))
         return
     offset, number, idle = 0, 0, 0.0
+    read = usecases.runs.run_logs
     while True:
-        page = usecases.runs.run_logs(compat.ctl, who, run.run_id, offset, None, PAGE)
+        page = await run_in_threadpool(read, compat.ctl, who, run.run_id, offset, None, PAGE)
         for entry in page["lines"]:
             yield _event(log_line(entry, number))
             number += 1
@@ -99,7 +103,7 @@ def live(compat: Compat, who: Principal, run: Target) -> Iterator[str]:
         elif idle >= KEEPALIVE_S:
             yield ": keepalive\n\n"
             idle = 0.0
-        time.sleep(POLL_S)
+        await asyncio.sleep(POLL_S)
         idle += POLL_S
 
 

@@ -52,6 +52,9 @@ class Compat:
     ctl: Controller
     _ws_ids: dict[str, int] = field(default_factory=dict)
     _sizes: dict[tuple[str, str, str], "Sizes"] = field(default_factory=dict)
+    _histories: dict[tuple[str, str], tuple[str | None, list[tuple[str, str]]]] = field(
+        default_factory=dict
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- workspaces -----------------------------------------------------------------------
@@ -384,7 +387,9 @@ class Compat:
                 query = query.where(Run.status.in_([ids.TO_DOCKYARD.get(s, s) for s in statuses]))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(
-                query.order_by(Run.created_at.desc(), Run.id.desc()).offset(offset).limit(limit)
+                query.order_by(Run.created_at.desc(), Run.number.desc(), Run.id.desc())
+                .offset(offset)
+                .limit(limit)
             )
             render = self._run_renderer(ws, dp_url, list(jobs.values()))
             return shapes.page([render(r) for r in rows], limit, offset, total)
@@ -417,6 +422,17 @@ class Compat:
             return shapes.run(view, row, job, numbers.get(job.updated_sha, 1), profile)
 
         return render
+
+    def result(self, who: Principal, ws_uuid: str, run_id: str) -> Json:
+        """The result the run declared (`run.result(...)`: dlt's envelope, as its beacon sent
+        it); 404 when it declared none, which the client says in its own words."""
+        with self.ctl.db.session() as session:
+            ws = self.workspace(session, who, ws_uuid, "read")
+            row = self.run_of(session, ws, run_id)
+            job = session.get(Job, row.job_id)
+            if not isinstance(row.result, dict) or job is None:
+                raise errors.NotFound(f"run {run_id} declared no result")
+            return {"job_ref": job.job_ref, "type": "result", **row.result}
 
     def cancel_run(self, who: Principal, ws_uuid: str, dp_url: str, run_id: str) -> Json:
         """`dockyard job-run … cancel`: 409 for a run that already ended."""
@@ -522,11 +538,20 @@ class Compat:
         return gitstore.open_repo(workspaces.repo_path(self.ctl.settings.repos_dir, name))
 
     def _history(self, name: str, kind: str) -> list[tuple[str, str]]:
-        """(sha, created_at) of each version of `kind`, newest first (first parent)."""
-        return [
-            (v.sha, v.created_at.isoformat())
-            for v in gitstore.history(self._repo(name), KIND_PATHS[kind])
+        """(sha, created_at) of each version of `kind`, newest first (first parent); walked
+        again only when `main` moved (`dlthub run -f` asks for its run every 2 s)."""
+        repo = self._repo(name)
+        head = gitstore.head_sha(repo)
+        with self._lock:
+            known = self._histories.get((name, kind))
+        if known is not None and known[0] == head:
+            return known[1]
+        found = [
+            (v.sha, v.created_at.isoformat()) for v in gitstore.history(repo, KIND_PATHS[kind])
         ]
+        with self._lock:
+            self._histories[(name, kind)] = (head, found)
+        return found
 
     def _numbers(self, ws: Workspace, kind: str) -> dict[str, int]:
         """Each version's number: its place on the first-parent line, oldest = 1."""
@@ -601,10 +626,3 @@ def page_for(compat: Compat, ws_uuid: str, kind: str | None = None, ref: str = "
             job_ref = ref if not ids.is_uuid(ref) else compat.job_of(session, ws, ref).job_ref
             return f"{base}/jobs/{quote(job_ref, safe='')}"
         return base
-
-
-def workspace_uuid(ctl: Controller, name: str) -> str:
-    """Workspace `name`'s id for the client (`RUNTIME__WORKSPACE_ID`)."""
-    with ctl.db.session() as session:
-        ws = workspaces.get(session, name)
-        return ids.workspace_id(ws.id, ws.name)

@@ -13,6 +13,7 @@ import dlt.hub.run as run
 def hello():
     print("hello from dockyard", flush=True)
     print("second line", flush=True)
+    run.result({"greeting": "hello"}, type="greeting")
 
 
 @run.job(expose={"tags": ["quick"]})
