@@ -267,10 +267,20 @@ def test_the_api_is_off_unless_asked_for(server: Server) -> None:
     assert httpx.get(f"{server.url}/w/x", timeout=30).status_code == 404
 
 
-def test_deploying_through_the_client_says_to_use_dockyard(stand: Stand, tmp_path: Path) -> None:
+def test_a_changed_file_deployed_through_the_client_is_a_new_version(
+    stand: Stand, tmp_path: Path
+) -> None:
+    """Last in this module: it moves the deployed version (tests/e2e/test_dlthub_deploy.py
+    has the rest of `dlthub deploy`)."""
     changed = copy_workspace(stand.ws_dir, tmp_path / "changed")
     with (changed / "__deployment__.py").open("a") as f:
-        f.write("\n# changed here, not deployed\n")
-    refused = stand.fails("deploy", cwd=changed)
-    assert "uploading it through the dlthub CLI is not served yet" in refused, refused
-    assert "deploy with `dockyard deploy`" in refused and "(HTTP 409)" in refused
+        f.write("\n# changed here\n")
+    done = stand.run("deploy", cwd=changed)
+    assert done.code == 0, done.err
+    assert "Synced changed workspace files" in done.out
+    assert "0 added, 0 updated, 0 archived" in done.out
+    versions = stand.ok("workspace", "deployment", "list")
+    assert [ln.split()[0] for ln in versions.splitlines() if ln.strip()[:2] in ("1 ", "2 ")] == [
+        "1",
+        "2",
+    ]

@@ -65,8 +65,16 @@ def test_every_error_is_an_object_with_a_string_detail(yard: Yard, client: TestC
     refused(client.get(f"{ws}/deployments/latest"), 404)
     refused(client.get(f"{ws}/configurations/latest"), 404)
     assert "no such endpoint" in refused(client.get("/dlthub/api/v1/nope"), 404)
-    upload = client.post(f"{ws}/deployments/-issue-upload")
-    assert "dockyard deploy" in refused(upload, 409)
+    # an upload goes to this server's root, at the one path the client accepts
+    answer = client.post(f"{ws}/deployments/-issue-upload")
+    assert answer.status_code == 200, answer.text
+    issued = answer.json()
+    path = f"/api/v1/workspaces/{ws_id(yard)}/deployments/{issued['deployment_id']}/-upload"
+    assert issued["upload_url"] == f"http://testserver{path}"
+    assert issued["upload_token"] == TOKEN
+    # ... where a package that is not one is refused in one line
+    bad = client.post(path, files={"file": ("workspace.tar.gz", b"not a tarball")})
+    assert "is not a gzip tar archive as dlt builds it" in refused(bad, 400)
 
 
 def test_a_key_limited_to_another_workspace_is_told_which(yard: Yard, client: TestClient) -> None:
