@@ -4,22 +4,20 @@ repository, key ring, reconciler) and the manifest built by the shim in the work
 uv-built environment. The real client against a real server is tests/e2e/test_dlthub_cli.py.
 """
 
-import io
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from dlt._workspace.deployment.package_builder import PackageBuilder
 
 from dockyard.compat.dlthub import deploying
 from dockyard.controller import gitstore, manifests, usecases
 from dockyard.errors import InvalidInput
 from tests.integration.deployed import ADMIN, WS, Yard, make_yard
 from tests.unit import samples
+from tests.unit.test_dlthub_packages import dlt_package
 
 BASIC = Path(__file__).parents[1] / "workspaces" / "basic"
 SECRET = "sk-dlthub-upload-0123456789abcdef"
@@ -38,12 +36,7 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def package(root: Path, names: list[str]) -> tuple[bytes, str]:
-    builder = PackageBuilder(SimpleNamespace(run_dir=str(root)))  # type: ignore[arg-type]
-    out = io.BytesIO()
-    selected = [(root / name, Path(name)) for name in names]
-    digest = builder.write_package_to_stream(selected, out)  # type: ignore[arg-type]
-    return out.getvalue(), digest
+package = dlt_package
 
 
 def code(root: Path) -> tuple[bytes, str]:

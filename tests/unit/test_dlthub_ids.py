@@ -7,7 +7,6 @@ here instead of reaching the client as a bare `skipped`.
 import base64
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +18,9 @@ from dockyard.controller.lifecycle import decisions
 from dockyard.controller.lifecycle.decisions import Facts, Request
 from dockyard.controller.lifecycle.status import TERMINAL, RunStatus
 from dockyard.settings import Settings
+from tests.unit.test_lifecycle import job
 
 NOW = datetime(2026, 3, 4, 10, 2, tzinfo=UTC)
-LAUNCHER = "dlt._workspace.deployment.launchers.job"
 CLIENT_STATUSES = {
     "pending",
     "starting",
@@ -46,26 +45,6 @@ CLIENT_SKIPS = {
     "skipped_workspace_archived",
 }
 """The client's `TriggeredJobStatus` skip words (dlt_runtime/strings.py, 0.28.7)."""
-
-
-@dataclass
-class Job:
-    definition: dict[str, Any]
-    refresh_pending: bool = False
-
-
-def job(*triggers: str, **extra: Any) -> Job:
-    definition: dict[str, Any] = {
-        "job_ref": "jobs.s.a",
-        "entry_point": {"module": "s", "function": "a", "job_type": "batch", "launcher": LAUNCHER},
-        "triggers": list(triggers),
-        "execute": {"concurrency": 1},
-    }
-    timed = [t for t in triggers if t.split(":", 1)[0] in ("schedule", "every")]
-    if timed:
-        definition["default_trigger"] = timed[0]
-    definition.update(extra)
-    return Job(definition)
 
 
 def skip_reason(made: decisions.Creation) -> str:
