@@ -106,6 +106,8 @@ class Settings:
     # (controller/placement.py); a pending run no live node can take fails after the wait
     placement: str | None = None
     placement_wait_s: float = 60.0
+    # the API the stock `dlthub` CLI (dlthub-client) calls, under /dlthub (docs/dlthub-cli.md)
+    dlthub_compat: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -233,5 +235,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_EMBEDDED_RUNS": ("embedded_runs", _on_off),
     "DOCKYARD_PLACEMENT": ("placement", str),
     "DOCKYARD_PLACEMENT_WAIT_S": ("placement_wait_s", float),
+    "DOCKYARD_DLTHUB_COMPAT": ("dlthub_compat", _on_off),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

@@ -68,6 +68,12 @@ def register(cli: click.Group) -> None:
     help="A TOML file mapping jobs' require.instance/region/provider to worker pools and"
     " labels (DOCKYARD_PLACEMENT; docs/scaling.md).",
 )
+@click.option(
+    "--dlthub-compat",
+    is_flag=True,
+    help="Also serve the API the stock `dlthub` CLI calls, under /dlthub"
+    " (DOCKYARD_DLTHUB_COMPAT=1; docs/dlthub-cli.md).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def server(
     data_dir: str | None,
@@ -78,6 +84,7 @@ def server(
     docker_base_image: str | None,
     no_embedded_runs: bool,
     placement_file: str | None,
+    dlthub_compat: bool,
     log_level: str,
 ) -> None:
     """Run the controller: API, git server, reconciler and runner in one process."""
@@ -102,6 +109,8 @@ def server(
     )
     if no_embedded_runs:
         settings = dataclasses.replace(settings, embedded_runs=False)
+    if dlthub_compat:
+        settings = dataclasses.replace(settings, dlthub_compat=True)
     apps = app_origins.check(settings)  # a bad DOCKYARD_APPS_DOMAIN: refused before anything
     load_rules(settings)  # a bad placement file too
     ctl = Controller(settings)
@@ -300,16 +309,31 @@ def token() -> None:
     show_default=True,
 )
 @click.option("-w", "--workspace", default=None, help="Limit the token to one workspace.")
+@click.option(
+    "--dlthub",
+    is_flag=True,
+    help="A key the stock `dlthub` CLI accepts (prefix dlt_sa_; docs/dlthub-cli.md).",
+)
 @output.output_option
-def token_create(name: str, role: str, workspace: str | None, output_fmt: str) -> None:
+def token_create(
+    name: str, role: str, workspace: str | None, dlthub: bool, output_fmt: str
+) -> None:
     """Create a token; it is printed once."""
     client = Client(config.resolve())
-    data = client.post("/api/v1/tokens", {"name": name, "role": role, "workspace": workspace})
+    body = {"name": name, "role": role, "workspace": workspace, "dlthub": dlthub}
+    data = client.post("/api/v1/tokens", body)
     if output_fmt == "json":
         output.emit_json(data)
         return
     click.echo(f"token {data['id']} ({data['role']}): {data['token']}")
     click.echo("shown once: store it now", err=True)
+    if dlthub:
+        click.echo(
+            "for the dlthub CLI: RUNTIME__API_KEY=<this token>,"
+            f" RUNTIME__API_BASE_URL={client.server}/dlthub and RUNTIME__WORKSPACE_ID"
+            " (`dockyard workspace info` shows it; docs/dlthub-cli.md)",
+            err=True,
+        )
 
 
 @token.command("list")

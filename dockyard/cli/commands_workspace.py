@@ -520,6 +520,7 @@ def info(workspace: str | None, output_fmt: str) -> None:
             ("jobs", data["jobs"]),
             ("active runs", data["active_runs"]),
             ("reconcile error", data["reconcile_error"]),
+            ("dlthub id", data.get("dlthub_id")),
             *commands_github.info_pairs(data.get("github")),
         ]
     )

@@ -37,6 +37,9 @@ WORKER_ONLY = (
     " admin token for this"
 )
 TOKEN_PREFIX = "dy_"  # noqa: S105 (a prefix, not a secret)
+DLTHUB_PREFIX = "dlt_sa_"
+"""A key for the stock `dlthub` CLI, which refuses keys without it (a workspace service
+account's prefix there; here an ordinary token: roles, workspace limit, revocation)."""
 FROM_ENV = "env"
 FROM_GITHUB_OIDC = "github-oidc"
 TOKEN_EXPIRED = "token_expired"  # noqa: S105 (an error code, not a secret)
@@ -67,8 +70,8 @@ class Principal:
             )
 
 
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def new_token(prefix: str = TOKEN_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:
@@ -99,16 +102,17 @@ def create(
     expires_at: datetime | None = None,
     source: str | None = None,
     now: datetime | None = None,
+    prefix: str = TOKEN_PREFIX,
 ) -> tuple[str, Token]:
     if role not in TOKEN_ROLES:
         raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(TOKEN_ROLES)}")
     if role == WORKER and workspace is not None:
         raise InvalidInput("a worker token serves every workspace: leave out --workspace")
-    clear = new_token()
+    clear = new_token(prefix)
     row = Token(
         name=name,
         token_hash=hash_token(clear),
-        prefix=clear[:7],
+        prefix=clear[: len(prefix) + 4],
         role=role,
         workspace_id=workspace.id if workspace else None,
         created_at=now or utcnow(),

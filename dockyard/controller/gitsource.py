@@ -165,13 +165,13 @@ class Built:
     checked: manifests.Checked  # files[manifest.yaml] parsed and validated, as the hook does
 
 
-def _build(
+def build(
     ctl: Controller,
     workspace: str,
     repo: pygit2.Repository,
     head: str | None,
     source_files: dict[str, FileEntry],
-    source: GitSource,
+    path: str = "",
 ) -> Built:
     """The steps a deploy and a plan share: the manifest built in the commit's own
     environment, the schema, dlt's checks, the plan against the deployed manifest, the
@@ -199,7 +199,7 @@ def _build(
     # what the hook checks (`load_yaml`, `validate`), on the very bytes to be committed,
     # before anything is written
     checked = manifests.checked(files[gitstore.MANIFEST].data, schema_valid)
-    check_sealed(files, source.path, workspace, current_kid)
+    check_sealed(files, path, workspace, current_kid)
     return Built(plan, old, manifest, files, current_kid, checked)
 
 
@@ -232,7 +232,7 @@ def _planned_against(
         jobs = {"jobs": deployed}
         if not planning.plan(jobs, manifest).is_noop:
             return jobs
-    return _deployed_manifest(repo, head)
+    return deployed_manifest(repo, head)
 
 
 def _deploy(
@@ -244,11 +244,11 @@ def _deploy(
     sha: str,
     source: GitSource,
 ) -> SourceDeploy:
-    built = _build(ctl, workspace, repo, head, source_files, source)
+    built = build(ctl, workspace, repo, head, source_files, source.path)
     plan = built.plan
     schedules = tuple(_schedules(ctl, workspace, built))  # read before reconcile changes them
     trailer = f"{gitstore.SOURCE_TRAILER}: {source.label}@{sha}"
-    new = _commit(repo, built.files, head, deployfiles.commit_message(plan) + f"\n{trailer}\n")
+    new = commit_files(repo, built.files, head, deployfiles.commit_message(plan) + f"\n{trailer}\n")
     if new is None:
         reason = f"{sha[:12]} holds what is deployed already"
         return SourceDeploy("unchanged", head, sha, plan.summary(), reason)
@@ -311,7 +311,7 @@ def plan_from_git(
             files = sourcemirror.files_at(
                 mirror.repo, mirror.commit(target), source.path, ctl.settings.max_workspace_bytes
             )
-            built = _build(ctl, workspace, repo, head, files, source)
+            built = build(ctl, workspace, repo, head, files, source.path)
             parts = _check_unwritten(ctl, repo, head, built)
             schedules = tuple(_schedules(ctl, workspace, built))
         except DockyardError as exc:
@@ -359,7 +359,7 @@ def _entry(tree: pygit2.Tree, path: str) -> str | None:
         return None
 
 
-def _deployed_manifest(repo: pygit2.Repository, head: str | None) -> dict[str, Any] | None:
+def deployed_manifest(repo: pygit2.Repository, head: str | None) -> dict[str, Any] | None:
     """The manifest at HEAD; one that cannot be read is replaced, as `dockyard deploy` does."""
     data = None if head is None else gitstore.read_file(repo, head, gitstore.MANIFEST)
     if data is None:
@@ -392,7 +392,7 @@ def check_sealed(files: dict[str, FileEntry], path: str, workspace: str, kid: st
         )
 
 
-def _commit(
+def commit_files(
     repo: pygit2.Repository, files: dict[str, FileEntry], head: str | None, message: str
 ) -> str | None:
     """The deploy commit on top of `head` (not yet on the branch), or None when its tree is

@@ -40,7 +40,7 @@ def entry_path(parent: str, raw: bytes) -> str:
     path = parent + name
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise InvalidInput(f"path {path!r} escapes the workspace; remove it or fix the link")
-    if _is_dot_git(name):
+    if is_dot_git(name):
         raise InvalidInput(
             f"{path!r} is git metadata (.git); a deployment never holds a repository inside"
             " it: remove it (vendor the files, or add it to .gitignore)"
@@ -53,7 +53,7 @@ def entry_path(parent: str, raw: bytes) -> str:
     return path
 
 
-def _is_dot_git(name: str) -> bool:
+def is_dot_git(name: str) -> bool:
     """`.git` as git itself refuses it on checkout (any case, trailing dots or spaces, the
     8.3 short name)."""
     folded = name.rstrip(". ").lower()

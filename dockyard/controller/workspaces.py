@@ -1,6 +1,7 @@
 """Workspaces: a name, a bare git repository and the rows that mirror its reconciled state."""
 
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,15 @@ from dockyard.controller.store.models import Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DLTHUB_NAMESPACE = uuid.UUID("6f1d3a52-4c8e-5b7a-9e21-d0c4a7f3b9e1")
+"""The namespace of the UUIDs the `dlthub` CLI knows dockyard's rows by (`compat/dlthub/ids`);
+fixed for good: changing it changes every id a user has configured."""
+
+
+def dlthub_id(ws_id: int, name: str) -> str:
+    """The workspace's id for the `dlthub` CLI (`RUNTIME__WORKSPACE_ID`): a uuid5 of its
+    row id and name, so one made again under an old name is another workspace there too."""
+    return str(uuid.uuid5(DLTHUB_NAMESPACE, f"workspace\x1f{ws_id}\x1f{name}"))
 
 
 def repo_path(repos_dir: Path, name: str) -> Path:

@@ -31,6 +31,7 @@ class TokenIn(BaseModel):
     name: str
     role: str = "deploy"
     workspace: str | None = None
+    dlthub: bool = Field(default=False, description="a `dlt_sa_` key for the `dlthub` CLI")
 
 
 class TriggerIn(BaseModel):
@@ -135,7 +136,7 @@ def list_leases(ctl: Ctl, who: Who) -> JSONList:
 
 @router.post("/tokens", status_code=201, response_model=M.TokenCreated)
 def create_token(body: TokenIn, ctl: Ctl, who: Who) -> dict[str, Any]:
-    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace)
+    return usecases.tokens.create_token(ctl, who, body.name, body.role, body.workspace, body.dlthub)
 
 
 @router.delete("/tokens/{token_id}", response_model=M.Token)

@@ -146,6 +146,9 @@ class WorkspaceInfo(WorkspaceSettings):
     github_oidc: list[GithubOidcRule] = Field(
         description="GitHub repositories and refs whose Actions jobs may get a token"
     )
+    dlthub_id: str = Field(
+        description="the workspace's id for the `dlthub` CLI (RUNTIME__WORKSPACE_ID)"
+    )
 
 
 # tokens ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockyard import __version__, errors
+from dockyard.compat.dlthub import app as dlthub_app
 from dockyard.controller import app_origins
 from dockyard.controller.assembly import Controller
 from dockyard.settings import Settings
@@ -35,6 +36,7 @@ from dockyard.web import (
     app_host,
     app_sessions,
     apps_dashboard,
+    dlthub_links,
     forwarding,
     git_http,
     limits,
@@ -118,6 +120,13 @@ def create_asgi(settings: Settings, ctl: Controller | None = None) -> FastAPI:
     app.include_router(git_http.router)
     app.include_router(github_receiver.router)
     app.include_router(apps_dashboard.router)
+    if settings.dlthub_compat:  # off: /dlthub/* and /w/* are 404 like any unknown path
+        dlthub = dlthub_app.create_app(controller, status_of)
+        app.state.dlthub = dlthub.state.compat
+        app.mount(dlthub_app.PREFIX, dlthub)
+        # the client posts packages at the root: ahead of dockyard's own /api/v1 routes
+        app.router.routes[0:0] = dlthub_app.upload_routes(dlthub)
+        app.include_router(dlthub_links.router)
     pages.install(app)
     app.add_middleware(app_host.HostRouter, apps=apps, settings=settings)
     return app

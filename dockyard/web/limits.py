@@ -94,6 +94,8 @@ def endpoint_class(scope: Scope) -> str:
     if is_app_traffic(scope):
         return "apps"
     path: str = scope.get("path", "")
+    if path.startswith("/api/v1/workspaces/") and path.endswith("/-upload"):
+        return "git"  # a dlthub client's code or configuration package: a push by another name
     prefixes = (
         ("/beacon/", "beacon"),
         ("/git/", "git"),

@@ -144,6 +144,10 @@ def test_a_request_without_a_body_keeps_its_connection() -> None:
         ("/ui/w/x/tokens", "form"),
         ("/api/v1/workspaces", "api"),
         ("/git/ws.git/git-receive-pack", "git"),
+        # the dlthub client's package uploads are pushes by another name
+        ("/api/v1/workspaces/0b1c/deployments/9e2f/-upload", "git"),
+        ("/api/v1/workspaces/0b1c/configurations/9e2f/-upload", "git"),
+        ("/api/v1/workspaces/0b1c/deployments/-issue-upload", "api"),
         ("/apps/ws/app/upload", "other"),  # the dashboard's old app URLs only redirect
         ("/healthz", "other"),
         ("/uix", "other"),

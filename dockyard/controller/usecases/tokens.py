@@ -11,12 +11,19 @@ from dockyard.controller.usecases.access import Principal
 
 
 def create_token(
-    ctl: Controller, principal: Principal, name: str, role: str, workspace: str | None
+    ctl: Controller,
+    principal: Principal,
+    name: str,
+    role: str,
+    workspace: str | None,
+    dlthub: bool = False,
 ) -> dict[str, Any]:
+    """A token; with `dlthub`, one the stock `dlthub` CLI accepts (`auth.DLTHUB_PREFIX`)."""
     principal.require("admin")
+    prefix = auth.DLTHUB_PREFIX if dlthub else auth.TOKEN_PREFIX
     with ctl.db.session() as session:
         ws = workspaces.get(session, workspace) if workspace else None
-        clear, row = auth.create(session, name, role, ws)
+        clear, row = auth.create(session, name, role, ws, prefix=prefix)
         detail = {"token_id": row.id, "role": role, "prefix": row.prefix}
         actor = audit.token(session, principal.token_id)
         audit.record(session, actor, "token.create", ctl.clock.now(), ws, row.name, detail)

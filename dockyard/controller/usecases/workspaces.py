@@ -82,6 +82,7 @@ def workspace_info(ctl: Controller, principal: Principal, name: str) -> dict[str
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "read")
         info = workspace_dict(ws)
+        info["dlthub_id"] = workspaces.dlthub_id(ws.id, ws.name)
         # counted, not loaded: a 1,000-job workspace's definitions cost tens of ms to load,
         # and a client waiting for a deploy (bench/github_webhooks.py) polls this
         info["jobs"] = session.scalar(
