@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import dbread
@@ -136,7 +137,24 @@ def test_a_dry_run_plans_what_dockyard_deploy_plans_and_writes_nothing(stand: St
 
 
 def test_no_secret_in_clear_anywhere(stand: Stand) -> None:
+    said = [
+        stand.run(*args)
+        for args in (
+            ("workspace", "info"),
+            ("workspace", "configuration", "list"),
+            ("workspace", "configuration", "info"),
+            ("job", "info", "secret_check"),
+        )
+    ]
+    base = f"{stand.server.url}/dlthub/api/v1/workspaces/{stand.ws_id}"
+    key = {"Authorization": f"Bearer {stand.key}"}
+    answers = [
+        httpx.get(f"{base}{path}", headers=key, timeout=30).text
+        for path in ("", "/configurations", "/configurations/latest", "/deployments/latest")
+    ]
     places = {
+        "client output": "".join(d.out + d.err for d in said).encode(),
+        "API answers": "".join(answers).encode(),
         "git objects": subprocess.run(
             ["git", "cat-file", "--batch-all-objects", "--batch"],
             cwd=repo(stand, WS),
@@ -151,3 +169,5 @@ def test_no_secret_in_clear_anywhere(stand: Stand) -> None:
             places[str(path)] = path.read_bytes()
     assert [where for where, data in places.items() if SECRET.encode() in data] == []
     assert WS in places["database"].decode()  # the dump was read
+    assert places["API answers"].count(b'"content_hash"') >= 3  # real answers, not errors
+    assert b"secret_check" in places["client output"]
