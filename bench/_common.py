@@ -131,7 +131,7 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu_s(roots: Sequence[int]) -> float:
+def tree_cpu_s(roots: Sequence[int]) -> float:
     """CPU seconds of `roots` and every live descendant, each with its reaped children's
     (a child that exits moves its time into its parent's: the sum stays continuous)."""
     parents: dict[int, int] = {}
@@ -179,9 +179,9 @@ class OtherLoad:
         return self
 
     def _loop(self) -> None:
-        busy, ours = _machine_busy_s(), _tree_cpu_s(self.roots)
+        busy, ours = _machine_busy_s(), tree_cpu_s(self.roots)
         while not self._stop.wait(1.0):
-            now_busy, now_ours = _machine_busy_s(), _tree_cpu_s(self.roots)
+            now_busy, now_ours = _machine_busy_s(), tree_cpu_s(self.roots)
             other = max(0.0, (now_busy - busy) - (now_ours - ours))
             self.per_s.append((time.time(), 100 * other))
             busy, ours = now_busy, now_ours

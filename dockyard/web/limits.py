@@ -96,10 +96,13 @@ def endpoint_class(scope: Scope) -> str:
     path: str = scope.get("path", "")
     if path.startswith("/api/v1/workspaces/") and path.endswith("/-upload"):
         return "git"  # a dlthub client's code or configuration package: a push by another name
+    if path.startswith("/dlthub/api/") and path.endswith("/-deploy"):
+        return "git"  # the dlthub client's manifest (a 1,000-job one is megabytes): a deploy
     prefixes = (
         ("/beacon/", "beacon"),
         ("/git/", "git"),
         ("/api/", "api"),
+        ("/dlthub/api/", "api"),  # the dlthub client's API (compat/dlthub)
         ("/webhooks/", "webhook"),
     )
     for prefix, kind in prefixes:

@@ -77,6 +77,17 @@ def test_every_error_is_an_object_with_a_string_detail(yard: Yard, client: TestC
     assert "is not a gzip tar archive as dlt builds it" in refused(bad, 400)
 
 
+def test_a_manifest_of_many_jobs_is_not_cut_off_as_an_oversized_body(
+    yard: Yard, client: TestClient
+) -> None:
+    """A 1,000-job manifest is megabytes: `-deploy` is capped like a deploy, not like a small
+    request (the dry run then refuses the filler jobs for what they are, not for their size)."""
+    filler = [{"job_ref": f"jobs.m.j{i}", "pad": "x" * 400} for i in range(1000)]
+    body = {"jobs": filler, "deployment_module": "__deployment__", "dry_run": True}
+    answer = client.post(f"/dlthub/api/v1/workspaces/{ws_id(yard)}/-deploy", json=body)
+    assert "manifest does not match" in refused(answer, 400)
+
+
 def test_a_key_limited_to_another_workspace_is_told_which(yard: Yard, client: TestClient) -> None:
     usecases.workspaces.create_workspace(yard.ctl, ADMIN, "other")
     made = usecases.tokens.create_token(yard.ctl, ADMIN, "o", "read", "other", dlthub=True)

@@ -148,6 +148,10 @@ def test_a_request_without_a_body_keeps_its_connection() -> None:
         ("/api/v1/workspaces/0b1c/deployments/9e2f/-upload", "git"),
         ("/api/v1/workspaces/0b1c/configurations/9e2f/-upload", "git"),
         ("/api/v1/workspaces/0b1c/deployments/-issue-upload", "api"),
+        # its JSON API is an API; its manifest post is a deploy (megabytes for 1,000 jobs)
+        ("/dlthub/api/v1/workspaces/0b1c/jobs/-trigger", "api"),
+        ("/dlthub/api/v1/workspaces/0b1c/-deploy", "git"),
+        ("/dlthub/logs/v1/workspaces/0b1c/job-runs/9e2f/logs", "other"),
         ("/apps/ws/app/upload", "other"),  # the dashboard's old app URLs only redirect
         ("/healthz", "other"),
         ("/uix", "other"),
