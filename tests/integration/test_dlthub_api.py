@@ -200,3 +200,19 @@ def test_the_api_and_its_links_are_off_unless_asked_for(tmp_path: Path) -> None:
         plain = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
         assert plain.get("/dlthub/api/v1/organizations").status_code == 404
         assert plain.get(f"/w/{uuid.uuid4()}").status_code == 404
+
+
+def test_a_package_over_the_push_limit_is_refused_before_it_is_read_whole(
+    tmp_path: Path,
+) -> None:
+    """An upload is held in memory (a configuration package's secrets are clear until they
+    are sealed): it stops at DOCKYARD_MAX_PUSH_BYTES, as a push does, with nothing staged."""
+    for yard in make_yard(tmp_path / "data", dlthub_compat=True, max_push_bytes=50_000):
+        client = TestClient(
+            create_asgi(yard.ctl.settings, yard.ctl), headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        path = f"/api/v1/workspaces/{ws_id(yard)}/deployments/{uuid.uuid4()}/-upload"
+        big = client.post(path, files={"file": ("workspace.tar.gz", b"\0" * 60_000)})
+        assert "larger than 50000 bytes" in refused(big, 413)
+        repo = gitstore.open_repo(workspaces.repo_path(yard.ctl.settings.repos_dir, WS))
+        assert repo.references.get("refs/dockyard/dlthub/code") is None

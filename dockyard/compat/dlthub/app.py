@@ -75,6 +75,21 @@ def upload_routes(compat_app: ASGIApp) -> list[Route]:
     ]
 
 
+async def _package(request: Request, limit: int) -> bytes:
+    """An upload's body, at most `limit` bytes (`DOCKYARD_MAX_PUSH_BYTES`, as a push), read
+    after the caller is known: a package is held in memory (its secrets are still clear)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.TooLarge(
+                f"the upload is larger than {limit} bytes, the most a deploy may send; keep data"
+                " files out of the workspace (.gitignore) or raise DOCKYARD_MAX_PUSH_BYTES"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _compat(request: Request) -> Compat:
     compat: Compat = request.app.state.compat
     return compat
@@ -200,7 +215,7 @@ def _versions(app: FastAPI, kind: str, plural: str) -> None:
 
     @app.post(upload_path(plural), name=f"upload_{kind}")
     async def upload(ws: str, upload_id: str, c: Svc, who: Who, request: Request) -> Json:
-        body = await request.body()  # capped by the BodyLimit middleware like a push
+        body = await _package(request, c.ctl.settings.push_limit)
         ctype = request.headers.get("content-type", "")
         args = (who.principal, ws, kind, upload_id, ctype, body)
         result: Json = await run_in_threadpool(c.upload, *args)
