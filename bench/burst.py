@@ -11,9 +11,9 @@ workspace's jobs every 0.2 s.
 Figures (against issue 16's targets, not asserted): tick → run record committed (p50, max;
 target max ≤ 0.5 s); tick → user code (p50, max); API latency during the burst (p99; target
 ≤ 100 ms); tick → last run finished against (N x single-run CPU ÷ cores) x 1.2; what other
-processes on the machine used meanwhile.
+the machine's CPU meanwhile.
 
-Usage: python bench/burst.py [--jobs 500] [--json-out FILE]
+Usage: python bench/burst.py [--jobs 500] [--json-out FILE] [--runs-out FILE]
 """
 
 import json
@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from _common import (
     Cli,
-    OtherLoad,
+    MachineCpu,
     Report,
     int_arg,
     json_out,
@@ -39,7 +39,6 @@ from _common import (
     pyproject,
     running_server,
     spread,
-    tree_cpu_s,
     wait_idle,
     write_files,
 )
@@ -100,6 +99,41 @@ def user_start(data_dir: Path, run_id: str) -> float | None:
     return None
 
 
+class Seen:
+    """When each of the tick's run rows first became visible to a reader (polled every
+    50 ms): a run's commit time, which its `created_at` (set before the batch's transaction)
+    is not."""
+
+    def __init__(self, data_dir: Path, tick: datetime) -> None:
+        self.data_dir, self.tick = data_dir, tick
+        self.first: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> "Seen":
+        threading.Thread(target=self._loop, daemon=True).start()
+        return self
+
+    def _loop(self) -> None:
+        stamp = self.tick.strftime("%Y-%m-%d %H:%M:%S")
+        while not self._stop.wait(0.05):
+            try:
+                db = sqlite3.connect(f"file:{self.data_dir / 'dockyard.db'}?mode=ro", uri=True)
+                try:
+                    ids = db.execute(
+                        "select id from run where scheduled_for like ?", (stamp + "%",)
+                    ).fetchall()
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                continue  # locked for a moment: the next poll
+            now = time.time()
+            for (run_id,) in ids:
+                self.first.setdefault(run_id, now)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class Probe:
     """GET the workspace's jobs every 0.2 s; latencies in seconds."""
 
@@ -131,7 +165,7 @@ class Probe:
         self._stop.set()
 
 
-def bench(count: int) -> Report:
+def bench(count: int, runs_out: Path | None) -> Report:
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-burst-") as tmp_name:
         tmp = Path(tmp_name)
         tick = (datetime.now(UTC) + timedelta(seconds=LEAD_S + 60)).replace(second=0, microsecond=0)
@@ -148,20 +182,54 @@ def bench(count: int) -> Report:
             cli = Cli(server, tmp / "home", "burst")
             cli.run("deploy", cwd=ws)
             wait_idle(server.proc.pid)  # the runner builds the jobs' environment
-            before = tree_cpu_s([server.proc.pid])
-            cli.run("launch", "job_0000", "-f")
-            single_cpu = tree_cpu_s([server.proc.pid]) - before
+            # the job's processes leave the server's process tree (the supervisor detaches):
+            # a single run's CPU is what the whole, otherwise idle machine spent on it
+            before = _busy_s()
+            server.api("POST", "/api/v1/workspaces/burst/trigger", json={"selectors": ["job_0000"]})
+            wait_single(server.data_dir)
+            single_cpu = _busy_s() - before
             left = (tick - datetime.now(UTC)).total_seconds()
             if left < 10:
                 raise SystemExit(f"the setup ran {-left + 10:.0f} s past its lead; run it again")
             time.sleep(max(0.0, left - 5))
             probe = Probe(server.url, server.token, "burst").start()
-            other = OtherLoad([os.getpid()]).start()
+            seen = Seen(server.data_dir, tick).start()
+            machine = MachineCpu()
             runs = wait_burst(server.data_dir, count, tick)
+            busy = machine.describe()
             probe.stop()
-            other.stop()
+            seen.stop()
             starts = [user_start(server.data_dir, r["id"]) for r in runs]
-    return report(count, tick, runs, starts, probe, other, single_cpu)
+    if runs_out is not None:  # every run's times, to look at where the tail comes from
+        rows = [
+            {**{k: str(v) for k, v in r.items()}, "user_code": st}
+            for r, st in zip(runs, starts, strict=True)
+        ]
+        runs_out.write_text(json.dumps({"tick": tick.isoformat(), "runs": rows}))
+    return report(count, tick, runs, starts, probe, seen, busy, single_cpu)
+
+
+def _busy_s() -> float:
+    """CPU seconds every core has spent busy since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_single(data_dir: Path) -> None:
+    """The manual run has ended (polled every 0.1 s)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(f"file:{data_dir / 'dockyard.db'}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "select count(*) from run where scheduled_for is null and finished_at is not null"
+            ).fetchone()
+        finally:
+            db.close()
+        if row[0] >= 1:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the manual run did not end within 5 minutes")
 
 
 def wait_burst(data_dir: Path, count: int, tick: datetime) -> list[dict[str, Any]]:
@@ -172,7 +240,8 @@ def wait_burst(data_dir: Path, count: int, tick: datetime) -> list[dict[str, Any
         runs = [r for r in timed_runs(data_dir) if r["scheduled_for"] == tick]
         ended = [r for r in runs if r["finished_at"] is not None]
         if len(ended) >= count:
-            return runs
+            # seen ended now: `finished_at` may be stamped with a time taken earlier (below)
+            return [{**r, "seen_ended": time.time()} for r in runs]
     raise RuntimeError(f"the {count} runs of {tick:%H:%M} did not all end within 30 minutes")
 
 
@@ -182,22 +251,26 @@ def report(
     runs: list[dict[str, Any]],
     starts: list[float | None],
     probe: Probe,
-    other: OtherLoad,
+    seen: Seen,
+    busy: str,
     single_cpu: float,
 ) -> Report:
     cores = os.cpu_count() or 1
-    recorded = [(r["created_at"] - tick).total_seconds() for r in runs]
+    recorded = [seen.first[r["id"]] - tick.timestamp() for r in runs if r["id"] in seen.first]
+    created = [(r["created_at"] - tick).total_seconds() for r in runs]
     in_code = [s - tick.timestamp() for s in starts if s is not None]
-    finished = max((r["finished_at"] - tick).total_seconds() for r in runs)
+    finished = max(r["seen_ended"] for r in runs) - tick.timestamp()
+    stale = sum(1 for r in runs if r["started_at"] and r["finished_at"] < r["started_at"])
     budget = count * single_cpu / cores * FINISH_SLACK
     rep = Report(f"burst: {count} jobs on one cron minute, real server (local executor, SQLite)")
     rep.add("runs recorded / ended / statuses", _statuses(runs))
     rec = spread(recorded)
     rep.add(
-        "tick → run record committed: p50 / max [s]",
-        f"{rec['p50']:.3f} / {max(recorded):.3f}",
+        "tick → run record visible to a reader (polled every 50 ms): p50 / max [s]",
+        f"{rec['p50']:.3f} / {max(recorded):.3f} (n = {len(recorded)})",
         "record_max_s",
     )
+    rep.add("tick → run created_at (set before the commit): max [s]", f"{max(created):.3f}")
     rep.add("target: last record ≤ 0.5 s after the tick", _met(max(recorded) <= RECORD_TARGET_S))
     if in_code:
         code = spread(in_code)
@@ -214,12 +287,26 @@ def report(
     rep.add("target: API p99 ≤ 100 ms", _met(api <= API_TARGET_S))
     rep.add("single run's CPU, control plane + job [s]", round(single_cpu, 3), "single_cpu_s")
     rep.add(
-        f"tick → last run finished [s] (budget: {count} x single CPU ÷ {cores} cores x 1.2)",
+        f"tick → all runs seen ended, polled every 2 s [s] (budget: {count} x single CPU ÷"
+        f" {cores} cores x 1.2)",
         f"{finished:.1f} (budget {budget:.1f})",
         "finished_s",
     )
     rep.add("target: within the budget", _met(finished <= budget))
-    rep.add("other processes on the machine meanwhile (CPU, 1 s samples)", other.summary())
+    rep.add("runs whose finished_at is before their started_at (a stale stamp)", stale, "stale")
+    slowest = max(
+        (r for r, st in zip(runs, starts, strict=True) if st is not None),
+        key=lambda r: starts[runs.index(r)] or 0.0,
+    )
+    offsets = [
+        (slowest[k] - tick).total_seconds() if slowest[k] else float("nan")
+        for k in ("created_at", "started_at", "finished_at")
+    ]
+    rep.add(
+        "slowest run to user code: created / started / finished [s after the tick]",
+        " / ".join(f"{v:.1f}" for v in offsets),
+    )
+    rep.add("the machine during the burst (every process)", busy)
     return rep
 
 
@@ -237,8 +324,9 @@ def _met(ok: bool) -> str:
 
 def main(argv: list[str]) -> int:
     count = int_arg(argv, "--jobs", 500)
+    runs_out = Path(argv[argv.index("--runs-out") + 1]) if "--runs-out" in argv else None
     print_machine()
-    rep = bench(count)
+    rep = bench(count, runs_out)
     rep.show()
     rep.write(json_out(argv))
     return 0
