@@ -158,7 +158,7 @@ def tree_cpu_s(roots: Sequence[int]) -> float:
     return sum(times.get(pid, 0.0) for pid in ours)
 
 
-def _machine_busy_s() -> float:
+def machine_busy_s() -> float:
     """CPU seconds all cores have spent busy since boot (/proc/stat: not idle, not iowait)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
@@ -179,9 +179,9 @@ class OtherLoad:
         return self
 
     def _loop(self) -> None:
-        busy, ours = _machine_busy_s(), tree_cpu_s(self.roots)
+        busy, ours = machine_busy_s(), tree_cpu_s(self.roots)
         while not self._stop.wait(1.0):
-            now_busy, now_ours = _machine_busy_s(), tree_cpu_s(self.roots)
+            now_busy, now_ours = machine_busy_s(), tree_cpu_s(self.roots)
             other = max(0.0, (now_busy - busy) - (now_ours - ours))
             self.per_s.append((time.time(), 100 * other))
             busy, ours = now_busy, now_ours

@@ -34,6 +34,7 @@ from _common import (
     Report,
     int_arg,
     json_out,
+    machine_busy_s,
     percentile,
     print_machine,
     pyproject,
@@ -184,10 +185,10 @@ def bench(count: int, runs_out: Path | None) -> Report:
             wait_idle(server.proc.pid)  # the runner builds the jobs' environment
             # the job's processes leave the server's process tree (the supervisor detaches):
             # a single run's CPU is what the whole, otherwise idle machine spent on it
-            before = _busy_s()
+            before = machine_busy_s()
             server.api("POST", "/api/v1/workspaces/burst/trigger", json={"selectors": ["job_0000"]})
             wait_single(server.data_dir)
-            single_cpu = _busy_s() - before
+            single_cpu = machine_busy_s() - before
             left = (tick - datetime.now(UTC)).total_seconds()
             if left < 10:
                 raise SystemExit(f"the setup ran {-left + 10:.0f} s past its lead; run it again")
@@ -207,12 +208,6 @@ def bench(count: int, runs_out: Path | None) -> Report:
         ]
         runs_out.write_text(json.dumps({"tick": tick.isoformat(), "runs": rows}))
     return report(count, tick, runs, starts, probe, seen, busy, single_cpu)
-
-
-def _busy_s() -> float:
-    """CPU seconds every core has spent busy since boot (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_single(data_dir: Path) -> None:

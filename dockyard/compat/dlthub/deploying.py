@@ -36,7 +36,7 @@ from typing import Any, Literal
 import pygit2
 
 from dockyard import crypto
-from dockyard.compat.dlthub import packages
+from dockyard.compat.dlthub import ids, packages
 from dockyard.controller import (
     deployfiles,
     gitsource,
@@ -114,7 +114,7 @@ def stage(
         recorded = package.content_hash
     else:
         files = _configuration(package, repo, head, key)
-        profiles = _profiles(files)
+        profiles = tuple(sorted({ids.profile_of(p) for p in files} - {""}))
         recorded = ctl.keys.seal(package.content_hash.encode())
     deployfiles.check_commit(files, {"jobs": []})
     now = datetime.now(UTC).replace(microsecond=0)
@@ -181,12 +181,6 @@ def _configuration(
             raise InvalidInput(str(exc)) from None
         out[path] = FileEntry(gitstore.MODE_FILE, text.encode())
     return out
-
-
-def _profiles(files: Mapping[str, FileEntry]) -> tuple[str, ...]:
-    """`prod.config.toml` is profile `prod`; the base files have none."""
-    names = [p.removeprefix(f"{gitstore.CONFIG}/") for p in files]
-    return tuple(sorted({n.split(".")[0] for n in names if n.count(".") == 2}))
 
 
 def staged(ctl: Controller, workspace: str, kind: Kind) -> Staged | None:

@@ -120,3 +120,10 @@ def content_hash(files: Iterable[tuple[str, bytes]]) -> str:
         digest.update(path.encode("utf-8"))
         digest.update(base64.b64encode(hashlib.sha3_256(data).digest()))
     return base64.b64encode(digest.digest()).decode("ascii")
+
+
+def profile_of(file_name: str) -> str:
+    """`prod.config.toml` → `prod`; the base files (`config.toml`, `secrets.toml`) have none
+    ("")."""
+    parts = file_name.rsplit("/", 1)[-1].split(".")
+    return parts[0] if len(parts) >= 3 and parts[-1] == "toml" else ""

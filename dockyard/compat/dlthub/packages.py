@@ -18,14 +18,13 @@ repository (the hook refuses one), so its files count in the content hash (it mu
 the client computed) but are left out of the files deployed (`Package.left_out`).
 """
 
-import base64
-import hashlib
 import io
 import tarfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dockyard.compat.dlthub import ids
 from dockyard.controller import gitstore, pushrules
 from dockyard.controller.gitstore import FileEntry
 from dockyard.errors import InvalidInput
@@ -47,18 +46,10 @@ class Package:
         return len(self.files)
 
 
-def file_digest(entry: FileEntry) -> str:
-    """dlt's per-file digest: base64 SHA3-256 of the bytes (of the target, for a link)."""
-    return base64.b64encode(hashlib.sha3_256(entry.data).digest()).decode("ascii")
-
-
 def content_hash(files: Mapping[str, FileEntry]) -> str:
-    """`compute_package_content_hash` over `files` (relative paths, sorted as dlt sorts)."""
-    digest = hashlib.sha3_256()
-    for path in sorted(files):
-        digest.update(path.encode("utf-8"))
-        digest.update(file_digest(files[path]).encode("ascii"))
-    return base64.b64encode(digest.digest()).decode("ascii")
+    """`compute_package_content_hash` over `files` (relative paths; a link's data is its
+    target, which is what dlt hashes for a link)."""
+    return ids.content_hash((path, entry.data) for path, entry in files.items())
 
 
 def read(data: bytes, what: str, max_bytes: int) -> Package:

@@ -570,7 +570,7 @@ class Compat:
         prefix = gitstore.CODE if kind == "deployment" else gitstore.CONFIG
         files = list(gitstore.iter_files(repo, sha, prefix))
         requirements = gitstore.read_file(repo, sha, gitstore.REQUIREMENTS) or b""
-        profiles = tuple(sorted({_profile(p) for p, _ in files} - {""}))
+        profiles = tuple(sorted({ids.profile_of(p) for p, _ in files} - {""}))
         found = Sizes(
             len(files),
             sum(len(e.data) for _, e in files),
@@ -590,12 +590,6 @@ class Sizes:
     content_hash: str
     requirements: int
     profiles: tuple[str, ...]
-
-
-def _profile(file_name: str) -> str:
-    """`prod.config.toml` → `prod`; base files (`config.toml`) have none."""
-    parts = file_name.rsplit("/", 1)[-1].split(".")
-    return parts[0] if len(parts) >= 3 and parts[-1] == "toml" else ""
 
 
 def _norm(value: str) -> uuid.UUID:
