@@ -244,7 +244,7 @@ class Runner(Loop):
         self._requeue_cut_short()
         self._bound(now)
         self._claim(now)
-        self._watch(now)
+        self._watch()
 
     def _requeue_cut_short(self) -> None:
         """Runs whose preparation failed for a database outage start again the ordinary way
@@ -331,7 +331,7 @@ class Runner(Loop):
             pending = set(self._futures)
         wait(pending, timeout=timeout_s)
 
-    def _watch(self, now: datetime) -> None:
+    def _watch(self) -> None:
         with self.db.session() as session:
             active = list(
                 session.scalars(
@@ -345,10 +345,12 @@ class Runner(Loop):
                     continue
             run_dir = self.preparer.run_dir(run.id)
             status = self.executor.poll(run_dir)
+            # each end is stamped when it is seen: a tick that ends hundreds of runs can
+            # last seconds, and its start is no run's end (nor a deadline's reference)
             if status is not None:
-                self._finish(run, status, now)
+                self._finish(run, status, self.clock.now())
             else:
-                self._enforce(run, now)
+                self._enforce(run, self.clock.now())
 
     def _reap(self, watched: set[str]) -> None:
         """Runs that left this node's watch since the last tick: those another controller

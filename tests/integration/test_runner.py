@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,27 @@ def test_a_completed_run_makes_its_follow_up_in_the_same_transaction(bench: Benc
     assert bench.fake.started() == [run_id, follow_up.id]
 
 
+def test_each_end_is_stamped_when_it_is_seen_not_when_the_tick_began(bench: Bench) -> None:
+    """A tick that ends many runs can last seconds (minutes under a burst): every run's
+    `finished_at` is the time its exit was seen, never before its own start."""
+    first, second = bench.trigger(), bench.trigger("sleeper")
+    bench.tick()
+    bench.tick()
+    for run_id in (first, second):
+        bench.fake.exit(run_id, 0)
+    poll = bench.fake.poll
+
+    def slow_poll(run_dir: Path) -> object:  # each look at a run takes a minute of the tick
+        bench.clock.advance(60)
+        return poll(run_dir)
+
+    bench.fake.poll = slow_poll  # type: ignore[method-assign,assignment]
+    began = bench.clock.now()
+    bench.tick()
+    ends = sorted(bench.run(r).finished_at for r in (first, second))  # type: ignore[type-var]
+    assert ends == [began + timedelta(seconds=60), began + timedelta(seconds=120)]
+
+
 def test_a_failed_run_makes_no_success_follow_up(bench: Bench) -> None:
     run_id = bench.trigger()
     bench.tick()
@@ -381,7 +403,7 @@ def test_an_illegal_move_is_an_error_not_a_silent_no_op(bench: Bench) -> None:
 def test_a_pending_run_another_server_is_claiming_is_skipped_not_waited_for(
     bench: Bench,
 ) -> None:
-    first, second = bench.trigger(), bench.trigger()
+    first, second = bench.trigger(), bench.trigger("sleeper")
     other = bench.db.engine.connect()  # another server's claim, holding the first row
     try:
         other.execute(select(Run.id).where(Run.id == first).with_for_update())
