@@ -108,6 +108,13 @@ class Settings:
     placement_wait_s: float = 60.0
     # the API the stock `dlthub` CLI (dlthub-client) calls, under /dlthub (docs/dlthub-cli.md)
     dlthub_compat: bool = False
+    # batch runs this server's runner runs at once (None: two per core, at most one per GiB
+    # of memory), the slots of one run by instance size (`large=2,xlarge=4`), and the
+    # niceness runs and environment builds get, so the scheduler and the API keep their share
+    # of the CPU under a burst (controller/slots.py, docs/scheduling.md)
+    run_slots: int | None = None
+    slot_weights: str = ""
+    run_nice: int = 10
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -236,5 +243,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_PLACEMENT": ("placement", str),
     "DOCKYARD_PLACEMENT_WAIT_S": ("placement_wait_s", float),
     "DOCKYARD_DLTHUB_COMPAT": ("dlthub_compat", _on_off),
+    "DOCKYARD_RUN_SLOTS": ("run_slots", int),
+    "DOCKYARD_SLOT_WEIGHTS": ("slot_weights", str),
+    "DOCKYARD_RUN_NICE": ("run_nice", int),
 }
 """Server settings from the environment: variable -> (field, conversion)."""

@@ -27,6 +27,7 @@ from dockyard.controller import (
     notify,
     placement,
     retention,
+    slots,
     unplaced,
     workspaces,
 )
@@ -46,6 +47,7 @@ from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
 from dockyard.controller.workerside import WorkerSide
+from dockyard.errors import InvalidInput
 from dockyard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ class Controller:
             nodes.Identity(
                 nodes.check_name(settings.node_name),
                 pool=placement.DEFAULT_POOL if settings.embedded_runs else None,
+                slots=(settings.run_slots or slots.default_slots())
+                if settings.embedded_runs
+                else None,
             ),
             db_clock=self.db.is_postgres and isinstance(self.clock, SystemClock),
         )
@@ -112,6 +117,8 @@ class Controller:
             self.preparer,
             self.lifecycle,
             bounds=(settings.pending_timeout_s, settings.starting_timeout_s),
+            run_slots=settings.run_slots,
+            slot_weights=_slot_weights(settings.slot_weights),
         )
         self.runner.fenced = lambda: self.membership.fenced
         self.runner.batch_runs = settings.embedded_runs
@@ -138,6 +145,7 @@ class Controller:
             settings.prewarm_s if settings.embedded_runs else 0.0,
             settings.prewarm_max,
         )
+        self.prewarmer.take_slot = self.runner.take_slot
         self.scheduler = Scheduler(
             self.db, self.clock, self.lifecycle, self.prewarmer, self.runner.release_prepared
         )
@@ -278,6 +286,15 @@ class Controller:
         self.db.dispose()
 
 
+def _slot_weights(value: str) -> dict[str, int]:
+    try:
+        return slots.parse_weights(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"DOCKYARD_SLOT_WEIGHTS: {exc}; write SIZE=N pairs, e.g. large=2,xlarge=4"
+        ) from None
+
+
 def load_rules(settings: Settings) -> placement.Rules:
     """The placement file's rules (`DOCKYARD_PLACEMENT`); none: every run in the default pool.
     A bad file raises PlacementError, and the server refuses to start."""
@@ -302,7 +319,11 @@ def make_fleet(
 
     def local_executor() -> Executor:
         return local or LocalExecutor(
-            settings.envs_dir, settings.base_url, settings.data_dir / "pycache", isolation
+            settings.envs_dir,
+            settings.base_url,
+            settings.data_dir / "pycache",
+            isolation,
+            nice=settings.run_nice,
         )
 
     return Fleet(settings.executor, {"local": local_executor, "docker": docker})

@@ -97,8 +97,9 @@ def uv_bin() -> str:
 
 
 class EnvBuilder:
-    def __init__(self, envs_dir: Path) -> None:
+    def __init__(self, envs_dir: Path, nice: int = 0) -> None:
         self.envs_dir = envs_dir
+        self.nice = nice  # builds yield the CPU to the scheduler and the API
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -157,13 +158,18 @@ class EnvBuilder:
             f" {len(spec.requirements)} requirements)"
         )
         uv = uv_bin()
-        _run([uv, "venv", "--quiet", "-p", find_python(spec.python_version), str(target)], sink)
-        _run([uv, "pip", "install", "-p", str(target / "bin" / "python"), *spec.requirements], sink)
+        python = find_python(spec.python_version)
+        _run([uv, "venv", "--quiet", "-p", python, str(target)], sink, self.nice)
+        install = [uv, "pip", "install", "-p", str(target / "bin" / "python"), *spec.requirements]
+        _run(install, sink, self.nice)
         (target / READY).write_text(json.dumps({"requirements": list(spec.requirements)}))
         log.info("environment built", extra={"action": "build_env", "env": spec.key})
 
 
-def _run(argv: list[str], sink: LineSink) -> None:
+def _run(argv: list[str], sink: LineSink, nice: int = 0) -> None:
+    nice_bin = shutil.which("nice") if nice else None
+    if nice_bin:
+        argv = [nice_bin, "-n", str(nice), *argv]
     # uv's own modes (public packages, 0755/0644, hardlinked from its cache), not the server's
     # umask 077: jobs of every workspace read them, through their sandbox only
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ import logging
 import shutil
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,6 +60,9 @@ class Prewarmer:
         self.most = most
         self._warm: dict[tuple[int, str], Warm] = {}
         self._discarded: list[Path] = []
+        # takes one of the runner's slots for a released run (Runner.take_slot); none free:
+        # the tick's run waits in the queue like any other
+        self.take_slot: Callable[[], bool] = lambda: True
         # one index per node: controllers sharing the runs folder each recover only their own
         self._index = index_dir(preparer.settings.runs_dir, lifecycle.node)
 
@@ -137,7 +141,9 @@ class Prewarmer:
             and warm.identity.configuration_version == ws.configuration_version
             and warm.identity.profile == profile
         )
-        if not same:  # a deploy came in between: start it the ordinary way
+        if not same or not self.take_slot():
+            # a deploy came in between, or every slot is in use: the run starts the ordinary
+            # way, when its turn comes
             self.discard(warm)
             return None
         return warm

@@ -22,11 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import logs, placement, prewarm, run_end, runlinks, runs
+from dockyard.controller import logs, placement, prewarm, run_end, runlinks, runs, slots
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.lifecycle import (
     ACTIVE,
@@ -66,6 +67,8 @@ class Runner(Loop):
         lifecycle: Lifecycle,
         workers: int = 4,
         bounds: tuple[float, float] = (600.0, 1800.0),
+        run_slots: int | None = None,
+        slot_weights: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.db = db
@@ -74,6 +77,10 @@ class Runner(Loop):
         self.preparer = preparer
         self.lifecycle = lifecycle
         self.pending_bound, self.starting_bound = bounds
+        # batch runs this node runs at once (controller/slots.py); apps take none
+        self.slots = run_slots or slots.default_slots()
+        self.slot_weights = dict(slot_weights or {})
+        self._in_use, self._free = 0, self.slots  # as the last claim counted them
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self._preparing: set[str] = set()
         self._futures: set[Future[None]] = set()
@@ -260,13 +267,17 @@ class Runner(Loop):
 
     def _bound(self, now: datetime) -> None:
         """No run waits forever: stuck in `pending` (anyone's to end) or `starting` (this
-        node's) past its bound, it fails."""
+        node's) past its bound, it fails. A batch run this node could take is not stuck while
+        every slot is in use: it waits its turn in the queue."""
         pending_before = now - timedelta(seconds=self.pending_bound)
         starting_before = now - timedelta(seconds=self.starting_bound)
+        queued = self.waiting_for_slots()
         with self.db.session() as session:
             stuck = list(
                 session.execute(
-                    select(Run.id, Run.status).where(
+                    select(Run.id, Run.status, Run.pool, Run.labels, Job.job_type)
+                    .join(Job, Job.id == Run.job_id)
+                    .where(
                         ((Run.status == S.PENDING) & (Run.created_at < pending_before))
                         | (
                             (Run.status == S.STARTING)
@@ -276,7 +287,10 @@ class Runner(Loop):
                     )
                 )
             )
-        for run_id, status in stuck:
+        for run_id, status, pool, labels, job_type in stuck:
+            slot_bound = job_type == "batch" and pool == placement.DEFAULT_POOL and not labels
+            if queued and status == S.PENDING and slot_bound:
+                continue  # waiting for one of this node's slots
             bound = self.pending_bound if status == S.PENDING else self.starting_bound
             if status == S.STARTING and self.executor.launched(self.preparer.run_dir(run_id)):
                 continue  # its process exists: watched like a running run
@@ -285,23 +299,29 @@ class Runner(Loop):
                 logs.system(self.preparer.run_dir(run_id), f"run failed: {reason}")
 
     def _claim(self, now: datetime) -> None:
+        """Claim the pending runs this node may start now: every app (apps take no slot),
+        and batch runs in the slots left (`controller/slots.py`: fair order, weights)."""
         with self.db.session() as session:
             # rows another server is claiming right now are skipped, not waited for (PostgreSQL;
             # nothing on SQLite); the guarded update in `claim` keeps a claim once either way
             # only runs of the default pool without labels: those placed elsewhere are
             # workers' (controller/placement.py)
-            query = select(Run.id, Run.labels).where(
-                Run.status == S.PENDING, Run.pool == placement.DEFAULT_POOL
+            apps = self._lock_pending(
+                session,
+                select(Run.id, Run.labels)
+                .join(Job, Job.id == Run.job_id)
+                .where(
+                    Run.status == S.PENDING,
+                    Run.pool == placement.DEFAULT_POOL,
+                    Job.job_type == "interactive",
+                )
+                .order_by(Run.created_at)
+                .limit(CLAIM_LIMIT),
             )
-            if not self.batch_runs:  # workers take batch runs; apps stay on controllers
-                query = query.join(Job, Job.id == Run.job_id).where(Job.job_type == "interactive")
-            rows = session.execute(
-                query.order_by(Run.created_at)
-                .limit(CLAIM_LIMIT)
-                .with_for_update(skip_locked=True, of=Run)
-            ).all()
-            pending = [rid for rid, labels in rows if not labels]
-            claims = {rid: self.lifecycle.claim(session, rid, now, self.node) for rid in pending}
+            batch = self._batch_to_start(session) if self.batch_runs else []
+            claims = {
+                rid: self.lifecycle.claim(session, rid, now, self.node) for rid in apps + batch
+            }
         claimed = [rid for rid, claim in claims.items() if claim is not None]
         for run_id in claimed:
             with self._lock:
@@ -310,6 +330,85 @@ class Runner(Loop):
             future = self._submit(self._launch, run_id)
             with self._lock:
                 self._launches[run_id] = future
+
+    def _lock_pending(self, session: Session, query: Select[tuple[str, Any]]) -> list[str]:
+        rows = session.execute(query.with_for_update(skip_locked=True, of=Run)).all()
+        return [rid for rid, labels in rows if not labels]
+
+    def _batch_to_start(self, session: Session) -> list[str]:
+        """The waiting batch runs that fit in this node's free slots, in the fair order."""
+        in_use = self._slots_in_use(session)
+        free = self.slots - in_use
+        with self._lock:
+            self._in_use, self._free = in_use, max(0, free)
+        if free <= 0:
+            return []
+        free = min(free, CLAIM_LIMIT)  # one tick's claims stay one short transaction
+        key = func.coalesce(Run.scheduled_for, Run.created_at)
+        turn = (
+            func.row_number()
+            .over(partition_by=Run.workspace_id, order_by=(key, Run.created_at))
+            .label("turn")
+        )
+        ranked = (
+            select(Run.id, Run.workspace_id, Run.labels, Job.definition, key.label("at"), turn)
+            .join(Job, Job.id == Run.job_id)
+            .where(
+                Run.status == S.PENDING,
+                Run.pool == placement.DEFAULT_POOL,
+                Job.job_type == "batch",
+            )
+            .subquery()
+        )
+        # each workspace's first run, then each one's second, …: round robin, oldest first;
+        # a few more rows than slots, for the labelled ones left to workers
+        rows = session.execute(
+            select(ranked.c.id, ranked.c.workspace_id, ranked.c.labels, ranked.c.definition)
+            .where(ranked.c.turn <= free)
+            .order_by(ranked.c.turn, ranked.c.at, ranked.c.id)
+            .limit(free + CLAIM_LIMIT)
+        ).all()
+        waiting = [
+            slots.Waiting(rid, ws, slots.weight(definition, self.slot_weights, self.slots))
+            for rid, ws, labels, definition in rows
+            if not labels
+        ]
+        chosen = slots.pick(waiting, free)
+        if not chosen:
+            return []
+        return self._lock_pending(
+            session, select(Run.id, Run.labels).where(Run.id.in_(chosen), Run.status == S.PENDING)
+        )
+
+    def _slots_in_use(self, session: Session) -> int:
+        """What this node's batch runs take now (starting, running or stopping)."""
+        active = (
+            select(Job.definition)
+            .join(Run, Run.job_id == Job.id)
+            .where(Run.holder == self.node, Run.status.in_(LAUNCHED), Job.job_type == "batch")
+        )
+        if not self.slot_weights:
+            count = session.execute(select(func.count()).select_from(active.subquery()))
+            return int(count.scalar_one())
+        return sum(
+            slots.weight(definition, self.slot_weights, self.slots)
+            for definition in session.scalars(active)
+        )
+
+    def take_slot(self) -> bool:
+        """Take one free slot for a run that starts outside the claim (a prepared timed run
+        at its tick): False when every slot is in use (the run then waits in the queue)."""
+        with self._lock:
+            if self._free <= 0:
+                return False
+            self._free -= 1
+            self._in_use += 1
+            return True
+
+    def waiting_for_slots(self) -> bool:
+        """Whether this node's slots were all in use at its last claim."""
+        with self._lock:
+            return self.batch_runs and self._free <= 0
 
     def _submit(self, work: Any, arg: str) -> "Future[None]":
         future = self._pool.submit(work, arg)

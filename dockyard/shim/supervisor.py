@@ -5,7 +5,7 @@ It is detached from the controller (own session) and talks to it only through fi
 run directory (named and read by `rundir.py`), so a run outlives a controller restart and
 is adopted afterwards:
 
-- `spec.json`  (written by the controller) argv, cwd, env
+- `spec.json`  (written by the controller) argv, cwd, env (and the niceness to run at)
 - `proc.json`  (written here, atomically) child pid, its process group and start ticks
 - `log.jsonl`  one JSON object per line: {"t": ISO time, "s": "out"|"err"|"sys", "m": text}
 - `exit.json`  (written here, atomically, last) returncode, signal, error, finished_at
@@ -93,6 +93,8 @@ def main() -> int:
         sys.exit(f"supervisor: no readable {rundir.SPEC} in {run_dir}; the controller writes it")
     log = Log(run_dir / rundir.LOG, secrets_pattern(run_dir))
     sandboxed = bool(spec.get("sandboxed"))
+    if spec.get("nice"):  # the job (and this supervisor) yield the CPU to the control plane
+        os.nice(int(spec["nice"]))
     become_subreaper()
     try:
         child, leader = start(spec, sandboxed)

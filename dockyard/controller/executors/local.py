@@ -66,8 +66,12 @@ class LocalExecutor:
         beacon_url: str = "",
         pycache: Path | None = None,
         isolation: sandbox.Isolation | None = None,
+        nice: int = 0,
     ) -> None:
-        self.builder = envs.EnvBuilder(envs_dir) if envs_dir is not None else None
+        # runs and builds at this niceness: under a burst the scheduler and the API keep
+        # their share of the CPU (settings.run_nice)
+        self.nice = nice
+        self.builder = envs.EnvBuilder(envs_dir, nice) if envs_dir is not None else None
         self.beacon_url = beacon_url
         self.pycache = pycache  # one folder per workspace below it
         self.isolation = isolation or sandbox.Isolation("none", "not configured")
@@ -205,6 +209,7 @@ class LocalExecutor:
                 "held": spec.held,
                 "sandboxed": spec.sandboxed,
                 "executor": "local",
+                "nice": self.nice,
             },
         )
         with (spec.run_dir / rundir.SUPERVISOR_ERR).open("ab") as errors:
