@@ -291,6 +291,35 @@ def test_concurrency_limit_skips_with_a_reason(world: World) -> None:
     assert third.status == "pending"
 
 
+def test_a_batch_of_fires_reads_and_counts_together_and_decides_each_alike(
+    world: World,
+) -> None:
+    """Fires due at one instant are read and counted together (`Lifecycle.prefetch`): each
+    run's number continues its own job's counter, a job still running is skipped by its
+    concurrency limit, and a job with two triggers on the instant gets two numbers."""
+    world.deploy(
+        job("a", "schedule:*/5 * * * *"),
+        job("b", "schedule:*/5 * * * *"),
+        job(
+            "c",
+            "schedule:*/5 * * * *",
+            "once:2026-03-04T10:10:00+00:00",
+            execute={"concurrency": 2},
+        ),
+    )
+    world.trigger("b")  # b #1: manual, still pending at the tick
+    made = world.at("2026-03-04T10:10:01")
+    assert len(made) == 4
+    assert [(r.number, r.status) for r in world.runs("a")] == [(1, "pending")]
+    b_runs = world.runs("b")
+    assert [(r.number, r.status) for r in b_runs] == [(1, "pending"), (2, "skipped")]
+    assert b_runs[1].reason == "concurrency limit 1 reached: run #1 still active"
+    assert [(r.number, r.status) for r in world.runs("c")] == [(1, "pending"), (2, "pending")]
+    assert [world.job(name).runs_created for name in "abc"] == [1, 2, 2]
+    (next_a,) = [r for r in world.at("2026-03-04T10:15:01") if r.job_id == world.job("a").id]
+    assert (next_a.number, next_a.status) == (2, "skipped")
+
+
 def test_freshness_gate_skips_until_the_upstream_has_run(world: World) -> None:
     up = job("up", "schedule:0 * * * *")
     down = job("down", "schedule:5 * * * *", freshness=["job.is_fresh:jobs.s.up"])

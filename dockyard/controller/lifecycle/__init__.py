@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         ScheduleChanged,
         StopRequested,
     )
-    from dockyard.controller.lifecycle.writer import Claim, Lifecycle, move
+    from dockyard.controller.lifecycle.writer import Batch, Claim, Lifecycle, move
 
 # the statuses load with the package (stdlib only: the CLI and the pages read them); the
 # writer, its reads and events (SQLAlchemy) load when first named
@@ -48,6 +48,7 @@ _LAZY = {
     "RunRequeued": "events",
     "StopRequested": "events",
     "ScheduleChanged": "events",
+    "Batch": "writer",
     "Claim": "writer",
     "Lifecycle": "writer",
     "move": "writer",
@@ -66,6 +67,7 @@ __all__ = [
     "ACTIVE",
     "LAUNCHED",
     "TERMINAL",
+    "Batch",
     "Claim",
     "Deployed",
     "Events",

@@ -3,6 +3,7 @@ ledger questions the API and dashboard ask (how far an interval job got, whether
 freshness gate is open). Reads only: every write is in `writer`.
 """
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -16,23 +17,46 @@ from dockyard.controller.lifecycle.status import ACTIVE, RunStatus
 from dockyard.controller.store.models import IntervalWindow, Job, Run, Workspace
 
 
-def read(session: Session, ws: Workspace, job: Job, request: Request) -> Facts:
+def read(
+    session: Session,
+    ws: Workspace,
+    job: Job,
+    request: Request,
+    active_numbers: tuple[int, ...] | None = None,
+) -> Facts:
     """What `decisions.decide` needs for this job and request, and nothing it does not:
-    the ledger only for interval jobs, the upstream only for gated freshness."""
+    the ledger only for interval jobs, the upstream only for gated freshness.
+    `active_numbers`: already read for many jobs at once (`active_numbers`)."""
     job_def = job.definition
     interval = bool(job_def.get("interval"))
     upstream: dict[str, Job] = {}
     if request.gated and job_def.get("freshness"):
         upstream = _upstream(session, ws, job_def)
-    return Facts(
-        active_numbers=tuple(
+    if active_numbers is None:
+        active_numbers = tuple(
             session.scalars(select(Run.number).where(Run.job_id == job.id, Run.status.in_(ACTIVE)))
-        ),
+        )
+    return Facts(
+        active_numbers=active_numbers,
         completed_end=completed_end(session, job),
         taken_windows=_running_windows(session, job) if interval else {},
         upstream={ref: up.definition for ref, up in upstream.items()},
         upstream_ends={ref: _last_completed_end(session, up) for ref, up in upstream.items()},
     )
+
+
+def active_numbers(session: Session, job_ids: Collection[int]) -> dict[int, tuple[int, ...]]:
+    """The numbers of each job's pending/starting/running runs, in one query."""
+    found: dict[int, list[int]] = {job_id: [] for job_id in job_ids}
+    if job_ids:
+        rows = session.execute(
+            select(Run.job_id, Run.number).where(
+                Run.job_id.in_(list(job_ids)), Run.status.in_(ACTIVE)
+            )
+        )
+        for job_id, number in rows:
+            found[job_id].append(number)
+    return {job_id: tuple(numbers) for job_id, numbers in found.items()}
 
 
 def completed_end(session: Session, job: Job) -> datetime | None:

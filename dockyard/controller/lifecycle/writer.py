@@ -83,6 +83,15 @@ def refused(run_id: str, claim: Claim, what: str) -> None:
     )
 
 
+@dataclass(slots=True)
+class Batch:
+    """Many creations in one transaction (the scheduler's fires), read and counted at once:
+    each job's active run numbers, and the number its run gets (counter bumped already)."""
+
+    active: dict[int, tuple[int, ...]]
+    numbers: dict[int, int]
+
+
 class Lifecycle:
     def __init__(
         self,
@@ -105,24 +114,54 @@ class Lifecycle:
 
     # creation ---------------------------------------------------------------------------
     def create(
-        self, session: Session, ws: Workspace, job: Job, request: Request, now: datetime
+        self,
+        session: Session,
+        ws: Workspace,
+        job: Job,
+        request: Request,
+        now: datetime,
+        batch: "Batch | None" = None,
     ) -> Run:
         """A run for `job`: `pending` (`starting` when prepared), or `skipped` with the reason
-        a person can read. Raises Conflict for an archived job or an empty workspace."""
-        if job.status != "active":
-            raise Conflict(f"job {job.job_ref} is archived; deploy it again to run it")
-        if ws.deployment_version is None:
-            raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
-        creation = decisions.decide(job, request, facts.read(session, ws, job, request), now)
+        a person can read. Raises Conflict for an archived job or an empty workspace.
+        `batch`: one of many creations in this transaction, read and counted together
+        (`prefetch`); the row is flushed with the others, at the latest at commit."""
+        self.check_creatable(ws, job)
+        known = batch.active.get(job.id) if batch is not None else None
+        creation = decisions.decide(job, request, facts.read(session, ws, job, request, known), now)
         check([None], creation.status)
         where, misplaced = self.place(job)
-        run = self._row(session, ws, job, request, now, creation, where)
+        run = self._row(session, ws, job, request, now, creation, where, batch)
         if not creation.skipped:
             self._begin(session, ws, job, run, creation, now)
         self.events.publish(session, RunCreated(run.id, creation.status, job.job_type == "batch"))
         if misplaced is not None and creation.status is S.PENDING:
             self.end(session, run, [S.PENDING], S.FAILED, now, reason=misplaced)
         return run
+
+    @staticmethod
+    def check_creatable(ws: Workspace, job: Job) -> None:
+        """Conflict when no run of `job` can be made (archived, nothing deployed)."""
+        if job.status != "active":
+            raise Conflict(f"job {job.job_ref} is archived; deploy it again to run it")
+        if ws.deployment_version is None:
+            raise Conflict(f"workspace {ws.name} has nothing deployed yet; run `dockyard deploy`")
+
+    def prefetch(self, session: Session, jobs: list[Job]) -> "Batch":
+        """For one creation each of these jobs (distinct, each creatable) in this
+        transaction: their active runs in one read, their run counters in one write."""
+        ids = [job.id for job in jobs]
+        numbers: dict[int, int] = {}
+        if ids:
+            counted = session.execute(
+                update(Job)
+                .where(Job.id.in_(ids))
+                .values(runs_created=Job.runs_created + 1)
+                .returning(Job.id, Job.runs_created)
+                .execution_options(synchronize_session=False)
+            )
+            numbers = {row[0]: row[1] for row in counted}
+        return Batch(facts.active_numbers(session, ids), numbers)
 
     def place(self, job: Job) -> tuple[placement.Placement, str | None]:
         """Where the job's runs go, and why nowhere (its requirements map to two pools).
@@ -153,16 +192,19 @@ class Lifecycle:
         now: datetime,
         creation: Creation,
         where: placement.Placement,
+        batch: "Batch | None" = None,
     ) -> Run:
-        number = session.execute(
-            update(Job)
-            .where(Job.id == job.id)
-            .values(runs_created=Job.runs_created + 1)
-            .returning(Job.runs_created)
-            # no ORM bookkeeping: matching this UPDATE against every object in the session
-            # made bulk triggers quadratic
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
+        number = batch.numbers.pop(job.id, None) if batch is not None else None
+        if number is None:
+            number = session.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(runs_created=Job.runs_created + 1)
+                .returning(Job.runs_created)
+                # no ORM bookkeeping: matching this UPDATE against every object in the session
+                # made bulk triggers quadratic
+                .execution_options(synchronize_session=False)
+            ).scalar_one()
         timeout, grace = runtime_config.timeouts(job.definition, self.defaults)
         window = creation.window
         run = Run(
@@ -197,7 +239,8 @@ class Lifecycle:
             labels=dict(where.labels),
         )
         session.add(run)
-        session.flush()
+        if batch is None or creation.record_window or creation.cascade:
+            session.flush()  # its interval window and cascade refer to the row
         return run
 
     def _begin(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from dockyard import crashpoints
 from dockyard.clock import Clock
 from dockyard.controller.lifecycle import (
+    Batch,
     Deployed,
     Lifecycle,
     Request,
@@ -103,16 +104,13 @@ class Scheduler(Loop):
             claimed = list(self._claim_ticks(session, due, now))
             if claimed:
                 crashpoints.reached("tick_claimed")  # claimed, not committed
-            spaces: dict[int, Workspace] = {}
             have_runs = _ticks_with_runs(session, claimed)
-            for schedule, job, fire in claimed:
-                if (job.id, schedule.trigger, fire.tick) in have_runs:
-                    continue  # this tick already has its run (the schedule state was rebuilt)
-                if job.workspace_id not in spaces:
-                    ws = session.get(Workspace, job.workspace_id)
-                    assert ws is not None
-                    spaces[job.workspace_id] = ws
-                made = self._create(session, spaces[job.workspace_id], job, schedule, fire, now)
+            todo = [c for c in claimed if (c[1].id, c[0].trigger, c[2].tick) not in have_runs]
+            spaces = _workspaces(session, {job.workspace_id for _, job, _ in todo})
+            batch = self.lifecycle.prefetch(session, _once_each(todo, spaces))
+            for schedule, job, fire in todo:
+                ws = spaces[job.workspace_id]
+                made = self._create(session, ws, job, schedule, fire, now, batch)
                 if made is not None:
                     fired.append((made[0], schedule, job, fire, made[1]))
         if fired:
@@ -159,6 +157,7 @@ class Scheduler(Loop):
         schedule: Schedule,
         fire: ticks.Fire,
         now: datetime,
+        batch: Batch | None = None,
     ) -> tuple[Run, Warm | None] | None:
         """The tick's run; a job that cannot run now (`Conflict`, raised before any write)
         leaves the rest of the batch alone, its tick consumed. No savepoint per run: a tick
@@ -173,7 +172,7 @@ class Scheduler(Loop):
             triggered_by="scheduler",  # prepared ahead (prewarm) or not
         )
         try:
-            return self.lifecycle.create(session, ws, job, request, now), warm
+            return self.lifecycle.create(session, ws, job, request, now, batch), warm
         except Conflict as exc:
             if warm is not None:
                 self._discard(warm)
@@ -197,6 +196,32 @@ class Scheduler(Loop):
             self.prewarmer.forget(warm)  # it became a real run
         else:
             self._discard(warm)
+
+
+def _workspaces(session: Session, ids: set[int]) -> dict[int, Workspace]:
+    if not ids:
+        return {}
+    return {ws.id: ws for ws in session.scalars(select(Workspace).where(Workspace.id.in_(ids)))}
+
+
+def _once_each(
+    todo: list[tuple[Schedule, Job, ticks.Fire]], spaces: dict[int, Workspace]
+) -> list[Job]:
+    """The jobs that fire once in this batch and can run: read and counted together (a job
+    with two triggers on the same instant, or one that cannot run, goes one at a time)."""
+    counted: dict[int, int] = {}
+    for _, job, _ in todo:
+        counted[job.id] = counted.get(job.id, 0) + 1
+    found = []
+    for _, job, _ in todo:
+        if counted[job.id] != 1:
+            continue
+        try:
+            Lifecycle.check_creatable(spaces[job.workspace_id], job)
+        except Conflict:
+            continue
+        found.append(job)
+    return found
 
 
 def _ticks_with_runs(
