@@ -23,6 +23,7 @@ from dockyard.controller import (
     planning,
     plantext,
     runs,
+    unplaced,
     usecases,
 )
 from dockyard.controller.assembly import Controller
@@ -32,6 +33,7 @@ from dockyard.errors import InvalidInput, NotFound
 
 Principal = usecases.access.Principal
 PAGE = 100
+QUEUE_SHOWN = 10  # the pending runs the overview lists, next to start first
 
 
 def _refs(session: Session, job_ids: set[int]) -> dict[int, str]:
@@ -58,6 +60,7 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
         ws = usecases.access.workspace(session, principal, name, "read")
         recent = _as_dicts(session, list(session.scalars(_newest(runs.runs_query(ws), 20))))
         active = _active_runs(session, ws, 10)
+        queue = _queue(session, ws, now, QUEUE_SHOWN)
         failed_24h = session.scalar(
             select(func.count())
             .select_from(Run)
@@ -75,9 +78,32 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
             "last_runs": _last_run_counts(session, ws),
             "failing": _failing_jobs(session, ws),
             "active": _as_dicts(session, active),
+            "queue": queue,
             "failed_24h": failed_24h or 0,
             "recent": sorted(recent, key=lambda r: r["status"] != "failed"),
         }
+
+
+def _queue(session: Session, ws: Workspace, now: datetime, limit: int) -> dict[str, Any]:
+    """The workspace's pending runs in the order they start (oldest scheduled first), how
+    many there are, and why they wait (every run slot in use, nobody to take them)."""
+    pending = runs.runs_query(ws).where(Run.status == lifecycle.RunStatus.PENDING)
+    count = session.scalar(select(func.count()).select_from(pending.subquery())) or 0
+    if not count:
+        return {"count": 0, "runs": [], "waiting": None}
+    first = list(
+        session.scalars(
+            pending.order_by(
+                func.coalesce(Run.scheduled_for, Run.created_at), Run.created_at
+            ).limit(limit)
+        )
+    )
+    head = first[0]
+    return {
+        "count": count,
+        "runs": _as_dicts(session, first),
+        "waiting": unplaced.pool_hint(session, head.pool, dict(head.labels or {}), now),
+    }
 
 
 def _active_runs(session: Session, ws: Workspace, limit: int) -> list[Run]:

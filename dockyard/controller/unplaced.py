@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockyard.controller import logs, nodes, placement, run_end
-from dockyard.controller.lifecycle import Lifecycle, RunStatus
+from dockyard.controller import logs, nodes, placement, run_end, slots
+from dockyard.controller.lifecycle import LAUNCHED, Lifecycle, RunStatus
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Node, Run
 
@@ -36,6 +36,7 @@ class Live:
     kind: str
     pool: str
     labels: Mapping[str, Any]
+    slots: int | None = None  # batch runs it takes at once (None: no limit)
 
 
 def takers(run_pool: str, run_labels: Mapping[str, Any], live: Sequence[Live]) -> list[Live]:
@@ -54,16 +55,36 @@ def reason(run_pool: str, run_labels: Mapping[str, Any], live: Sequence[Live]) -
 
 
 def waiting_hint(session: Session, run: Run, job_type: str, now: datetime) -> str | None:
-    """For a pending batch run no live node may take (yet): what it waits for."""
+    """For a pending batch run: what it waits for, when no live node may take it (yet), or
+    when every slot of the nodes that may is in use (controller/slots.py)."""
     if run.status != S.PENDING or job_type != "batch":
         return None
+    return pool_hint(session, run.pool, dict(run.labels or {}), now)
+
+
+def pool_hint(session: Session, pool: str, labels: Mapping[str, Any], now: datetime) -> str | None:
+    """Why a batch run of this pool and labels would wait now (None: it would start)."""
     live = live_nodes(session, now)
-    labels = dict(run.labels or {})
-    if takers(run.pool, labels, live):
-        return None
-    return reason(run.pool, labels, live).replace(
-        "no worker can take it", "no live worker can take it yet", 1
+    able = takers(pool, labels, live)
+    if not able:
+        return reason(pool, labels, live).replace(
+            "no worker can take it", "no live worker can take it yet", 1
+        )
+    if any(n.slots is None for n in able):
+        return None  # a node without a limit takes it at its next claim
+    in_use = _batch_runs_held(session, [n.name for n in able])
+    total = sum(n.slots or 0 for n in able)
+    return slots.waiting_text(in_use, total) if in_use >= total else None
+
+
+def _batch_runs_held(session: Session, holders: list[str]) -> int:
+    count = session.execute(
+        select(func.count())
+        .select_from(Run)
+        .join(Job, Job.id == Run.job_id)
+        .where(Run.holder.in_(holders), Run.status.in_(LAUNCHED), Job.job_type == "batch")
     )
+    return int(count.scalar_one())
 
 
 def _node_text(node: Live) -> str:
@@ -83,7 +104,7 @@ def live_nodes(session: Session, now: datetime) -> list[Live]:
         )
         .order_by(Node.kind.desc(), Node.name)
     )
-    return [Live(n.name, n.kind, n.pool or "", dict(n.labels or {})) for n in rows]
+    return [Live(n.name, n.kind, n.pool or "", dict(n.labels or {}), n.slots) for n in rows]
 
 
 def waiting(session: Session, before: datetime, live: Sequence[Live]) -> list[tuple[str, str, Any]]:
