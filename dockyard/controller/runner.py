@@ -338,12 +338,10 @@ class Runner(Loop):
     def _batch_to_start(self, session: Session) -> list[str]:
         """The waiting batch runs that fit in this node's free slots, in the fair order."""
         in_use = self._slots_in_use(session)
-        free = self.slots - in_use
-        with self._lock:
-            self._in_use, self._free = in_use, max(0, free)
+        self._count_slots(in_use)
+        free = min(self.slots - in_use, CLAIM_LIMIT)  # one tick's claims: a short transaction
         if free <= 0:
             return []
-        free = min(free, CLAIM_LIMIT)  # one tick's claims stay one short transaction
         key = func.coalesce(Run.scheduled_for, Run.created_at)
         turn = (
             func.row_number()
@@ -376,9 +374,16 @@ class Runner(Loop):
         chosen = slots.pick(waiting, free)
         if not chosen:
             return []
-        return self._lock_pending(
+        locked = self._lock_pending(
             session, select(Run.id, Run.labels).where(Run.id.in_(chosen), Run.status == S.PENDING)
         )
+        weights = {w.run_id: w.weight for w in waiting}
+        self._count_slots(in_use + sum(weights[rid] for rid in locked))
+        return locked
+
+    def _count_slots(self, in_use: int) -> None:
+        with self._lock:
+            self._in_use, self._free = in_use, max(0, self.slots - in_use)
 
     def _slots_in_use(self, session: Session) -> int:
         """What this node's batch runs take now (starting, running or stopping)."""

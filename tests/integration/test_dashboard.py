@@ -205,6 +205,47 @@ def test_the_overview_counts_jobs_and_puts_failures_first(dash: Dash) -> None:
     assert data["recent"][0]["status"] == "failed" and data["failed_24h"] == 1
 
 
+def test_the_overview_lists_the_queue_and_says_it_waits_for_a_run_slot(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With every run slot of this server in use, pending batch runs wait: the overview lists
+    them in the order they start and the run says why (run page, API)."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        db_url=database_url,
+        start_loops=False,
+        admin_token=TOKEN,
+        run_slots=1,
+    )
+    ctl = Controller(settings, clock=FakeClock(NOW))
+    try:
+        ctl.bootstrap()
+        ctl.join()  # this server is a live node with one slot
+        usecases.workspaces.create_workspace(ctl, ADMIN, WS)
+        repo = gitstore.open_repo(workspaces.repo_path(settings.repos_dir, WS))
+        dash = Dash(ctl, FakeClock(NOW), Committer(repo))
+        dash.deploy(job("a"), job("b"), job("c"))
+        first = dash.trigger("a")["run_id"]
+        assert dashboard.overview(ctl, ADMIN, WS)["queue"]["waiting"] is None  # a slot is free
+        with ctl.db.session() as session:
+            assert ctl.lifecycle.claim(session, first, NOW, ctl.lifecycle.node) is not None
+        second, third = dash.trigger("b")["run_id"], dash.trigger("c")["run_id"]
+        queue = dashboard.overview(ctl, ADMIN, WS)["queue"]
+        assert queue["count"] == 2
+        assert [r["run_id"] for r in queue["runs"]] == [second, third]
+        assert queue["waiting"] == "waiting for a run slot: 1 of 1 in use"
+        info = usecases.runs.run_by_id(ctl, ADMIN, third)
+        assert info["waiting"] == "waiting for a run slot: 1 of 1 in use"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with TestClient(create_asgi(settings, ctl), headers=headers) as client:
+            page = client.get(f"/ui/w/{WS}").text
+            run_page = client.get(f"/ui/w/{WS}/runs/{third}").text
+        assert 'id="queue"' in page and "waiting for a run slot: 1 of 1 in use" in page
+        assert "waiting for a run slot: 1 of 1 in use" in run_page
+    finally:
+        ctl.db.dispose()
+
+
 def test_a_jobs_history_has_its_ledger_and_latest_skip(dash: Dash) -> None:
     interval = {"start": "2026-03-04T08:00:00+00:00"}
     dash.deploy(job("hourly", "schedule:0 * * * *", interval=interval))

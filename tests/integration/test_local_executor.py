@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.controller import logs
+from dockyard.controller import envs, logs
 from dockyard.controller.executors.base import ExitStatus, RunSpec
 from dockyard.controller.executors.local import LocalExecutor
 from dockyard.shim.supervisor import start_ticks
@@ -78,6 +78,26 @@ def test_a_run_logs_both_streams_and_exits_zero(runs_dir: Path) -> None:
     lines = logs.read(run.run_dir).lines
     assert sorted((line["s"], line["m"]) for line in lines) == [("err", "err"), ("out", "hi")]
     assert all(line["t"] for line in lines)
+
+
+def test_a_run_and_an_environment_build_yield_the_cpu_at_the_executors_niceness(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    """Under a burst the control plane keeps its share of the CPU: the job (and what it
+    starts) runs `nice` steps below the server, and so does an environment build."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    executor = LocalExecutor(tmp_path / "envs", nice=7)
+    code = "import os, subprocess; print(os.getpriority(os.PRIO_PROCESS, 0));"
+    code += " print(subprocess.run(['nice'], capture_output=True, text=True).stdout.strip())"
+    run = spec(runs_dir, "niced", python(code))
+    executor.spawn(run)
+    assert wait_done(executor, run.run_dir).returncode == 0
+    lines = [line["m"] for line in logs.read(run.run_dir).lines]
+    assert lines == [str(min(19, base + 7))] * 2
+    assert executor.builder is not None and executor.builder.nice == 7
+    built: list[str] = []  # each step of a build (uv venv, uv pip install) runs so too
+    envs._run(["sh", "-c", "nice"], built.append, executor.builder.nice)
+    assert built == [str(min(19, base + 7))]
 
 
 def test_output_lines_keep_their_order_per_stream(runs_dir: Path) -> None:

@@ -388,6 +388,43 @@ def test_a_pending_run_past_its_bound_fails_with_the_reason(bench: Bench) -> Non
     assert (run.status, run.reason) == ("failed", "stuck in pending for more than 600s")
 
 
+def test_runs_beyond_the_slots_wait_their_turn_and_are_not_stuck(bench: Bench) -> None:
+    """One slot: the second batch run stays pending (past the pending bound too: it waits
+    in the queue, it is not stuck) until the first ends; an app takes no slot."""
+    bench.runner.slots = 1
+    first, second = bench.trigger(), bench.trigger("sleeper")
+    bench.tick()
+    assert bench.fake.started() == [first]
+    assert bench.run(second).status == "pending"
+    bench.clock.advance(bench.runner.pending_bound + 1)
+    app = bench.trigger("tiny_api")
+    bench.tick()
+    assert bench.fake.started() == [first, app]  # the app started; no slot was needed
+    assert bench.run(second).status == "pending"
+    bench.fake.exit(first, 0)
+    bench.tick()  # sees the exit: the slot is free
+    bench.tick()
+    assert bench.fake.started() == [first, app, second]
+    assert bench.run(second).status == "running"
+    bench.fake.exit(app, 0)  # the app is done too: nothing for the runner's stop to wait on
+
+
+def test_a_run_waiting_where_slots_are_free_is_still_bounded(bench: Bench) -> None:
+    """The queue excuses only runs this node could take: a run for a worker pool nobody
+    serves still fails at the pending bound, whatever this node's slots."""
+    bench.runner.slots = 1
+    first = bench.trigger()
+    bench.tick()
+    with bench.db.session() as session:
+        session.execute(runs.update_run(bench.trigger("sleeper")).values(pool="big"))
+    waiting = bench.runs()[-1].id
+    bench.clock.advance(bench.runner.pending_bound + 1)
+    bench.tick()
+    assert bench.run(first).status == "running"
+    run = bench.run(waiting)
+    assert (run.status, run.reason) == ("failed", "stuck in pending for more than 600s")
+
+
 def test_an_illegal_move_is_an_error_not_a_silent_no_op(bench: Bench) -> None:
     run_id = bench.trigger()
     with (
