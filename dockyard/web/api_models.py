@@ -275,8 +275,9 @@ class RunDetails(Run):
     pipelines: list[PipelineSummary]
     waiting: str | None = Field(
         default=None,
-        description="pending and no live node may take it (placement): what it needs and who"
-        " is there; it ends failed after DOCKYARD_PLACEMENT_WAIT_S",
+        description="why a pending batch run waits: no live node may take it (placement:"
+        " what it needs and who is there; it ends failed after DOCKYARD_PLACEMENT_WAIT_S), or"
+        " 'waiting for a run slot: N of N in use' (it starts in its turn)",
     )
     entry_point: dict[str, Any] | None
     traceback: str | None = Field(
