@@ -196,6 +196,38 @@ def test_a_burst_past_one_batch_fires_every_tick_once_with_two_schedulers(world:
     assert due == 0
 
 
+def test_a_due_row_moved_after_the_read_is_not_fired(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's ticks are claimed in one guarded executemany. When a due row moves between
+    this scheduler's read and its write (a redeploy or another server moved it; on SQLite
+    the read holds no lock), the batch is rolled back and claimed one row at a time: the
+    moved row is not fired, the others are, once each."""
+    world.deploy(*(job(f"j{i}", "schedule:*/5 * * * *") for i in range(3)))
+    world.clock.set(t("2026-03-04T10:05:01"))
+    read = schedules.due
+    later = t("2026-03-04T10:30:00")
+    moved = world.schedule("j1")[0].id
+
+    def due_then_moved(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = read(*args, **kwargs)
+        monkeypatch.setattr(schedules, "due", read)  # once
+        with world.db.session() as session:  # another writer, committed before ours
+            session.execute(
+                sa.update(Schedule).where(Schedule.id == moved).values(next_fire_at=later)
+            )
+        return rows
+
+    if not world.db.is_postgres:  # PostgreSQL: the read locked the rows, the writer waits
+        monkeypatch.setattr(schedules, "due", due_then_moved)
+    made = world.scheduler.tick(world.clock.now())
+    expected_j1 = 0 if not world.db.is_postgres else 1
+    assert [len(world.runs(f"j{i}")) for i in range(3)] == [1, expected_j1, 1]
+    assert len(made) == 2 + expected_j1
+    if not world.db.is_postgres:
+        assert world.schedule("j1")[0].next_fire_at == later
+
+
 def test_a_tick_that_already_has_its_run_leaves_the_rest_of_the_batch_alone(world: World) -> None:
     """The unique (job, trigger, tick) refuses a second run for one job's tick; the savepoint
     keeps the batch's other runs, and that tick stays consumed (no retry loop)."""

@@ -10,10 +10,10 @@ of the batch's ticks (they fire after the restart) or exactly one run for each.
 """
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
@@ -87,13 +87,16 @@ class Scheduler(Loop):
         skipped)."""
         made: list[Run] = []
         while True:
-            seen, fired = self._fire_batch(now)
+            try:
+                seen, fired = self._fire_batch(now)
+            except _Raced:  # rolled back: the same batch, claimed one tick at a time
+                seen, fired = self._fire_batch(now, together=False)
             made.extend(fired)
             if seen < BATCH or not fired:
                 break  # all due rows taken, or a whole batch fired nothing: never spin
         return made
 
-    def _fire_batch(self, now: datetime) -> tuple[int, list[Run]]:
+    def _fire_batch(self, now: datetime, together: bool = True) -> tuple[int, list[Run]]:
         """Up to `BATCH` due triggers fired in one transaction: each tick claimed by its
         guarded update and its run inserted under a savepoint (the unique (job, trigger,
         tick) refuses a second run). Returns how many due rows were looked at and the runs
@@ -101,7 +104,7 @@ class Scheduler(Loop):
         fired: list[tuple[Run, Schedule, Job, ticks.Fire, Warm | None]] = []
         with self.db.session() as session:
             due = schedules.due(session, now, limit=BATCH, skip_locked=True)
-            claimed = list(self._claim_ticks(session, due, now))
+            claimed = self._claim_ticks(session, due, now, together)
             if claimed:
                 crashpoints.reached("tick_claimed")  # claimed, not committed
             have_runs = _ticks_with_runs(session, claimed)
@@ -131,23 +134,42 @@ class Scheduler(Loop):
         return len(due), [run for run, *_ in fired]
 
     def _claim_ticks(
-        self, session: Session, due: list[tuple[Schedule, Job]], now: datetime
-    ) -> Iterator[tuple[Schedule, Job, ticks.Fire]]:
+        self, session: Session, due: list[tuple[Schedule, Job]], now: datetime, together: bool
+    ) -> list[tuple[Schedule, Job, ticks.Fire]]:
         """The due rows whose tick this transaction claims: the guarded update moves the
-        next fire time only if it is still the one read (one scheduler per tick)."""
+        next fire time only if it is still the one read (one scheduler per tick). `together`:
+        one executemany for the batch; should another scheduler have moved any of them
+        since they were read (rows it claimed cannot be told from ours then), `_Raced` rolls
+        the whole batch back and it is claimed again one row at a time."""
+        found = []
         for schedule, job in due:
             expected = schedule.next_fire_at
             fire = ticks.due(schedule.trigger, schedule.timezone, expected, now)
-            if fire is None:
-                continue
-            result = session.execute(
-                update(Schedule)
-                .where(Schedule.id == schedule.id, Schedule.next_fire_at == expected)
-                .values(next_fire_at=fire.next_fire_at, last_tick=fire.tick)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount:  # type: ignore[attr-defined]
-                yield schedule, job, fire
+            if fire is not None:
+                found.append((schedule, job, fire, expected))
+        if not found:
+            return []
+        guarded = (
+            update(Schedule)
+            .where(Schedule.id == bindparam("sid"), Schedule.next_fire_at == bindparam("seen"))
+            .values(next_fire_at=bindparam("next_at"), last_tick=bindparam("tick"))
+            .execution_options(synchronize_session=False)
+        )
+        if together:
+            params = [
+                {"sid": s.id, "seen": seen, "next_at": f.next_fire_at, "tick": f.tick}
+                for s, _, f, seen in found
+            ]
+            moved = session.connection().execute(guarded, params).rowcount
+            if moved != len(found):
+                raise _Raced()
+            return [(schedule, job, fire) for schedule, job, fire, _ in found]
+        claimed = []
+        for schedule, job, fire, seen in found:
+            one = {"sid": schedule.id, "seen": seen, "next_at": fire.next_fire_at}
+            if session.connection().execute(guarded, {**one, "tick": fire.tick}).rowcount:
+                claimed.append((schedule, job, fire))
+        return claimed
 
     def _create(
         self,
@@ -196,6 +218,10 @@ class Scheduler(Loop):
             self.prewarmer.forget(warm)  # it became a real run
         else:
             self._discard(warm)
+
+
+class _Raced(Exception):
+    """Another scheduler moved a due row between this one's read and its write."""
 
 
 def _workspaces(session: Session, ids: set[int]) -> dict[int, Workspace]:
