@@ -28,6 +28,7 @@ from dockyard.controller import (
     placement,
     retention,
     unplaced,
+    warmpool,
     workspaces,
 )
 from dockyard.controller.alerts import delivery as alert_delivery
@@ -45,6 +46,7 @@ from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
+from dockyard.controller.warmpool import WarmPool
 from dockyard.controller.workerside import WorkerSide
 from dockyard.settings import Settings
 
@@ -138,6 +140,18 @@ class Controller:
             settings.prewarm_s if settings.embedded_runs else 0.0,
             settings.prewarm_max,
         )
+        # held processes for any run of a recently used job (warm starts); workers take batch
+        # runs when embedded runs are off: then nothing is held here
+        self.warm_pool = WarmPool(
+            self.db,
+            self.clock,
+            self.preparer,
+            self.executor,
+            self.lifecycle,
+            warmpool.capacity(settings.warm_pool_mb) if settings.embedded_runs else 0,
+            settings.warm_idle_s,
+        )
+        self.warm_pool.release = self.runner.release_held
         self.scheduler = Scheduler(
             self.db, self.clock, self.lifecycle, self.prewarmer, self.runner.release_prepared
         )
@@ -249,6 +263,8 @@ class Controller:
         self.runner.recover(self._given_up_since)
         self.runner.start_loop()
         self.scheduler.start()
+        if self.warm_pool.enabled:
+            self.warm_pool.start()
         self.sweeper.start()
         self.apps.monitor.start()
         self.retention.start()
@@ -270,6 +286,7 @@ class Controller:
         self.apps.monitor.stop()
         self.sweeper.stop()
         self.scheduler.stop()
+        self.warm_pool.stop()
         self.runner.stop()
         self.leases.stop()  # released: another server takes over at its next renewal
         self.heartbeat.stop()
