@@ -101,6 +101,13 @@ def evictee(pool: dict[int, Held], used: dict[int, datetime]) -> int | None:
     return min(pool, key=lambda job_id: (used.get(job_id, pool[job_id].started_at), job_id))
 
 
+def wanted_now(wanted: list[int], limit: int) -> list[int]:
+    """The jobs to warm this round: each once, at most `limit` (more would only evict each
+    other), the most recently wanted, in the order they were wanted."""
+    latest = list(dict.fromkeys(reversed(wanted)))[:limit]
+    return [job_id for job_id in dict.fromkeys(wanted) if job_id in latest]
+
+
 class WarmPool(Loop):
     name = "warmpool"
 
@@ -201,14 +208,15 @@ class WarmPool(Loop):
     # the loop: fill, expire, sweep -----------------------------------------------------------
     def step(self) -> float:
         with self._lock:
-            created, self._created = self._created, []
+            # a burst of runs warms only what the pool can hold: the most recent ones
+            created, self._created = self._created[-2 * self.limit :], []
             deployed, self._deployed = self._deployed, set()
         if created:
             self._want_followers(created)
         for workspace in deployed:
             self._revalidate(workspace)
         with self._lock:
-            wanted, self._wanted = list(dict.fromkeys(self._wanted)), []
+            wanted, self._wanted = wanted_now(self._wanted, self.limit), []
         for job_id in wanted:
             self._fill(job_id)
         now = self.clock.now()

@@ -149,3 +149,9 @@ def test_idle_processes_expire_on_the_pools_step(pool: WarmPool, tmp_path: Path)
     pool.clock.advance(600)  # type: ignore[attr-defined]
     pool._expire(pool.clock.now())
     assert pool.held() == [] and discarded(pool) == [h.run_dir]
+
+
+def test_a_burst_warms_only_what_the_pool_holds_the_most_recent_first_wanted_first() -> None:
+    assert warmpool.wanted_now([5, 1, 2, 1, 3], limit=2) == [1, 3]
+    assert warmpool.wanted_now([7, 8, 7], limit=4) == [7, 8]
+    assert warmpool.wanted_now([], limit=2) == []
