@@ -146,7 +146,9 @@ def held_pids(server: Server) -> list[int]:
 
 
 def settle(server: Server, timeout: float = 30) -> None:
-    """Until the held processes have done their imports (their CPU stands still)."""
+    """Until the held processes have done their imports (their CPU stands still); the pool
+    refills a second after the last run was made (`warmpool.FILL_DELAY_S`)."""
+    time.sleep(1.5)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = held_pids(server)
@@ -189,17 +191,12 @@ def followed(cli: Cli, server: Server) -> float:
     return user_code(server, down["run_id"]) - parse_time(exited["finished_at"])
 
 
-def round_of(cli: Cli, server: Server) -> dict[str, float]:
-    measures: dict[str, Callable[[], float]] = {
+def measures(cli: Cli, server: Server) -> dict[str, Callable[[], float]]:
+    return {
         "launch": lambda: launched(cli, server),
         "trigger": lambda: triggered(server),
         "follow_up": lambda: followed(cli, server),
     }
-    sample = {}
-    for name, measure in measures.items():
-        settle(server)
-        sample[name] = measure()
-    return sample
 
 
 def tree(root: int) -> list[int]:
@@ -266,30 +263,38 @@ def bench(repeat: int, idle_s: float) -> Report:
                 "cold": Cli(cold, tmp / "home-cold", WORKSPACE),
             }
             servers = {"warm": warm, "cold": cold}
-            for case, cli in clis.items():
+            for cli in clis.values():
                 cli.run("deploy", cwd=ws)
-                round_of(cli, servers[case])  # untimed: builds the env, fills the pool
             first = wait_run(cold, run_id_of(clis["cold"].json("launch", "c")))
             spec = job_spec(cold.data_dir, first["run_id"])
             floor_sample(spec)  # warm-up
-            samples: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
             floors = []
-            for _ in range(repeat):
-                floors.append(floor_sample(spec)["import_dlt"])
-                for case, cli in clis.items():
-                    samples[case].append(round_of(cli, servers[case]))
+            samples: dict[str, dict[str, list[float]]] = {"warm": {}, "cold": {}}
+            timed = {case: measures(cli, servers[case]) for case, cli in clis.items()}
+            # one kind of run at a time: the pool holds the environments used recently
+            # (a launch and a trigger of `c`, then `a` and its follow-up `b`); the first
+            # of each block is untimed (the pool switches to that block's jobs)
+            for kind in ("launch", "trigger", "follow_up"):
+                for i in range(repeat + 1):
+                    if kind == "launch" and i:
+                        floors.append(floor_sample(spec)["import_dlt"])
+                    for case, server in servers.items():
+                        settle(server)
+                        value = timed[case][kind]()
+                        if i:
+                            samples[case].setdefault(kind, []).append(value)
             settle(warm)
             idles = {case: idle(server, idle_s) for case, server in servers.items()}
     return report(samples, floors, idles)
 
 
 def report(
-    samples: dict[str, list[dict[str, float]]],
+    samples: dict[str, dict[str, list[float]]],
     floors: list[float],
     idles: dict[str, dict[str, float]],
 ) -> Report:
     def col(case: str, key: str) -> list[float]:
-        return [s[key] for s in samples[case]]
+        return samples[case][key]
 
     floor = median(floors)
     rep = Report("warm starts: created -> user code, warm pool on (default size) vs off")

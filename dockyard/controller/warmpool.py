@@ -47,6 +47,10 @@ HELD_MB = 70
 CONTROL_PLANE_IDLE_MB = 145  # docs/benchmarks.md: the pool's default budget is this again
 TAKEN_GRACE_S = 30.0  # a taken process whose run was never committed: released or discarded
 HOLD_MARGIN_S = 60.0  # the shim's own timeout is the idle expiry plus this
+# a fill waits this long after the last run was made: a new process's imports (a second or
+# two of CPU) must not compete with the run that just started, nor with its follow-up's
+# release when it is a short job
+FILL_DELAY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,7 @@ class WarmPool(Loop):
         self._wanted: list[int] = []  # jobs to warm
         self._created: list[str] = []  # runs made since the last step: warm their followers
         self._deployed: set[str] = set()  # workspaces whose held processes may be stale
+        self._last_run = clock.now() - timedelta(seconds=FILL_DELAY_S)  # a run last made
         self._lock = threading.Lock()
         self._index = prewarm.index_dir(preparer.settings.runs_dir, lifecycle.node)
         if self.enabled:
@@ -157,6 +162,7 @@ class WarmPool(Loop):
 
     # events (any thread: cheap, never raise) ---------------------------------------------
     def _on_created(self, event: RunCreated) -> None:
+        self._last_run = self.clock.now()
         if event.warm:
             self._release(event.run_id)
         if event.batch and event.status in (RunStatus.PENDING, RunStatus.STARTING):
@@ -215,11 +221,14 @@ class WarmPool(Loop):
             self._want_followers(created)
         for workspace in deployed:
             self._revalidate(workspace)
+        now = self.clock.now()
+        quiet_in = FILL_DELAY_S - (now - self._last_run).total_seconds()
+        if quiet_in > 0:
+            return quiet_in  # runs are being made: fill once they have started
         with self._lock:
             wanted, self._wanted = wanted_now(self._wanted, self.limit), []
         for job_id in wanted:
             self._fill(job_id)
-        now = self.clock.now()
         self._expire(now)
         self._settle_taken(now)
         self._sweep()
