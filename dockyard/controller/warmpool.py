@@ -41,8 +41,8 @@ from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
 
 log = logging.getLogger(__name__)
-# a held process's resident memory, measured (bench/warm_start.py prints it): ~78 MB RSS of
-# which ~65 MB its own (anonymous) pages; the shared libraries are counted once per machine
+# a held process's resident memory, measured (bench/warm_start.py prints it): 66 MB RSS in
+# the sandbox, 78 MB outside it (65 MB of it its own pages); rounded to 70
 HELD_MB = 70
 CONTROL_PLANE_IDLE_MB = 145  # docs/benchmarks.md: the pool's default budget is this again
 TAKEN_GRACE_S = 30.0  # a taken process whose run was never committed: released or discarded
