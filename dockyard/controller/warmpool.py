@@ -205,7 +205,12 @@ class WarmPool(Loop):
             return
         held = taken[0]
         (self._index / run_id).unlink(missing_ok=True)  # it is a run now
-        self.release(run_id, held.run_dir)
+        try:
+            self.release(run_id, held.run_dir)
+        except Exception:  # the database went away: `_settle_taken` tries again
+            log.exception("warm release failed", extra={"action": "warm_release", "run_id": run_id})
+            with self._lock:
+                self._taken[run_id] = taken
 
     def _key(self, ws: Workspace, job: Job) -> Key:
         profile = runtime_config.profile(job.definition, self.lifecycle.config_names(ws))
