@@ -187,8 +187,11 @@ class WarmPool(Loop):
         self.wake()
         if held is None:
             return None
-        if held.key != self._key(ws, job) or not self._usable(held):
+        if held.key != self._key(ws, job):
             self._discard(held, "it no longer matches the job's deployment or configuration")
+            return None
+        if not self._usable(held):
+            self._discard(held, "idle expiry, or its process is gone")
             return None
         with self._lock:
             self._taken[held.identity.run_id] = (held, self.clock.now())
@@ -353,7 +356,9 @@ class WarmPool(Loop):
             self._discard(held, "a deploy or configuration change made it stale")
 
     def _expire(self, now: datetime) -> None:
-        """Idle too long (the job was not used again), or its process is gone."""
+        """Idle too long (the job was not used again): discarded. Its process gone before
+        (killed, or past its own hold timeout): replaced if its job was used within the idle
+        window."""
         for held in self.held():
             gone = self.executor.poll(held.run_dir) is not None
             if not gone and not expired(held, now, self.idle_s):
@@ -362,6 +367,9 @@ class WarmPool(Loop):
                 if self._held.get(held.key.job_id) is not held:
                     continue
                 del self._held[held.key.job_id]
+                used = self._used.get(held.key.job_id)
+                if gone and used is not None and now - used < timedelta(seconds=self.idle_s):
+                    self._wanted.append(held.key.job_id)
             self._discard(held, "its process is gone" if gone else "idle expiry")
 
     def _settle_taken(self, now: datetime) -> None:

@@ -155,3 +155,11 @@ def test_a_burst_warms_only_what_the_pool_holds_the_most_recent_first_wanted_fir
     assert warmpool.wanted_now([5, 1, 2, 1, 3], limit=2) == [1, 3]
     assert warmpool.wanted_now([7, 8, 7], limit=4) == [7, 8]
     assert warmpool.wanted_now([], limit=2) == []
+
+
+def test_a_gone_process_of_a_recently_used_job_is_replaced(pool: WarmPool, tmp_path: Path) -> None:
+    h = put(pool, held(1), tmp_path)
+    pool._used[1] = T0
+    pool.executor.exited.add(h.run_dir)  # type: ignore[attr-defined]
+    pool._expire(T0 + timedelta(seconds=5))
+    assert pool.held() == [] and pool._wanted == [1]
