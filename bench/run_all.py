@@ -26,6 +26,7 @@ SCRIPTS = (
     "schedule_lag.py",
     "tick_start.py",
     "follow_up_lag.py",
+    "warm_start.py",
     "enqueue.py",
     "scheduler_idle.py",
     "docker_start.py",

@@ -38,6 +38,10 @@ class Settings:
     docker_keep_images: int = 5
     prewarm_s: float = 5.0
     prewarm_max: int = 4
+    # the warm pool (controller/warmpool.py): memory for held processes in MB (None: sized to
+    # the machine, `warmpool.default_mb`; 0: off) and how long one waits unused
+    warm_pool_mb: int | None = None
+    warm_idle_s: float = 600.0
     # an app (interactive job) without proxied traffic or an open connection for this long is
     # stopped, unless its job declares its own `idle_timeout` (docs/apps.md)
     app_idle_s: float = DEFAULT_APP_IDLE_S
@@ -208,6 +212,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "DOCKYARD_DOCKER_CA_BUNDLE": ("docker_ca_bundle", str),
     "DOCKYARD_DOCKER_KEEP_IMAGES": ("docker_keep_images", int),
     "DOCKYARD_PREWARM_MAX": ("prewarm_max", int),
+    "DOCKYARD_WARM_POOL_MB": ("warm_pool_mb", int),
+    "DOCKYARD_WARM_IDLE_S": ("warm_idle_s", float),
     "DOCKYARD_APP_IDLE_S": ("app_idle_s", float),
     "DOCKYARD_MAX_FORM_BYTES": ("max_form_bytes", int),
     "DOCKYARD_MAX_API_BYTES": ("max_api_bytes", int),

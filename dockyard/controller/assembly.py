@@ -29,6 +29,7 @@ from dockyard.controller import (
     retention,
     slots,
     unplaced,
+    warmpool,
     workspaces,
 )
 from dockyard.controller.alerts import delivery as alert_delivery
@@ -46,6 +47,7 @@ from dockyard.controller.runtime_config import Defaults
 from dockyard.controller.scheduling.loop import Scheduler
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Workspace
+from dockyard.controller.warmpool import WarmPool
 from dockyard.controller.workerside import WorkerSide
 from dockyard.errors import InvalidInput
 from dockyard.settings import Settings
@@ -146,6 +148,19 @@ class Controller:
             settings.prewarm_max,
         )
         self.prewarmer.take_slot = self.runner.take_slot
+        # held processes for any run of a recently used job (warm starts); workers take batch
+        # runs when embedded runs are off: then nothing is held here
+        self.warm_pool = WarmPool(
+            self.db,
+            self.clock,
+            self.preparer,
+            self.executor,
+            self.lifecycle,
+            warmpool.capacity(settings.warm_pool_mb) if settings.embedded_runs else 0,
+            settings.warm_idle_s,
+        )
+        self.warm_pool.release = self.runner.release_held
+        self.warm_pool.slot_free = self.runner.take_slot
         self.scheduler = Scheduler(
             self.db, self.clock, self.lifecycle, self.prewarmer, self.runner.release_prepared
         )
@@ -257,6 +272,8 @@ class Controller:
         self.runner.recover(self._given_up_since)
         self.runner.start_loop()
         self.scheduler.start()
+        if self.warm_pool.enabled:
+            self.warm_pool.start()
         self.sweeper.start()
         self.apps.monitor.start()
         self.retention.start()
@@ -278,6 +295,7 @@ class Controller:
         self.apps.monitor.stop()
         self.sweeper.stop()
         self.scheduler.stop()
+        self.warm_pool.stop()
         self.runner.stop()
         self.leases.stop()  # released: another server takes over at its next renewal
         self.heartbeat.stop()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -222,24 +223,37 @@ class Runner(Loop):
 
     def release_prepared(self, run_id: str, warm: prewarm.Warm) -> None:
         """The tick came: hand the prepared process its launch arguments, then record it."""
+        self.release_held(run_id, warm.run_dir, "released the prepared process at its tick")
+
+    def release_held(
+        self, run_id: str, run_dir: Path, note: str = "released a warm pool's held process"
+    ) -> None:
+        """Hand a held process (prepared ahead of its tick, or a warm pool's) its launch
+        arguments, computed from the run's row, and a follow-up its upstream fields (known
+        only now: the process's environment was fixed when it was spawned), then record it
+        running; a process that is gone: the run starts the ordinary way."""
         with self.db.session() as session:
             run = session.get(Run, run_id)
             assert run is not None
             job = session.get(Job, run.job_id)
             ws = session.get(Workspace, run.workspace_id)
             assert job is not None and ws is not None and run.deployment_version is not None
+            upstream = runlinks.upstream_of(session, run, ws.name)
             requirements = self.preparer.requirements(ws, run.deployment_version)
-            entry_point = self.preparer.entry_point(job, run, requirements)
-            released = self.executor.release(warm.run_dir, {"args": launch_args(run, entry_point)})
+            entry_point = self.preparer.entry_point(job, run, requirements, upstream)
+            payload: dict[str, Any] = {"args": launch_args(run, entry_point)}
+            if upstream is not None:
+                payload["env"] = upstream.environment(self.preparer.settings.base_url)
+            released = self.executor.release(run_dir, payload)
             if released:
-                logs.system(warm.run_dir, "released the prepared process at its tick")
+                logs.system(run_dir, note)
                 crashpoints.reached("process_started")  # released, not yet recorded
             now = self.clock.now()
             claim = Claim(run.holder or self.node, run.claim_epoch)
             if released:
                 self.lifecycle.mark_running(session, run, now, claim, entry_point=entry_point)
             else:  # the prepared process is gone: start the run the ordinary way
-                prewarm.requeue_unreleased(self.executor, warm.run_dir)
+                prewarm.requeue_unreleased(self.executor, run_dir)
                 self.lifecycle.requeue(session, run_id, claim)
         self.wake()
 

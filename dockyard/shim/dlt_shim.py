@@ -13,8 +13,9 @@ own modules unchanged, so plain open-source dlt is enough.
 `held` is a run prepared ahead of its tick: it imports dlt and the launcher and creates dlt's
 run context, then waits on the run directory's `release` FIFO for one JSON line:
 `{"args": [--run-id …]}` starts the launcher at once (after creating the `released` marker
-in the job's own folder), anything else (`{"discard": true}`, end of file when the controller
-is gone, or the timeout) exits with 75 without running the job.
+in the job's own folder; `"env"`: a follow-up's `DOCKYARD_UPSTREAM_*` variables, set
+first), anything else (`{"discard": true}`, end of file when the controller is gone, or the
+timeout) exits with 75 without running the job.
 
 `inspect` selects the files dlt would ship (code: `WorkspaceFileSelector`, configuration:
 `ConfigurationFileSelector`), copies them into the stage dir, runs dlt's manifest worker
@@ -135,6 +136,10 @@ def held(release: Path, marker: Path, launcher: str, timeout_s: float) -> int:
     payload = json.loads(line)
     if "args" not in payload:
         return NOT_RELEASED
+    # a follow-up's upstream fields are known only at release: only those names may be set
+    for name, value in (payload.get("env") or {}).items():
+        if str(name).startswith("DOCKYARD_UPSTREAM_"):
+            os.environ[str(name)] = str(value)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     import warnings

@@ -123,7 +123,7 @@ def test_rerun_covers_the_same_window_again_and_is_refused_for_an_active_run(
 
     again = cli.json("job-run", "daily", "1", "rerun")
     assert again["number"] == 2 and again["rerun_of"] == first["run_id"]
-    assert again["status"] == "pending"
+    assert again["status"] in ("pending", "starting")  # starting: it took a warm process
     second = wait_run(cli, "daily", 2)
     assert second["status"] == "completed"
     assert (second["interval_start"], second["interval_end"]) == (

@@ -29,6 +29,7 @@ class RunCreated:
     run_id: str
     status: RunStatus
     batch: bool = True  # a batch job's run (workers may take it), not an app's
+    warm: bool = False  # it took a warm pool's held process (`controller/warmpool.py`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ after the commit (`events`). The end of a run carries what depends on it in the 
 transaction: the interval ledger, dlt's refresh cascade and the follow-up runs.
 """
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -111,6 +112,9 @@ class Lifecycle:
         self.events = events or Events()
         self._config_names: dict[tuple[str, str], list[str]] = {}
         self._follower_index: dict[tuple[int, str | None], dict[str, list[int]]] = {}
+        # a warm pool's take (`controller/warmpool.py`): the run id of a held process a new
+        # run of the job may be, or None; set by the pool when there is one
+        self.take_warm: Callable[[Workspace, Job], str | None] | None = None
 
     # creation ---------------------------------------------------------------------------
     def create(
@@ -131,10 +135,14 @@ class Lifecycle:
         creation = decisions.decide(job, request, facts.read(session, ws, job, request, known), now)
         check([None], creation.status)
         where, misplaced = self.place(job)
+        warm = False
+        if creation.status is S.PENDING and misplaced is None and where.embedded:
+            request, creation, warm = self._warm(ws, job, request, creation)
         run = self._row(session, ws, job, request, now, creation, where, batch)
         if not creation.skipped:
             self._begin(session, ws, job, run, creation, now)
-        self.events.publish(session, RunCreated(run.id, creation.status, job.job_type == "batch"))
+        is_batch = job.job_type == "batch"
+        self.events.publish(session, RunCreated(run.id, creation.status, is_batch, warm))
         if misplaced is not None and creation.status is S.PENDING:
             self.end(session, run, [S.PENDING], S.FAILED, now, reason=misplaced)
         return run
@@ -162,6 +170,20 @@ class Lifecycle:
             )
             numbers = {row[0]: row[1] for row in counted}
         return Batch(facts.active_numbers(session, ids), numbers)
+
+    def _warm(
+        self, ws: Workspace, job: Job, request: Request, creation: Creation
+    ) -> tuple[Request, Creation, bool]:
+        """A run that would wait for the runner takes a warm pool's held process if there
+        is one for its job: it is made with that process's id, `starting`, released once
+        committed (the pool listens for `RunCreated` with `warm`)."""
+        if request.run_id is not None or request.prepared or self.take_warm is None:
+            return request, creation, False
+        run_id = self.take_warm(ws, job)
+        if run_id is None:
+            return request, creation, False
+        request = dataclasses.replace(request, run_id=run_id, prepared=True)
+        return request, dataclasses.replace(creation, status=S.STARTING), True
 
     def place(self, job: Job) -> tuple[placement.Placement, str | None]:
         """Where the job's runs go, and why nowhere (its requirements map to two pools).
@@ -533,6 +555,12 @@ class Lifecycle:
             self._follower_index = {k: v for k, v in self._follower_index.items() if k[0] != ws.id}
             self._follower_index[key] = index
         return self._follower_index[key]
+
+    def followers_of(self, session: Session, ws: Workspace, job: Job) -> list[int]:
+        """The active jobs a successful run of `job` starts (what `_follow_ups` would make):
+        the warm pool warms them while `job` runs."""
+        trigger = decisions.follow_up_trigger(job.job_ref, S.COMPLETED)
+        return list(self._followers(session, ws).get(trigger, [])) if trigger else []
 
     def _follow_ups(
         self,

@@ -46,7 +46,7 @@ def trigger(
                 entry.update(
                     run_id=run.id,
                     number=run.number,
-                    status="triggered" if run.status == RunStatus.PENDING else "skipped",
+                    status="skipped" if run.status == RunStatus.SKIPPED else "triggered",
                     skip_reason=run.reason if run.status == RunStatus.SKIPPED else None,
                     run=runs.as_dict(run, job.job_ref),
                 )
