@@ -37,6 +37,7 @@ from _common import (
     machine_busy_s,
     percentile,
     print_machine,
+    process_cpu_s,
     pyproject,
     running_server,
     spread,
@@ -203,8 +204,10 @@ def bench(count: int, runs_out: Path | None) -> Report:
             probe = Probe(server.url, server.token, "burst").start()
             seen = Seen(server.data_dir, tick).start()
             machine = MachineCpu()
+            server_cpu = process_cpu_s(server.proc.pid)
             runs = wait_burst(server.data_dir, count, tick)
             busy = machine.describe()
+            server_cpu = process_cpu_s(server.proc.pid) - server_cpu
             probe.stop()
             seen.stop()
             starts = [user_start(server.data_dir, r["id"]) for r in runs]
@@ -214,7 +217,9 @@ def bench(count: int, runs_out: Path | None) -> Report:
             for r, st in zip(runs, starts, strict=True)
         ]
         runs_out.write_text(json.dumps({"tick": tick.isoformat(), "runs": rows}))
-    return report(count, tick, runs, starts, probe, seen, busy, single_cpu, idle)
+    rep = report(count, tick, runs, starts, probe, seen, busy, single_cpu, idle)
+    rep.add("the server process's CPU over the burst (its own threads) [s]", round(server_cpu, 1))
+    return rep
 
 
 def wait_single(data_dir: Path) -> None:

@@ -36,7 +36,7 @@ from dockyard.errors import Conflict
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_S = 300.0  # a safety net only: wake-ups come from the due time and from events
-BATCH = 200  # due triggers fired in one transaction
+BATCH = 500  # due triggers fired in one transaction (a burst of 500: one commit, about 0.1 s)
 
 
 class Scheduler(Loop):
