@@ -93,8 +93,10 @@ def main() -> int:
         sys.exit(f"supervisor: no readable {rundir.SPEC} in {run_dir}; the controller writes it")
     log = Log(run_dir / rundir.LOG, secrets_pattern(run_dir))
     sandboxed = bool(spec.get("sandboxed"))
-    if spec.get("nice"):  # the job (and this supervisor) yield the CPU to the control plane
-        os.nice(int(spec["nice"]))
+    nice = int(spec.get("nice") or 0)
+    if nice:  # the job (and this supervisor) yield the CPU to the control plane
+        os.nice(nice)
+        lower_autogroup("self", nice)
     become_subreaper()
     try:
         child, leader = start(spec, sandboxed)
@@ -102,6 +104,8 @@ def main() -> int:
         log.write("sys", f"could not start the job: {exc}")
         rundir.write_exit(run_dir, rundir.ExitStatus(127, None, str(exc)), now())
         return 1
+    if nice and sandboxed:  # bwrap's --new-session makes the job a session of its own
+        threading.Thread(target=lower_session, args=(leader, nice), daemon=True).start()
     rundir.write_json(
         run_dir / rundir.PROC,
         {
@@ -127,6 +131,31 @@ def main() -> int:
         pump.join(timeout=5)
     rundir.write_exit(run_dir, rundir.ExitStatus(**outcome(code, sandboxed)), now())
     return 0
+
+
+def lower_autogroup(pid: str, nice: int) -> None:
+    """With the kernel's autogroup scheduling (most distributions' default), CPU is shared
+    fairly between sessions first, and a process's own niceness counts only inside its
+    session: every run is a session of its own (this supervisor's; in the sandbox, bwrap's),
+    so the session's niceness is what lets the server's session come first. Nothing to do
+    on a kernel without autogroups."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+def lower_session(leader: int, nice: int, wait_s: float = 5.0) -> None:
+    """Nice the session the sandboxed job makes (`setsid`, in bwrap), once it exists."""
+    mine = os.getsid(0)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            session = os.getsid(leader)
+        except OSError:
+            return  # it has ended already
+        if session != mine:
+            lower_autogroup(str(leader), nice)
+            return
+        time.sleep(0.005)
 
 
 def start(spec: dict[str, Any], sandboxed: bool) -> "tuple[subprocess.Popen[bytes], int]":

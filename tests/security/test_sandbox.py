@@ -94,7 +94,9 @@ def test_job_deployed_with_a_workspace_token_cannot_reach_the_control_plane(
     run = wait_run(attacker, "sandbox_escape")
     assert run["status"] == "completed", run
     found = probes(attacker, str(run["run_id"]))
-    attacks = {k: v for k, v in found.items() if k not in ("uid",) and not k.startswith("own_")}
+    attacks = {
+        k: v for k, v in found.items() if k not in ("uid", "priority") and not k.startswith("own_")
+    }
     attacks.pop("network")
     assert len(attacks) == 17, found
     assert {k: v for k, v in attacks.items() if v != "denied"} == {}
@@ -121,8 +123,26 @@ def test_admin_token_of_the_server_is_not_in_reach_of_a_job(
     run = wait_run(cli, "sandbox_escape")
     found = probes(cli, str(run["run_id"]))
     assert found["server_environ"] == "denied", found
+    # in its own session (bwrap --new-session) a job still yields the CPU to the server:
+    # its niceness and, with autogroups, its session's (DOCKYARD_RUN_NICE, default 10)
+    niced = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    group = "10" if Path("/proc/self/autogroup").exists() else "none"
+    assert found["priority"] == f"{niced}/{group}", found
     assert server.proc is not None
     assert b"DOCKYARD_ADMIN_TOKEN" in Path(f"/proc/{server.proc.pid}/environ").read_bytes()
+
+
+def mount_point_of_a_live_sandbox(data_dir: Path, path: Path) -> bool:
+    """A folder (or empty file) bwrap made in a running sandbox's /tmp (the run's own
+    `job/tmp`) to mount the server's folders and files on: only when the data dir itself
+    lies under /tmp, as a test's does, and only while that sandbox lives (a warm pool's
+    held process, say)."""
+    parts = path.relative_to(data_dir).parts
+    if len(parts) < 5 or parts[0] != "runs" or parts[2:4] != ("job", "tmp"):
+        return False
+    seen = Path("/tmp", *parts[4:])
+    along = seen in data_dir.parents or seen == data_dir or data_dir in seen.parents
+    return along and (path.is_dir() or path.lstat().st_size == 0)  # folders, empty files
 
 
 def test_data_dir_and_everything_in_it_is_private(tmp_path: Path, cli: Cli) -> None:
@@ -144,6 +164,8 @@ def test_data_dir_and_everything_in_it_is_private(tmp_path: Path, cli: Cli) -> N
                 path = Path(root, name)
                 mode = path.lstat().st_mode
                 public = path.relative_to(srv.data_dir).parts[0] == "envs"
+                if mount_point_of_a_live_sandbox(srv.data_dir, path):
+                    continue
                 if not stat.S_ISLNK(mode) and mode & (0o022 if public else 0o077):
                     loose.append(f"{path} {oct(mode)}")
         assert loose == []
