@@ -114,20 +114,9 @@ class Prewarmer:
             ws.configuration_version,
         )
         wait_s = (self.lead * 2).total_seconds() + 60
-        try:
-            prepared = self.preparer.prepare_held(ws, job, identity, wait_s)
-        except DockyardError as exc:
-            log.warning(
-                "prewarm failed",
-                extra={"action": "prewarm", "job_ref": job.job_ref, "error": exc.message},
-            )
-            return
-        self._index.mkdir(parents=True, exist_ok=True)
-        (self._index / identity.run_id).touch()
-        self.executor.start(prepared.plan)
-        self._warm[(job.id, trigger)] = Warm(
-            identity, job.id, trigger, due_at, prepared.plan.run_dir
-        )
+        run_dir = start_held(self.preparer, self.executor, self._index, ws, job, identity, wait_s)
+        if run_dir is not None:
+            self._warm[(job.id, trigger)] = Warm(identity, job.id, trigger, due_at, run_dir)
 
     # at the tick --------------------------------------------------------------------------
     def take(self, job: Job, ws: Workspace, trigger: str) -> Warm | None:
@@ -198,6 +187,33 @@ class Prewarmer:
                     self.executor.signal(run_dir, signal.SIGKILL)
                     shutil.rmtree(run_dir, ignore_errors=True)
                 marker.unlink(missing_ok=True)
+
+
+def start_held(
+    preparer: Preparer,
+    executor: Executor,
+    index: Path,
+    ws: Workspace,
+    job: Job,
+    identity: RunIdentity,
+    hold_s: float,
+    action: str = "prewarm",
+) -> Path | None:
+    """Start a held process for `identity` (waiting at most `hold_s` to be released),
+    marked in `index` so that a restart removes it if it never became a run; its run
+    directory, or None when its preparation failed (logged as `action`)."""
+    try:
+        prepared = preparer.prepare_held(ws, job, identity, hold_s)
+    except DockyardError as exc:
+        log.warning(
+            f"{action} failed",
+            extra={"action": action, "job_ref": job.job_ref, "error": exc.message},
+        )
+        return None
+    index.mkdir(parents=True, exist_ok=True)
+    (index / identity.run_id).touch()
+    executor.start(prepared.plan)
+    return prepared.plan.run_dir
 
 
 def index_dir(runs_dir: Path, node: str) -> Path:

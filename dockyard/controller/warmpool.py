@@ -321,18 +321,13 @@ class WarmPool(Loop):
         identity = RunIdentity(
             str(uuid.uuid4()), key.profile, key.deployment_version, key.configuration_version
         )
-        try:
-            prepared = self.preparer.prepare_held(ws, job, identity, self.idle_s + HOLD_MARGIN_S)
-        except DockyardError as exc:
-            log.warning(
-                "warm pool fill failed",
-                extra={"action": "warm_fill", "job_ref": job.job_ref, "error": exc.message},
-            )
+        hold_s = self.idle_s + HOLD_MARGIN_S
+        run_dir = prewarm.start_held(
+            self.preparer, self.executor, self._index, ws, job, identity, hold_s, "warm_fill"
+        )
+        if run_dir is None:
             return
-        self._index.mkdir(parents=True, exist_ok=True)
-        (self._index / identity.run_id).touch()
-        self.executor.start(prepared.plan)
-        held = Held(key, ws.name, identity, prepared.plan.run_dir, self.clock.now())
+        held = Held(key, ws.name, identity, run_dir, self.clock.now())
         with self._lock:
             self._held[job.id] = held
         log.info(
