@@ -278,6 +278,9 @@ def test_a_post_without_the_csrf_token_is_refused(dash: Dash, context: Any) -> N
     assert done.status == 303  # the same post with the page's token is accepted
     after = dash.server.api("GET", f"/api/v1/workspaces/{WORKSPACE}/runs?job=hello").json()
     assert len(after) == len(before) + 1
+    # the run it made ends here: the module's next launch of hello must not meet it (its
+    # concurrency limit is 1, and a busy machine runs a job slower than the tests run)
+    assert wait_run(dash.cli, "hello")["status"] == "completed"
 
 
 def test_errors_are_one_line_pages(dash: Dash, context: Any) -> None:
