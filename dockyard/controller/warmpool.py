@@ -7,15 +7,17 @@ run that takes it is created with its id (`Lifecycle.create` asks `take`); once 
 committed the runner releases it with the launch arguments computed from the row, and a
 follow-up's upstream fields (`DOCKYARD_UPSTREAM_*`) go with them: they are only known then.
 
-Correctness before speed: a held process is given only to a run of its job at the same
-deployment, configuration and profile (else discarded, and the run starts cold), never to a
-run whose slot is not free, and never after it has waited `idle_s` (discarded: the job was
-not used again). A deploy or configuration change discards the workspace's stale processes
-at once. The pool fills off the API's and scheduler's threads (its own loop): when a run of
-job J is created, J (recently used) and the jobs that follow J (`job.success:`/`job.fail:`
-triggers naming it) are warmed, so a follow-up's process is waiting when J exits. Memory is
-bounded by `DOCKYARD_WARM_POOL_MB` (0: off); the least recently used job leaves first.
-Markers go into the prewarm index (`prewarm.index_dir`), so a restart kills what was left.
+Correctness before speed: a workspace whose configuration has secrets files gets no held
+processes (their copy would sit decrypted on disk between runs); a held process is given
+only to a run of its job at the same deployment, configuration and profile (else discarded,
+and the run starts cold), never to a run whose slot is not free, and never after it has
+waited `idle_s` (discarded: the job was not used again). A deploy or configuration change
+discards the workspace's stale processes at once. The pool fills off the API's and
+scheduler's threads (its own loop): when a run of job J is created, J (recently used) and
+the jobs that follow J (`job.success:`/`job.fail:` triggers naming it) are warmed, so a
+follow-up's process is waiting when J exits. Memory is bounded by `DOCKYARD_WARM_POOL_MB`
+(0: off); the least recently used job leaves first. Markers go into the prewarm index
+(`prewarm.index_dir`), so a restart kills what was left.
 """
 
 import logging
@@ -55,12 +57,14 @@ FILL_DELAY_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """What a held process was made for: a run may take it only if all four still match."""
+    """What a held process was made for: a run may take it only if all of it still matches
+    (the executor too: a workspace switched to Docker must not run in a held local one)."""
 
     job_id: int
     deployment_version: str | None
     configuration_version: str | None
     profile: str | None
+    executor: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,14 @@ def capacity(budget_mb: int | None, per_process_mb: int = HELD_MB) -> int:
     if budget_mb <= 0:
         return 0
     return max(1, budget_mb // per_process_mb)
+
+
+def has_secrets(config_names: list[str]) -> bool:
+    """Whether a configuration version has secrets files. A held process's configuration
+    copy is written when it is spawned, decrypted; until it can be given at release, a
+    workspace with secrets gets no held processes: its secrets are on disk in clear only
+    while one of its runs runs."""
+    return any(Path(name).name.endswith("secrets.toml") for name in config_names)
 
 
 def expired(held: Held, now: datetime, idle_s: float) -> bool:
@@ -221,7 +233,8 @@ class WarmPool(Loop):
 
     def _key(self, ws: Workspace, job: Job) -> Key:
         profile = runtime_config.profile(job.definition, self.lifecycle.config_names(ws))
-        return Key(job.id, ws.deployment_version, ws.configuration_version, profile)
+        executor = ws.executor or self.lifecycle.executor
+        return Key(job.id, ws.deployment_version, ws.configuration_version, profile, executor)
 
     # the loop: fill, expire, sweep -----------------------------------------------------------
     def step(self) -> float:
@@ -303,6 +316,8 @@ class WarmPool(Loop):
             return False
         if not self.lifecycle.place(job)[0].embedded:
             return False
+        if has_secrets(self.lifecycle.config_names(ws)):
+            return False  # its decrypted secrets would wait on disk with it, between runs
         try:
             return self.preparer.env_ready(ws, job)
         except DockyardError:

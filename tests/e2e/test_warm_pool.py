@@ -1,12 +1,15 @@
 """Warm starts for any run, through a real server, the real CLI and real dlt runs: a launch
 takes the held process its job's last run left warm (its run id is that process's), a
-follow-up is told its upstream at release, a secret changed or code deployed between fill and
-take is never run by the stale process, and with the pool off nothing is held."""
+follow-up is told its upstream at release, a configuration changed or code deployed between
+fill and take is never run by the stale process, a workspace with secrets gets no held
+process (its secrets are in clear on disk only while its runs run), and with the pool off
+nothing is held."""
 
 import hashlib
 import json
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ JOBS = """
 def secret_check():
     import hashlib
 
-    key = dlt.secrets["sources.api.key"]
+    key = dlt.secrets.get("sources.api.key") or dlt.config.get("sources.api.key")
     print("secret sha256", hashlib.sha256(key.encode()).hexdigest(), flush=True)
     print("code version 1", flush=True)
 
@@ -51,11 +54,22 @@ def warm_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-def workspace(ws: Path, key: str) -> Path:
+def workspace(ws: Path, key: str, secret: bool = False) -> Path:
+    """The basic workspace with the two jobs; `key` in its configuration, or in a secrets
+    file."""
     source = ws / "__deployment__.py"
     source.write_text(source.read_text() + JOBS)
-    (ws / ".dlt" / "prod.secrets.toml").write_text(f'[sources.api]\nkey = "{key}"\n')
+    set_key(ws, key, secret)
     return ws
+
+
+def set_key(ws: Path, key: str, secret: bool = False) -> None:
+    if secret:
+        (ws / ".dlt" / "prod.secrets.toml").write_text(f'[sources.api]\nkey = "{key}"\n')
+        return
+    config = ws / ".dlt" / "prod.config.toml"
+    base = config.read_text().split("\n[sources.api]\n")[0]
+    config.write_text(f'{base}\n[sources.api]\nkey = "{key}"\n')
 
 
 def held(server: Server) -> set[str]:
@@ -85,18 +99,18 @@ def launch(cli: Cli, job: str, number: int) -> dict[str, object]:
     return done
 
 
-def test_a_secret_changed_between_fill_and_take_is_never_run_by_the_stale_process(
+def test_a_configuration_changed_between_fill_and_take_is_never_run_by_the_stale_process(
     warm_server: Server, cache_home: Path, basic_ws: Path, tmp_path: Path
 ) -> None:
     cli = Cli(warm_server, cache_home, tmp_path / "config", "warm")
-    first, second = "sk-" + secrets.token_hex(8), "sk-" + secrets.token_hex(8)
+    first, second = "k-" + secrets.token_hex(8), "k-" + secrets.token_hex(8)
     ws = workspace(basic_ws, first)
     cli.run("deploy", cwd=ws)
     launch(cli, "secret_check", 1)  # cold: the job and its follow-up are warmed meanwhile
     wait_run(cli, "after_secret", 1)
     stale = wait_held(warm_server, 2)
 
-    (ws / ".dlt" / "prod.secrets.toml").write_text(f'[sources.api]\nkey = "{second}"\n')
+    set_key(ws, second)
     cli.run("configuration", "sync", cwd=ws)
     run = launch(cli, "secret_check", 2)
 
@@ -149,6 +163,33 @@ def test_a_deploy_between_fill_and_take_runs_the_new_code(
     log = run_log(warm_server, str(run["run_id"]))
     assert "code version 2" in log and "code version 1" not in log
     assert run["run_id"] not in stale
+
+
+def test_a_workspace_with_secrets_gets_no_held_process(
+    warm_server: Server, cache_home: Path, basic_ws: Path, tmp_path: Path
+) -> None:
+    """A held process's configuration copy is written, decrypted, when it is spawned: a
+    workspace with secrets gets none, so its secrets are in clear on disk only while one of
+    its runs runs. Another workspace's runs, made after, do get warmed (the pool ran)."""
+    key = "sk-" + secrets.token_hex(8)
+    plain = workspace(shutil.copytree(basic_ws, tmp_path / "plain"), "k-" + secrets.token_hex(8))
+    vault = Cli(warm_server, cache_home, tmp_path / "config", "vault")
+    vault.run("workspace", "create", "vault")
+    vault.run("deploy", cwd=workspace(basic_ws, key, secret=True))
+    run = launch(vault, "secret_check", 1)
+    assert f"secret sha256 {sha(key)}" in run_log(warm_server, str(run["run_id"]))
+    assert wait_run(vault, "after_secret", 1)["status"] == "completed"
+
+    cli = Cli(warm_server, cache_home, tmp_path / "config", "warm")
+    cli.run("deploy", cwd=plain)
+    launch(cli, "secret_check", 1)
+    wait_run(cli, "after_secret", 1)
+    warm = wait_held(warm_server, 2)
+    assert len(warm) == 2  # the plain workspace's two jobs; none of the vault's
+    on_disk = [
+        p for p in warm_server.data_dir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()
+    ]
+    assert on_disk == []
 
 
 def test_with_the_pool_off_nothing_is_held(

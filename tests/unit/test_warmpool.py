@@ -81,8 +81,10 @@ def put(pool: WarmPool, h: Held, tmp_path: Path) -> Held:
     return h
 
 
-def ws(config: str = "c1") -> Any:
-    return SimpleNamespace(deployment_version="d1", configuration_version=config, name="ws")
+def ws(config: str = "c1", executor: str | None = None) -> Any:
+    return SimpleNamespace(
+        deployment_version="d1", configuration_version=config, name="ws", executor=executor
+    )
 
 
 def job(job_id: int = 1, job_type: str = "batch") -> Any:
@@ -115,6 +117,21 @@ def test_a_changed_configuration_discards_the_held_process_and_the_run_starts_co
     h = put(pool, held(1, config="c1"), tmp_path)
     assert pool.take(ws(config="c2"), job()) is None
     assert discarded(pool) == [h.run_dir]
+
+
+def test_a_workspace_switched_to_docker_discards_the_held_local_process(
+    pool: WarmPool, tmp_path: Path
+) -> None:
+    h = put(pool, held(1), tmp_path)
+    assert pool.take(ws(executor="docker"), job()) is None
+    assert discarded(pool) == [h.run_dir]
+
+
+def test_a_configuration_with_secrets_files_is_never_held() -> None:
+    assert warmpool.has_secrets(["config/prod.secrets.toml", "config/config.toml"])
+    assert warmpool.has_secrets(["config/secrets.toml"])
+    assert not warmpool.has_secrets(["config/prod.config.toml", "config/config.toml"])
+    assert not warmpool.has_secrets([])
 
 
 def test_an_idle_expired_or_exited_process_is_never_taken(pool: WarmPool, tmp_path: Path) -> None:
