@@ -28,7 +28,16 @@ from sqlalchemy.orm import Session
 
 from dockyard import crashpoints
 from dockyard.clock import Clock
-from dockyard.controller import logs, placement, prewarm, run_end, runlinks, runs, slots
+from dockyard.controller import (
+    envs,
+    logs,
+    placement,
+    prewarm,
+    run_end,
+    runlinks,
+    runs,
+    slots,
+)
 from dockyard.controller.executors.base import Executor, ExitStatus
 from dockyard.controller.lifecycle import (
     ACTIVE,
@@ -251,7 +260,11 @@ class Runner(Loop):
             now = self.clock.now()
             claim = Claim(run.holder or self.node, run.claim_epoch)
             if released:
-                self.lifecycle.mark_running(session, run, now, claim, entry_point=entry_point)
+                # the environment it runs in, as a cold start records it (`run.environment`)
+                env = envs.env_spec(requirements, job.definition).key
+                self.lifecycle.mark_running(
+                    session, run, now, claim, entry_point=entry_point, env_hash=env
+                )
             else:  # the prepared process is gone: start the run the ordinary way
                 prewarm.requeue_unreleased(self.executor, run_dir)
                 self.lifecycle.requeue(session, run_id, claim)

@@ -126,7 +126,7 @@ def test_a_launch_takes_the_warm_process_and_a_follow_up_gets_its_upstream_at_re
     cli = Cli(warm_server, cache_home, tmp_path / "config", "warm")
     key = "sk-" + secrets.token_hex(8)
     cli.run("deploy", cwd=workspace(basic_ws, key))
-    launch(cli, "secret_check", 1)
+    cold = launch(cli, "secret_check", 1)
     wait_run(cli, "after_secret", 1)
     warm = wait_held(warm_server, 2)
 
@@ -134,6 +134,7 @@ def test_a_launch_takes_the_warm_process_and_a_follow_up_gets_its_upstream_at_re
     follow = wait_run(cli, "after_secret", 2)
 
     assert run["run_id"] in warm  # it ran in the held process's run id
+    assert run["environment"] == cold["environment"] is not None  # recorded as a cold start
     log = run_log(warm_server, str(run["run_id"]))
     assert "released a warm pool's held process" in log
     assert f"secret sha256 {sha(key)}" in log
