@@ -364,10 +364,21 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+def _renice_session() -> None:
+    """A run is a session of its own (in the sandbox, bwrap's): with the kernel's autogroups
+    its session's niceness is what lets the server come first. Set here, before dlt is
+    imported, so it holds from the job's first line (the supervisor sets it too, later)."""
+    nice = os.environ.get("DOCKYARD_RUN_NICE")
+    if nice and nice.isdigit():
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(nice)
+
+
 def main() -> int:
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "distributions":  # no dlt: only the environment's metadata
         return distributions(rest)
+    _renice_session()
     _prepare()
     if command == "launch":
         return launch(rest[0], rest[1:])

@@ -156,6 +156,8 @@ class LocalExecutor:
                 "RUNTIME__DLTHUB_DSN": f"{self.beacon_url}/beacon/{plan.beacon_token}",
             }
         )
+        if self.nice:  # the shim nices its own session with it (dlt_shim._renice_session)
+            env["DOCKYARD_RUN_NICE"] = str(self.nice)
         if self.pycache is not None:  # keeps checkouts clean; one folder per workspace
             workspace = plan.labels.get("dockyard.workspace", "_")
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache / workspace)
