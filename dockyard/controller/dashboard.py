@@ -94,7 +94,7 @@ def _queue(session: Session, ws: Workspace, now: datetime, limit: int) -> dict[s
     first = list(
         session.scalars(
             pending.order_by(
-                func.coalesce(Run.scheduled_for, Run.created_at), Run.created_at
+                func.coalesce(Run.scheduled_for, Run.created_at), Run.created_at, Run.id
             ).limit(limit)
         )
     )

@@ -372,7 +372,7 @@ class Runner(Loop):
         key = func.coalesce(Run.scheduled_for, Run.created_at)
         turn = (
             func.row_number()
-            .over(partition_by=Run.workspace_id, order_by=(key, Run.created_at))
+            .over(partition_by=Run.workspace_id, order_by=(key, Run.created_at, Run.id))
             .label("turn")
         )
         ranked = (

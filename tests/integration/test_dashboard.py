@@ -217,7 +217,8 @@ def test_the_overview_lists_the_queue_and_says_it_waits_for_a_run_slot(
         admin_token=TOKEN,
         run_slots=1,
     )
-    ctl = Controller(settings, clock=FakeClock(NOW))
+    clock = FakeClock(NOW)
+    ctl = Controller(settings, clock=clock)
     try:
         ctl.bootstrap()
         ctl.join()  # this server is a live node with one slot
@@ -229,7 +230,10 @@ def test_the_overview_lists_the_queue_and_says_it_waits_for_a_run_slot(
         assert dashboard.overview(ctl, ADMIN, WS)["queue"]["waiting"] is None  # a slot is free
         with ctl.db.session() as session:
             assert ctl.lifecycle.claim(session, first, NOW, ctl.lifecycle.node) is not None
-        second, third = dash.trigger("b")["run_id"], dash.trigger("c")["run_id"]
+        clock.set(NOW + timedelta(seconds=1))
+        second = dash.trigger("b")["run_id"]
+        clock.set(NOW + timedelta(seconds=2))  # created at one instant, runs start in id order
+        third = dash.trigger("c")["run_id"]
         queue = dashboard.overview(ctl, ADMIN, WS)["queue"]
         assert queue["count"] == 2
         assert [r["run_id"] for r in queue["runs"]] == [second, third]
