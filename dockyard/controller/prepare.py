@@ -210,7 +210,11 @@ class Preparer:
         repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
         code = self.checkout(repo, ws.name, identity.deployment_version)
         settings_dir = self.write_settings(
-            repo, identity.configuration_version, run_dir, lambda: self._identities(ws)
+            repo,
+            identity.configuration_version,
+            run_dir,
+            lambda: self._identities(ws),
+            held_back=args is None,  # a held process gets its secrets at release
         )
         profile = identity.profile or "prod"
         return RunPlan(
@@ -301,24 +305,50 @@ class Preparer:
         sha: str | None,
         run_dir: Path,
         identities: Callable[[], Mapping[str, str]] = dict,
+        held_back: bool = False,
     ) -> Path:
         """The run's own `.dlt` folder: configuration at its version, secrets decrypted,
         readable by the run only (removed when it ends). A value that cannot be decrypted
-        refuses the run with the reason; nothing is left behind."""
+        refuses the run with the reason; nothing is left behind. `held_back`: without the
+        secrets files and their redaction list (a held process waits, maybe minutes, for a
+        run; `deliver_secrets` writes them when it is released)."""
         settings_dir = run_dir / rundir.SETTINGS
         settings_dir.mkdir(parents=True, mode=0o700)
         (settings_dir / ".workspace").touch()
         _write_private(settings_dir / ANONYMOUS_ID, _anonymous_id(repo).encode())
         if sha is None:
             return settings_dir
-        try:
-            files = configuration(repo, sha, identities)
-        except DockyardError:
-            _cleanup(run_dir)
-            raise
+        if held_back:  # nothing is decrypted: the held process never sees a secret
+            files = {n: d for n, d in gitstore.config_files(repo, sha).items() if not secret(n)}
+        else:
+            try:
+                files = configuration(repo, sha, identities)
+            except DockyardError:
+                _cleanup(run_dir)
+                raise
         for name, data in files.items():
             _write_private(settings_dir / name, data)
         return settings_dir
+
+    def deliver_secrets(self, ws: Workspace, run_dir: Path, sha: str | None) -> bool:
+        """A held process is released: its configuration's secrets files, decrypted, and
+        their redaction list go into its `.dlt` folder now, owned like the folder (the
+        workspace's user in the sandbox). False: the configuration has none. Raises (with
+        the reason) when a value cannot be decrypted; nothing is written then."""
+        if sha is None:
+            return False
+        repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
+        if not any(secret(name) for name in gitstore.config_files(repo, sha)):
+            return False
+        opened = configuration(repo, sha, lambda: self._identities(ws))
+        files = {n: d for n, d in opened.items() if secret(n) or n == logs.REDACT_FILE}
+        settings_dir = run_dir / rundir.SETTINGS
+        owner = settings_dir.stat()
+        for name, data in files.items():
+            _write_private(settings_dir / name, data)
+            if owner.st_uid != os.geteuid():
+                os.chown(settings_dir / name, owner.st_uid, owner.st_gid)
+        return True
 
     def worker_configuration(self, ws: Workspace, sha: str | None) -> dict[str, bytes]:
         """What `write_settings` would write, as files (name → bytes) for a worker host to
@@ -328,6 +358,11 @@ class Preparer:
         if sha is not None:
             files.update(configuration(repo, sha, lambda: self._identities(ws)))
         return files
+
+
+def secret(name: str) -> bool:
+    """A configuration file that holds secrets (`secrets.toml`, `<profile>.secrets.toml`)."""
+    return crypto.is_secret_file(name)
 
 
 def configuration(

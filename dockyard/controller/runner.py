@@ -253,7 +253,17 @@ class Runner(Loop):
             payload: dict[str, Any] = {"args": launch_args(run, entry_point)}
             if upstream is not None:
                 payload["env"] = upstream.environment(self.preparer.settings.base_url)
-            released = self.executor.release(run_dir, payload)
+            try:  # its secrets only now: it held none while it waited
+                if self.preparer.deliver_secrets(ws, run_dir, run.configuration_version):
+                    payload["config"] = True  # the shim reloads dlt's configuration
+                released = self.executor.release(run_dir, payload)
+            except (DockyardError, OSError) as exc:  # started cold, it fails with the reason
+                log.warning(
+                    "held process not given its secrets: starting the run cold",
+                    extra={"action": "warm_release", "run_id": run_id, "error": str(exc)},
+                )
+                self.executor.release(run_dir, {"discard": True})
+                released = False
             if released:
                 logs.system(run_dir, note)
                 crashpoints.reached("process_started")  # released, not yet recorded

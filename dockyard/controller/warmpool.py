@@ -7,8 +7,10 @@ run that takes it is created with its id (`Lifecycle.create` asks `take`); once 
 committed the runner releases it with the launch arguments computed from the row, and a
 follow-up's upstream fields (`DOCKYARD_UPSTREAM_*`) go with them: they are only known then.
 
-Correctness before speed: a workspace whose configuration has secrets files gets no held
-processes (their copy would sit decrypted on disk between runs); a held process is given
+Correctness before speed: a held process's configuration copy has no secrets files (nor
+their redaction list): they are decrypted and written when it is released, and dlt reads
+its configuration again then (`Preparer.deliver_secrets`, the shim's `"config"`), so a
+secret is in clear on disk only while a run of its workspace runs. A held process is given
 only to a run of its job at the same deployment, configuration and profile (else discarded,
 and the run starts cold), never to a run whose slot is not free, and never after it has
 waited `idle_s` (discarded: the job was not used again). A deploy or configuration change
@@ -96,14 +98,6 @@ def capacity(budget_mb: int | None, per_process_mb: int = HELD_MB) -> int:
     if budget_mb <= 0:
         return 0
     return max(1, budget_mb // per_process_mb)
-
-
-def has_secrets(config_names: list[str]) -> bool:
-    """Whether a configuration version has secrets files. A held process's configuration
-    copy is written when it is spawned, decrypted; until it can be given at release, a
-    workspace with secrets gets no held processes: its secrets are on disk in clear only
-    while one of its runs runs."""
-    return any(Path(name).name.endswith("secrets.toml") for name in config_names)
 
 
 def expired(held: Held, now: datetime, idle_s: float) -> bool:
@@ -316,8 +310,6 @@ class WarmPool(Loop):
             return False
         if not self.lifecycle.place(job)[0].embedded:
             return False
-        if has_secrets(self.lifecycle.config_names(ws)):
-            return False  # its decrypted secrets would wait on disk with it, between runs
         try:
             return self.preparer.env_ready(ws, job)
         except DockyardError:

@@ -14,7 +14,8 @@ own modules unchanged, so plain open-source dlt is enough.
 run context, then waits on the run directory's `release` FIFO for one JSON line:
 `{"args": [--run-id …]}` starts the launcher at once (after creating the `released` marker
 in the job's own folder; `"env"`: a follow-up's `DOCKYARD_UPSTREAM_*` variables, set
-first), anything else (`{"discard": true}`, end of file when the controller is gone, or the
+first; `"config": true`: its secrets files were written at release, dlt's configuration is
+read again), anything else (`{"discard": true}`, end of file when the controller is gone, or the
 timeout) exits with 75 without running the job.
 
 `inspect` selects the files dlt would ship (code: `WorkspaceFileSelector`, configuration:
@@ -108,6 +109,19 @@ def marimo_assets_from_its_own_server() -> None:
 NOT_RELEASED = 75  # EX_TEMPFAIL: a prepared run that was never released
 
 
+def _reload_configuration() -> None:
+    """dlt's configuration providers read the `.dlt` folder when the run context is made;
+    a held process made its context before its secrets were there."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    context = Container()[PluggableRunContext]
+    if hasattr(context, "reload_providers"):
+        context.reload_providers()
+    else:  # an older dlt in the workspace's environment
+        context.reload()
+
+
 def held(release: Path, marker: Path, launcher: str, timeout_s: float) -> int:
     import importlib
     import select
@@ -140,6 +154,8 @@ def held(release: Path, marker: Path, launcher: str, timeout_s: float) -> int:
     for name, value in (payload.get("env") or {}).items():
         if str(name).startswith("DOCKYARD_UPSTREAM_"):
             os.environ[str(name)] = str(value)
+    if payload.get("config"):  # its secrets files were written just now: dlt reads them again
+        _reload_configuration()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     import warnings

@@ -98,6 +98,11 @@ class LineSplitter:
         self._dropped = 0
         self._cr = False  # the line's last byte so far is `\r`
 
+    def redact_with(self, redactor: Redactor | None) -> None:
+        """From now on hide these secrets (a held run learns its secrets when released)."""
+        self._redactor = redactor if redactor else None
+        self._keep = self._max + 4 + (redactor.longest if redactor else 0)
+
     def feed(self, data: bytes) -> None:
         start = 0
         while (end := data.find(b"\n", start)) >= 0:

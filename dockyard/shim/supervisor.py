@@ -12,7 +12,8 @@ is adopted afterwards:
 
 Output is cut into lines by `loglines.py`, the splitter the Docker executor uses too: lines
 are bounded (`[line truncated: N bytes]`), and the secret values of the run's profile
-(`dlt/.dockyard-redact.json`, written by the controller with the run's configuration) are
+(`dlt/.dockyard-redact.json`, written by the controller with the run's configuration; for a
+held run, when it is released: read again once the job's `released` marker is there) are
 replaced by `***` on the whole line before it is written, whatever the pipe cut it into.
 
 Every process of the run dies with it. In the sandbox (`"sandboxed"` in spec.json: argv starts
@@ -65,10 +66,28 @@ def secrets_pattern(run_dir: Path) -> "loglines.Redactor | None":
 
 
 class Log:
-    def __init__(self, path: Path, secrets: "loglines.Redactor | None" = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        secrets: "loglines.Redactor | None" = None,
+        released: Path | None = None,
+    ) -> None:
         self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self._secrets = secrets
+        # a held run's secrets (and so what its log must hide) are written when it is
+        # released, before the job creates this marker and before it prints anything
+        self._released = released
+
+    def secrets(self) -> "loglines.Redactor | None":
+        """What the log must hide now: read again once a held run has been released."""
+        released = self._released
+        if released is not None and released.exists():
+            with self._lock:
+                if self._released is not None:
+                    self._secrets = secrets_pattern(released.parent.parent)
+                    self._released = None
+        return self._secrets
 
     def write(self, stream: str, text: str) -> None:
         """Append one line as it is (the job's lines come redacted from `pump`)."""
@@ -79,9 +98,13 @@ class Log:
 
     def pump(self, pipe: IO[bytes], stream: str) -> None:
         """Copy one of the job's pipes into the log until it closes, line by line."""
-        splitter = loglines.LineSplitter(lambda text: self.write(stream, text), self._secrets)
+        hiding = self.secrets()
+        splitter = loglines.LineSplitter(lambda text: self.write(stream, text), hiding)
         fd = pipe.fileno()
         while chunk := os.read(fd, loglines.READ_SIZE):
+            if (latest := self.secrets()) is not hiding:  # one stat per read until released
+                splitter.redact_with(latest)
+                hiding = latest
             splitter.feed(chunk)
         splitter.close()
 
@@ -91,7 +114,8 @@ def main() -> int:
     spec = rundir.read_spec(run_dir)
     if spec is None:
         sys.exit(f"supervisor: no readable {rundir.SPEC} in {run_dir}; the controller writes it")
-    log = Log(run_dir / rundir.LOG, secrets_pattern(run_dir))
+    released = run_dir / rundir.JOB / rundir.RELEASED if spec.get("held") else None
+    log = Log(run_dir / rundir.LOG, secrets_pattern(run_dir), released)
     sandboxed = bool(spec.get("sandboxed"))
     nice = int(spec.get("nice") or 0)
     if nice:  # the job (and this supervisor) yield the CPU to the control plane

@@ -4,6 +4,7 @@ with its launch arguments, discarded, or left behind by a dead controller."""
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -101,6 +102,68 @@ def test_a_held_run_whose_controller_died_exits_without_running(
     status = wait_done(LocalExecutor(), spec.run_dir)
     assert status == ExitStatus(NOT_RELEASED, None)
     assert "user code ran" not in output(spec.run_dir)
+
+
+SECRET_JOB = """import hashlib
+import dlt
+import dlt.hub.run as run
+
+@run.job
+def hello():
+    key = dlt.secrets.get("sources.api.key")
+    print("the key is", key, flush=True)
+    print("its sha256", hashlib.sha256(str(key).encode()).hexdigest(), flush=True)
+"""
+
+
+def waiting_on_release(pid: int, release: Path) -> bool:
+    """The held process has opened its release FIFO: its run context is made."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(release) for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["config-reloaded", "not-reloaded"])
+def test_a_held_run_gets_its_secrets_at_release_and_its_log_hides_them(
+    runs_dir: Path, workspace: Path, reload: bool
+) -> None:
+    """A held process waits without its secrets (made its run context without them); they
+    are written at release with the redaction list, the job reads them (only because dlt's
+    configuration is read again: without `"config"` it finds nothing) and the supervisor,
+    started before they existed, hides them in the log."""
+    import hashlib
+    import secrets
+
+    (workspace / "jobs.py").write_text(SECRET_JOB)
+    executor = LocalExecutor()
+    spec = held_spec(runs_dir, workspace, "r1")
+    settings = spec.run_dir / "dlt"
+    settings.mkdir(parents=True)
+    spec.env["DLT_CONFIG_FOLDER"] = str(settings)
+    executor.spawn(spec)
+    wait_for(spec.run_dir / "proc.json")
+    pid = int(json.loads((spec.run_dir / "proc.json").read_text())["pid"])
+    deadline = time.monotonic() + 60
+    while not waiting_on_release(pid, spec.run_dir / "release"):
+        assert time.monotonic() < deadline, "the held process never waited for its release"
+        time.sleep(0.05)
+    key = "sk-" + secrets.token_hex(12)
+    (settings / "secrets.toml").write_text(f'[sources.api]\nkey = "{key}"\n')
+    (settings / ".dockyard-redact.json").write_text(json.dumps([key]))
+    payload: dict[str, object] = {"args": launch_args("r1")}
+    if reload:
+        payload["config"] = True
+    assert executor.release(spec.run_dir, payload)
+    assert wait_done(executor, spec.run_dir) == ExitStatus(0, None)
+    log = output(spec.run_dir)
+    assert key not in log
+    if reload:
+        assert hashlib.sha256(key.encode()).hexdigest() in log
+        assert "the key is ***" in log
+    else:  # the run context was made before the secrets existed
+        assert "the key is None" in log
 
 
 def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -> None:

@@ -127,13 +127,6 @@ def test_a_workspace_switched_to_docker_discards_the_held_local_process(
     assert discarded(pool) == [h.run_dir]
 
 
-def test_a_configuration_with_secrets_files_is_never_held() -> None:
-    assert warmpool.has_secrets(["config/prod.secrets.toml", "config/config.toml"])
-    assert warmpool.has_secrets(["config/secrets.toml"])
-    assert not warmpool.has_secrets(["config/prod.config.toml", "config/config.toml"])
-    assert not warmpool.has_secrets([])
-
-
 def test_an_idle_expired_or_exited_process_is_never_taken(pool: WarmPool, tmp_path: Path) -> None:
     old = put(pool, held(1, at=T0 - timedelta(seconds=601)), tmp_path)
     assert pool.take(ws(), job()) is None
