@@ -21,6 +21,13 @@ def register(cli: click.Group) -> None:
 @click.option("--executor", type=click.Choice(["local", "docker"]), default="local")
 @click.option("--slots", type=click.IntRange(1, 1024), default=2, show_default=True)
 @click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=10,
+    show_default=True,
+    help="Niceness of runs and environment builds (0: as the worker itself).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
@@ -37,6 +44,7 @@ def worker(
     labels: tuple[str, ...],
     executor: str,
     slots: int,
+    nice: int,
     data_dir: str | None,
     log_level: str,
 ) -> None:
@@ -69,6 +77,7 @@ def worker(
         labels=_labels(labels),
         executor=executor,
         slots=slots,
+        nice=nice,
         data_dir=Path(data_dir or "~/.local/share/dockyard-worker").expanduser().absolute(),
     )
 

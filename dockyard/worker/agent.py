@@ -50,6 +50,7 @@ class Options:
     labels: dict[str, str] = field(default_factory=dict)
     executor: str = "local"
     slots: int = 2
+    nice: int = 10  # runs and environment builds yield the CPU to the agent (heartbeats)
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local/share/dockyard-worker")
 
 
@@ -413,7 +414,7 @@ def make_executor(options: Options) -> Executor:
     data = options.data_dir
     if options.executor == "docker":
         return _docker(options)
-    return LocalExecutor(data / "envs", options.server, data / "pycache")
+    return LocalExecutor(data / "envs", options.server, data / "pycache", nice=options.nice)
 
 
 def _docker(options: Options) -> Executor:

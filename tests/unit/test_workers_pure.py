@@ -78,3 +78,16 @@ def test_embedded_runs_is_on_unless_the_environment_says_off(
     monkeypatch.setenv("DOCKYARD_EMBEDDED_RUNS", "maybe")
     with pytest.raises(ValueError, match="neither on nor off"):
         Settings.from_env()
+
+
+def test_a_worker_runs_its_jobs_niced_unless_told_otherwise(tmp_path: Path) -> None:
+    """A worker host's runs and environment builds yield the CPU to its agent (heartbeats,
+    log uploads), like a server's; `--nice 0` leaves them as the agent is."""
+    from dockyard.controller.executors.local import LocalExecutor
+    from dockyard.worker.agent import Options, make_executor
+
+    default = make_executor(Options("http://s", "t", data_dir=tmp_path))
+    off = make_executor(Options("http://s", "t", nice=0, data_dir=tmp_path))
+    assert isinstance(default, LocalExecutor) and isinstance(off, LocalExecutor)
+    assert (default.nice, off.nice) == (10, 0)
+    assert default.builder is not None and default.builder.nice == 10
