@@ -116,7 +116,7 @@ class Preparer:
         """A run prepared ahead of its tick: the process starts now, imports dlt and the
         launcher, and waits to be released with its launch arguments (`launch_args`)."""
         requirements = self._requirements_of(ws, identity.deployment_version)
-        plan = self._plan(ws, job, identity, requirements, None, (), timeout_s, "local")
+        plan = self._plan(ws, job, identity, requirements, None, (), timeout_s, ws.executor)
         return Prepared(plan, {})
 
     def entry_point(

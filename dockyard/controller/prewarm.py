@@ -34,9 +34,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class Key:
+    """What a held process was made for: a run may take it only if all of it still matches
+    (the executor too: a workspace switched to Docker must not run in a held local one)."""
+
+    job_id: int
+    deployment_version: str | None
+    configuration_version: str | None
+    profile: str | None
+    executor: str = "local"
+
+
+def key_of(lifecycle: Lifecycle, ws: Workspace, job: Job) -> Key:
+    """What a held process made now for a run of `job` would be made for."""
+    profile = runtime_config.profile(job.definition, lifecycle.config_names(ws))
+    executor = ws.executor or lifecycle.executor
+    return Key(job.id, ws.deployment_version, ws.configuration_version, profile, executor)
+
+
+@dataclass(frozen=True, slots=True)
 class Warm:
     identity: RunIdentity
-    job_id: int
+    key: Key
     trigger: str
     due_at: datetime
     run_dir: Path
@@ -98,7 +117,9 @@ class Prewarmer:
             if key in self._warm or len(self._warm) >= self.most:
                 continue
             if (ws.executor or self.lifecycle.executor) != "local":
-                continue  # only the local executor prepares runs ahead of their tick
+                # starting a container takes a few hundred ms of this (the scheduler's)
+                # thread; a Docker job's timed runs take the warm pool's held container
+                continue
             if not self.lifecycle.place(job)[0].embedded:
                 continue  # placed on workers (controller/placement.py): never run here
             assert schedule.next_fire_at is not None
@@ -107,16 +128,14 @@ class Prewarmer:
     def _prepare(self, ws: Workspace, job: Job, trigger: str, due_at: datetime) -> None:
         if ws.deployment_version is None or not self.preparer.env_ready(ws, job):
             return  # never build an environment on the scheduler's clock
+        key = key_of(self.lifecycle, ws, job)
         identity = RunIdentity(
-            str(uuid.uuid4()),
-            runtime_config.profile(job.definition, self.lifecycle.config_names(ws)),
-            ws.deployment_version,
-            ws.configuration_version,
+            str(uuid.uuid4()), key.profile, key.deployment_version, key.configuration_version
         )
         wait_s = (self.lead * 2).total_seconds() + 60
         run_dir = start_held(self.preparer, self.executor, self._index, ws, job, identity, wait_s)
         if run_dir is not None:
-            self._warm[(job.id, trigger)] = Warm(identity, job.id, trigger, due_at, run_dir)
+            self._warm[(job.id, trigger)] = Warm(identity, key, trigger, due_at, run_dir)
 
     # at the tick --------------------------------------------------------------------------
     def take(self, job: Job, ws: Workspace, trigger: str) -> Warm | None:
@@ -124,13 +143,7 @@ class Prewarmer:
         warm = self._warm.pop((job.id, trigger), None)
         if warm is None:
             return None
-        profile = runtime_config.profile(job.definition, self.lifecycle.config_names(ws))
-        same = (
-            warm.identity.deployment_version == ws.deployment_version
-            and warm.identity.configuration_version == ws.configuration_version
-            and warm.identity.profile == profile
-        )
-        if not same or not self.take_slot():
+        if warm.key != key_of(self.lifecycle, ws, job) or not self.take_slot():
             # a deploy came in between, or every slot is in use: the run starts the ordinary
             # way, when its turn comes
             self.discard(warm)

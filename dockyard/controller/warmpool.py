@@ -1,4 +1,5 @@
 """Warm starts for every run: a node-local pool of held processes, one per recently used job.
+On the Docker executor a held process is a started container of the job's image.
 
 A held process (`prepare.prepare_held`, the shim's `held` mode) has its interpreter up, dlt,
 the launcher and dlt's run context loaded, and waits on its run directory's `release` FIFO.
@@ -26,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +37,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dockyard.clock import Clock
-from dockyard.controller import logs, prewarm, runtime_config
+from dockyard.controller import logs, prewarm
 from dockyard.controller.executors.base import Executor
 from dockyard.controller.lifecycle import Deployed, Lifecycle, RunCreated, RunStatus
 from dockyard.controller.loop import Loop
 from dockyard.controller.prepare import Preparer, RunIdentity
+from dockyard.controller.prewarm import Key as Key
+from dockyard.controller.prewarm import key_of
 from dockyard.controller.store.db import Database
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import DockyardError
@@ -51,22 +55,11 @@ HELD_MB = 70
 CONTROL_PLANE_IDLE_MB = 145  # docs/benchmarks.md: the pool's default budget is this again
 TAKEN_GRACE_S = 30.0  # a taken process whose run was never committed: released or discarded
 HOLD_MARGIN_S = 60.0  # the shim's own timeout is the idle expiry plus this
+STOP_WAIT_S = 5.0  # a stopping server waits this long for its discarded processes to exit
 # a fill waits this long after the last run was made: a new process's imports (a second or
 # two of CPU) must not compete with the run that just started, nor with its follow-up's
 # release when it is a short job
 FILL_DELAY_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """What a held process was made for: a run may take it only if all of it still matches
-    (the executor too: a workspace switched to Docker must not run in a held local one)."""
-
-    job_id: int
-    deployment_version: str | None
-    configuration_version: str | None
-    profile: str | None
-    executor: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +141,7 @@ class WarmPool(Loop):
         self._taken: dict[str, tuple[Held, datetime]] = {}  # run id → taken, not yet released
         self._discarded: list[Path] = []
         self._wanted: list[int] = []  # jobs to warm
+        self._later: set[int] = set()  # jobs to warm once their environment is built
         self._created: list[str] = []  # runs made since the last step: warm their followers
         self._deployed: set[str] = set()  # workspaces whose held processes may be stale
         self._last_run = clock.now() - timedelta(seconds=FILL_DELAY_S)  # a run last made
@@ -226,9 +220,7 @@ class WarmPool(Loop):
                 self._taken[run_id] = taken
 
     def _key(self, ws: Workspace, job: Job) -> Key:
-        profile = runtime_config.profile(job.definition, self.lifecycle.config_names(ws))
-        executor = ws.executor or self.lifecycle.executor
-        return Key(job.id, ws.deployment_version, ws.configuration_version, profile, executor)
+        return key_of(self.lifecycle, ws, job)
 
     # the loop: fill, expire, sweep -----------------------------------------------------------
     def step(self) -> float:
@@ -245,6 +237,9 @@ class WarmPool(Loop):
         if quiet_in > 0:
             return quiet_in  # runs are being made: fill once they have started
         with self._lock:
+            # a job whose environment was not built yet is tried again while it is in use
+            later, self._later = self._later, set()
+            self._wanted += [j for j in later if self._recently_used(j, now)]
             wanted, self._wanted = wanted_now(self._wanted, self.limit), []
         for job_id in wanted:
             self._fill(job_id)
@@ -253,9 +248,13 @@ class WarmPool(Loop):
         self._sweep()
         return self._next_wake(now)
 
+    def _recently_used(self, job_id: int, now: datetime) -> bool:
+        used = self._used.get(job_id)
+        return used is not None and now - used < timedelta(seconds=self.idle_s)
+
     def _next_wake(self, now: datetime) -> float:
         with self._lock:
-            if self._discarded or self._taken:
+            if self._discarded or self._taken or self._later:
                 return 1.0
             starts = [h.started_at for h in self._held.values()]
         if not starts:
@@ -289,6 +288,10 @@ class WarmPool(Loop):
             ws = session.get(Workspace, job.workspace_id) if job is not None else None
             if job is None or ws is None or not self._fits(ws, job):
                 return
+            if not self._env_ready(ws, job):  # a build under way: tried again next round
+                with self._lock:
+                    self._later.add(job_id)
+                return
             key = self._key(ws, job)
         with self._lock:
             current = self._held.get(job_id)
@@ -302,14 +305,14 @@ class WarmPool(Loop):
         self._spawn(ws, job, key)
 
     def _fits(self, ws: Workspace, job: Job) -> bool:
-        """The checks `Prewarmer.prepare_due` makes: an active, unpaused batch job run by the
-        local executor on this node, its environment built already (never built here)."""
+        """The checks `Prewarmer.prepare_due` makes: an active, unpaused batch job run on this
+        node (by either executor: a held process or a held container)."""
         if job.status != "active" or job.job_type != "batch" or ws.deployment_version is None:
             return False
-        if (ws.executor or self.lifecycle.executor) != "local":
-            return False
-        if not self.lifecycle.place(job)[0].embedded:
-            return False
+        return self.lifecycle.place(job)[0].embedded
+
+    def _env_ready(self, ws: Workspace, job: Job) -> bool:
+        """Its environment (virtualenv or image) is built: the pool never builds one."""
         try:
             return self.preparer.env_ready(ws, job)
         except DockyardError:
@@ -373,8 +376,7 @@ class WarmPool(Loop):
                 if self._held.get(held.key.job_id) is not held:
                     continue
                 del self._held[held.key.job_id]
-                used = self._used.get(held.key.job_id)
-                if gone and used is not None and now - used < timedelta(seconds=self.idle_s):
+                if gone and self._recently_used(held.key.job_id, now):
                     self._wanted.append(held.key.job_id)
             self._discard(held, "its process is gone" if gone else "idle expiry")
 
@@ -426,3 +428,10 @@ class WarmPool(Loop):
             held, self._held = list(self._held.values()), {}
         for h in held:
             self._discard(h, "server stopped")
+        # a held process exits at once when discarded: wait a moment, so that their folders
+        # (and a Docker executor's containers) go now rather than at the next start
+        deadline = time.monotonic() + STOP_WAIT_S
+        while self._discarded and time.monotonic() < deadline:
+            self._sweep()
+            if self._discarded:
+                time.sleep(0.1)

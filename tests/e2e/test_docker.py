@@ -50,6 +50,9 @@ def docker_server(tmp: Path, **env: str) -> Server:
     extra = {
         "DOCKYARD_EXECUTOR": "docker",
         "DOCKYARD_PREWARM_S": "0",
+        # these tests pin cold starts (one container per run, made when it starts);
+        # test_docker_warm.py runs the warm pool's held containers
+        "DOCKYARD_WARM_POOL_MB": "0",
         "DOCKYARD_DOCKER_BASE_IMAGE": BASE_IMAGE,
     }
     if os.path.exists(CA):

@@ -170,7 +170,7 @@ def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -
     from datetime import UTC, datetime, timedelta
 
     from dockyard.controller.prepare import RunIdentity
-    from dockyard.controller.prewarm import Prewarmer, Warm
+    from dockyard.controller.prewarm import Key, Prewarmer, Warm
 
     released: list[tuple[Path, dict[str, object]]] = []
 
@@ -193,7 +193,7 @@ def test_a_prepared_run_whose_tick_passed_untaken_is_discarded(tmp_path: Path) -
     due = datetime(2026, 3, 4, 10, 5, tzinfo=UTC)
     warm = Warm(
         RunIdentity("r1", "prod", "d", "c"),
-        1,
+        Key(1, "d", "c", "prod"),
         "schedule:*/5 * * * *",
         due,
         tmp_path / "runs" / "r1",

@@ -240,7 +240,8 @@ class Lifecycle:
             # prepared ahead of its tick: its held process is this node's
             holder=self.node if creation.status is S.STARTING else None,
             claim_epoch=1 if creation.status is S.STARTING else 0,
-            executor="local" if request.prepared else (ws.executor or self.executor),
+            # a held process taken (timed or warm pool) was made by this executor too
+            executor=ws.executor or self.executor,
             reason=creation.reason,
             created_at=now,
             finished_at=now if creation.skipped else None,

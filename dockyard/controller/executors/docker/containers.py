@@ -11,6 +11,8 @@ ended with the engine, which is said in its reason (see `events.py`).
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,6 @@ from dockyard.controller.executors.docker.engine import ENGINE_ERRORS, epoch, wh
 from dockyard.controller.executors.docker.events import Outages, gave_up
 from dockyard.controller.executors.docker.images import Images
 from dockyard.controller.executors.docker.logs import LogFollower
-from dockyard.errors import Unavailable
 from dockyard.shim import SHIM, rundir
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ IN_CONTAINER = {
     "var": "/var/dockyard",
     "work": "/work",
     "shim": "/opt/dockyard/dlt_shim.py",
+    "release": "/run/dockyard-release",  # a held run's release FIFO, read-only
 }
 SIZES = {  # `require={"instance": {"size": …}}` → CPUs, memory
     "small": (1.0, 1 << 30),
@@ -66,40 +68,95 @@ class Containers:
         self.images = images
         self.beacon_url = beacon_url
         self.logs = LogFollower(self._container)
+        # held runs: the controller's end of each one's release FIFO (read-write, so neither
+        # the job's open() nor a write ever blocks; closed when the controller dies: EOF)
+        self._releases: dict[Path, int] = {}
+        self._lock = threading.Lock()
 
     def _container(self, run_id: str) -> Any:
         return self.engine.client.containers.get(container_name(run_id))
 
     # start ----------------------------------------------------------------------------------
     def start(self, plan: RunPlan) -> None:
-        if plan.launch_args is None:
-            raise Unavailable("the docker executor does not prepare runs ahead of their tick")
         work = plan.run_dir / rundir.WORK
         (work / "scratch").mkdir(parents=True, exist_ok=True)
         plan.var.mkdir(parents=True, exist_ok=True)
         user = self._user(plan, work)
         name = container_name(plan.run_id)
-        command = ["python", "-u", IN_CONTAINER["shim"], "launch", plan.launcher, *plan.launch_args]
+        volumes = self._volumes(plan, work)
+        shim = ["python", "-u", IN_CONTAINER["shim"]]
+        if plan.launch_args is None:  # held: waits, imports done, for its launch arguments
+            fifo = self._release_fifo(plan.run_dir, user)
+            volumes[str(fifo)] = {"bind": IN_CONTAINER["release"], "mode": "ro"}
+            marker = f"{IN_CONTAINER['work']}/{rundir.RELEASED}"
+            hold = str(plan.hold_timeout_s)
+            command = [*shim, "held", IN_CONTAINER["release"], marker, plan.launcher, hold]
+        else:
+            command = [*shim, "launch", plan.launcher, *plan.launch_args]
         tag = self.images.tag(plan.env)
-        self.engine.client.containers.run(
-            tag,
-            command,
-            name=name,
-            detach=True,
-            init=True,
-            labels={**plan.labels, **self.images.server_label()},
-            environment=self._environment(plan),
-            working_dir=IN_CONTAINER["code"],
-            user=user,
-            volumes=self._volumes(plan, work),
-            network_mode=self.config.network,
-            ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
-            **limits(plan.instance),
-        )
-        rundir.write_json(plan.run_dir / rundir.SPEC, {"executor": "docker", "container": name})
+        try:
+            self.engine.client.containers.run(
+                tag,
+                command,
+                name=name,
+                detach=True,
+                init=True,
+                labels={**plan.labels, **self.images.server_label()},
+                environment=self._environment(plan),
+                working_dir=IN_CONTAINER["code"],
+                user=user,
+                volumes=volumes,
+                network_mode=self.config.network,
+                ports={f"{p}/tcp": ("127.0.0.1", p) for p in plan.ports},
+                **limits(plan.instance),
+            )
+        except BaseException:
+            self._close_release(plan.run_dir)
+            raise
+        spec = {"executor": "docker", "container": name, "held": plan.held}
+        rundir.write_json(plan.run_dir / rundir.SPEC, spec)
         self.logs.secrets(plan.run_dir)  # read while the run's configuration is there
         self.logs.follow(plan.run_id, plan.run_dir)
         self.images.record_use(tag)
+
+    # held runs ------------------------------------------------------------------------------
+    def _release_fifo(self, run_dir: Path, user: str) -> Path:
+        """The FIFO a held run's launch arguments are written to, the job's user's to read."""
+        fifo = run_dir / rundir.RELEASE
+        os.mkfifo(fifo, 0o600)
+        uid = int(user.split(":")[0]) if user and user.split(":")[0].isdigit() else None
+        if uid is not None and uid != os.geteuid():
+            os.chown(fifo, uid, uid)
+        with self._lock:
+            self._releases[run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        return fifo
+
+    def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
+        """Hand a held run its launch arguments (or `{"discard": true}`); False if it is not
+        one this controller holds. Its secrets were written just before: the log hides them
+        from the job's first line on."""
+        with self._lock:
+            fd = self._releases.get(run_dir)
+        if fd is None:
+            return False
+        if "args" in payload:
+            self.logs.reload_secrets(run_dir)
+        try:
+            os.write(fd, (json.dumps(payload) + "\n").encode())
+        except OSError:
+            return False
+        return True
+
+    def held_unreleased(self, run_dir: Path) -> bool:
+        spec = rundir.read_spec(run_dir)
+        released = run_dir / rundir.WORK / rundir.RELEASED
+        return spec is not None and bool(spec.get("held")) and not released.exists()
+
+    def _close_release(self, run_dir: Path) -> None:
+        with self._lock:
+            fd = self._releases.pop(run_dir, None)
+        if fd is not None:
+            os.close(fd)
 
     def _user(self, plan: RunPlan, work: Path) -> str:
         """The workspace's own uid when the server is root (as on the local executor), with
@@ -194,6 +251,7 @@ class Containers:
                 rundir.write_json(run_dir / rundir.ENGINE_STOP, {"reason": error})
                 return None
         self.logs.finish(run_dir.name, run_dir)
+        self._close_release(run_dir)
         status = ExitStatus(
             code if code <= 128 else None, code - 128 if code > 128 else None, error
         )
@@ -233,7 +291,8 @@ class Containers:
             )
             for container in found:  # a running one whose run ended: it must not go on unseen
                 run_id = container.labels.get("dockyard.run_id", "")
-                if run_id and rundir.ended(runs_dir / run_id):
+                # or whose run folder is gone: a held run never taken, removed after a restart
+                if run_id and (rundir.ended(runs_dir / run_id) or not (runs_dir / run_id).exists()):
                     container.remove(force=True)
                     removed.append(run_id)
         except ENGINE_ERRORS as exc:

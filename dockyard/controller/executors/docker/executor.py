@@ -27,7 +27,7 @@ from dockyard.shim import rundir
 
 class DockerExecutor:
     name = "docker"
-    supports_held = False
+    supports_held = True
     port: int | None = None  # the server's port: on a bridge network the beacon is there
 
     def __init__(
@@ -120,7 +120,7 @@ class DockerExecutor:
         events.start_watching(self.outages, wake, on_back=self.containers.sweep)
 
     def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
-        return False
+        return self.containers.release(run_dir, payload)
 
     def held_unreleased(self, run_dir: Path) -> bool:
-        return False
+        return self.containers.held_unreleased(run_dir)

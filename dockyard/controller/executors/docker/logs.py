@@ -79,10 +79,14 @@ class LogFollower:
                 return  # already in the log before the restart
             run_logs.append(run_dir, stream, text, stamp)
 
-        lines = loglines.LineSplitter(write, loglines.Redactor(self.secrets(run_dir)))
+        hiding = self.secrets(run_dir)
+        lines = loglines.LineSplitter(write, loglines.Redactor(hiding))
         try:
             for message in self._container(run_id).logs(**kwargs):
                 stamp, text = message_parts(message, stamp)
+                if (latest := self.secrets(run_dir)) is not hiding:  # a held run released
+                    lines.redact_with(loglines.Redactor(latest))
+                    hiding = latest
                 lines.feed(text)
             lines.close()  # a last line without a newline
         except ENGINE_ERRORS as exc:  # an unfinished line is read again on resuming
@@ -92,6 +96,13 @@ class LogFollower:
                 "log stream broke",
                 extra={"action": "container_logs", "run_id": run_id, "error": str(exc)},
             )
+
+    def reload_secrets(self, run_dir: Path) -> None:
+        """A held run is being released: its secrets were written just now, before the job
+        can print anything; from its next message on, the log hides them."""
+        found = run_logs.redactions(run_dir)
+        with self._guard:
+            self._redact[run_dir.name] = found
 
     def secrets(self, run_dir: Path) -> list[str]:
         """The run's secret values (kept while it runs: its configuration is removed at
