@@ -6,6 +6,7 @@ that stops leaves no held container behind."""
 import hashlib
 import json
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -105,9 +106,12 @@ def test_a_held_container_gets_its_secrets_at_release_and_the_log_hides_them(
     assert value not in stored and "***" in stored
 
 
-def test_a_stopping_server_leaves_no_held_container(
+def test_a_stopped_or_crashed_server_leaves_no_held_container(
     docker_engine: None, cache_home: Path, tmp_path: Path
 ) -> None:
+    """Stopped: its held containers are discarded and removed. Killed (SIGKILL): what it
+    held is removed when it starts again (its containers never run a job meanwhile: their
+    release FIFO's writer is gone)."""
     server = docker_server(tmp_path / "srv", DOCKYARD_WARM_POOL_MB="280", DOCKYARD_NODE_NAME="ds")
     try:
         cli = Cli(server, cache_home, tmp_path / "config", "containers")
@@ -117,5 +121,20 @@ def test_a_stopping_server_leaves_no_held_container(
         (waiting,) = wait_held(server, 1)
     finally:
         server.stop()
-    left = [c for c in dockyard_containers() if c["Names"] == f"dockyard-run-{waiting}"]
-    assert left == []
+    names = {c["Names"] for c in dockyard_containers()}
+    assert f"dockyard-run-{waiting}" not in names
+
+    server.start()
+    try:
+        cli.run("launch", "also_plain", "-f")
+        (crashed,) = wait_held(server, 1)
+        server.stop(signal.SIGKILL)
+        assert f"dockyard-run-{crashed}" in {c["Names"] for c in dockyard_containers()}
+        server.start()
+        deadline = time.monotonic() + 60
+        while f"dockyard-run-{crashed}" in {c["Names"] for c in dockyard_containers()}:
+            assert time.monotonic() < deadline, "a crashed server's held container stayed"
+            time.sleep(0.2)
+        assert not (server.data_dir / "runs" / crashed).exists()
+    finally:
+        server.stop()

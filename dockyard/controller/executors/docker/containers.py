@@ -12,6 +12,7 @@ ended with the engine, which is said in its reason (see `events.py`).
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -273,7 +274,13 @@ class Containers:
         with (run_dir / rundir.SIGNALLED).open("a") as marker:  # its end is then ours
             marker.write(f"{signum}\n")
         try:
-            self._container(run_dir.name).kill(signal=signum)
+            container = self._container(run_dir.name)
+            if signum == signal.SIGKILL and self.held_unreleased(run_dir):
+                # a held container never released (left by a restart): nothing of it is
+                # wanted, its folder goes next; so does the container
+                container.remove(force=True)
+            else:
+                container.kill(signal=signum)
         except ENGINE_ERRORS:
             return False
         return True
