@@ -159,17 +159,7 @@ class Lifecycle:
         """For one creation each of these jobs (distinct, each creatable) in this
         transaction: their active runs in one read, their run counters in one write."""
         ids = [job.id for job in jobs]
-        numbers: dict[int, int] = {}
-        if ids:
-            counted = session.execute(
-                update(Job)
-                .where(Job.id.in_(ids))
-                .values(runs_created=Job.runs_created + 1)
-                .returning(Job.id, Job.runs_created)
-                .execution_options(synchronize_session=False)
-            )
-            numbers = {row[0]: row[1] for row in counted}
-        return Batch(facts.active_numbers(session, ids), numbers)
+        return Batch(facts.active_numbers(session, ids), _next_numbers(session, ids))
 
     def _warm(
         self, ws: Workspace, job: Job, request: Request, creation: Creation
@@ -218,15 +208,7 @@ class Lifecycle:
     ) -> Run:
         number = batch.numbers.pop(job.id, None) if batch is not None else None
         if number is None:
-            number = session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(runs_created=Job.runs_created + 1)
-                .returning(Job.runs_created)
-                # no ORM bookkeeping: matching this UPDATE against every object in the session
-                # made bulk triggers quadratic
-                .execution_options(synchronize_session=False)
-            ).scalar_one()
+            number = _next_numbers(session, [job.id])[job.id]
         timeout, grace = runtime_config.timeouts(job.definition, self.defaults)
         window = creation.window
         run = Run(
@@ -625,3 +607,20 @@ def _cascade(session: Session, ws: Workspace, root: Job, now: datetime) -> None:
     for ref in targets:
         jobs[ref].refresh_pending = True
         jobs[ref].reset_at = now
+
+
+def _next_numbers(session: Session, job_ids: list[int]) -> dict[int, int]:
+    """Each job's next run number, its counter bumped in one guarded UPDATE (two
+    transactions never get the same number)."""
+    if not job_ids:
+        return {}
+    counted = session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(runs_created=Job.runs_created + 1)
+        .returning(Job.id, Job.runs_created)
+        # no ORM bookkeeping: matching this UPDATE against every object in the session
+        # made bulk triggers quadratic
+        .execution_options(synchronize_session=False)
+    )
+    return {int(row[0]): int(row[1]) for row in counted}
