@@ -7,6 +7,7 @@ jobs, hundreds of thousands of runs): every list is bounded and walks an index
 (`ix_run_ws_created`, `ix_run_ws_status_created`, `ix_run_job_created`).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +61,7 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
         ws = usecases.access.workspace(session, principal, name, "read")
         recent = _as_dicts(session, list(session.scalars(_newest(runs.runs_query(ws), 20))))
         active = _active_runs(session, ws, 10)
-        queue = _queue(session, ws, now, QUEUE_SHOWN)
+        queue = _queue(session, ws, now, QUEUE_SHOWN, ctl.runner.slot_weights)
         failed_24h = session.scalar(
             select(func.count())
             .select_from(Run)
@@ -84,7 +85,9 @@ def overview(ctl: Controller, principal: Principal, name: str) -> dict[str, Any]
         }
 
 
-def _queue(session: Session, ws: Workspace, now: datetime, limit: int) -> dict[str, Any]:
+def _queue(
+    session: Session, ws: Workspace, now: datetime, limit: int, weights: Mapping[str, int]
+) -> dict[str, Any]:
     """The workspace's pending runs in the order they start (oldest scheduled first), how
     many there are, and why they wait (every run slot in use, nobody to take them)."""
     pending = runs.runs_query(ws).where(Run.status == lifecycle.RunStatus.PENDING)
@@ -102,7 +105,7 @@ def _queue(session: Session, ws: Workspace, now: datetime, limit: int) -> dict[s
     return {
         "count": count,
         "runs": _as_dicts(session, first),
-        "waiting": unplaced.pool_hint(session, head.pool, dict(head.labels or {}), now),
+        "waiting": unplaced.pool_hint(session, head.pool, dict(head.labels or {}), now, weights),
     }
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.controller import logs, nodes, placement, run_end, slots
@@ -54,16 +54,30 @@ def reason(run_pool: str, run_labels: Mapping[str, Any], live: Sequence[Live]) -
     )
 
 
-def waiting_hint(session: Session, run: Run, job_type: str, now: datetime) -> str | None:
+def waiting_hint(
+    session: Session,
+    run: Run,
+    job_type: str,
+    now: datetime,
+    weights: Mapping[str, int] | None = None,
+) -> str | None:
     """For a pending batch run: what it waits for, when no live node may take it (yet), or
     when every slot of the nodes that may is in use (controller/slots.py)."""
     if run.status != S.PENDING or job_type != "batch":
         return None
-    return pool_hint(session, run.pool, dict(run.labels or {}), now)
+    return pool_hint(session, run.pool, dict(run.labels or {}), now, weights)
 
 
-def pool_hint(session: Session, pool: str, labels: Mapping[str, Any], now: datetime) -> str | None:
-    """Why a batch run of this pool and labels would wait now (None: it would start)."""
+def pool_hint(
+    session: Session,
+    pool: str,
+    labels: Mapping[str, Any],
+    now: datetime,
+    weights: Mapping[str, int] | None = None,
+) -> str | None:
+    """Why a batch run of this pool and labels would wait now (None: it would start).
+    `weights` (`DOCKYARD_SLOT_WEIGHTS`, this server's) count what a controller's runs take;
+    a worker counts its runs."""
     live = live_nodes(session, now)
     able = takers(pool, labels, live)
     if not able:
@@ -72,19 +86,30 @@ def pool_hint(session: Session, pool: str, labels: Mapping[str, Any], now: datet
         )
     if any(n.slots is None for n in able):
         return None  # a node without a limit takes it at its next claim
-    in_use = _batch_runs_held(session, [n.name for n in able])
+    in_use = _slots_held(session, able, weights or {})
     total = sum(n.slots or 0 for n in able)
     return slots.waiting_text(in_use, total) if in_use >= total else None
 
 
-def _batch_runs_held(session: Session, holders: list[str]) -> int:
-    count = session.execute(
-        select(func.count())
-        .select_from(Run)
+def _slots_held(session: Session, able: Sequence[Live], weights: Mapping[str, int]) -> int:
+    """The slots the batch runs these nodes hold take (a weighted run counts its weight on
+    a controller, as its runner counts it)."""
+    nodes_by_name = {n.name: n for n in able}
+    held = session.execute(
+        select(Run.holder, Job.definition)
         .join(Job, Job.id == Run.job_id)
-        .where(Run.holder.in_(holders), Run.status.in_(LAUNCHED), Job.job_type == "batch")
+        .where(
+            Run.holder.in_(list(nodes_by_name)),
+            Run.status.in_(LAUNCHED),
+            Job.job_type == "batch",
+        )
     )
-    return int(count.scalar_one())
+    total = 0
+    for holder, definition in held:
+        node = nodes_by_name[holder]
+        counted = weights if node.kind == "controller" else {}
+        total += slots.weight(definition, counted, node.slots or 1)
+    return total
 
 
 def _node_text(node: Live) -> str:

@@ -250,6 +250,40 @@ def test_the_overview_lists_the_queue_and_says_it_waits_for_a_run_slot(
         ctl.db.dispose()
 
 
+def test_a_weighted_run_counts_its_weight_in_what_a_waiting_run_says(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two slots, `large` weighs 2: one large run takes both, so the next run waits and
+    says 2 of 2 in use (counting runs, it said nothing: 1 of 2)."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        db_url=database_url,
+        start_loops=False,
+        admin_token=TOKEN,
+        run_slots=2,
+        slot_weights="large=2",
+    )
+    clock = FakeClock(NOW)
+    ctl = Controller(settings, clock=clock)
+    try:
+        ctl.bootstrap()
+        ctl.join()
+        usecases.workspaces.create_workspace(ctl, ADMIN, WS)
+        repo = gitstore.open_repo(workspaces.repo_path(settings.repos_dir, WS))
+        dash = Dash(ctl, FakeClock(NOW), Committer(repo))
+        dash.deploy(job("big", require={"instance": {"size": "large"}}), job("small"))
+        big = dash.trigger("big")["run_id"]
+        with ctl.db.session() as session:
+            assert ctl.lifecycle.claim(session, big, NOW, ctl.lifecycle.node) is not None
+        clock.set(NOW + timedelta(seconds=1))
+        small = dash.trigger("small")["run_id"]
+        waiting = "waiting for a run slot: 2 of 2 in use"
+        assert usecases.runs.run_by_id(ctl, ADMIN, small)["waiting"] == waiting
+        assert dashboard.overview(ctl, ADMIN, WS)["queue"]["waiting"] == waiting
+    finally:
+        ctl.db.dispose()
+
+
 def test_a_jobs_history_has_its_ledger_and_latest_skip(dash: Dash) -> None:
     interval = {"start": "2026-03-04T08:00:00+00:00"}
     dash.deploy(job("hourly", "schedule:0 * * * *", interval=interval))

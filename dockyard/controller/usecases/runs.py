@@ -198,20 +198,21 @@ def run_info(
         ws = access.workspace(session, principal, name, "read")
         job = runs.find_job(session, ws, job_name)
         run = runs.get_run(session, ws, job, number)
-        return _run_details(session, run, job, ctl.membership.now(session))
+        return _run_details(ctl, session, run, job)
 
 
 def run_by_id(ctl: Controller, principal: Principal, run_id: str) -> dict[str, Any]:
     with ctl.db.session() as session:
         run, job = access.run(session, run_id)
         access.workspace_by_id(session, principal, run.workspace_id, "read")
-        return _run_details(session, run, job, ctl.membership.now(session))
+        return _run_details(ctl, session, run, job)
 
 
-def _run_details(session: Session, run: Run, job: Job, now: datetime) -> dict[str, Any]:
+def _run_details(ctl: Controller, session: Session, run: Run, job: Job) -> dict[str, Any]:
     info = runs.as_dict(run, job.job_ref)
     # pending with nobody to take it: it says so (and ends after DOCKYARD_PLACEMENT_WAIT_S)
-    info["waiting"] = unplaced.waiting_hint(session, run, job.job_type, now)
+    now, weights = ctl.membership.now(session), ctl.runner.slot_weights
+    info["waiting"] = unplaced.waiting_hint(session, run, job.job_type, now, weights)
     info["pipelines"] = beacon.load_summary(beacon.payloads(session, run.id, "trace"))
     info["entry_point"] = run.entry_point
     info["traceback"] = run.traceback
