@@ -28,6 +28,8 @@ def isoformat(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z`-free `+00:00` offset, or None."""
     if value is None:
         return None
+    if value.tzinfo is UTC:  # as read from the database: no conversion needed
+        return value.isoformat()
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat()

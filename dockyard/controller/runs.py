@@ -5,10 +5,10 @@ runs, the profile, its interval and how it ended. Reads only: a run's status is 
 written by `controller/lifecycle`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
@@ -16,6 +16,43 @@ from dockyard.controller import dltadapter
 from dockyard.controller.lifecycle.status import RunStatus
 from dockyard.controller.store.models import Job, Run, Workspace
 from dockyard.errors import Conflict, InvalidInput, NotFound
+
+RunRow = Row[Any]  # a run's columns by name, as read by `select(*SHOWN)`
+# the columns `as_dict` shows (not the traceback, entry point or stop bookkeeping)
+SHOWN_NAMES = [
+    "id",
+    "job_id",
+    "number",
+    "trigger",
+    "status",
+    "reason",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "signal",
+    "profile",
+    "deployment_version",
+    "configuration_version",
+    "interval_start",
+    "interval_end",
+    "refresh",
+    "result",
+    "timeout_s",
+    "grace_s",
+    "scheduled_for",
+    "cause_run_id",
+    "rerun_of",
+    "env_hash",
+    "executor",
+    "triggered_by",
+    "manual",
+    "cancelled_by",
+    "holder",
+    "pool",
+    "labels",
+]
+SHOWN = tuple(getattr(Run, name) for name in SHOWN_NAMES)
 
 
 def jobs(session: Session, ws: Workspace, include_archived: bool = False) -> list[Job]:
@@ -135,16 +172,35 @@ def last_runs(session: Session, job_ids: Sequence[int]) -> dict[int, Run]:
     that counter, in the same transaction as the run row), one indexed lookup per job."""
     if not job_ids:
         return {}
-    rows = session.scalars(
-        select(Run)
-        .join(Job, (Job.id == Run.job_id) & (Job.runs_created == Run.number))
-        .where(Job.id.in_(job_ids))
-    )
-    found = {r.job_id: r for r in rows}
-    missing = [i for i in job_ids if i not in found]
-    if missing:  # jobs that never ran (an empty index range each), or a counter ahead
-        found.update(_newest_by_number(session, missing))
+    found = {r.job_id: r for r in session.scalars(_numbered_last(select(Run), job_ids))}
+    found.update(_unnumbered(session, job_ids, found))
     return found
+
+
+def last_run_rows(session: Session, job_ids: Sequence[int]) -> dict[int, Run | RunRow]:
+    """`last_runs` as plain rows (the run's columns by name, read-only): a listing of
+    hundreds of jobs skips the ORM's bookkeeping for each run (`as_dict` takes either)."""
+    if not job_ids:
+        return {}
+    rows = session.execute(_numbered_last(select(*SHOWN), job_ids))
+    found: dict[int, Run | RunRow] = {r.job_id: r for r in rows}
+    found.update(_unnumbered(session, job_ids, found))
+    return found
+
+
+def _numbered_last(query: Select[Any], job_ids: Sequence[int]) -> Select[Any]:
+    return query.join(Job, (Job.id == Run.job_id) & (Job.runs_created == Run.number)).where(
+        Job.id.in_(job_ids)
+    )
+
+
+def _unnumbered(
+    session: Session, job_ids: Sequence[int], found: Mapping[int, object]
+) -> dict[int, Run]:
+    """The newest runs of the jobs the numbered lookup missed: jobs that never ran (an
+    empty index range each), or a counter ahead."""
+    missing = [i for i in job_ids if i not in found]
+    return _newest_by_number(session, missing) if missing else {}
 
 
 def _newest_by_number(session: Session, job_ids: Sequence[int]) -> dict[int, Run]:
@@ -160,40 +216,45 @@ def _newest_by_number(session: Session, job_ids: Sequence[int]) -> dict[int, Run
     return {r.job_id: r for r in rows if latest.get(r.job_id) == r.number}
 
 
-def as_dict(run: Run, job_ref: str) -> dict[str, Any]:
+def as_dict(run: Run | RunRow, job_ref: str) -> dict[str, Any]:
+    """A run as the API and the pages show it, from its ORM object or a row of `SHOWN`."""
+    if isinstance(run, Run):
+        v = {name: getattr(run, name) for name in SHOWN_NAMES}
+    else:  # a row reads fastest as a whole
+        v = dict(zip(SHOWN_NAMES, run, strict=True))
     return {
-        "run_id": run.id,
-        "number": run.number,
+        "run_id": v["id"],
+        "number": v["number"],
         "job_ref": job_ref,
-        "status": run.status,
-        "trigger": run.trigger,
-        "reason": run.reason,
-        "created_at": isoformat(run.created_at),
-        "started_at": isoformat(run.started_at),
-        "finished_at": isoformat(run.finished_at),
-        "exit_code": run.exit_code,
-        "signal": run.signal,
-        "profile": run.profile,
-        "deployment_version": run.deployment_version,
-        "configuration_version": run.configuration_version,
-        "interval_start": isoformat(run.interval_start),
-        "interval_end": isoformat(run.interval_end),
-        "refresh": run.refresh,
-        "result": run.result,
-        "timeout_s": run.timeout_s,
-        "grace_s": run.grace_s,
-        "scheduled_for": isoformat(run.scheduled_for),
-        "skip_reason": run.reason if run.status == RunStatus.SKIPPED else None,
-        "cause_run_id": run.cause_run_id,
-        "rerun_of": run.rerun_of,
-        "environment": run.env_hash,
-        "executor": run.executor,
-        "triggered_by": run.triggered_by,
-        "manual": run.manual,
-        "cancelled_by": run.cancelled_by,
-        "holder": run.holder,
-        "pool": run.pool,
-        "labels": dict(run.labels or {}),
+        "status": v["status"],
+        "trigger": v["trigger"],
+        "reason": v["reason"],
+        "created_at": isoformat(v["created_at"]),
+        "started_at": isoformat(v["started_at"]),
+        "finished_at": isoformat(v["finished_at"]),
+        "exit_code": v["exit_code"],
+        "signal": v["signal"],
+        "profile": v["profile"],
+        "deployment_version": v["deployment_version"],
+        "configuration_version": v["configuration_version"],
+        "interval_start": isoformat(v["interval_start"]),
+        "interval_end": isoformat(v["interval_end"]),
+        "refresh": v["refresh"],
+        "result": v["result"],
+        "timeout_s": v["timeout_s"],
+        "grace_s": v["grace_s"],
+        "scheduled_for": isoformat(v["scheduled_for"]),
+        "skip_reason": v["reason"] if v["status"] == RunStatus.SKIPPED else None,
+        "cause_run_id": v["cause_run_id"],
+        "rerun_of": v["rerun_of"],
+        "environment": v["env_hash"],
+        "executor": v["executor"],
+        "triggered_by": v["triggered_by"],
+        "manual": v["manual"],
+        "cancelled_by": v["cancelled_by"],
+        "holder": v["holder"],
+        "pool": v["pool"],
+        "labels": dict(v["labels"] or {}),
     }
 
 

@@ -473,3 +473,28 @@ def test_minting_a_token_takes_the_csrf_token_and_a_same_origin_origin(dash: Das
         made = browser.post(f"/ui/w/{WS}/tokens", data=form, headers=own)
     assert made.status_code == 200 and "new-token-value" in made.text
     assert "minted" in [t["name"] for t in usecases.tokens.list_tokens(dash.ctl, ADMIN)]
+
+
+def test_the_job_listing_follows_a_redeploy_and_shows_each_jobs_last_run(dash: Dash) -> None:
+    """The listing reads plain rows and keeps what it shows of a definition by its hash:
+    a redeploy that changes a job's description, tags or triggers shows the new ones at
+    once, and each job's last run is its own."""
+    dash.deploy(job("a", tags=("old",)), job("b"))
+    first = dash.trigger("a")["run_id"]
+    listed = {j["name"]: j for j in usecases.jobs.list_jobs(dash.ctl, ADMIN, WS)}
+    assert listed["a"]["tags"] == ["old"] and listed["a"]["description"] == "the a job"
+    assert listed["a"]["last_run"]["run_id"] == first and listed["b"]["last_run"] is None
+    listed["a"]["tags"].append("mutated by a caller")  # never reaches the next listing
+
+    changed = job("a", "schedule:5 * * * *", tags=("new",), description="changed")
+    dash.deploy(changed, job("b"))
+    dash.clock.set(NOW + timedelta(seconds=1))
+    second = dash.trigger("b")["run_id"]
+    listed = {j["name"]: j for j in usecases.jobs.list_jobs(dash.ctl, ADMIN, WS)}
+    assert listed["a"]["tags"] == ["new"] and listed["a"]["description"] == "changed"
+    assert listed["a"]["triggers"] == ["schedule:5 * * * *"]
+    assert listed["a"]["triggers_humanized"] and listed["a"]["next_fire_at"] is not None
+    assert listed["b"]["last_run"]["run_id"] == second
+    # a row's run reads as the run's own object does (`run info`)
+    info = usecases.runs.run_by_id(dash.ctl, ADMIN, first)
+    assert {k: info[k] for k in listed["a"]["last_run"]} == listed["a"]["last_run"]

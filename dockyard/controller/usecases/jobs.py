@@ -1,16 +1,20 @@
 """Jobs: list, show (definition, schedules, freshness, interval), pause and resume their timed
 triggers, and preview what a deploy would do to their schedules (`deploy --dry-run`)."""
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from dockyard.clock import isoformat
 from dockyard.controller import audit, dltadapter, runs, schedulepreview
 from dockyard.controller.assembly import Controller
 from dockyard.controller.lifecycle import ScheduleChanged, facts, rules
+from dockyard.controller.runs import RunRow
 from dockyard.controller.scheduling import state as schedules
 from dockyard.controller.scheduling import ticks
 from dockyard.controller.store.models import Job, Run, Token, Workspace
@@ -18,23 +22,37 @@ from dockyard.controller.usecases import access
 from dockyard.controller.usecases.access import Principal
 from dockyard.errors import NotFound
 
+JobRow = Row[Any]  # a job's listed columns (`LISTED`), its definition read only when needed
+LISTED = (
+    Job.id,
+    Job.job_ref,
+    Job.job_type,
+    Job.status,
+    Job.fingerprint,
+    Job.created_sha,
+    Job.updated_sha,
+    Job.paused_at,
+    Job.paused_by,
+)
+# what a job's listing shows of its definition, by the definition's fingerprint (its hash:
+# a redeploy that changes the definition changes it); bounded, oldest out first
+_DESCRIBED: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
+_DESCRIBED_MAX = 10_000
+_described_lock = threading.Lock()
 
-def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any]:
-    definition = job.definition
-    expose = definition.get("expose") or {}
-    tags = expose.get("tags") or []
+
+def job_dict(job: Job | JobRow, last: Run | RunRow | None, next_fire: Any = None) -> dict[str, Any]:
+    described = _described(job.fingerprint, lambda: job.definition)  # shared: copied here
     return {
         "job_ref": job.job_ref,
         "name": dltadapter.short_name(job.job_ref),
-        "display_name": expose.get("display_name"),
+        "display_name": described["display_name"],
         "job_type": job.job_type,
-        "triggers": list(definition.get("triggers") or []),
-        "triggers_humanized": [
-            dltadapter.humanize_trigger(t) for t in definition.get("triggers") or []
-        ],
-        "default_trigger": definition.get("default_trigger"),
-        "tags": [tags] if isinstance(tags, str) else list(tags),
-        "description": definition.get("description"),
+        "triggers": list(described["triggers"]),
+        "triggers_humanized": list(described["triggers_humanized"]),
+        "default_trigger": described["default_trigger"],
+        "tags": list(described["tags"]),
+        "description": described["description"],
         "status": job.status,
         "created_sha": job.created_sha,
         "updated_sha": job.updated_sha,
@@ -48,6 +66,35 @@ def job_dict(job: Job, last: Run | None, next_fire: Any = None) -> dict[str, Any
     }
 
 
+def _described(fingerprint: str, definition: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    with _described_lock:
+        found = _DESCRIBED.get(fingerprint)
+    return found if found is not None else _remember(fingerprint, definition())
+
+
+def _remember(fingerprint: str, definition: dict[str, Any]) -> dict[str, Any]:
+    made = _description(definition)
+    with _described_lock:
+        _DESCRIBED[fingerprint] = made
+        while len(_DESCRIBED) > _DESCRIBED_MAX:
+            _DESCRIBED.popitem(last=False)
+    return made
+
+
+def _description(definition: dict[str, Any]) -> dict[str, Any]:
+    expose = definition.get("expose") or {}
+    tags = expose.get("tags") or []
+    triggers = list(definition.get("triggers") or [])
+    return {
+        "display_name": expose.get("display_name"),
+        "triggers": triggers,
+        "triggers_humanized": [dltadapter.humanize_trigger(t) for t in triggers],
+        "default_trigger": definition.get("default_trigger"),
+        "tags": [tags] if isinstance(tags, str) else list(tags),
+        "description": definition.get("description"),
+    }
+
+
 def list_jobs(
     ctl: Controller,
     principal: Principal,
@@ -56,16 +103,37 @@ def list_jobs(
     selectors: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The jobs (those dlt's `selectors` pick, when given), each with its last run and next
-    fire time: three reads whatever the number of jobs."""
+    fire time: three reads whatever the number of jobs (a fourth for the definitions of
+    jobs not listed since their last deploy). Plain rows, not ORM objects: a workspace of
+    hundreds of jobs is listed often (the CLI, the dlthub client, a dashboard)."""
     with ctl.db.session() as session:
         ws = access.workspace(session, principal, name, "read")
-        all_jobs = runs.jobs(session, ws, include_archived=include_archived)
         if selectors:
-            all_jobs = runs.filter_jobs(all_jobs, selectors)
-        ids = [j.id for j in all_jobs]
-        last = runs.last_runs(session, ids)
+            picked: Sequence[Job | JobRow] = runs.filter_jobs(
+                runs.jobs(session, ws, include_archived=include_archived), selectors
+            )
+        else:
+            query = select(*LISTED).where(Job.workspace_id == ws.id).order_by(Job.job_ref)
+            if not include_archived:
+                query = query.where(Job.status == "active")
+            picked = list(session.execute(query))
+            _describe_new(session, picked)
+        ids = [j.id for j in picked]
+        last = runs.last_run_rows(session, ids)
         fires = schedules.next_fire_by_job(session, ids)
-        return [job_dict(j, last.get(j.id), fires.get(j.id)) for j in all_jobs]
+        return [job_dict(j, last.get(j.id), fires.get(j.id)) for j in picked]
+
+
+def _describe_new(session: Session, jobs: Sequence[Job | JobRow]) -> None:
+    """Read the definitions of the listed jobs not described yet, in one query."""
+    with _described_lock:
+        new = {j.id: j.fingerprint for j in jobs if j.fingerprint not in _DESCRIBED}
+    if not new:
+        return
+    for job_id, definition in session.execute(
+        select(Job.id, Job.definition).where(Job.id.in_(list(new)))
+    ):
+        _remember(new[job_id], definition)
 
 
 def job_info(ctl: Controller, principal: Principal, name: str, job_name: str) -> dict[str, Any]:
