@@ -164,6 +164,7 @@ def warm_starts(tmp: Path, env: dict[str, str], ws: Path, repeat: int) -> list[f
     """created -> user code of runs that take the held container (pool on)."""
     warm_env = {**env, "DOCKYARD_WARM_POOL_MB": "145"}
     starts = []
+    (tmp / "warm").mkdir()
     with running_server(tmp / "warm", env=warm_env) as server:
         cli = Cli(server, tmp / "home-warm", "bench-docker")
         cli.run("deploy", cwd=ws)
