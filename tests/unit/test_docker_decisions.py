@@ -115,3 +115,22 @@ def test_an_images_last_use_is_its_build_without_a_recorded_use(
     created: str, expected: float
 ) -> None:
     assert images.last_use(image("a", created), {}) == expected
+
+
+def test_the_sweep_removes_ended_runs_and_only_its_own_orphans(tmp_path: Path) -> None:
+    """A container whose run ended goes; one whose run folder is gone goes only when this
+    server made it: another server on the same engine keeps its runs in its own folder."""
+    from dockyard.controller.executors.docker.config import SERVER_LABEL
+    from dockyard.controller.executors.docker.containers import sweepable
+    from dockyard.shim import rundir
+
+    ours, theirs = {SERVER_LABEL: "me"}, {SERVER_LABEL: "other"}
+    running, ended, gone = tmp_path / "running", tmp_path / "ended", tmp_path / "gone"
+    running.mkdir()
+    ended.mkdir()
+    rundir.write_exit(ended, rundir.ExitStatus(0, None), None)
+    assert not sweepable(ours, running, "me")
+    assert sweepable(ours, ended, "me") and sweepable(theirs, ended, "me")
+    assert sweepable(ours, gone, "me")
+    assert not sweepable(theirs, gone, "me") and not sweepable({}, gone, "me")
+    assert not sweepable(ours, gone, None)  # no server id: nothing is known to be ours

@@ -25,6 +25,7 @@ from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus, Ru
 from dockyard.controller.executors.docker.config import (
     CA_PATH,
     PATH,
+    SERVER_LABEL,
     DockerConfig,
     network_environment,
 )
@@ -296,15 +297,24 @@ class Containers:
             found = self.engine.client.containers.list(
                 all=True, filters={"label": "dockyard.run_id"}
             )
-            for container in found:  # a running one whose run ended: it must not go on unseen
+            for container in found:
                 run_id = container.labels.get("dockyard.run_id", "")
-                # or whose run folder is gone: a held run never taken, removed after a restart
-                if run_id and (rundir.ended(runs_dir / run_id) or not (runs_dir / run_id).exists()):
+                if run_id and sweepable(container.labels, runs_dir / run_id, self.images.server_id):
                     container.remove(force=True)
                     removed.append(run_id)
         except ENGINE_ERRORS as exc:
             log.warning("container sweep failed", extra={"action": "sweep", "error": str(exc)})
         return removed
+
+
+def sweepable(labels: dict[str, str], run_dir: Path, server_id: str | None) -> bool:
+    """A container to remove: its run's end is recorded (it must not go on unseen), or it
+    is one of this server's (never another's on the same engine) and its run folder is
+    gone (a held container never taken, its folder removed by a restart's recovery)."""
+    if rundir.ended(run_dir):
+        return True
+    ours = server_id is not None and labels.get(SERVER_LABEL) == server_id
+    return ours and not run_dir.exists()
 
 
 def _engine_stop(run_dir: Path) -> str | None:
