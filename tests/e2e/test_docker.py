@@ -309,12 +309,29 @@ def restart_dockerd() -> None:
     raise AssertionError("dockerd did not come back within 60 s")
 
 
-def test_a_run_ends_with_a_reason_when_dockerd_restarts(dcli: Cli) -> None:
+def test_a_run_ends_with_a_reason_when_dockerd_restarts(
+    dcli: Cli, cache_home: Path, tmp_path: Path
+) -> None:
+    """…and another server on the same engine, which sweeps its own containers when the
+    engine is back, leaves this server's alone (it removed the next run's container once:
+    that run had no folder under the other server's data dir)."""
     if not (os.geteuid() == 0 and Path("/var/run/docker.pid").exists()):
         how = "restarting dockerd needs root and a local engine (/var/run/docker.pid)"
         if os.environ.get("CI"):
             pytest.fail(how)
         pytest.skip(how)
+    other = docker_server(tmp_path / "other")
+    try:
+        neighbour = Cli(other, cache_home, tmp_path / "other-config", "neighbour")
+        ws = copy_workspace(WORKSPACES / "containers", tmp_path / "neighbour")
+        neighbour.run("deploy", *SKIP, cwd=ws)
+        neighbour.run("launch", "also_plain", "-f")  # its Docker executor watches the engine
+        _restart_during_a_run(dcli)
+    finally:
+        other.stop()
+
+
+def _restart_during_a_run(dcli: Cli) -> None:
     dcli.run("launch", "napper")
     run = wait_run(dcli, "napper", statuses=("running",), timeout=180)
     time.sleep(2)  # some lines in the log
