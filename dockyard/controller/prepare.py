@@ -319,7 +319,11 @@ class Preparer:
         if sha is None:
             return settings_dir
         if held_back:  # nothing is decrypted: the held process never sees a secret
-            files = {n: d for n, d in gitstore.config_files(repo, sha).items() if not secret(n)}
+            files = {
+                n: d
+                for n, d in gitstore.config_files(repo, sha).items()
+                if not crypto.is_secret_file(n)
+            }
         else:
             try:
                 files = configuration(repo, sha, identities)
@@ -338,10 +342,12 @@ class Preparer:
         if sha is None:
             return False
         repo = gitstore.open_repo(self.settings.repos_dir / f"{ws.name}.git")
-        if not any(secret(name) for name in gitstore.config_files(repo, sha)):
+        held_back = {
+            n: d for n, d in gitstore.config_files(repo, sha).items() if crypto.is_secret_file(n)
+        }
+        if not held_back:
             return False
-        opened = configuration(repo, sha, lambda: self._identities(ws))
-        files = {n: d for n, d in opened.items() if secret(n) or n == logs.REDACT_FILE}
+        files = opened(held_back, lambda: self._identities(ws))  # with their redaction list
         settings_dir = run_dir / rundir.SETTINGS
         owner = settings_dir.stat()
         for name, data in files.items():
@@ -360,19 +366,21 @@ class Preparer:
         return files
 
 
-def secret(name: str) -> bool:
-    """A configuration file that holds secrets (`secrets.toml`, `<profile>.secrets.toml`)."""
-    return crypto.is_secret_file(name)
-
-
 def configuration(
     repo: pygit2.Repository, sha: str, identities: Callable[[], Mapping[str, str]]
 ) -> dict[str, bytes]:
     """The configuration files at `sha`, secrets decrypted, plus the redaction list (the
     values a run's log must hide) when there are secrets: name → bytes."""
-    files = gitstore.config_files(repo, sha)
-    opened, redact = crypto.open_files({f"config/{n}": d for n, d in files.items()}, identities)
-    found = {name.removeprefix("config/"): data for name, data in opened.items()}
+    return opened(gitstore.config_files(repo, sha), identities)
+
+
+def opened(
+    files: Mapping[str, bytes], identities: Callable[[], Mapping[str, str]]
+) -> dict[str, bytes]:
+    """Configuration files (name → bytes) with the secrets files decrypted, plus the
+    redaction list when there are secrets."""
+    clear, redact = crypto.open_files({f"config/{n}": d for n, d in files.items()}, identities)
+    found = {name.removeprefix("config/"): data for name, data in clear.items()}
     if redact:
         found[logs.REDACT_FILE] = json.dumps(redact).encode()
     return found

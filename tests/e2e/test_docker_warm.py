@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WORKSPACES, Cli, Server, copy_workspace, wait_run
+from tests.e2e import test_warm_pool as warm_pool
 from tests.e2e.test_docker import SKIP, docker_engine, docker_server
 
 pytestmark = pytest.mark.slow
@@ -29,17 +30,8 @@ def wserver(docker_engine: None, tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-def held(server: Server) -> set[str]:
-    index = server.data_dir / "runs" / ".prewarm"
-    return {p.name for node in index.glob("*") if node.is_dir() for p in node.iterdir()}
-
-
-def wait_held(server: Server, count: int, timeout: float = 180) -> set[str]:
-    deadline = time.monotonic() + timeout
-    while len(found := held(server)) < count:
-        assert time.monotonic() < deadline, f"the pool did not fill to {count}: {found}"
-        time.sleep(0.2)
-    return found
+def wait_held(server: Server, count: int) -> set[str]:
+    return warm_pool.wait_held(server, count, timeout=180)  # an image's imports take longer
 
 
 def dockyard_containers(server_label: str = "dockyard.run_id") -> list[dict[str, str]]:

@@ -5,7 +5,6 @@ state in the run directory, so runs survive a controller restart and are adopted
 files; the controller never has to hold a pipe or a Popen object to know how a run ended.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.controller import envs
-from dockyard.controller.executors import sandbox
+from dockyard.controller.executors import releases, sandbox
 from dockyard.controller.executors.base import ExitStatus, LineSink, RunPlan, RunSpec
 from dockyard.errors import DockyardError
 from dockyard.shim import LOOPBACK, SHIM, SUPERVISOR, rundir
@@ -195,13 +194,7 @@ class LocalExecutor:
         """Start the supervisor for a process spec (argv, cwd, env) in the run directory."""
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         if spec.held:
-            # the controller keeps the FIFO open read-write, so the job's open() never blocks
-            # and a write never blocks either; when the controller dies the job reads EOF
-            fifo = spec.run_dir / rundir.RELEASE
-            os.mkfifo(fifo, 0o600)
-            if spec.uid is not None:
-                os.chown(fifo, spec.uid, spec.uid)
-            self._releases[spec.run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+            self._releases[spec.run_dir] = releases.open_fifo(spec.run_dir, spec.uid)
         rundir.write_json(
             spec.run_dir / rundir.SPEC,
             {
@@ -231,22 +224,10 @@ class LocalExecutor:
 
     def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
         fd = self._releases.get(run_dir)
-        if fd is None:
-            return False
-        try:
-            os.write(fd, (json.dumps(payload) + "\n").encode())
-        except OSError:
-            return False
-        # the fd stays open until the run has ended: a pipe keeps its data only while
-        # someone has it open, and the job may not have opened it yet
-        return True
+        return fd is not None and releases.write(fd, payload)
 
     def held_unreleased(self, run_dir: Path) -> bool:
-        spec = rundir.read_spec(run_dir)
-        if spec is None:
-            return False
-        released = run_dir / rundir.JOB / rundir.RELEASED
-        return bool(spec.get("held")) and not released.exists()
+        return releases.unreleased(run_dir, rundir.JOB)
 
     def launched(self, run_dir: Path) -> bool:
         return rundir.launched(run_dir)

@@ -20,7 +20,7 @@ from typing import Any
 
 from docker.errors import NotFound
 
-from dockyard.controller.executors import sandbox
+from dockyard.controller.executors import releases, sandbox
 from dockyard.controller.executors.base import CODE_IN_CONTAINER, ExitStatus, RunPlan
 from dockyard.controller.executors.docker.config import (
     CA_PATH,
@@ -83,12 +83,16 @@ class Containers:
         work = plan.run_dir / rundir.WORK
         (work / "scratch").mkdir(parents=True, exist_ok=True)
         plan.var.mkdir(parents=True, exist_ok=True)
-        user = self._user(plan, work)
+        uid = self._uid(plan)
+        user = self._user(plan, work, uid)
         name = container_name(plan.run_id)
         volumes = self._volumes(plan, work)
         shim = ["python", "-u", IN_CONTAINER["shim"]]
         if plan.launch_args is None:  # held: waits, imports done, for its launch arguments
-            fifo = self._release_fifo(plan.run_dir, user)
+            fd = releases.open_fifo(plan.run_dir, uid)
+            with self._lock:
+                self._releases[plan.run_dir] = fd
+            fifo = plan.run_dir / rundir.RELEASE
             volumes[str(fifo)] = {"bind": IN_CONTAINER["release"], "mode": "ro"}
             marker = f"{IN_CONTAINER['work']}/{rundir.RELEASED}"
             hold = str(plan.hold_timeout_s)
@@ -122,17 +126,6 @@ class Containers:
         self.images.record_use(tag)
 
     # held runs ------------------------------------------------------------------------------
-    def _release_fifo(self, run_dir: Path, user: str) -> Path:
-        """The FIFO a held run's launch arguments are written to, the job's user's to read."""
-        fifo = run_dir / rundir.RELEASE
-        os.mkfifo(fifo, 0o600)
-        uid = int(user.split(":")[0]) if user and user.split(":")[0].isdigit() else None
-        if uid is not None and uid != os.geteuid():
-            os.chown(fifo, uid, uid)
-        with self._lock:
-            self._releases[run_dir] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
-        return fifo
-
     def release(self, run_dir: Path, payload: dict[str, Any]) -> bool:
         """Hand a held run its launch arguments (or `{"discard": true}`); False if it is not
         one this controller holds. Its secrets were written just before: the log hides them
@@ -143,16 +136,10 @@ class Containers:
             return False
         if "args" in payload:
             self.logs.reload_secrets(run_dir)
-        try:
-            os.write(fd, (json.dumps(payload) + "\n").encode())
-        except OSError:
-            return False
-        return True
+        return releases.write(fd, payload)
 
     def held_unreleased(self, run_dir: Path) -> bool:
-        spec = rundir.read_spec(run_dir)
-        released = run_dir / rundir.WORK / rundir.RELEASED
-        return spec is not None and bool(spec.get("held")) and not released.exists()
+        return releases.unreleased(run_dir, rundir.WORK)
 
     def _close_release(self, run_dir: Path) -> None:
         with self._lock:
@@ -160,14 +147,15 @@ class Containers:
         if fd is not None:
             os.close(fd)
 
-    def _user(self, plan: RunPlan, work: Path) -> str:
-        """The workspace's own uid when the server is root (as on the local executor), with
-        the run's folders made its; else the server's uid."""
-        uid = (
-            sandbox.workspace_user(self.config.uid_base, plan.workspace_id)
-            if self.config.uid_base is not None
-            else None
-        )
+    def _uid(self, plan: RunPlan) -> int | None:
+        """The workspace's own uid when the server is root (as on the local executor)."""
+        if self.config.uid_base is None:
+            return None
+        return sandbox.workspace_user(self.config.uid_base, plan.workspace_id)
+
+    def _user(self, plan: RunPlan, work: Path, uid: int | None) -> str:
+        """The container's user: the workspace's own uid, with the run's folders made its;
+        else the server's uid."""
         if uid is None:
             return self.config.user
         sandbox.give_all((plan.settings, plan.code, plan.var, work), uid)
